@@ -1,0 +1,3 @@
+from rnnchat.cli import main
+
+raise SystemExit(main())

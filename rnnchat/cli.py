@@ -1,0 +1,172 @@
+"""Command line: argument parsing and one small function per subcommand (the logic lives elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rnnchat import __version__
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as `rnnchat: error: ...`, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def not_implemented(name: str, issue: int):
+    def run(args: argparse.Namespace) -> int:
+        print(f"rnnchat {name}: not implemented yet (tracked in issue {issue})", file=sys.stderr)
+        return EXIT_USAGE
+    return run
+
+
+# -- corpus ---------------------------------------------------------------------------------------------------
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    from rnnchat import corpora
+    for name in args.names or corpora.NAMES:
+        stats = corpora.build(name, progress=not args.quiet)
+        print(corpora.format_stats(stats))
+    return 0
+
+
+def cmd_corpus_stats(args: argparse.Namespace) -> int:
+    from rnnchat import corpora
+    for name in args.names or corpora.NAMES:
+        stats = corpora.stats(name)
+        print(json.dumps(stats, indent=2) if args.json else corpora.format_stats(stats))
+    return 0
+
+
+# -- info ------------------------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from rnnchat.checkpoint import format_header, read_header
+    for path in args.paths:
+        header = read_header(path)
+        if args.json:
+            print(json.dumps({k: v for k, v in header.items() if k != "vocab" or args.vocab}, indent=2))
+        else:
+            print(format_header(header))
+    return 0
+
+
+# -- train / eval ----------------------------------------------------------------------------------------------
+def cmd_train_lm(args: argparse.Namespace) -> int:
+    from rnnchat.train.lm import LMTrainArgs, train_lm
+    fields = LMTrainArgs.__dataclass_fields__
+    train_lm(LMTrainArgs(**{k: v for k, v in vars(args).items() if k in fields}))
+    return 0
+
+
+def cmd_train_plot(args: argparse.Namespace) -> int:
+    from rnnchat.train.curves import plot_curves
+    path = Path(args.run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise CommandError(f"{path} does not exist: is {args.run_dir} a training run directory?")
+    print(plot_curves(path))
+    return 0
+
+
+def cmd_eval_lm(args: argparse.Namespace) -> int:
+    from rnnchat import corpora
+    from rnnchat.train.lm import evaluate, load_lm, stream
+    model, vocab, _ = load_lm(args.checkpoint)
+    result = evaluate(model, stream(corpora.load_chitchat(args.split), vocab))
+    result = {"perplexity": result["perplexity"], "loss": result["loss"], "tokens": result["tokens"],
+              "split": args.split, "checkpoint": str(args.checkpoint)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.split} perplexity {result['perplexity']:.2f} over {result['tokens']:,} tokens "
+              f"({args.checkpoint})")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from rnnchat.train.lm import DEFAULT_CHECKPOINT, LMTrainArgs
+
+    p = argparse.ArgumentParser(prog="rnnchat", description="Offline RNN chat and text generation (NumPy).")
+    p.add_argument("--version", action="version", version=f"rnnchat {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("chat", help="Textual chat app (default)").set_defaults(func=not_implemented("chat", 7))
+    sub.add_parser("repl", help="line REPL (prompt_toolkit)").set_defaults(func=not_implemented("repl", 7))
+    sub.add_parser("generate", help="continue a prompt; batch mode").set_defaults(
+        func=not_implemented("generate", 4))
+    sub.add_parser("sentiment", help="score text").set_defaults(func=not_implemented("sentiment", 6))
+
+    info = sub.add_parser("info", help="print a checkpoint's header")
+    info.add_argument("paths", nargs="+", metavar="PATH")
+    info.add_argument("--json", action="store_true", help="print the header as JSON")
+    info.add_argument("--vocab", action="store_true", help="with --json, include the vocabulary")
+    info.set_defaults(func=cmd_info)
+
+    corpus = sub.add_parser("corpus", help="build and inspect the training corpora")
+    csub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
+    b = csub.add_parser("build", help="build corpora from their PyPI packages into corpora/build")
+    b.add_argument("names", nargs="*", metavar="NAME",
+                   help="chitchat and/or vader (default: both)")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.set_defaults(func=cmd_corpus_build)
+    s = csub.add_parser("stats", help="sizes, vocabulary coverage and split counts")
+    s.add_argument("names", nargs="*", metavar="NAME", help="chitchat and/or vader (default: both)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_corpus_stats)
+
+    train = sub.add_parser("train", help="train a model")
+    tsub = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
+    d = LMTrainArgs()
+    lm = tsub.add_parser("lm", help="the LSTM language model (resumable; Ctrl+C saves)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    lm.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    lm.add_argument("--run-dir", type=Path, default=d.run_dir, help="run directory (state, metrics)")
+    lm.add_argument("--out", type=Path, default=d.out, help="best checkpoint path")
+    for name in ("vocab_size", "hidden", "layers", "batch_size", "bptt", "eval_every", "seed"):
+        lm.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("dropout", "lr", "clip", "epochs"):
+        lm.add_argument(f"--{name}", type=float, default=getattr(d, name))
+    lm.add_argument("--max-train-convs", type=int, default=None, help="use only the first N conversations")
+    lm.set_defaults(func=cmd_train_lm)
+    tsub.add_parser("seq2seq", help="the seq2seq chat model").set_defaults(func=not_implemented("train seq2seq", 5))
+    tsub.add_parser("sentiment", help="the sentiment classifier").set_defaults(
+        func=not_implemented("train sentiment", 6))
+    plot = tsub.add_parser("plot", help="plot a run's training curve in the terminal")
+    plot.add_argument("run_dir", nargs="?", default="runs/lm")
+    plot.set_defaults(func=cmd_train_plot)
+
+    ev = sub.add_parser("eval", help="evaluate a model")
+    esub = ev.add_subparsers(dest="eval_command", metavar="MODEL", required=True)
+    el = esub.add_parser("lm", help="language-model perplexity")
+    el.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    el.add_argument("--split", choices=["val", "test"], default="val")
+    el.add_argument("--json", action="store_true")
+    el.set_defaults(func=cmd_eval_lm)
+    esub.add_parser("seq2seq").set_defaults(func=not_implemented("eval seq2seq", 5))
+    esub.add_parser("sentiment").set_defaults(func=not_implemented("eval sentiment", 6))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rnnchat.checkpoint import CheckpointError
+    from rnnchat.corpora import CorpusError
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv or ["chat"])
+    if not hasattr(args, "func"):
+        args = parser.parse_args(["chat", *argv])
+    try:
+        return args.func(args)
+    except (CommandError, CheckpointError, CorpusError) as e:
+        print(f"rnnchat: error: {e}", file=sys.stderr)
+        return getattr(e, "code", 1)
+    except KeyboardInterrupt:
+        print("rnnchat: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Models composed from nn layers: language model, seq2seq, sentiment."""

@@ -1,0 +1,164 @@
+"""Feed-forward layers: embedding, linear over time, inverted dropout, masked softmax cross-entropy.
+
+Every layer keeps `params` and `grads` (dicts of arrays with the same keys) and has `forward` / `backward`.
+Sequence tensors are batch-major: (N, T, ...).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Layer:
+    """Base class: a layer owns `params` and the matching `grads`."""
+
+    params: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+    training: bool = True
+
+    def _init_grads(self) -> None:
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+
+def uniform_init(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype) -> np.ndarray:
+    """U(-scale, scale) weights in `dtype`."""
+    return rng.uniform(-scale, scale, size=shape).astype(dtype)
+
+
+class Embedding(Layer):
+    """Token ids (N, T) -> vectors (N, T, D). Backward accumulates repeated ids."""
+
+    def __init__(self, vocab_size: int, dim: int, *, rng: np.random.Generator, dtype=np.float32, scale: float = 0.1):
+        self.params = {"W": uniform_init(rng, (vocab_size, dim), scale, dtype)}
+        self._init_grads()
+        self._ids: np.ndarray | None = None
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        self._ids = ids
+        return self.params["W"][ids]
+
+    def backward(self, dout: np.ndarray) -> None:
+        dW = self.grads["W"]
+        dW.fill(0)
+        np.add.at(dW, self._ids.ravel(), dout.reshape(-1, dW.shape[1]))
+
+
+class Linear(Layer):
+    """y = x @ W + b over the last axis of any (..., D_in) input."""
+
+    def __init__(self, d_in: int, d_out: int, *, rng: np.random.Generator, dtype=np.float32, bias: bool = True):
+        scale = 1.0 / np.sqrt(d_in)
+        self.params = {"W": uniform_init(rng, (d_in, d_out), scale, dtype)}
+        if bias:
+            self.params["b"] = np.zeros(d_out, dtype)
+        self._init_grads()
+        self._x: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        y = x @ self.params["W"]
+        if "b" in self.params:
+            y += self.params["b"]
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        W = self.params["W"]
+        x2 = self._x.reshape(-1, W.shape[0])
+        dy2 = dy.reshape(-1, W.shape[1])
+        np.dot(x2.T, dy2, out=self.grads["W"])
+        if "b" in self.params:
+            dy2.sum(axis=0, out=self.grads["b"])
+        return (dy2 @ W.T).reshape(self._x.shape)
+
+
+class TiedOutput(Layer):
+    """Output projection whose weight IS the embedding matrix (shared by identity): logits = h @ E.T + b.
+
+    Its gradient for `W` is kept in its own buffer; `ParamSet` sums it with the embedding's gradient once.
+    """
+
+    def __init__(self, embedding: Embedding):
+        W = embedding.params["W"]
+        self.params = {"W": W, "b": np.zeros(W.shape[0], W.dtype)}
+        self._init_grads()
+        self._h: np.ndarray | None = None
+
+    def forward(self, h: np.ndarray) -> np.ndarray:
+        self._h = h
+        y = h @ self.params["W"].T
+        y += self.params["b"]
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        W = self.params["W"]
+        h2 = self._h.reshape(-1, W.shape[1])
+        dy2 = dy.reshape(-1, W.shape[0])
+        np.dot(dy2.T, h2, out=self.grads["W"])
+        dy2.sum(axis=0, out=self.grads["b"])
+        return (dy2 @ W).reshape(self._h.shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: scales kept units by 1/(1-p) in training, identity at eval.
+
+    Used between layers (on each layer's input/output), never on the recurrent h -> h connection.
+    """
+
+    def __init__(self, p: float, *, rng: np.random.Generator):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout p must be in [0, 1), got {p}")
+        self.p = p
+        self.rng = rng
+        self.params, self.grads = {}, {}
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        return x * self._mask
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout if self._mask is None else dout * self._mask
+
+
+class SoftmaxCrossEntropy:
+    """Mean cross-entropy of logits (..., V) against integer targets, ignoring `ignore_index` positions.
+
+    `forward` returns (mean loss over counted positions, number of counted positions). The probabilities are
+    computed in place in the logits buffer, so `backward` costs one scaling pass and no V-sized temporaries.
+    """
+
+    def __init__(self, ignore_index: int | None = 0):
+        self.ignore_index = ignore_index
+        self._probs: np.ndarray | None = None
+
+    def forward(self, logits: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
+        V = logits.shape[-1]
+        z = logits.reshape(-1, V)
+        t = targets.reshape(-1)
+        rows = np.arange(t.size)
+        z -= z.max(axis=1, keepdims=True)
+        target_logit = z[rows, t]
+        np.exp(z, out=z)
+        total = z.sum(axis=1)
+        nll = np.log(total) - target_logit
+        if self.ignore_index is None:
+            keep = np.ones(t.size, bool)
+        else:
+            keep = t != self.ignore_index
+        count = int(keep.sum())
+        weight = keep.astype(z.dtype) / max(count, 1)  # d(mean loss)/d(nll) per position
+        self._probs, self._targets, self._weight = z, t, weight
+        self._scale = weight / total
+        self._shape = logits.shape
+        return float(nll[keep].sum() / max(count, 1)), count
+
+    def backward(self) -> np.ndarray:
+        """Gradient of the mean loss w.r.t. the logits (overwrites and returns the forward's buffer)."""
+        z = self._probs
+        z *= self._scale[:, None]
+        z[np.arange(z.shape[0]), self._targets] -= self._weight
+        return z.reshape(self._shape)

@@ -1,0 +1,144 @@
+"""Parameters with shared (tied) weights, optimizers (SGD with decay, Adam) and global-norm clipping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from rnnchat.nn.layers import Layer
+
+
+class ParamSet:
+    """The unique parameters of named layers, with their gradients.
+
+    A weight shared by several layers (the tied embedding / output matrix) is recognised by identity
+    (`is`, never by value) and appears once; its gradient is the sum of its owners' gradients, summed once
+    per `grads()` call into a reused buffer.
+    """
+
+    def __init__(self, layers: Iterable[tuple[str, Layer]]):
+        self.names: list[str] = []
+        self.params: list[np.ndarray] = []
+        self._owners: list[list[tuple[Layer, str]]] = []
+        index: dict[int, int] = {}
+        for lname, layer in layers:
+            for key, p in layer.params.items():
+                i = index.get(id(p))
+                if i is None:
+                    index[id(p)] = len(self.params)
+                    self.names.append(f"{lname}.{key}")
+                    self.params.append(p)
+                    self._owners.append([(layer, key)])
+                else:
+                    self._owners[i].append((layer, key))
+        self._sum_bufs: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def named(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.params))
+
+    def grads(self) -> list[np.ndarray]:
+        out = []
+        for i, owners in enumerate(self._owners):
+            if len(owners) == 1:
+                layer, key = owners[0]
+                out.append(layer.grads[key])
+                continue
+            buf = self._sum_bufs.setdefault(i, np.empty_like(self.params[i]))
+            layer, key = owners[0]
+            np.copyto(buf, layer.grads[key])
+            for layer, key in owners[1:]:
+                buf += layer.grads[key]
+            out.append(buf)
+        return out
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        """Copy arrays into the parameters in place (shapes must match), so ties stay intact."""
+        for name, p in zip(self.names, self.params):
+            np.copyto(p, arrays[name].astype(p.dtype, copy=False))
+
+
+def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
+    """Scale grads in place so their global L2 norm is at most max_norm; returns the norm before clipping."""
+    total = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads)))
+    if max_norm > 0 and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for g in grads:
+            g *= scale
+    return total
+
+
+class SGD:
+    """Plain SGD (optional momentum); `decay` multiplies the learning rate by itself at each `decay_lr()`."""
+
+    def __init__(self, params: list[np.ndarray], lr: float = 1.0, momentum: float = 0.0, decay: float = 1.0):
+        self.params, self.lr, self.momentum, self.decay = params, lr, momentum, decay
+        self.velocity = [np.zeros_like(p) for p in params] if momentum else []
+        self.step_count = 0
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        self.step_count += 1
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if self.momentum:
+                v = self.velocity[i]
+                v *= self.momentum
+                v += g
+                g = v
+            p -= self.lr * g
+
+    def decay_lr(self) -> None:
+        self.lr *= self.decay
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Moment arrays (lr and step_count are plain attributes, saved by the caller)."""
+        return {f"v{i}": v for i, v in enumerate(self.velocity)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for i, v in enumerate(self.velocity):
+            np.copyto(v, state[f"v{i}"])
+
+
+class Adam:
+    """Adam (Kingma & Ba) with bias correction, updating parameters in place."""
+
+    def __init__(self, params: list[np.ndarray], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, decay: float = 1.0):
+        self.params, self.lr, self.betas, self.eps, self.decay = params, lr, betas, eps, decay
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self._tmp = [np.empty_like(p) for p in params]
+        self.step_count = 0
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        self.step_count += 1
+        b1, b2 = self.betas
+        t = self.step_count
+        lr_t = self.lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        eps_t = self.eps * np.sqrt(1 - b2 ** t)  # same as eps added to the bias-corrected sqrt(v)
+        for p, g, m, v, tmp in zip(self.params, grads, self.m, self.v, self._tmp):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1 - b2
+            v += tmp
+            np.sqrt(v, out=tmp)
+            tmp += eps_t
+            np.divide(m, tmp, out=tmp)
+            tmp *= lr_t
+            p -= tmp
+
+    def decay_lr(self) -> None:
+        self.lr *= self.decay
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Moment arrays (lr and step_count are plain attributes, saved by the caller)."""
+        return {f"m{i}": m for i, m in enumerate(self.m)} | {f"v{i}": v for i, v in enumerate(self.v)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for i in range(len(self.params)):
+            np.copyto(self.m[i], state[f"m{i}"])
+            np.copyto(self.v[i], state[f"v{i}"])

@@ -1,0 +1,252 @@
+"""Word-level tokenizer, vocabulary and (streaming) detokenizer.
+
+``tokenize`` lowercases text into words (contractions kept whole), numbers,
+punctuation, emoticons, emoji and URLs.  It is a pure function that never
+raises on a ``str`` and runs in linear time.  ``detokenize`` and the streaming
+``Detokenizer`` turn tokens back into readable, capitalised text.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import unicodedata
+from collections import Counter
+from typing import Iterable, Sequence
+
+PAD, UNK, EOM, EOT = "<pad>", "<unk>", "<eom>", "<eot>"
+SPECIALS: tuple[str, ...] = (PAD, UNK, EOM, EOT)
+
+
+def _mark_class() -> str:
+    """Regex class of the Unicode combining marks (category M) below U+1F000.
+
+    The only marks above are variation selectors, which ``tokenize`` removes.
+    """
+    ranges: list[list[int]] = []
+    for cp in range(0x1F000):
+        if unicodedata.category(chr(cp))[0] == "M":
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+    return "[" + "".join(rf"\U{a:08x}-\U{b:08x}" for a, b in ranges) + "]"
+
+
+# Control characters, lone surrogates and invisible separators become spaces;
+# soft hyphens, bidi marks, word joiners, variation selectors and tag
+# characters are removed.  ZWJ survives to glue emoji sequences together.
+_SPACE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff\ud800-\udfff]+")
+_INVISIBLE_RE = re.compile(
+    r"[\u00ad\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    r"\ufe00-\ufe0f\U000e0000-\U000e01ef]+"
+)
+_NORMALISE = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"',
+     "\u201e": '"', "\u2026": "..."}
+)
+
+# Letters/digits with any combining marks (Devanagari, decomposed accents...).
+_WORD = rf"[^\W_]+(?:{_mark_class()}+[^\W_]*)*"
+_EMOJI = r"[\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff][\U0001f3fb-\U0001f3ff]*"
+_URL_CHAR = r"[^\s<>\"'.,!?;:()\[\]{}]"
+_TOKEN_RE = re.compile(
+    r"(?=[^\s\u200d])(?:"  # the lookahead lets the regex engine skip whitespace fast
+    + "|".join((
+        rf"(?:https?://|www\.)(?:{_URL_CHAR}|[.,!?;:](?={_URL_CHAR}))+",  # URL
+        r"\d+(?:[.,:]\d+)+",  # number with separators: 3.14, 1,000, 10:30
+        rf"{_WORD}(?:'{_WORD})*",  # word or contraction: don't, o'clock, 42
+        r"[:;=]'?-?[)(\]\[]|[:;]'?-?(?:[|*]|/(?!/)|[dpo](?!\w))|</?3(?!\d)",  # emoticon
+        r"[\U0001f1e6-\U0001f1ff]{1,2}",  # flag (regional-indicator pair)
+        rf"{_EMOJI}(?:\u200d{_EMOJI})*",  # emoji, with skin tones / ZWJ sequences
+        r"\.{2,}|[!?]{2,}|-{2,}",  # punctuation runs: ..., ?!, --
+        r"[^\s\u200d]",  # any other single character; stray ZWJs are skipped
+    ))
+    + ")"
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Split ``text`` into lowercased tokens; never raises, linear time, pure."""
+    text = _INVISIBLE_RE.sub("", _SPACE_RE.sub(" ", text))
+    text = unicodedata.normalize("NFC", text).translate(_NORMALISE).lower()
+    # Letter emoticons are canonicalised to upper case (":d" -> ":D").
+    return [
+        t.upper() if t[0] in ":;" and t[-1] in "dpo" else t
+        for t in _TOKEN_RE.findall(text)
+    ]
+
+
+_CLOSERS = frozenset(",.!?;:)]}%…")
+_OPENERS = frozenset("([{$#@£€¿¡")
+_TIGHT = frozenset("-/")  # joined on both sides: e-mail, and/or
+_QUOTES = frozenset("\"'")
+_SPECIAL_SET = frozenset(SPECIALS)
+
+
+class Detokenizer:
+    """Streaming detokenizer: ``push`` tokens one at a time and append the pieces.
+
+    Joining the pieces returned for a token sequence equals ``detokenize`` of it.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state, ready for a new text."""
+        self._empty = True  # nothing emitted yet
+        self._glue = False  # next token attaches without a space
+        self._force_space = False  # previous token was a special token
+        self._capitalise = True  # next word starts a sentence
+        self._open_quotes: set[str] = set()
+
+    def push(self, token: str) -> str:
+        """Return the text to append for ``token`` (leading space included)."""
+        if not token:
+            return ""
+        if token in _SPECIAL_SET:
+            piece = token if self._empty else " " + token
+            self._empty, self._glue, self._force_space = False, False, True
+            self._capitalise = True
+            self._open_quotes.clear()
+            return piece
+        glue_before = token in _CLOSERS or not token.strip(".!?…") or token in _TIGHT
+        glue_after = token in _OPENERS or token in _TIGHT
+        if token in _QUOTES:
+            closing = token in self._open_quotes
+            self._open_quotes ^= {token}
+            glue_before, glue_after = closing, not closing
+        if token[0].isalnum():
+            url = "://" in token or token.startswith("www.")
+            if token == "i" or token.startswith("i'") or (
+                self._capitalise and token[0].isalpha() and not url
+            ):
+                token = token[0].upper() + token[1:]
+            self._capitalise = False
+        elif not token.strip(".!?") and ".." not in token:
+            self._capitalise = True  # sentence end: . ! ? !! ?!
+        space = not self._empty and (self._force_space or not (self._glue or glue_before))
+        self._empty, self._glue, self._force_space = False, glue_after, False
+        return " " + token if space else token
+
+
+def detokenize(tokens: Iterable[str]) -> str:
+    """Join tokens into readable text with natural spacing and capitalisation."""
+    detok = Detokenizer()
+    return "".join(detok.push(t) for t in tokens)
+
+
+class Vocab:
+    """Token <-> id mapping; ids 0..3 are always ``SPECIALS``."""
+
+    def __init__(self, itos: Sequence[str]) -> None:
+        if not isinstance(itos, (list, tuple)):
+            raise ValueError(f"vocab must be a list of strings, got {type(itos).__name__}")
+        for i, tok in enumerate(itos):
+            if not isinstance(tok, str) or not tok:
+                raise ValueError(f"vocab entry {i} must be a non-empty string, got {tok!r}")
+        if tuple(itos[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(
+                f"vocab must start with the special tokens {list(SPECIALS)}, "
+                f"got {list(itos[: len(SPECIALS)])}"
+            )
+        self.itos: list[str] = list(itos)
+        self.stoi: dict[str, int] = {tok: i for i, tok in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            dup = next(t for t, n in Counter(self.itos).items() if n > 1)
+            raise ValueError(f"vocab contains duplicate token {dup!r}")
+
+    @classmethod
+    def build(
+        cls,
+        token_lists: Iterable[Iterable[str]],
+        max_size: int | None = 10000,
+        min_count: int = 1,
+    ) -> Vocab:
+        """Build from training token lists: most frequent first, ties by token.
+
+        ``max_size`` counts the specials (``None`` = unlimited); tokens seen fewer
+        than ``min_count`` times are left out.
+        """
+        if max_size is not None and max_size < len(SPECIALS):
+            raise ValueError(f"max_size must be at least {len(SPECIALS)}, got {max_size}")
+        if min_count < 1:
+            raise ValueError(f"min_count must be at least 1, got {min_count}")
+        counts: Counter[str] = Counter()
+        for tokens in token_lists:
+            if isinstance(tokens, str):
+                raise TypeError("token_lists must hold lists of tokens, not strings")
+            counts.update(tokens)
+        ranked = sorted(
+            (t for t, n in counts.items() if n >= min_count and t and t not in _SPECIAL_SET),
+            key=lambda t: (-counts[t], t),
+        )
+        if max_size is not None:
+            ranked = ranked[: max_size - len(SPECIALS)]
+        return cls([*SPECIALS, *ranked])
+
+    @classmethod
+    def from_list(cls, tokens: list[str]) -> Vocab:
+        """Rebuild from ``to_list`` output; raises ValueError if it is malformed."""
+        return cls(tokens)
+
+    def to_list(self) -> list[str]:
+        """The tokens in id order (JSON-serialisable)."""
+        return list(self.itos)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self.stoi
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def unk_id(self) -> int:
+        return 1
+
+    @property
+    def eom_id(self) -> int:
+        return 2
+
+    @property
+    def eot_id(self) -> int:
+        return 3
+
+    def encode_tokens(self, tokens: Iterable[str]) -> list[int]:
+        """Map tokens to ids; unknown tokens become ``unk_id``."""
+        return [self.stoi.get(t, self.unk_id) for t in tokens]
+
+    def encode(self, text: str) -> list[int]:
+        """Tokenize ``text`` and map it to ids."""
+        return self.encode_tokens(tokenize(text))
+
+    def ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        """Map ids (Python or NumPy ints) to tokens; raises ValueError if out of range."""
+        out = []
+        for i in ids:
+            i = operator.index(i)
+            if not 0 <= i < len(self.itos):
+                raise ValueError(f"token id {i} out of range for vocab of size {len(self)}")
+            out.append(self.itos[i])
+        return out
+
+    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
+        """Ids to readable text; specials dropped unless ``skip_special`` is False."""
+        tokens = self.ids_to_tokens(ids)
+        if skip_special:
+            tokens = [t for t in tokens if t not in _SPECIAL_SET]
+        return detokenize(tokens)
+
+    def coverage(self, token_lists: Iterable[Iterable[str]]) -> float:
+        """Fraction of tokens that are in the vocab (1.0 when there are none)."""
+        total = known = 0
+        for tokens in token_lists:
+            for t in tokens:
+                total += 1
+                known += t in self.stoi
+        return known / total if total else 1.0

@@ -1,0 +1,1 @@
+"""Batching and the training loop."""

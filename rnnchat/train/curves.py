@@ -1,0 +1,46 @@
+"""Training curves from a run's metrics.jsonl: a terminal plot (plotext) of train and validation perplexity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl file (a torn last line from a crash is skipped)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def curve_series(records: list[dict], x: str = "tokens") -> dict[str, tuple[list[float], list[float]]]:
+    """{"train": (xs, ppls), "val": (xs, ppls)} from the log records."""
+    series = {"train": ([], []), "val": ([], [])}
+    for r in records:
+        for name, key in (("train", "train_ppl"), ("val", "val_perplexity")):
+            if key in r:
+                series[name][0].append(r[x])
+                series[name][1].append(r[key])
+    return series
+
+
+def plot_curves(metrics_path: Path, width: int | None = None, height: int | None = None) -> str:
+    """Render train/val perplexity against tokens seen as terminal text."""
+    import plotext as plt
+
+    series = curve_series(read_metrics(metrics_path))
+    plt.clf()
+    plt.theme("clear")
+    if width and height:
+        plt.plotsize(width, height)
+    for name, (xs, ys) in series.items():
+        if xs:
+            plt.plot([x / 1e6 for x in xs], ys, label=f"{name} perplexity", marker="braille")
+    plt.xlabel("tokens seen (millions)")
+    plt.yscale("log")
+    plt.title(f"training curve: {metrics_path}")
+    return plt.build()

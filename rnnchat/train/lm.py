@@ -1,0 +1,140 @@
+"""Language-model task: chitchat conversations -> one token stream -> truncated BPTT -> checkpoint.
+
+Each message is its tokens followed by `<eom>`; each turn ends with `<eot>`; conversations follow one another
+in the stream, so the model learns both to continue text and to answer as the next speaker.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnchat import corpora
+from rnnchat.checkpoint import load_checkpoint, save_checkpoint
+from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
+from rnnchat.nn import Adam
+from rnnchat.text import Vocab, tokenize
+from rnnchat.train.batches import StreamBatches
+from rnnchat.train.trainer import TrainConfig, Trainer
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "lm.npz"
+
+
+def conversation_ids(conv: dict, vocab: Vocab) -> list[int]:
+    """A conversation as ids: message <eom> ... <eot> per turn."""
+    ids: list[int] = []
+    for turn in conv["turns"]:
+        for msg in turn:
+            ids += vocab.encode(msg)
+            ids.append(vocab.eom_id)
+        ids.append(vocab.eot_id)
+    return ids
+
+
+def stream(convs: list[dict], vocab: Vocab) -> np.ndarray:
+    """All conversations as one int32 token stream."""
+    out: list[int] = []
+    for conv in convs:
+        out += conversation_ids(conv, vocab)
+    return np.asarray(out, np.int32)
+
+
+def build_vocab(convs: list[dict], max_size: int, min_count: int = 1) -> Vocab:
+    return Vocab.build((tokenize(m) for c in convs for t in c["turns"] for m in t), max_size=max_size,
+                       min_count=min_count)
+
+
+def evaluate(model: LanguageModel, tokens: np.ndarray, batch_size: int = 16, bptt: int = 64) -> dict:
+    """Perplexity over a token stream, state carried across windows, dropout off."""
+    model.train(False)
+    model.reset_state()
+    batches = StreamBatches(tokens, batch_size, bptt)
+    total, count = 0.0, 0
+    for i in range(len(batches)):
+        x, y = batches[i]
+        loss, n = model.loss(x, y)
+        total += loss * n
+        count += n
+    mean = total / max(count, 1)
+    return {"loss": mean, "perplexity": math.exp(mean), "tokens": count}
+
+
+def corpus_info() -> dict:
+    return {"name": "chitchat", "manifest_sha256": corpora.manifest_hash("chitchat")}
+
+
+def save_lm(model: LanguageModel, vocab: Vocab, path: Path, metrics: dict, extra: dict | None = None,
+            float16: bool = True) -> None:
+    header = {"model": "lm", "config": model.header_config(), "vocab": vocab.to_list(),
+              "corpus": corpus_info(),
+              "metrics": metrics, **(extra or {})}
+    save_checkpoint(path, model.arrays(), header, float16=float16)
+
+
+def load_lm(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[LanguageModel, Vocab, dict]:
+    arrays, header = load_checkpoint(path, lambda h: lm_spec(h["config"]), model="lm")
+    vocab = Vocab.from_list(header["vocab"])
+    config = LMConfig.from_dict(header["config"])
+    if config.vocab_size != len(vocab):
+        from rnnchat.checkpoint import CheckpointError
+        raise CheckpointError(f"{path}: config vocab_size {config.vocab_size} != vocabulary length {len(vocab)}")
+    model = LanguageModel(config)
+    model.load_arrays(arrays)
+    model.train(False)
+    return model, vocab, header
+
+
+@dataclass
+class LMTrainArgs:
+    run_dir: Path = Path("runs/lm")
+    out: Path = DEFAULT_CHECKPOINT
+    resume: bool = False
+    vocab_size: int = 10_000
+    hidden: int = 512
+    layers: int = 2
+    dropout: float = 0.3
+    batch_size: int = 64
+    bptt: int = 32
+    lr: float = 2e-3
+    clip: float = 0.5
+    epochs: float = 10.0
+    eval_every: int = 400
+    max_train_convs: int | None = None   # a slice of the corpus (tests, quick runs)
+    seed: int = 0
+
+
+def train_lm(a: LMTrainArgs) -> dict:
+    """Train (or resume) the LM; writes the run directory and the best checkpoint to `a.out`."""
+    t0 = time.monotonic()
+    train_convs = corpora.load_chitchat("train")[: a.max_train_convs]
+    val_convs = corpora.load_chitchat("val")[: None if a.max_train_convs is None else max(1, a.max_train_convs // 10)]
+    vocab = build_vocab(train_convs, a.vocab_size)
+    train_tokens, val_tokens = stream(train_convs, vocab), stream(val_convs, vocab)
+    print(f"vocab {len(vocab)}, train {len(train_tokens):,} tokens, val {len(val_tokens):,} tokens "
+          f"({time.monotonic() - t0:.1f}s)", file=sys.stderr)
+    config = LMConfig(vocab_size=len(vocab), hidden=a.hidden, layers=a.layers, dropout=a.dropout)
+    model = LanguageModel(config, seed=a.seed)
+    opt = Adam(model.params.params, lr=a.lr)
+    batches = StreamBatches(train_tokens, a.batch_size, a.bptt)
+    hyper = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+
+    def step_fn(batch):
+        return model.train_step(*batch)
+
+    def save_best(metrics: dict) -> None:
+        save_lm(model, vocab, a.out, {"val_perplexity": metrics["perplexity"], "val_tokens": metrics["tokens"],
+                                      "train_tokens_seen": trainer.tokens_seen, "epoch": trainer.epoch},
+                extra={"training": hyper})
+
+    trainer = Trainer(a.run_dir, model, opt, batches, step_fn, lambda: evaluate(model, val_tokens), save_best,
+                      TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every),
+                      header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_info()})
+    if a.resume and trainer.state_path.exists():
+        trainer.load_state()
+        print(f"resumed at step {trainer.step} (epoch {trainer.epoch}, batch {trainer.position})", file=sys.stderr)
+    return trainer.fit()

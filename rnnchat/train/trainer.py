@@ -1,0 +1,191 @@
+"""The training loop: progress, periodic validation, best checkpoint, exact resume, JSONL metrics.
+
+A run lives in a directory: `state.npz` (model + optimizer + RNG + data position, written atomically at least
+every `checkpoint_every_s` seconds, at each validation and on Ctrl+C), `metrics.jsonl` (one JSON object per
+log/validation event) and whatever `save_best` writes when validation improves. `--resume` reloads
+`state.npz` and continues the same trajectory: same batches, same dropout masks, same optimizer moments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rnnchat.checkpoint import load_checkpoint, save_checkpoint
+from rnnchat.nn import ParamSet, clip_grad_norm
+from rnnchat.train.progress import Progress
+
+
+class TrainableModel(Protocol):
+    params: ParamSet
+    rng: np.random.Generator
+
+    def train(self, mode: bool = True) -> None: ...
+    def reset_state(self) -> None: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good state on disk is kept."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 10.0
+    clip: float = 0.25
+    eval_every: int = 500           # steps
+    log_every: int = 50             # steps
+    checkpoint_every_s: float = 600.0
+    lr_decay_on_plateau: float = 0.5  # multiply lr when validation does not improve (1.0 = never)
+    extra: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Runs `step_fn(batch)` over `batches` epoch after epoch.
+
+    `step_fn(batch) -> (mean loss, tokens)` computes gradients; the trainer clips, steps the optimizer,
+    validates with `evaluate() -> dict` (must hold "loss"), and calls `save_best(metrics)` on improvement.
+    `start_epoch()` is called at each epoch start (e.g. to reset a carried state).
+    """
+
+    def __init__(self, run_dir: Path, model: TrainableModel, optimizer, batches, step_fn: Callable,
+                 evaluate: Callable[[], dict], save_best: Callable[[dict], None], config: TrainConfig,
+                 start_epoch: Callable[[], None] | None = None, header: dict | None = None):
+        self.run_dir = Path(run_dir)
+        self.model, self.opt, self.batches = model, optimizer, batches
+        self.step_fn, self.evaluate, self.save_best = step_fn, evaluate, save_best
+        self.start_epoch_fn = start_epoch or model.reset_state
+        self.cfg = config
+        self.header = header or {}
+        self.step = 0
+        self.epoch = 0
+        self.position = 0       # next batch index within the epoch
+        self.tokens_seen = 0
+        self.best_loss = math.inf
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "state.npz"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    # -- persistence ----------------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        arrays = {f"model.{k}": v for k, v in self.model.params.named().items()}
+        arrays |= {f"optim.{k}": np.asarray(v) for k, v in self.opt.state_dict().items()}
+        header = {**self.header, "model": "train-state", "config": {}, "metrics": {}, "progress": {
+            "step": self.step, "lr": self.opt.lr, "opt_steps": self.opt.step_count, "epoch": self.epoch, "position": self.position, "tokens_seen": self.tokens_seen,
+            "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
+            "rng": self.model.rng.bit_generator.state,
+            "carried_state": self._carried_state_names()}}
+        arrays |= self._carried_state_arrays()
+        save_checkpoint(self.state_path, arrays, header)
+
+    def _carried_state_arrays(self) -> dict[str, np.ndarray]:
+        state = getattr(self.model, "state", None)
+        if not state:
+            return {}
+        return {f"carry.{i}.{j}": s for i, layer in enumerate(state) for j, s in enumerate(layer)}
+
+    def _carried_state_names(self) -> list[str]:
+        return sorted(self._carried_state_arrays())
+
+    def load_state(self) -> None:
+        arrays, header = load_checkpoint(self.state_path, model="train-state", dtype=np.float32)
+        self.model.params.load({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        self.opt.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
+        p = header["progress"]
+        self.step, self.epoch, self.position = p["step"], p["epoch"], p["position"]
+        self.opt.lr, self.opt.step_count = p["lr"], p["opt_steps"]
+        self.tokens_seen = p["tokens_seen"]
+        self.best_loss = math.inf if p["best_loss"] is None else p["best_loss"]
+        self.model.rng.bit_generator.state = p["rng"]
+        if p["carried_state"]:
+            layers = sorted({int(n.split(".")[1]) for n in p["carried_state"]})
+            self.model.state = [tuple(arrays[f"carry.{i}.{j}"].astype(np.float32) for j in range(2))
+                                for i in layers]
+
+    def log(self, record: dict) -> None:
+        record = {"time": round(time.time(), 1), "step": self.step, "epoch": self.epoch,
+                  "tokens": self.tokens_seen, **record}
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- loop -----------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train until `epochs` are done. Ctrl+C saves the state and re-raises KeyboardInterrupt."""
+        total_steps = int(self.cfg.epochs * len(self.batches))
+        bar = Progress(total_steps, desc="train", initial=self.step)
+        last_save = time.monotonic()
+        window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+        try:
+            while self.step < total_steps:
+                if self.position == 0:
+                    self.start_epoch_fn()
+                self.model.train(True)
+                loss, count = self.step_fn(self.batches[self.position])
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss} at step {self.step}; the last good state is kept in "
+                        f"{self.state_path}. Lower the learning rate or the clip norm and --resume.")
+                grads = self.model.params.grads()
+                clip_grad_norm(grads, self.cfg.clip)
+                self.opt.step(grads)
+                self.step += 1
+                self.tokens_seen += count
+                window_loss += loss * count
+                window_tokens += count
+                self.position += 1
+                if self.position == len(self.batches):
+                    self.position = 0
+                    self.epoch += 1
+                bar.update(self.step, f"loss {loss:.3f}")
+                if self.step % self.cfg.log_every == 0:
+                    elapsed = time.monotonic() - window_start
+                    mean = window_loss / max(window_tokens, 1)
+                    self.log({"train_loss": mean, "train_ppl": math.exp(min(mean, 50)),
+                              "tok_per_s": window_tokens / max(elapsed, 1e-9), "lr": self.opt.lr})
+                    window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+                if self.step % self.cfg.eval_every == 0 or self.step == total_steps:
+                    self.validate()
+                    self.save_state()
+                    last_save = time.monotonic()
+                elif time.monotonic() - last_save > self.cfg.checkpoint_every_s:
+                    self.save_state()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"\ninterrupted: saving {self.state_path} (continue with --resume)", file=sys.stderr)
+            self.save_state()
+            raise
+        bar.close()
+        return {"step": self.step, "epoch": self.epoch, "best_loss": self.best_loss}
+
+    def validate(self) -> dict:
+        carried = getattr(self.model, "state", None)
+        self.model.train(False)
+        metrics = self.evaluate()
+        self.model.train(True)
+        if carried is not None:
+            self.model.state = carried
+        improved = metrics["loss"] < self.best_loss
+        if improved:
+            self.best_loss = metrics["loss"]
+            self.save_best(metrics)
+        elif self.cfg.lr_decay_on_plateau != 1.0:
+            self.opt.lr *= self.cfg.lr_decay_on_plateau
+        self.log({**{f"val_{k}": v for k, v in metrics.items()}, "improved": improved, "lr": self.opt.lr})
+        print(f"\nstep {self.step} epoch {self.epoch}: " +
+              " ".join(f"val {k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)) +
+              (" (best)" if improved else ""), file=sys.stderr)
+        return metrics

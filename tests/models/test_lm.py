@@ -1,0 +1,57 @@
+"""The language model: whole-model gradients with tied weights, state carry, checkpoint round trip."""
+
+import numpy as np
+
+from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
+from tests.nn.gradcheck import numerical_grad, rel_error
+
+
+def tiny(dropout=0.0, seed=0):
+    return LanguageModel(LMConfig(vocab_size=11, hidden=5, layers=2, dropout=dropout), seed=seed,
+                         dtype=np.float64)
+
+
+def test_tied_weight_appears_once_and_gets_summed_gradient():
+    m = tiny()
+    for p in m.params.params:  # larger weights: gradients well above finite-difference noise
+        p *= 8
+    assert m.out.params["W"] is m.embed.params["W"]
+    assert m.params.names.count("embed.W") == 1 and "out.W" not in m.params.names
+    assert set(m.params.names) == set(lm_spec(m.header_config()))
+    ids = np.random.default_rng(1).integers(0, 11, (2, 6))
+    x, y = ids[:, :-1], ids[:, 1:]
+
+    def loss():
+        m.reset_state()
+        return m.loss(x, y)[0]
+
+    m.reset_state()
+    m.train_step(x, y)
+    grads = dict(zip(m.params.names, m.params.grads()))
+    np.testing.assert_allclose(grads["embed.W"], m.embed.grads["W"] + m.out.grads["W"])
+    for name, p in m.params.named().items():
+        assert rel_error(grads[name], numerical_grad(loss, p, eps=1e-5)) < 1e-6, name
+
+
+def test_state_carry_equals_one_pass():
+    m = tiny()
+    ids = np.random.default_rng(2).integers(0, 11, (3, 9))
+    whole = m.forward(ids)
+    m.reset_state()
+    parts = np.concatenate([m.forward(ids[:, :4]), m.forward(ids[:, 4:])], axis=1)
+    np.testing.assert_allclose(parts, whole, rtol=1e-12)
+    m.reset_state()
+    assert m.state is None
+
+
+def test_dropout_only_in_training():
+    m = tiny(dropout=0.5)
+    ids = np.random.default_rng(3).integers(0, 11, (2, 5))
+    m.train(False)
+    a = m.forward(ids)
+    m.reset_state()
+    b = m.forward(ids)
+    np.testing.assert_array_equal(a, b)
+    m.train(True)
+    m.reset_state()
+    assert not np.allclose(m.forward(ids), a)

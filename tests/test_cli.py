@@ -1,0 +1,58 @@
+"""The CLI skeleton: help, unimplemented commands exit 2, errors are clear, `python -m rnnchat` works."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnchat.checkpoint import save_checkpoint
+from rnnchat.cli import build_parser, main
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("chat", "repl", "generate", "sentiment", "train", "eval", "corpus", "info"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv", [["repl"], ["train", "seq2seq"], ["eval", "sentiment"]])
+def test_unimplemented_commands_say_so_and_exit_2(argv, capsys):
+    assert main(argv) == 2
+    assert "not implemented" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["frobnicate"])
+    assert e.value.code == 2
+
+
+def test_info_prints_header_and_refuses_garbage(tmp_path, capsys):
+    good = tmp_path / "m.npz"
+    save_checkpoint(good, {"w": np.ones((2, 3), np.float32)},
+                    {"model": "lm", "config": {"hidden": 3}, "vocab": ["<pad>"], "corpus": {}, "metrics": {"x": 1}})
+    assert main(["info", str(good)]) == 0
+    assert "hidden=3" in capsys.readouterr().out
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["info", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rnnchat: error:") and "bad.npz" in err
+    assert main(["info", str(tmp_path / "missing.npz")]) == 1
+
+
+def test_python_dash_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "rnnchat", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("rnnchat ")
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    for argv in (["train", "lm", "--help"], ["eval", "lm", "--help"], ["corpus", "build", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(argv)
+        assert e.value.code == 0

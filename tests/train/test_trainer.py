@@ -1,0 +1,97 @@
+"""Trainer: loss goes down, exact resume, Ctrl+C saves, divergence stops cleanly, metrics log and curve."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnchat.models.lm import LanguageModel, LMConfig
+from rnnchat.nn import Adam
+from rnnchat.train.batches import StreamBatches
+from rnnchat.train.curves import curve_series, plot_curves, read_metrics
+from rnnchat.train.lm import evaluate
+from rnnchat.train.trainer import TrainConfig, Trainer, TrainingDiverged
+
+V = 20
+
+
+def synthetic_tokens(n=4000, seed=0):
+    """A learnable stream: a noisy cycle through the vocabulary."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) % (V - 4) + 4
+    noise = rng.random(n) < 0.1
+    t[noise] = rng.integers(4, V, noise.sum())
+    return t.astype(np.int32)
+
+
+def make_trainer(run_dir, epochs, saved=None, eval_every=10, step_hook=None):
+    model = LanguageModel(LMConfig(vocab_size=V, hidden=16, layers=2, dropout=0.1), seed=3)
+    opt = Adam(model.params.params, lr=3e-2)
+    batches = StreamBatches(synthetic_tokens(), batch_size=8, bptt=10)
+    val = synthetic_tokens(600, seed=1)
+
+    def step_fn(batch):
+        if step_hook:
+            step_hook()
+        return model.train_step(*batch)
+
+    trainer = Trainer(run_dir, model, opt, batches, step_fn, lambda: evaluate(model, val, 4, 10),
+                      lambda m: saved.append(m) if saved is not None else None,
+                      TrainConfig(epochs=epochs, eval_every=eval_every, log_every=5),
+                      header={"vocab": [], "corpus": {"name": "synthetic"}})
+    return trainer, model
+
+
+def test_loss_goes_down_and_metrics_are_logged(tmp_path):
+    saved = []
+    trainer, model = make_trainer(tmp_path, epochs=3, saved=saved)
+    trainer.fit()
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    vals = [r["val_perplexity"] for r in records if "val_perplexity" in r]
+    assert vals[-1] < 0.5 * vals[0]
+    assert saved and saved[-1]["perplexity"] == min(vals)
+    series = curve_series(records)
+    assert len(series["train"][0]) >= 2 and len(series["val"][0]) == len(vals)
+    assert "perplexity" in plot_curves(tmp_path / "metrics.jsonl", 60, 15)
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    straight, m1 = make_trainer(tmp_path / "a", epochs=2)
+    straight.fit()
+    # the same run, stopped after 1 epoch (50 steps, a multiple of eval_every) and resumed
+    first, _ = make_trainer(tmp_path / "b", epochs=1)
+    first.fit()
+    resumed, m2 = make_trainer(tmp_path / "b", epochs=2)
+    resumed.load_state()
+    assert resumed.step == 50 and resumed.epoch == 1 and resumed.position == 0
+    resumed.fit()
+    for a, b in zip(m1.params.params, m2.params.params):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_saves_state_and_reraises(tmp_path):
+    calls = {"n": 0}
+
+    def hook():
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+
+    trainer, _ = make_trainer(tmp_path, epochs=1, step_hook=hook)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    again, _ = make_trainer(tmp_path, epochs=1)
+    again.load_state()
+    assert again.step == 6 and again.position == 6
+
+
+def test_divergence_stops_with_clear_message_and_keeps_last_state(tmp_path):
+    trainer, model = make_trainer(tmp_path, epochs=1)
+    trainer.cfg.epochs = 0.4  # 20 steps, state saved at step 20
+    trainer.fit()
+    before = (tmp_path / "state.npz").read_bytes()
+    trainer.cfg.epochs = 1
+    model.embed.params["W"][:] = np.nan
+    with pytest.raises(TrainingDiverged, match="last good state"):
+        trainer.fit()
+    assert (tmp_path / "state.npz").read_bytes() == before
