@@ -88,6 +88,61 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- generate ------------------------------------------------------------------------------------------------
+def sampling_settings(args: argparse.Namespace) -> "SamplingSettings":
+    from rnnchat.engine.sampling import SamplingSettings, SettingsError
+    try:
+        return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
+                                skip=tuple(args.skip), stop=tuple(args.stop), max_tokens=args.max_tokens,
+                                seed=args.seed)
+    except SettingsError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+
+
+def add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    from rnnchat.engine.sampling import SamplingSettings
+    d = SamplingSettings()
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temperature", "--temp", type=float, default=d.temperature, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=d.top_k, help="0 = off")
+    g.add_argument("--top-p", type=float, default=d.top_p, help="nucleus mass in (0, 1]; 1 = off")
+    g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty, help="1 = off")
+    g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n, help="window of the repeat penalty")
+    g.add_argument("--skip", action="append", default=[], metavar="WORD",
+                   help="never emit WORD (or token id #N); repeatable")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at TEXT; repeatable")
+    g.add_argument("-n", "--max-tokens", type=int, default=d.max_tokens)
+    g.add_argument("-s", "--seed", type=int, default=None, help="same seed + prompt + settings = same text")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rnnchat.engine.engine import Engine
+    from rnnchat.engine.sampling import SettingsError, skip_ids
+    from rnnchat.generate import InputError, read_prompt, run_batch, stream_samples
+    settings = sampling_settings(args)
+    if args.num_samples < 1 or args.batch_size < 1:
+        raise CommandError("--num-samples and --batch-size must be >= 1", EXIT_USAGE)
+    if args.batch and args.out is None:
+        raise CommandError("--batch needs --out FILE for the JSONL results", EXIT_USAGE)
+    engine = Engine(args.checkpoint)
+    try:
+        skip_ids(settings, engine.vocab)
+        if args.batch:
+            bad = run_batch(engine, Path(args.batch), Path(args.out), settings, args.batch_size,
+                            progress=not args.quiet)
+            return 1 if bad else 0
+        prompt = args.prompt
+        if prompt is None:
+            prompt = "-" if not sys.stdin.isatty() else ""
+        stream_samples(engine, read_prompt(prompt), settings, args.num_samples, args.json)
+    except SettingsError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+    except InputError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from rnnchat.train.lm import DEFAULT_CHECKPOINT, LMTrainArgs
@@ -98,8 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("chat", help="Textual chat app (default)").set_defaults(func=not_implemented("chat", 7))
     sub.add_parser("repl", help="line REPL (prompt_toolkit)").set_defaults(func=not_implemented("repl", 7))
-    sub.add_parser("generate", help="continue a prompt; batch mode").set_defaults(
-        func=not_implemented("generate", 4))
+    gen = sub.add_parser("generate", help="continue a prompt (streams to stdout); batch mode to JSONL",
+                         description="Continue PROMPT with the language model. stdout carries only the text; "
+                                     "status goes to stderr. '-' or a pipe reads the prompt from stdin.")
+    gen.add_argument("prompt", nargs="?", help="the text to continue ('-' = stdin; default: empty)")
+    gen.add_argument("--num-samples", type=int, default=1, help="independent continuations of the prompt")
+    gen.add_argument("--json", action="store_true", help="one JSON object per sample (text, tokens, timing)")
+    gen.add_argument("--batch", metavar="FILE", help="prompts file: one per line, or .jsonl objects with "
+                     '"prompt" and their own settings/"seed"/"id"')
+    gen.add_argument("--out", metavar="FILE", help="batch results (JSONL, input order; re-run to resume)")
+    gen.add_argument("--batch-size", type=int, default=64, help="prompts run through the network together")
+    gen.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="language-model checkpoint")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_sampling_flags(gen)
+    gen.set_defaults(func=cmd_generate)
     sub.add_parser("sentiment", help="score text").set_defaults(func=not_implemented("sentiment", 6))
 
     info = sub.add_parser("info", help="print a checkpoint's header")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -100,3 +101,75 @@ class LanguageModel:
 
     def header_config(self) -> dict:
         return asdict(self.config)
+
+
+class LMDecoder:
+    """Inference over explicit state: prompt prefill (one GEMM per chunk) and single-token steps.
+
+    Each layer's step is one fused product [x, h] @ [Wx; Wh]; nothing here allocates V-sized arrays except
+    the logits themselves.
+    """
+
+    def __init__(self, model: LanguageModel, prefill_chunk: int = 256):
+        self.model = model
+        self.vocab_size, self.hidden = model.config.vocab_size, model.config.hidden
+        self.E = model.embed.params["W"]
+        self.out_b = model.out.params["b"]
+        self.W = [np.ascontiguousarray(np.concatenate([l.params["Wx"], l.params["Wh"]], axis=0)) for l in model.lstms]
+        self.b = [l.params["b"] for l in model.lstms]
+        self.prefill_chunk = prefill_chunk
+        self._prefill_lock = threading.Lock()  # prefill runs through the model's layer objects (shared buffers)
+
+    def initial_state(self, batch: int = 1) -> State:
+        H = self.hidden
+        return [(np.zeros((batch, H), np.float32), np.zeros((batch, H), np.float32)) for _ in self.W]
+
+    def step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """ids (B,) -> logits (B, V) and the new state (the input state is not modified)."""
+        H = self.hidden
+        x = self.E[ids]
+        new_state = []
+        for W, b, (h, c) in zip(self.W, self.b, state):
+            a = np.concatenate([x, h], axis=1) @ W
+            a += b
+            s = a[:, : 3 * H]
+            s *= 0.5
+            np.tanh(s, out=s)
+            s *= 0.5
+            s += 0.5
+            g = np.tanh(a[:, 3 * H:])
+            c = a[:, H: 2 * H] * c
+            c += a[:, :H] * g
+            x = a[:, 2 * H: 3 * H] * np.tanh(c)
+            new_state.append((x, c))
+        logits = x @ self.E.T
+        logits += self.out_b
+        return logits, new_state
+
+    def prefill(self, ids: np.ndarray, state: State, mask: np.ndarray | None = None) -> tuple[np.ndarray, State]:
+        """Feed (B, T) ids (right-padded, with a (B, T) mask) -> logits after each row's last real token, state.
+
+        Long prompts go through in chunks, so memory stays bounded and the cost is linear in length.
+        """
+        B, T = ids.shape
+        if T == 0:
+            raise ValueError("prefill needs at least one token")
+        with self._prefill_lock:
+            state = self._prefill_locked(ids, state, mask)
+        h = state[-1][0]
+        logits = h @ self.E.T
+        logits += self.out_b
+        return logits, state
+
+    def _prefill_locked(self, ids: np.ndarray, state: State, mask: np.ndarray | None) -> State:
+        T = ids.shape[1]
+        for start in range(0, T, self.prefill_chunk):
+            chunk = slice(start, start + self.prefill_chunk)
+            x = self.E[ids[:, chunk]]
+            m = None if mask is None else mask[:, chunk]
+            new_state = []
+            for lstm, s in zip(self.model.lstms, state):
+                x = lstm.forward(x, m, state=s)
+                new_state.append(lstm.state)
+            state = new_state
+        return state

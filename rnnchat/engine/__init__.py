@@ -1,0 +1,1 @@
+"""Inference: the engine, conversations with carried state, sampling, batch generation."""

@@ -1,0 +1,124 @@
+"""Scripted batch generation: many prompts in, JSONL out, prompts run through the network together.
+
+Each prompt runs exactly as it would alone: the state after a turn boundary, the prompt fed, then tokens
+sampled with its own seeded generator. Rows of a batch advance together (one matrix product per layer per
+step); rows that finish drop out of the batch. Results are written in input order, each as soon as its batch
+is done, and a re-run with the same output file skips ids already written (resume).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnchat.engine.sampling import RowSampler, SamplingSettings, SettingsError, sample_rows, skip_ids
+from rnnchat.models.lm import LMDecoder
+from rnnchat.text import EOM, EOT, Detokenizer, Vocab
+from rnnchat.train.batches import pad
+
+
+@dataclass
+class Job:
+    id: str
+    prompt: str
+    settings: SamplingSettings
+
+
+@dataclass
+class BadLine:
+    line: int
+    error: str
+
+
+def derive_seed(base: int | None, index: int) -> int:
+    """The seed of the index-th prompt when it does not give its own: reproducible from the run's --seed."""
+    return int(np.random.SeedSequence([0 if base is None else base, index]).generate_state(1)[0])
+
+
+def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> Iterator[Job | BadLine]:
+    """Jobs from prompt lines (plain text: one prompt per line; JSONL: {"prompt", "id"?, settings...})."""
+    for n, line in enumerate(lines, start=1):
+        line = line.rstrip("\r\n")
+        if not jsonl:
+            if line.strip():
+                yield Job(str(n), line, defaults.with_(seed=derive_seed(defaults.seed, n)))
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+                raise ValueError('each line must be a JSON object with a string "prompt"')
+            job_id = str(obj.pop("id", n))
+            prompt = obj.pop("prompt")
+            obj.setdefault("seed", derive_seed(defaults.seed, n))
+            yield Job(job_id, prompt, SamplingSettings.from_dict(obj, defaults))
+        except (ValueError, SettingsError) as e:
+            yield BadLine(n, str(e))
+
+
+def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dict]:
+    """Run a batch of jobs together; returns one result dict per job, in order."""
+    B = len(jobs)
+    rows = [RowSampler(j.settings, skip_ids(j.settings, vocab)) for j in jobs]
+    logits, state = decoder.step(np.full(B, vocab.eot_id), decoder.initial_state(B))
+    prompts = [vocab.encode(j.prompt) for j in jobs]
+    if any(prompts):
+        ids, mask = pad(prompts, vocab.pad_id)
+        logits, state = decoder.prefill(ids, state, mask)
+    for row, p, job in zip(rows, prompts, jobs):
+        n = job.settings.repeat_last_n
+        row.observe(p[-n:] if n else [])
+    out_ids: list[list[int]] = [[] for _ in jobs]
+    out_probs: list[list[float]] = [[] for _ in jobs]
+    texts = [""] * B
+    detoks = [Detokenizer() for _ in jobs]
+    active = np.array([j for j in range(B) if jobs[j].settings.max_tokens > 0], np.int64)
+    logits, state = logits[active], [(h[active], c[active]) for h, c in state]
+    while active.size:
+        ids, probs = sample_rows(logits, [rows[j] for j in active])
+        keep = []
+        for k, j in enumerate(active):
+            tid = int(ids[k])
+            out_ids[j].append(tid)
+            out_probs[j].append(float(probs[k]))
+            tok = vocab.itos[tid]
+            if tok == EOM:
+                texts[j] += "\n"
+                detoks[j].reset()
+            elif tok != EOT:
+                texts[j] += detoks[j].push(tok)
+            s = jobs[j].settings
+            done = (len(out_ids[j]) >= s.max_tokens or tok == EOT
+                    or any(texts[j].endswith(x) for x in s.stop))
+            keep.append(not done)
+        keep = np.array(keep)
+        if not keep.any():
+            break
+        logits, state = decoder.step(ids[keep], [(h[keep], c[keep]) for h, c in state])
+        active = active[keep]
+    return [{"id": job.id, "prompt": job.prompt, "text": texts[j], "tokens": vocab.ids_to_tokens(out_ids[j]),
+             "token_ids": out_ids[j], "probs": [round(p, 6) for p in out_probs[j]],
+             "settings": job.settings.to_dict(), "seed": job.settings.seed} for j, job in enumerate(jobs)]
+
+
+def done_ids(out_path: Path) -> set[str]:
+    """Ids already written to an output file (for resume). A torn last line (a crash mid-write) is cut off."""
+    if not out_path.exists():
+        return set()
+    data = out_path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(out_path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+    ids = set()
+    with open(out_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                ids.add(str(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return ids

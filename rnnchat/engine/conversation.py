@@ -1,0 +1,150 @@
+"""A conversation with the language model: carried (h, c), feeding text, streaming tokens, fork/save/load.
+
+State invariant: `state` is the model state after exactly the tokens in `history` (the prompt tokens fed and
+the tokens emitted by streams), and `logits` are the next-token logits in that state. A stream feeds each
+token it emitted before drawing the next one, and on early stop (consumer breaks, `cancel` set from another
+thread, stop sequence, max tokens) feeds the last emitted token, so the invariant holds however it ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnchat.engine.sampling import RowSampler, SamplingSettings, sample_rows, skip_ids
+from rnnchat.models.lm import LMDecoder, State
+from rnnchat.text import EOM, EOT, Detokenizer, Vocab
+
+FEED_CHUNK = 4096  # tokens encoded and fed per chunk for very long inputs
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    token: str
+    text: str      # the piece to append to the shown text
+    prob: float    # probability under the final sampling distribution
+
+
+class Conversation:
+    """One conversation's memory and its generation."""
+
+    def __init__(self, decoder: LMDecoder, vocab: Vocab, model_id: str = ""):
+        self.decoder, self.vocab, self.model_id = decoder, vocab, model_id
+        self.reset()
+
+    # -- memory ----------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget everything: the state after a turn boundary (<eot>) from zeros."""
+        self.history: list[int] = []
+        self.transcript: list[dict] = []
+        self.logits, self.state = self.decoder.step(np.array([self.vocab.eot_id]), self.decoder.initial_state(1))
+
+    def fork(self) -> "Conversation":
+        """An independent copy that continues from the same memory."""
+        other = Conversation.__new__(Conversation)
+        other.decoder, other.vocab, other.model_id = self.decoder, self.vocab, self.model_id
+        other.history, other.transcript = list(self.history), [dict(m) for m in self.transcript]
+        other.logits = self.logits.copy()
+        other.state = [(h.copy(), c.copy()) for h, c in self.state]
+        return other
+
+    # -- input -----------------------------------------------------------------------------------------------
+    def feed_ids(self, ids: list[int]) -> None:
+        for start in range(0, len(ids), FEED_CHUNK):
+            chunk = np.asarray(ids[start: start + FEED_CHUNK], np.int64)[None]
+            self.logits, self.state = self.decoder.prefill(chunk, self.state)
+            self.history += chunk[0].tolist()
+
+    def feed(self, text: str, end_turn: bool = False) -> int:
+        """Advance the memory over `text` (any length); with end_turn, close it as a message and a turn.
+
+        Returns the number of tokens fed. Very long text is encoded and fed in pieces (bounded memory).
+        """
+        n = 0
+        for start in range(0, len(text), 200_000):
+            ids = self.vocab.encode(text[start: start + 200_000])  # (a word cut at a piece border splits in two)
+            self.feed_ids(ids)
+            n += len(ids)
+        if end_turn:
+            self.feed_ids([self.vocab.eom_id, self.vocab.eot_id])
+            n += 2
+        return n
+
+    # -- output ----------------------------------------------------------------------------------------------
+    def stream(self, settings: SamplingSettings, cancel: threading.Event | None = None,
+               stop_ids: tuple[int, ...] = (), rng: np.random.Generator | None = None) -> Iterator[Token]:
+        """Yield sampled tokens one at a time (see the module docstring for the state invariant)."""
+        sampler = RowSampler(settings, skip_ids(settings, self.vocab), rng)
+        sampler.observe(self.history[-settings.repeat_last_n:] if settings.repeat_last_n else [])
+        detok = Detokenizer()
+        text = ""
+        pending: int | None = None
+        try:
+            for _ in range(settings.max_tokens):
+                if pending is not None:
+                    self._advance(pending)
+                    pending = None
+                if cancel is not None and cancel.is_set():
+                    return
+                ids, probs = sample_rows(self.logits.copy(), [sampler])
+                tid = int(ids[0])
+                pending = tid
+                tok = self.vocab.itos[tid]
+                if tok == EOM:
+                    piece = "\n"
+                    detok.reset()
+                elif tok == EOT:
+                    piece = ""
+                else:
+                    piece = detok.push(tok)
+                text += piece
+                yield Token(tid, tok, piece, float(probs[0]))
+                if tid in stop_ids or any(text.endswith(s) for s in settings.stop):
+                    return
+        finally:
+            if pending is not None:
+                self._advance(pending)
+
+    def _advance(self, tid: int) -> None:
+        self.logits, self.state = self.decoder.step(np.array([tid]), self.state)
+        self.history.append(tid)
+
+    # -- persistence -----------------------------------------------------------------------------------------
+    def save(self, path: Path | str) -> None:
+        """Atomically write the memory and transcript (temp file, fsync, rename)."""
+        arrays = {"logits": self.logits, "history": np.asarray(self.history, np.int32)}
+        for i, (h, c) in enumerate(self.state):
+            arrays[f"h{i}"], arrays[f"c{i}"] = h, c
+        header = {"model": "conversation", "config": self._config(), "vocab": [], "corpus": {}, "metrics": {},
+                  "model_id": self.model_id, "transcript": self.transcript}
+        save_checkpoint(path, arrays, header)
+
+    def load(self, path: Path | str) -> None:
+        """Replace this conversation's memory with a saved one (refused if saved with another model)."""
+        cfg = self._config()
+        arrays, header = load_checkpoint(path, None, model="conversation")
+        if header.get("config") != cfg or header.get("model_id") != self.model_id:
+            raise CheckpointError(f"{path}: this conversation was saved with a different model")
+        expected = {"logits": (1, cfg["vocab_size"])}
+        for i in range(cfg["layers"]):
+            expected[f"h{i}"] = expected[f"c{i}"] = (1, cfg["hidden"])
+        for name, shape in expected.items():
+            if name not in arrays or arrays[name].shape != shape:
+                raise CheckpointError(f"{path}: conversation array {name!r} is missing or has the wrong shape")
+        history = arrays.get("history")
+        if history is None or history.ndim != 1 or (history.size and not 0 <= history.min() <= history.max()
+                                                    < cfg["vocab_size"]):
+            raise CheckpointError(f"{path}: conversation history is missing or holds ids outside the vocabulary")
+        self.logits = arrays["logits"]
+        self.state = [(arrays[f"h{i}"], arrays[f"c{i}"]) for i in range(cfg["layers"])]
+        self.history = history.astype(int).tolist()
+        self.transcript = list(header.get("transcript", []))
+
+    def _config(self) -> dict:
+        return {"vocab_size": self.decoder.vocab_size, "hidden": self.decoder.hidden, "layers": len(self.decoder.W)}

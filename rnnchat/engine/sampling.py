@@ -1,0 +1,164 @@
+"""Sampling settings and the next-token sampler (rows of logits in, token ids out).
+
+Order of operations, as in common tools: repetition penalty over the last n tokens -> skip mask (banned
+tokens set to -inf, never redrawn) -> temperature (0 = greedy) -> top-k -> top-p -> one seeded draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from rnnchat.text import PAD, UNK, Vocab, tokenize
+
+
+class SettingsError(ValueError):
+    """Invalid sampling settings (a usage error: exit code 2 on the command line)."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.8
+    top_k: int = 40            # 0 = off
+    top_p: float = 0.95        # 1.0 = off
+    repeat_penalty: float = 1.1  # 1.0 = off
+    repeat_last_n: int = 64
+    skip: tuple[str, ...] = ()   # banned words, or token ids written as "#123"
+    stop: tuple[str, ...] = ()   # stop sequences (matched on the generated text)
+    max_tokens: int = 60
+    seed: int | None = None
+    ban_unk: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not np.isfinite(self.temperature) or self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            problems.append(f"top-k must be >= 0 (0 = off), got {self.top_k}")
+        if not (0 < self.top_p <= 1):
+            problems.append(f"top-p must be in (0, 1], got {self.top_p}")
+        if not np.isfinite(self.repeat_penalty) or self.repeat_penalty <= 0:
+            problems.append(f"repeat penalty must be > 0, got {self.repeat_penalty}")
+        if self.repeat_last_n < 0:
+            problems.append(f"repeat-last-n must be >= 0, got {self.repeat_last_n}")
+        if self.max_tokens < 0:
+            problems.append(f"max tokens must be >= 0, got {self.max_tokens}")
+        if any(not s for s in self.stop):
+            problems.append("stop sequences must not be empty")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    def with_(self, **changes) -> "SamplingSettings":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["skip"], d["stop"] = list(self.skip), list(self.stop)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, base: "SamplingSettings | None" = None) -> "SamplingSettings":
+        """Settings from a JSON-like dict (unknown keys are an error), on top of `base`."""
+        base = base or cls()
+        names = set(cls.__dataclass_fields__)
+        unknown = set(d) - names
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        d = dict(d)
+        for key in ("skip", "stop"):
+            if key in d:
+                v = d[key]
+                d[key] = (v,) if isinstance(v, str) else tuple(v)
+        try:
+            return replace(base, **d)
+        except TypeError as e:
+            raise SettingsError(str(e)) from None
+
+
+def skip_ids(settings: SamplingSettings, vocab: Vocab) -> np.ndarray:
+    """Token ids banned by the settings; unknown skip words are a SettingsError."""
+    ids = {vocab.pad_id}
+    if settings.ban_unk:
+        ids.add(vocab.unk_id)
+    for item in settings.skip:
+        if item.startswith("#") and item[1:].isdigit():
+            i = int(item[1:])
+            if i >= len(vocab):
+                raise SettingsError(f"skip id {item} is outside the vocabulary (size {len(vocab)})")
+            ids.add(i)
+            continue
+        toks = tokenize(item)
+        if len(toks) != 1 or toks[0] not in vocab:
+            raise SettingsError(f"cannot skip {item!r}: not a single word of the model's vocabulary")
+        ids.add(vocab.stoi[toks[0]])
+    return np.array(sorted(ids), np.int64)
+
+
+class RowSampler:
+    """Per-row sampling state: a seeded generator and the recent-token window for the repetition penalty."""
+
+    def __init__(self, settings: SamplingSettings, banned: np.ndarray, rng: np.random.Generator | None = None):
+        self.settings, self.banned = settings, banned
+        self.rng = rng if rng is not None else np.random.default_rng(settings.seed)
+        self.recent: list[int] = []
+
+    def observe(self, ids: Sequence[int]) -> None:
+        """Remember tokens (prompt or generated) for the repetition penalty."""
+        self.recent.extend(int(i) for i in ids)
+        n = self.settings.repeat_last_n
+        if len(self.recent) > 4 * max(n, 1):
+            del self.recent[: len(self.recent) - n]
+
+
+def sample_rows(logits: np.ndarray, rows: Sequence[RowSampler]) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one token per row of `logits` (B, V) (modified in place); returns (ids, probabilities).
+
+    Rows are processed together when they share settings (the batch-mode case) and the arithmetic per row is
+    the same whatever the batch size, so a prompt run alone and in a batch draw the same tokens.
+    """
+    B, V = logits.shape
+    ids = np.empty(B, np.int64)
+    probs = np.empty(B, np.float64)
+    groups: dict[tuple, list[int]] = {}
+    for r, row in enumerate(rows):
+        groups.setdefault((row.settings, row.banned.tobytes()), []).append(r)
+    for members in groups.values():
+        idx = np.asarray(members)
+        s = rows[members[0]].settings
+        z = logits[idx] if len(members) < B else logits
+        for j, r in enumerate(members):
+            row = rows[r]
+            if s.repeat_penalty != 1.0 and s.repeat_last_n and row.recent:
+                rep = np.unique(np.asarray(row.recent[-s.repeat_last_n:], np.int64))
+                zr = z[j, rep]
+                z[j, rep] = np.where(zr > 0, zr / s.repeat_penalty, zr * s.repeat_penalty)
+        z[:, rows[members[0]].banned] = -np.inf
+        if s.temperature == 0:
+            ids[idx] = np.argmax(z, axis=1)
+            probs[idx] = 1.0
+            continue
+        if s.top_k and s.top_k < V:
+            cand = np.argpartition(z, V - s.top_k, axis=1)[:, V - s.top_k:]
+            cz = np.take_along_axis(z, cand, axis=1)
+        else:
+            cand, cz = None, z
+        if s.top_p < 1.0:  # nucleus needs the candidates sorted by logit
+            order = np.argsort(-cz, axis=1, kind="stable")
+            cz = np.take_along_axis(cz, order, axis=1)
+            cand = order if cand is None else np.take_along_axis(cand, order, axis=1)
+        cz = (cz - cz.max(axis=1, keepdims=True)) * np.float32(1.0 / s.temperature)
+        p = np.exp(cz, dtype=np.float64)
+        c = np.cumsum(p, axis=1)
+        if s.top_p < 1.0:
+            p = np.where(c - p < s.top_p * c[:, -1:], p, 0.0)  # smallest prefix reaching top_p
+            c = np.cumsum(p, axis=1)
+        u = np.array([rows[r].rng.random() for r in members]) * c[:, -1]
+        pick = np.minimum((c <= u[:, None]).sum(axis=1), c.shape[1] - 1)
+        chosen = pick if cand is None else np.take_along_axis(cand, pick[:, None], axis=1)[:, 0]
+        ids[idx] = chosen
+        probs[idx] = p[np.arange(len(members)), pick] / c[:, -1]
+    for r, row in enumerate(rows):
+        row.observe([ids[r]])
+    return ids, probs

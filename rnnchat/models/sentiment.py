@@ -1,0 +1,276 @@
+"""Many-to-one LSTM sentiment classifier: Embedding -> stacked LSTM (masked) -> pooling -> two heads.
+
+Heads: a 3-class softmax (negative / neutral / positive) and a score tanh(Linear) in [-1, 1].
+Labels come from the human mean rating r in [-4, 4]: r <= -0.5 negative, r >= 0.5 positive, else
+neutral; the score target is r / 4. Loss = CE + score_weight * MSE (both means over the batch).
+
+Pooling (config ``pool``, "+"-joined): ``last`` (final hidden state), ``max`` and ``mean`` (over the
+real steps of the last layer's outputs). All three can be computed left to right one token at a
+time, which is what ``rnnchat.sentiment_live`` relies on: the incremental path (``zero_state`` /
+``advance`` / ``readout``) gives the same numbers as the batched ``forward``.
+
+An empty text has no steps: its pooled features are all zero (h = 0, max = 0, mean = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from rnnchat.nn import LSTM, Dropout, Embedding, Linear, ParamSet
+
+LABELS = ("negative", "neutral", "positive")
+POOLS = ("last", "max", "mean")
+NEG_THRESHOLD, POS_THRESHOLD = -0.5, 0.5
+
+
+def rating_label(rating: float) -> int:
+    """Class id of a human mean rating: 0 negative (<= -0.5), 2 positive (>= 0.5), else 1 neutral."""
+    return 0 if rating <= NEG_THRESHOLD else 2 if rating >= POS_THRESHOLD else 1
+
+
+@dataclass
+class SentimentConfig:
+    vocab_size: int
+    embed: int = 128
+    hidden: int = 256
+    layers: int = 1
+    dropout: float = 0.5          # on embeddings, between layers and on the pooled features
+    word_dropout: float = 0.1     # training only: a token is replaced by <unk> with this probability
+    pool: str = "last+max+mean"
+    score_weight: float = 1.0     # lambda in CE + lambda * MSE
+
+    def __post_init__(self):
+        parts = self.pool.split("+")
+        if not parts or any(p not in POOLS for p in parts) or len(set(parts)) != len(parts):
+            raise ValueError(f"pool must be a '+'-joined subset of {POOLS}, got {self.pool!r}")
+
+    @property
+    def pools(self) -> list[str]:
+        return self.pool.split("+")
+
+    @property
+    def feature_size(self) -> int:
+        return self.hidden * len(self.pools)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SentimentConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes a checkpoint of this architecture must hold."""
+    c = SentimentConfig.from_dict(config)
+    spec = {"embed.W": (c.vocab_size, c.embed)}
+    for i in range(c.layers):
+        d_in = c.embed if i == 0 else c.hidden
+        spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
+                 f"lstm{i}.b": (4 * c.hidden,)}
+    F = c.feature_size
+    return spec | {"cls.W": (F, 3), "cls.b": (3,), "score.W": (F, 1), "score.b": (1,)}
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# The incremental state after k tokens: per layer (h, c), then the running max and sum of the last
+# layer's outputs, and k. Arrays are 1-D (H,).
+LiveState = tuple[tuple[tuple[np.ndarray, np.ndarray], ...], np.ndarray, np.ndarray, int]
+
+
+class SentimentModel:
+    """The classifier. Batch-major ids (N, T) with a (N, T) mask of real tokens (right padding)."""
+
+    def __init__(self, config: SentimentConfig, *, seed: int = 0, dtype=np.float32):
+        self.config = c = config
+        self.dtype = np.dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self.embed = Embedding(c.vocab_size, c.embed, rng=self.rng, dtype=dtype)
+        self.lstms = [LSTM(c.embed if i == 0 else c.hidden, c.hidden, rng=self.rng, dtype=dtype)
+                      for i in range(c.layers)]
+        for lstm in self.lstms:  # forget-gate bias 1: remember by default (gate order i|f|o|g)
+            lstm.params["b"][c.hidden:2 * c.hidden] = 1.0
+        self.drops = [Dropout(c.dropout, rng=self.rng) for _ in range(c.layers + 1)]
+        self.cls = Linear(c.feature_size, 3, rng=self.rng, dtype=dtype)
+        self.score = Linear(c.feature_size, 1, rng=self.rng, dtype=dtype)
+        self.frozen_embedding = False
+        self._build_params()
+        self.training = True
+
+    def _build_params(self) -> None:
+        named = [] if self.frozen_embedding else [("embed", self.embed)]
+        named += [(f"lstm{i}", l) for i, l in enumerate(self.lstms)]
+        self.params = ParamSet(named + [("cls", self.cls), ("score", self.score)])
+
+    def freeze_embedding(self) -> None:
+        """Keep the embedding fixed (e.g. taken from the LM): it leaves `params` and gets no gradient."""
+        self.frozen_embedding = True
+        self._build_params()
+
+    # -- trainer protocol ------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> None:
+        self.training = mode
+        for d in self.drops:
+            d.training = mode
+
+    def reset_state(self) -> None:
+        """Nothing is carried between batches (each sentence starts from the zero state)."""
+
+    # -- batched forward / backward ---------------------------------------------------------------------
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ids, mask (N, T) -> (class logits (N, 3), scores (N,) in [-1, 1])."""
+        mask = np.asarray(mask, self.dtype)
+        if self.training and self.config.word_dropout > 0:
+            drop = (self.rng.random(ids.shape) < self.config.word_dropout) & (mask > 0)
+            ids = np.where(drop, 1, ids)  # <unk> is id 1
+        N, T = ids.shape
+        h = self.drops[0].forward(self.embed.forward(ids))
+        for i, lstm in enumerate(self.lstms):
+            if i:
+                h = self.drops[i].forward(h)
+            h = lstm.forward(h, mask)  # (N, T, H)
+        self._hs, self._mask = h, mask
+        counts = mask.sum(axis=1)  # (N,)
+        self._counts = counts
+        feats = []
+        for pool in self.config.pools:
+            if pool == "last":
+                feats.append(h[:, -1] if T else np.zeros((N, self.config.hidden), self.dtype))
+            elif pool == "max":
+                if T:
+                    masked = np.where(mask[:, :, None] > 0, h, -np.inf)
+                    self._argmax = masked.argmax(axis=1)  # (N, H)
+                    mx = np.take_along_axis(h, self._argmax[:, None, :], axis=1)[:, 0]
+                    mx = np.where(counts[:, None] > 0, mx, 0).astype(self.dtype)
+                else:
+                    mx = np.zeros((N, self.config.hidden), self.dtype)
+                feats.append(mx)
+            else:  # mean
+                s = (h * mask[:, :, None]).sum(axis=1)
+                feats.append(s / np.maximum(counts, 1)[:, None])
+        f = self.drops[-1].forward(np.concatenate(feats, axis=1))
+        logits = self.cls.forward(f)
+        scores = np.tanh(self.score.forward(f)[:, 0])
+        self._scores = scores
+        return logits, scores
+
+    def backward(self, dlogits: np.ndarray, dscores: np.ndarray) -> None:
+        """Gradients of the loss w.r.t. the logits (N, 3) and the scores (N,) -> params' grads."""
+        dpre = (dscores * (1 - self._scores ** 2))[:, None]
+        df = self.cls.backward(dlogits) + self.score.backward(dpre.astype(self.dtype))
+        df = self.drops[-1].backward(df)
+        h, mask, counts = self._hs, self._mask, self._counts
+        N, T, H = h.shape
+        dh = np.zeros_like(h)
+        for k, pool in enumerate(self.config.pools):
+            d = df[:, k * H:(k + 1) * H]
+            if T == 0:
+                continue
+            if pool == "last":
+                dh[:, -1] += d
+            elif pool == "max":
+                d = np.where(counts[:, None] > 0, d, 0)
+                rows = np.arange(N)[:, None]
+                cols = np.arange(H)[None, :]
+                np.add.at(dh, (rows, self._argmax, cols), d)
+            else:
+                dh += (d / np.maximum(counts, 1)[:, None])[:, None, :] * mask[:, :, None]
+        for i in reversed(range(len(self.lstms))):
+            dh = self.lstms[i].backward(dh)
+            if i:
+                dh = self.drops[i].backward(dh)
+        if not self.frozen_embedding:
+            self.embed.backward(self.drops[0].backward(dh))
+
+    def loss(self, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+             *, grad: bool = False) -> tuple[float, int]:
+        """Mean CE(labels) + score_weight * mean (score - targets)^2 over the batch; with `grad`, backward."""
+        logits, scores = self.forward(ids, mask)
+        N = len(labels)
+        p = softmax(logits.astype(np.float64))
+        ce = -np.log(p[np.arange(N), labels] + 1e-300).mean()
+        err = scores.astype(np.float64) - targets
+        lam = self.config.score_weight
+        loss = float(ce + lam * np.mean(err ** 2))
+        if grad:
+            dlogits = p
+            dlogits[np.arange(N), labels] -= 1
+            dlogits /= N
+            dscores = 2 * lam * err / N
+            self.backward(dlogits.astype(self.dtype), dscores.astype(self.dtype))
+        return loss, N
+
+    def train_step(self, ids, mask, labels, targets) -> tuple[float, int]:
+        return self.loss(ids, mask, labels, targets, grad=True)
+
+    def predict(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, 3), scores (N,)) with dropout off."""
+        mode = self.training
+        self.train(False)
+        try:
+            logits, scores = self.forward(ids, mask)
+        finally:
+            self.train(mode)
+        return softmax(logits.astype(np.float64)), scores.astype(np.float64)
+
+    # -- incremental, one token at a time -------------------------------------------------------------
+    def zero_state(self) -> LiveState:
+        H = self.config.hidden
+        layers = tuple((np.zeros(H, self.dtype), np.zeros(H, self.dtype)) for _ in self.lstms)
+        return layers, np.full(H, -np.inf, self.dtype), np.zeros(H, self.dtype), 0
+
+    def advance(self, state: LiveState, token_id: int) -> LiveState:
+        """The state after one more token (pure: `state` is not modified). Dropout never applies."""
+        layers, mx, sm, k = state
+        x = self.embed.params["W"][token_id]
+        H = self.config.hidden
+        new_layers = []
+        for lstm, (h, c) in zip(self.lstms, layers):
+            p = lstm.params
+            a = x @ p["Wx"]
+            a += h @ p["Wh"]
+            a += p["b"]
+            s = a[:3 * H]
+            s *= 0.5  # sigmoid via tanh, exactly as the batched LSTM computes it
+            np.tanh(s, out=s)
+            s *= 0.5
+            s += 0.5
+            g = np.tanh(a[3 * H:])
+            c = a[H:2 * H] * c
+            c += a[:H] * g
+            h = a[2 * H:3 * H] * np.tanh(c)
+            new_layers.append((h, c))
+            x = h
+        return tuple(new_layers), np.maximum(mx, x), sm + x, k + 1
+
+    def readout(self, state: LiveState) -> tuple[np.ndarray, float]:
+        """(probabilities (3,), score) for the text whose tokens led to `state`."""
+        layers, mx, sm, k = state
+        feats = []
+        for pool in self.config.pools:
+            if pool == "last":
+                feats.append(layers[-1][0])
+            elif pool == "max":
+                feats.append(mx if k else np.zeros_like(mx))
+            else:
+                feats.append(sm / max(k, 1))
+        f = np.concatenate(feats)
+        logits = f @ self.cls.params["W"] + self.cls.params["b"]
+        score = np.tanh(f @ self.score.params["W"] + self.score.params["b"])[0]
+        return softmax(logits.astype(np.float64)), float(score)
+
+    # -- checkpoint arrays ----------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"embed.W": self.embed.params["W"], **self.params.named()}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        np.copyto(self.embed.params["W"], arrays["embed.W"].astype(self.dtype, copy=False))
+        self.params.load(arrays)
+
+    def header_config(self) -> dict:
+        return asdict(self.config)
