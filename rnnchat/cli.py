@@ -76,15 +76,22 @@ def cmd_train_plot(args: argparse.Namespace) -> int:
 def cmd_eval_lm(args: argparse.Namespace) -> int:
     from rnnchat import corpora
     from rnnchat.train.lm import evaluate, load_lm, stream
+    from rnnchat.train.lm import evaluate_memory
     model, vocab, _ = load_lm(args.checkpoint)
-    result = evaluate(model, stream(corpora.load_chitchat(args.split), vocab))
+    convs = corpora.load_chitchat(args.split)[: args.max_convs]
+    result = evaluate(model, stream(convs, vocab))
     result = {"perplexity": result["perplexity"], "loss": result["loss"], "tokens": result["tokens"],
               "split": args.split, "checkpoint": str(args.checkpoint)}
+    if args.memory:
+        result["memory"] = evaluate_memory(model, convs, vocab)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{args.split} perplexity {result['perplexity']:.2f} over {result['tokens']:,} tokens "
-              f"({args.checkpoint})")
+        return 0
+    print(f"{args.split} perplexity {result['perplexity']:.2f} over {result['tokens']:,} tokens ({args.checkpoint})")
+    if args.memory:
+        m = result["memory"]
+        print(f"turns after the first: perplexity {m['carried_perplexity']:.2f} with the state carried, "
+              f"{m['reset_perplexity']:.2f} reset at the turn start (ratio {m['ratio']:.3f}, {m['tokens']:,} tokens)")
     return 0
 
 
@@ -214,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     el.add_argument("--split", choices=["val", "test"], default="val")
     el.add_argument("--json", action="store_true")
+    el.add_argument("--memory", action="store_true",
+                    help="also per-turn perplexity with the state carried across turns vs reset")
+    el.add_argument("--max-convs", type=int, default=None, help="only the first N conversations of the split")
     el.set_defaults(func=cmd_eval_lm)
     esub.add_parser("seq2seq").set_defaults(func=not_implemented("eval seq2seq", 5))
     esub.add_parser("sentiment").set_defaults(func=not_implemented("eval sentiment", 6))

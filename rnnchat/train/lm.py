@@ -68,6 +68,33 @@ def corpus_info() -> dict:
     return {"name": "chitchat", "manifest_sha256": corpora.manifest_hash("chitchat")}
 
 
+def evaluate_memory(model: LanguageModel, convs: list[dict], vocab: Vocab) -> dict:
+    """Per-turn perplexity of every turn after the first, with the state carried from the earlier turns vs
+    reset (zeros, then the same <eot> input) at the turn start. Both score exactly the same tokens."""
+    model.train(False)
+    totals = {"carried": 0.0, "reset": 0.0}
+    count = 0
+    for conv in convs:
+        turns = [conversation_ids({"turns": [t]}, vocab) for t in conv["turns"]]
+        if len(turns) < 2:
+            continue
+        model.reset_state()
+        model.loss(np.array([[vocab.eot_id] + turns[0][:-1]]), np.array([turns[0]]))
+        for turn in turns[1:]:
+            x, y = np.array([[vocab.eot_id] + turn[:-1]]), np.array([turn])
+            carried = model.state
+            loss, n = model.loss(x, y)
+            totals["carried"] += loss * n
+            end_state = model.state
+            model.reset_state()
+            totals["reset"] += model.loss(x, y)[0] * n
+            model.state = end_state
+            count += n
+    ppl = {k: math.exp(v / max(count, 1)) for k, v in totals.items()}
+    return {"carried_perplexity": ppl["carried"], "reset_perplexity": ppl["reset"],
+            "ratio": ppl["carried"] / ppl["reset"], "tokens": count}
+
+
 def save_lm(model: LanguageModel, vocab: Vocab, path: Path, metrics: dict, extra: dict | None = None,
             float16: bool = True) -> None:
     header = {"model": "lm", "config": model.header_config(), "vocab": vocab.to_list(),

@@ -5,7 +5,7 @@ import numpy as np
 from rnnchat import corpora
 from rnnchat.cli import main
 from rnnchat.checkpoint import read_header
-from rnnchat.train.lm import LMTrainArgs, evaluate, load_lm, stream, train_lm
+from rnnchat.train.lm import LMTrainArgs, conversation_ids, evaluate, evaluate_memory, load_lm, stream, train_lm
 
 
 def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys):
@@ -31,3 +31,10 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     model2, _, _ = load_lm(out)
     for a, b in zip(model.params.params, model2.params.params):
         np.testing.assert_array_equal(a, b)
+
+    # memory evaluation scores exactly the turns after the first, both ways
+    convs = corpora.load_chitchat("val", chitchat_root)[:8]
+    mem = evaluate_memory(model, convs, vocab)
+    expected = sum(len(conversation_ids({"turns": [t]}, vocab)) for c in convs for t in c["turns"][1:])
+    assert mem["tokens"] == expected > 0
+    assert mem["carried_perplexity"] > 1 and mem["reset_perplexity"] > 1
