@@ -150,6 +150,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- chat / repl (issue 7) ------------------------------------------------------------------------------------
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`rnnchat chat` (Textual) and `rnnchat repl` (prompt_toolkit) on one session: models, memory, settings."""
+    from rnnchat.chat_session import SessionError, open_session
+    from rnnchat.engine.sampling import SettingsError
+    try:
+        session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=args.fresh)
+    except SessionError as e:
+        raise CommandError(str(e)) from None
+    except SettingsError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+    if args.command == "repl":
+        from rnnchat.repl import run_repl
+        return run_repl(session, notes)
+    from rnnchat.tui.app import ChatApp
+    ChatApp(session, notes).run()
+    return 0
+
+
+def add_ui_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    from rnnchat.train.lm import DEFAULT_CHECKPOINT
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="language-model checkpoint")
+    p.add_argument("--sentiment", type=Path, default=None,
+                   help="sentiment checkpoint (default: checkpoints/sentiment.npz; missing = no indicator)")
+    p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
+    add_sampling_flags(p)
+    p.set_defaults(func=cmd_ui)
+    return p
+
+
 # -- parser ----------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from rnnchat.train.lm import DEFAULT_CHECKPOINT, LMTrainArgs
@@ -158,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rnnchat {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("chat", help="Textual chat app (default)").set_defaults(func=not_implemented("chat", 7))
-    sub.add_parser("repl", help="line REPL (prompt_toolkit)").set_defaults(func=not_implemented("repl", 7))
+    add_ui_parser(sub, "chat", "Textual chat app (default)")
+    add_ui_parser(sub, "repl", "line REPL (prompt_toolkit)")
     gen = sub.add_parser("generate", help="continue a prompt (streams to stdout); batch mode to JSONL",
                          description="Continue PROMPT with the language model. stdout carries only the text; "
                                      "status goes to stderr. '-' or a pipe reads the prompt from stdin.")

@@ -19,7 +19,7 @@ def test_help_lists_every_subcommand(capsys):
         assert name in out
 
 
-@pytest.mark.parametrize("argv", [["repl"], ["train", "seq2seq"], ["eval", "sentiment"]])
+@pytest.mark.parametrize("argv", [["train", "seq2seq"], ["eval", "seq2seq"]])
 def test_unimplemented_commands_say_so_and_exit_2(argv, capsys):
     assert main(argv) == 2
     assert "not implemented" in capsys.readouterr().err
@@ -56,3 +56,10 @@ def test_every_subcommand_has_help():
         with pytest.raises(SystemExit) as e:
             parser.parse_args(argv)
         assert e.value.code == 0
+
+
+@pytest.mark.parametrize("command", ["chat", "repl", "generate"])
+def test_missing_language_model_is_a_clear_error(command, tmp_path, capsys):
+    assert main([command, "--checkpoint", str(tmp_path / "none.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "none.npz" in err and "Traceback" not in err

@@ -1,0 +1,129 @@
+"""Chat UI latency, measured with Textual's Pilot (headless, the real render pipeline):
+
+* keystroke -> sentiment indicator repainted with the new result (target < 16 ms, one frame at 60 Hz);
+* Enter -> first reply token painted on screen (target < 100 ms).
+
+Times run from just before the key is posted to the first paint (`render_lines`) of the widget showing the new
+state. Uses checkpoints/lm.npz and checkpoints/sentiment.npz when present; otherwise random-weight models of the
+default sizes (the arithmetic per keystroke/token is the same).
+
+    OPENBLAS_NUM_THREADS=1 python bench/ui_latency.py [--lm PATH] [--sentiment PATH] [--replies 10] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rnnchat.chat_session import ChatSession  # noqa: E402
+from rnnchat.engine.engine import Engine  # noqa: E402
+from rnnchat.engine.sampling import SamplingSettings  # noqa: E402
+from rnnchat.tui.app import ChatApp  # noqa: E402
+from rnnchat.tui.widgets import SentimentIndicator, StreamText  # noqa: E402
+
+MESSAGES = ["i really love this movie, it was great", "that is so bad, i hate it",
+            "how are you doing today?", "i'm not sure what you mean", "thanks, that was very kind of you"]
+
+
+def random_lm(path: Path) -> Path:
+    from rnnchat.models.lm import LanguageModel, LMConfig
+    from rnnchat.text import SPECIALS, Vocab, tokenize
+    from rnnchat.train.lm import save_lm
+    words = list(dict.fromkeys(t for m in MESSAGES for t in tokenize(m)))
+    vocab = Vocab(list(SPECIALS) + words + [f"w{i}" for i in range(10_000 - len(SPECIALS) - len(words))])
+    save_lm(LanguageModel(LMConfig(vocab_size=len(vocab)), seed=0), vocab, path, {}, float16=False)
+    return path
+
+
+def sentiment_for(path: Path | None, vocab) -> tuple[object, str]:
+    from rnnchat.sentiment_live import LiveSentiment
+    if path and path.exists():
+        return LiveSentiment.from_checkpoint(path), str(path)
+    from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+    model = SentimentModel(SentimentConfig(vocab_size=len(vocab)), seed=0)
+    return LiveSentiment(model, vocab), "random weights (embed 128, hidden 256)"
+
+
+def paints(widget_type) -> list[tuple[float, object]]:
+    """Record (time, widget) of every paint of widgets of this type."""
+    log, real = [], widget_type.render_lines
+
+    def render_lines(self, crop):
+        log.append((time.perf_counter(), self))
+        return real(self, crop)
+    widget_type.render_lines = render_lines
+    return log
+
+
+async def measure(session: ChatSession, replies: int) -> dict:
+    indicator_paints, text_paints = paints(SentimentIndicator), paints(StreamText)
+    keys, firsts = [], []
+    app = ChatApp(session, cursor_blink=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        indicator = app.query_one(SentimentIndicator)
+        for i in range(replies):
+            for ch in MESSAGES[i % len(MESSAGES)]:
+                before = indicator.mood
+                n = len(indicator_paints)
+                t0 = time.perf_counter()
+                await pilot.press("space" if ch == " " else ch)
+                if indicator.mood == before:  # same result: nothing to repaint
+                    continue
+                while len(indicator_paints) == n:
+                    await asyncio.sleep(0)
+                keys.append(indicator_paints[n][0] - t0)
+            n = len(text_paints)
+            t0 = time.perf_counter()
+            await pilot.press("enter")
+            while not any(w.text for _, w in text_paints[n:]):
+                await asyncio.sleep(0)
+            firsts.append(next(t for t, w in text_paints[n:] if w.text) - t0)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+    ms = lambda xs: {"median_ms": round(1e3 * statistics.median(xs), 2), "p95_ms": round(1e3 * sorted(xs)[
+        int(0.95 * (len(xs) - 1))], 2), "max_ms": round(1e3 * max(xs), 2), "n": len(xs)}
+    return {"keystroke_to_indicator": ms(keys), "enter_to_first_token": ms(firsts),
+            "tokens_per_s_last_reply": round(session.last_stats.tokens_per_s, 1)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--lm", type=Path, default=ROOT / "checkpoints" / "lm.npz")
+    p.add_argument("--sentiment", type=Path, default=ROOT / "checkpoints" / "sentiment.npz")
+    p.add_argument("--replies", type=int, default=10)
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["RNNCHAT_DATA_DIR"] = tmp
+        lm_path, lm_note = (a.lm, str(a.lm)) if a.lm.exists() else (random_lm(Path(tmp) / "lm.npz"),
+                                                                    "random weights (vocab 10000, hidden 512 x 2)")
+        engine = Engine(lm_path)
+        sentiment, sentiment_note = sentiment_for(a.sentiment, engine.vocab)
+        session = ChatSession(engine, sentiment, settings=SamplingSettings(seed=0, max_tokens=40))
+        result = asyncio.run(measure(session, a.replies))
+    result |= {"lm": lm_note, "sentiment": sentiment_note, "cpus": os.cpu_count(),
+               "load_avg_1m": round(os.getloadavg()[0], 2)}
+    k, f = result["keystroke_to_indicator"], result["enter_to_first_token"]
+    print(f"LM: {lm_note}\nsentiment: {sentiment_note}\ncpus {result['cpus']}, load average {result['load_avg_1m']}")
+    print(f"keystroke -> indicator painted: median {k['median_ms']} ms, p95 {k['p95_ms']} ms, max {k['max_ms']} ms "
+          f"over {k['n']} keys (target < 16 ms)")
+    print(f"Enter -> first token painted:   median {f['median_ms']} ms, p95 {f['p95_ms']} ms, max {f['max_ms']} ms "
+          f"over {f['n']} replies (target < 100 ms)")
+    print(f"last reply: {result['tokens_per_s_last_reply']} tokens/s")
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

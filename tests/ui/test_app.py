@@ -1,0 +1,254 @@
+"""The Textual app driven by the Pilot: typing, sentiment, streaming, stopping, memory keys, modes, settings."""
+
+import asyncio
+import threading
+from contextlib import closing
+
+import pytest
+from textual.widgets import Input, OptionList, RadioButton, Static
+
+from rnnchat.tui.app import ChatApp, ReplyTokens
+from rnnchat.tui.screens import HelpScreen, LoadScreen, SaveScreen, TokensScreen
+from rnnchat.tui.widgets import Bubble, SentimentIndicator, StreamText
+
+pytestmark = pytest.mark.asyncio
+SIZE = (110, 32)
+
+
+def gate_stream(session, after: int) -> tuple[threading.Event, threading.Event]:
+    """Make the reply pause after `after` tokens (`reached` is set) until `gate` is set (the worker waits)."""
+    reached, gate, real = threading.Event(), threading.Event(), session.conv.stream
+
+    def stream(*args, **kwargs):
+        with closing(real(*args, **kwargs)) as tokens:
+            for i, tok in enumerate(tokens, 1):
+                yield tok
+                if i == after:
+                    reached.set()
+                    gate.wait(30)
+    session.conv.stream = stream
+    return reached, gate
+
+
+async def wait_until(pilot, condition, steps: int = 500):
+    for _ in range(steps):
+        if condition():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def send(pilot, text: str):
+    await pilot.click("#prompt")
+    await pilot.press(*text, "enter")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_typing_updates_the_indicator_on_every_keystroke(make_session):
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        indicator = app.query_one(SentimentIndicator)
+        await pilot.press(*"i hate")
+        assert indicator.mood.label == "negative" and indicator.has_class("-negative")
+        assert s.sentiment.calls == ["i", "i ", "i h", "i ha", "i hat", "i hate"]
+        await pilot.press(*" good great")
+        assert indicator.mood.label == "positive" and indicator.has_class("-positive")
+        assert "+0.50" in str(indicator.render())
+
+
+async def test_send_streams_the_reply_and_keeps_a_badge(make_session):
+    s = make_session()
+    batches = []
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE, message_hook=lambda m: batches.append(m) if isinstance(m, ReplyTokens)
+                            else None) as pilot:
+        await send(pilot, "i love the dog")
+        user, rep = app.query(Bubble)
+        assert user.mood.label == "positive" and "positive +0.50" in str(user.query_one(".bubble-header").render())
+        assert app.query_one("#prompt", Input).value == ""
+        shown = rep.query_one(StreamText).text
+        assert shown and shown == s.conv.transcript[-1]["text"] == "".join(t.text for t in s.last_tokens)
+        assert sum(len(b.tokens) for b in batches) == len(s.last_tokens) and batches
+        speed = str(app.query_one("#speed", Static).render())
+        assert speed == f"{len(s.last_tokens)} tokens, {len(s.last_tokens) / 0.25:.1f} tok/s"
+        assert "mood: +0.50 over 1 message(s)" in str(app.query_one("#mood-label", Static).render())
+
+
+async def test_escape_stops_mid_reply_and_memory_holds_only_the_tokens_shown(make_session, engine):
+    s = make_session(max_tokens=40, skip=("#3",))
+    reached, gate = gate_stream(s, after=4)
+    v = engine.vocab
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"hello", "enter")
+        await wait_until(pilot, lambda: reached.is_set() and app._streamed > 0)
+        assert app.generating
+        await pilot.press(*"good")  # typing is not blocked while the reply is being generated
+        assert app.query_one("#prompt", Input).value == "good"
+        assert app.query_one(SentimentIndicator).mood.label == "positive"
+        await pilot.press("enter")  # a second message waits: the input keeps its text
+        assert app.query_one("#prompt", Input).value == "good"
+        await pilot.press("escape")
+        gate.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert s.last_stats.stopped and len(s.last_tokens) == 4
+        shown = app.query(StreamText).last().text
+        assert shown == "".join(t.text for t in s.last_tokens)
+        assert s.conv.history == v.encode("hello") + [v.eom_id, v.eot_id] + [t.id for t in s.last_tokens]
+        assert "(stopped)" in str(app.query(Bubble).last().query_one(".bubble-header").render())
+        assert not app.generating
+
+
+async def test_quitting_mid_reply_stops_it_and_saves_what_was_shown(make_session, data_dir):
+    s = make_session(max_tokens=40, skip=("#3",))
+    reached, gate = gate_stream(s, after=2)
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"hello", "enter")
+        await wait_until(pilot, reached.is_set)
+        await pilot.press("ctrl+q")
+        gate.set()
+    for _ in range(1000):  # the generation thread outlives the app by at most one token
+        if s.last_stats:
+            break
+        await asyncio.sleep(0.01)
+    assert s.last_stats.stopped and s.last_stats.tokens == 2
+    saved = make_session()
+    saved.restore()
+    assert saved.conv.history == s.conv.history
+
+
+async def test_reset_save_and_load_keys(make_session, data_dir):
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello there")
+        first = list(s.conv.transcript)
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, SaveScreen)
+        field = app.screen.query_one(Input)
+        field.value = "greeting"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert (data_dir / "conversations" / "greeting.npz").exists()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert s.conv.history == [] and not app.query(Bubble)
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, LoadScreen)
+        await pilot.press("enter")  # the first (newest) entry
+        await pilot.pause()
+        assert s.conv.transcript == first and len(app.query(Bubble)) == 2
+        assert app.query(StreamText).last().text == first[-1]["text"]
+
+
+async def test_chat_follows_the_reply_unless_the_user_scrolled_up(make_session):
+    s = make_session(max_tokens=60, skip=("#3",))
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=(110, 16)) as pilot:
+        log = app.query_one("#chat")
+        for text in ("hello", "i like cats"):
+            await send(pilot, text)
+        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y
+        log.scroll_home(animate=False)  # what scrolling up does: the anchor is released
+        await pilot.pause()
+        await send(pilot, "and dogs")
+        assert log.scroll_y == 0 < log.max_scroll_y
+
+
+async def test_last_conversation_is_restored_on_start(make_session):
+    s = make_session()
+    list(s.respond("i like dogs"))
+    restored = make_session()
+    assert restored.restore() is None
+    app = ChatApp(restored, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        bubbles = app.query(Bubble)
+        assert [b.who for b in bubbles] == ["you", "rnnchat"]
+        assert bubbles.last().query_one(StreamText).text == s.conv.transcript[-1]["text"]
+
+
+async def test_modes_seq2seq_disabled_and_continue_appends_to_the_text(make_session):
+    s = make_session(skip=("#2", "#3"), max_tokens=5)
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.query_one("#mode-chat", RadioButton).disabled
+        assert "seq2seq model not available" in str(app.query_one(".unavailable", Static).render())
+        await pilot.press("f2")
+        assert s.mode.value == "continue" and app.query_one("#mode-continue", RadioButton).value
+        await send(pilot, "I like the")
+        bubble = app.query(Bubble).last()
+        view = bubble.query_one(StreamText)
+        assert bubble.who == "continue" and view._all == "I like the" + view.text and view.text.startswith(" ")
+        await pilot.press("f2")
+        assert s.mode.value == "lm"
+
+
+async def test_settings_panel_and_slash_commands(make_session):
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        temp = app.query_one("#set-temperature", Input)
+        await pilot.click("#set-temperature")
+        temp.value = "0.3"
+        await pilot.pause()
+        assert s.settings.temperature == 0.3
+        skip = app.query_one("#set-skip", Input)
+        skip.value = "zebra"
+        await pilot.pause()
+        assert skip.has_class("-invalid") and "cannot skip" in str(app.query_one("#settings-error").render())
+        skip.value = "cat"
+        await pilot.pause()
+        assert s.settings.skip == ("cat",) and not app.query_one("#settings-error").display
+        await pilot.click("#prompt")
+        await pilot.press(*"/topk 5", "enter")
+        assert s.settings.top_k == 5 and app.query_one("#set-top_k", Input).value == "5"
+        await pilot.press(*"/mode continue", "enter")
+        assert app.query_one("#mode-continue", RadioButton).value
+
+
+async def test_help_tokens_and_command_palette(make_session):
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await send(pilot, "hello")
+        await pilot.press("f3")
+        assert isinstance(app.screen, TokensScreen)
+        view = str(app.screen.query_one("#token-view", Static).render())
+        assert view == "".join(t.text or f" {t.token}" for t in s.last_tokens)
+        await pilot.press("escape")
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Stop reply", "Reset memory", "Save conversation", "Load conversation", "Mode: LM chat",
+                "Token probabilities", "Help"} <= titles
+        assert "Mode: seq2seq chat" not in titles
+
+
+async def test_without_a_sentiment_model_the_indicator_says_unavailable(make_session):
+    s = make_session(sentiment=False)
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"i love it")
+        assert str(app.query_one(SentimentIndicator).render()) == "sentiment: unavailable"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query(Bubble).first().mood is None
+
+
+async def test_load_screen_lists_saved_conversations(make_session):
+    s = make_session()
+    s.save("b")
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        assert app.screen.query_one(OptionList).option_count == 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, LoadScreen)

@@ -1,0 +1,120 @@
+"""The prompt_toolkit REPL, driven through a pipe input with a dummy output."""
+
+import asyncio
+import io
+import signal
+import threading
+
+import pytest
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from rnnchat.cli import main
+from rnnchat.repl import Repl
+
+
+def run(session, keys: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with create_pipe_input() as inp:
+        inp.send_text(keys)
+        code = Repl(session, input=inp, output=DummyOutput(), out=out).run()
+    return code, out.getvalue()
+
+
+def test_replies_stream_commands_apply_and_ctrl_d_exits(make_session, data_dir):
+    s = make_session()
+    code, out = run(s, "hello there\n/temp 0.5\n/topk 7\n/topp 0.9\n/skip cat\n/mode continue\nI like\n\x04")
+    assert code == 0
+    replies = [m["text"] for m in s.conv.transcript if m["role"] == "assistant"]
+    assert len(replies) == 2
+    assert f"rnnchat> {replies[0]}\n" in out and f"I like{replies[1]}\n" in out
+    assert (s.settings.temperature, s.settings.top_k, s.settings.top_p, s.settings.skip) == (0.5, 7, 0.9, ("cat",))
+    assert s.mode.value == "continue"
+    assert f"[{s.last_stats.tokens} tokens" in out
+    assert "hello there" in (data_dir / "repl_history").read_text()
+
+
+def test_quit_help_errors_and_ctrl_c_at_the_prompt(make_session):
+    s = make_session()
+    code, out = run(s, "/help\n/mode chat\n/temp -1\nabc\x03/quit\n")
+    assert code == 0
+    assert "/mode chat|lm|continue" in out
+    assert "error: seq2seq model not available" in out and "error: temperature must be >= 0" in out
+    assert s.conv.transcript == []  # Ctrl+C threw the line away
+
+
+def test_save_reset_load(make_session, data_dir):
+    s = make_session()
+    run(s, "hi\n/save one\n/reset\n/load\n/load one\n/quit\n")
+    assert (data_dir / "conversations" / "one.npz").exists()
+    assert [m["text"] for m in s.conv.transcript][:1] == ["hi"]
+
+
+class InterruptAfter(io.StringIO):
+    """Output that sends the process's main thread SIGINT (what Ctrl+C does) at its n-th write."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def write(self, text: str) -> int:
+        self.n -= 1
+        if self.n == 0:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        return super().write(text)
+
+
+def test_ctrl_c_stops_the_reply_and_memory_holds_only_the_tokens_printed(make_session, engine):
+    s = make_session(max_tokens=200, skip=("#3",))
+    out = InterruptAfter(4)  # "rnnchat> " and three tokens
+    repl = Repl(s, input=None, output=DummyOutput(), out=out)
+    handler = signal.getsignal(signal.SIGINT)
+    stats = repl.reply("hello")
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl+C raises KeyboardInterrupt again at the prompt
+    v = engine.vocab
+    assert stats.stopped and stats.tokens == 3
+    assert s.conv.history == v.encode("hello") + [v.eom_id, v.eot_id] + [t.id for t in s.last_tokens]
+    printed = out.getvalue().split("rnnchat> ", 1)[1].split("\n[")[0]
+    assert printed.rstrip("\n") == "".join(t.text for t in s.last_tokens).rstrip("\n")
+
+
+def test_toolbar_follows_the_sentiment_of_the_line_as_it_is_typed(make_session):
+    s = make_session()
+    bars = []
+
+    async def until(condition):
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("not rendered")
+
+    async def type_and_watch():
+        with create_pipe_input() as inp:
+            repl = Repl(s, input=inp, output=DummyOutput(), out=io.StringIO())
+            real = repl.toolbar
+            repl.prompt.bottom_toolbar = lambda: bars.append("".join(t for _, t in real())) or real()
+            task = asyncio.ensure_future(repl.prompt.prompt_async("you> "))
+            inp.send_text("i hate")
+            await until(lambda: any("negative -0.50" in b for b in bars))
+            inp.send_text(" good great")
+            await until(lambda: any("positive +0.50" in b for b in bars))
+            inp.send_text("\n")
+            return await task, real
+
+    line, toolbar = asyncio.run(type_and_watch())
+    assert line == "i hate good great" and "LM chat" in bars[-1]
+    s.sentiment = None
+    assert "sentiment: unavailable" in "".join(text for _, text in toolbar())
+
+
+def test_cli_needs_a_language_model(tmp_path, capsys, data_dir):
+    assert main(["repl", "--checkpoint", str(tmp_path / "none.npz")]) == 1
+    assert "no language model at" in capsys.readouterr().err
+    assert main(["chat", "--checkpoint", str(tmp_path / "none.npz")]) == 1
+
+
+@pytest.mark.parametrize("argv", [["repl", "--temp", "-1"], ["chat", "--skip", "zebra"]])
+def test_cli_rejects_bad_settings(argv, small_lm_path, capsys, data_dir):
+    assert main([*argv, "--checkpoint", str(small_lm_path)]) == 2
+    assert "rnnchat: error:" in capsys.readouterr().err

@@ -1,0 +1,22 @@
+"""Snapshots of the main screen after a seeded reply, and of the help screen (fixed size, no cursor blink).
+
+Update after an intended change of the look: `pytest tests/ui/test_snapshots.py --snapshot-update`.
+"""
+
+from rnnchat.tui.app import ChatApp
+
+SIZE = (100, 30)
+
+
+def test_main_screen_after_a_reply(make_session, snap_compare):
+    async def chat(pilot):
+        await pilot.press(*"i love the movie", "enter")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press(*"i hate")
+
+    assert snap_compare(ChatApp(make_session(), cursor_blink=False), terminal_size=SIZE, run_before=chat)
+
+
+def test_help_screen(make_session, snap_compare):
+    assert snap_compare(ChatApp(make_session(), cursor_blink=False), terminal_size=SIZE, press=["f1"])
