@@ -1,0 +1,183 @@
+"""Decode speed of the engine against PyTorch eager (CPU) and against the bare matrix-vector products.
+
+    python bench/decode_torch.py [--checkpoint checkpoints/lm.npz] [--tokens 300] [--batch 64] [--compete]
+
+batch 1:  per-token latency of sampling (temperature 0.8, top-k 40, top-p 0.95, repeat penalty 1.1) with
+          rnnchat's Conversation.stream vs a PyTorch eager LSTMCell loop doing the same sampling, and vs the
+          bare products x@[Wx;Wh] per layer + h@E^T (the memory-bound floor). Targets: <= 0.25x PyTorch,
+          <= 1.3x the bare products.
+batch 64: tokens/second of rnnchat's batch mode vs PyTorch eager sampling the same way (softmax, cumulative
+          sum + search), and vs rnnchat's own batch-1 tokens/second. Targets: >= 1.5x PyTorch, >= 15x batch 1.
+--compete: repeats batch-1 decode with a competing busy process on the machine, for 1 and 2 BLAS threads.
+Run alone otherwise: another busy process on the two cores slows everything 2-3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rnnchat.engine.batch import Job, generate_rows  # noqa: E402
+from rnnchat.engine.engine import Engine  # noqa: E402
+from rnnchat.engine.sampling import SamplingSettings  # noqa: E402
+from rnnchat.train.lm import DEFAULT_CHECKPOINT  # noqa: E402
+
+SETTINGS = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, repeat_penalty=1.1, seed=0)
+
+
+def torch_cells(engine: Engine) -> tuple[torch.Tensor, list, torch.Tensor]:
+    """The LM's weights as torch tensors in PyTorch's gate order (i|f|g|o)."""
+    d = engine.decoder
+    H = d.hidden
+
+    def reorder(w):
+        i, f, o, g = (w[..., k * H:(k + 1) * H] for k in range(4))
+        return np.concatenate([i, f, g, o], axis=-1)
+
+    cells = []
+    for W, b in zip(d.W, d.b):
+        cell = torch.nn.LSTMCell(H, H)
+        with torch.no_grad():
+            cell.weight_ih.copy_(torch.from_numpy(reorder(W[:H]).T.copy()))
+            cell.weight_hh.copy_(torch.from_numpy(reorder(W[H:]).T.copy()))
+            cell.bias_ih.copy_(torch.from_numpy(reorder(b)))
+            cell.bias_hh.zero_()
+        cells.append(cell)
+    return torch.from_numpy(d.E), cells, torch.from_numpy(d.out_b)
+
+
+@torch.no_grad()
+def torch_decode(E, cells, out_b, batch: int, steps: int, top_k: int | None, seed: int = 0) -> float:
+    """Seconds per step of an eager PyTorch decode loop with sampling (top-k/top-p at batch 1, plain at batch>1)."""
+    g = torch.Generator().manual_seed(seed)
+    H = E.shape[1]
+    state = [(torch.zeros(batch, H), torch.zeros(batch, H)) for _ in cells]
+    ids = torch.full((batch,), 3, dtype=torch.long)
+    t = time.perf_counter()
+    for _ in range(steps):
+        x = E[ids]
+        new = []
+        for cell, (h, c) in zip(cells, state):
+            h, c = cell(x, (h, c))
+            new.append((h, c))
+            x = h
+        state = new
+        logits = (x @ E.T + out_b) / SETTINGS.temperature
+        if top_k:
+            vals, idx = torch.topk(logits, top_k, dim=-1)
+            p = torch.softmax(vals, dim=-1)
+            c = torch.cumsum(p, dim=-1)
+            p = torch.where(c - p < SETTINGS.top_p, p, torch.zeros_like(p))
+            c = torch.cumsum(p, dim=-1)
+            u = torch.rand(batch, 1, generator=g) * c[:, -1:]
+            ids = idx.gather(1, torch.searchsorted(c, u).clamp(max=top_k - 1))[:, 0]
+        else:
+            p = torch.softmax(logits, dim=-1)
+            c = torch.cumsum(p, dim=-1)
+            u = torch.rand(batch, 1, generator=g) * c[:, -1:]
+            ids = torch.searchsorted(c, u).clamp(max=p.shape[1] - 1)[:, 0]
+    return (time.perf_counter() - t) / steps
+
+
+def bare_products(engine: Engine, steps: int) -> float:
+    """Seconds per step of only the products a decode step must do (batch 1)."""
+    d = engine.decoder
+    xh = np.zeros((1, 2 * d.hidden), np.float32)
+    out = [np.empty((1, W.shape[1]), np.float32) for W in d.W]
+    h = np.zeros((1, d.hidden), np.float32)
+    t = time.perf_counter()
+    for _ in range(steps):
+        for W, o in zip(d.W, out):
+            np.dot(xh, W, out=o)
+        h @ d.E.T
+    return (time.perf_counter() - t) / steps
+
+
+def rnnchat_batch1(engine: Engine, steps: int) -> float:
+    conv = engine.conversation()
+    s = SETTINGS.with_(max_tokens=steps)
+    t = time.perf_counter()
+    n = sum(1 for _ in conv.stream(s))
+    return (time.perf_counter() - t) / n
+
+
+def rnnchat_batch(engine: Engine, batch: int, steps: int) -> float:
+    """Tokens/second of batch mode with plain sampling (the same as the torch comparison)."""
+    s = SETTINGS.with_(top_k=0, top_p=1.0, repeat_penalty=1.0, max_tokens=steps, skip=(), ban_unk=False)
+    jobs = [Job(str(i), "", s.with_(seed=i)) for i in range(batch)]
+    t = time.perf_counter()
+    rows = generate_rows(engine.decoder, engine.vocab, jobs)
+    return sum(len(r["token_ids"]) for r in rows) / (time.perf_counter() - t)
+
+
+def _busy(stop) -> None:
+    x = 0
+    while not stop.is_set():
+        x += 1
+
+
+def measure(a) -> dict:
+    engine = Engine(a.checkpoint)
+    E, cells, out_b = torch_cells(engine)
+    res = {}
+    with threadpool_limits(1):
+        torch.set_num_threads(1)
+        rnnchat_batch1(engine, 20), torch_decode(E, cells, out_b, 1, 20, 40), bare_products(engine, 20)
+        ours = np.median([rnnchat_batch1(engine, a.tokens) for _ in range(3)])
+        ref = np.median([torch_decode(E, cells, out_b, 1, a.tokens, 40) for _ in range(3)])
+        bare = np.median([bare_products(engine, a.tokens) for _ in range(3)])
+    res["batch1"] = {"rnnchat_ms": ours * 1e3, "torch_ms": ref * 1e3, "bare_products_ms": bare * 1e3,
+                     "ratio_vs_torch": ours / ref, "ratio_vs_bare": ours / bare}
+    print(f"batch 1: rnnchat {ours * 1e3:.3f} ms/token  torch {ref * 1e3:.3f}  bare products {bare * 1e3:.3f}  "
+          f"-> {ours / ref:.2f}x torch (target <= 0.25x), {ours / bare:.2f}x bare (target <= 1.3x)")
+    torch.set_num_threads(2)
+    with threadpool_limits(2):
+        rnnchat_batch(engine, a.batch, 5)
+        ours_b = np.median([rnnchat_batch(engine, a.batch, a.tokens // 3) for _ in range(3)])
+        ref_b = a.batch / np.median([torch_decode(E, cells, out_b, a.batch, a.tokens // 3, None) for _ in range(3)])
+    res["batch"] = {"batch": a.batch, "rnnchat_tok_s": ours_b, "torch_tok_s": ref_b,
+                    "ratio_vs_torch": ours_b / ref_b, "ratio_vs_batch1": ours_b * ours}
+    print(f"batch {a.batch}: rnnchat {ours_b:.0f} tok/s  torch {ref_b:.0f} tok/s -> {ours_b / ref_b:.2f}x torch "
+          f"(target >= 1.5x), {ours_b * ours:.1f}x rnnchat batch 1 (target >= 15x)")
+    if a.compete:
+        res["compete"] = {}
+        stop = mp.Event()
+        proc = mp.Process(target=_busy, args=(stop,))
+        proc.start()
+        try:
+            for threads in (1, 2):
+                with threadpool_limits(threads):
+                    ms = np.median([rnnchat_batch1(engine, a.tokens) for _ in range(3)]) * 1e3
+                res["compete"][f"{threads}_threads_ms"] = ms
+                print(f"batch 1 with a competing busy process, {threads} BLAS thread(s): {ms:.3f} ms/token")
+        finally:
+            stop.set()
+            proc.join()
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--tokens", type=int, default=300)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--compete", action="store_true")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    res = measure(a)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
