@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("dropout", "lr", "clip", "epochs"):
         lm.add_argument(f"--{name}", type=float, default=getattr(d, name))
     lm.add_argument("--max-train-convs", type=int, default=None, help="use only the first N conversations")
+    lm.add_argument("--set-lr", type=float, default=None,
+                    help="with --resume: replace the saved learning rate (e.g. a final decay step)")
     lm.set_defaults(func=cmd_train_lm)
     tsub.add_parser("seq2seq", help="the seq2seq chat model").set_defaults(func=not_implemented("train seq2seq", 5))
     tsub.add_parser("sentiment", help="the sentiment classifier").set_defaults(

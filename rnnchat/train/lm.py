@@ -133,6 +133,7 @@ class LMTrainArgs:
     eval_every: int = 400
     max_train_convs: int | None = None   # a slice of the corpus (tests, quick runs)
     seed: int = 0
+    set_lr: float | None = None   # on --resume: replace the saved learning rate (a manual decay step)
 
 
 def train_lm(a: LMTrainArgs) -> dict:
@@ -164,4 +165,7 @@ def train_lm(a: LMTrainArgs) -> dict:
     if a.resume and trainer.state_path.exists():
         trainer.load_state()
         print(f"resumed at step {trainer.step} (epoch {trainer.epoch}, batch {trainer.position})", file=sys.stderr)
+        if a.set_lr is not None:
+            print(f"learning rate {opt.lr:g} -> {a.set_lr:g}", file=sys.stderr)
+            opt.lr = a.set_lr
     return trainer.fit()

@@ -1,5 +1,7 @@
 """A tiny LM trains end to end on a slice of the real chitchat corpus; its checkpoint round-trips."""
 
+import json
+
 import numpy as np
 
 from rnnchat import corpora
@@ -38,3 +40,9 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     expected = sum(len(conversation_ids({"turns": [t]}, vocab)) for c in convs for t in c["turns"][1:])
     assert mem["tokens"] == expected > 0
     assert mem["carried_perplexity"] > 1 and mem["reset_perplexity"] > 1
+
+    # --resume with --set-lr continues the run with the new learning rate
+    n_before = len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+    train_lm(LMTrainArgs(**{**vars(args), "resume": True, "epochs": 2.5, "set_lr": 1e-4}))
+    after = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][n_before:]
+    assert after and after[0]["lr"] == 1e-4 and after[-1]["epoch"] >= 2
