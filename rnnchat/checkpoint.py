@@ -163,6 +163,15 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray], header: Ma
                 np.lib.format.write_array(member, array, allow_pickle=False)
 
 
+def update_metrics(path: PathLike, metrics: Mapping[str, Any]) -> None:
+    """Merge ``metrics`` into a checkpoint's header metrics and rewrite it atomically (weights unchanged)."""
+    header = read_header(path)
+    storage = np.float16 if header["dtype"] == "float16" else np.float32
+    arrays, header = load_checkpoint(path, dtype=storage)
+    header["metrics"] = {**header["metrics"], **metrics}
+    save_checkpoint(path, arrays, header, float16=storage is np.float16)
+
+
 def _error(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
 

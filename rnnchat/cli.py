@@ -84,6 +84,13 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
               "split": args.split, "checkpoint": str(args.checkpoint)}
     if args.memory:
         result["memory"] = evaluate_memory(model, convs, vocab)
+    if args.record:
+        from rnnchat.checkpoint import update_metrics
+        prefix = args.split if args.max_convs is None else f"{args.split}_first{args.max_convs}"
+        record = {f"{prefix}_perplexity": result["perplexity"], f"{prefix}_tokens": result["tokens"]}
+        if args.memory:
+            record[f"{prefix}_memory"] = result["memory"]
+        update_metrics(args.checkpoint, record)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -257,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--memory", action="store_true",
                     help="also per-turn perplexity with the state carried across turns vs reset")
     el.add_argument("--max-convs", type=int, default=None, help="only the first N conversations of the split")
+    el.add_argument("--record", action="store_true", help="write the results into the checkpoint's header metrics")
     el.set_defaults(func=cmd_eval_lm)
     esub.add_parser("seq2seq").set_defaults(func=not_implemented("eval seq2seq", 5))
     esub.add_parser("sentiment").set_defaults(func=not_implemented("eval sentiment", 6))

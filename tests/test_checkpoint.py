@@ -413,3 +413,16 @@ def test_atomic_open(tmp_path):
 def test_atomic_write_into_missing_directory(tmp_path):
     with pytest.raises(OSError, match="could not write"):
         atomic_write_bytes(tmp_path / "no" / "such" / "f.bin", b"x")
+
+
+def test_update_metrics_keeps_weights_and_merges(tmp_path):
+    from rnnchat.checkpoint import update_metrics
+    path = tmp_path / "m.npz"
+    w = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    save_checkpoint(path, {"w": w}, {"model": "lm", "config": {}, "vocab": [], "corpus": {},
+                                     "metrics": {"a": 1}}, float16=True)
+    before, _ = load_checkpoint(path)
+    update_metrics(path, {"b": 2.5})
+    after, header = load_checkpoint(path)
+    assert header["metrics"] == {"a": 1, "b": 2.5} and header["dtype"] == "float16"
+    np.testing.assert_array_equal(before["w"], after["w"])

@@ -41,6 +41,13 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     assert mem["tokens"] == expected > 0
     assert mem["carried_perplexity"] > 1 and mem["reset_perplexity"] > 1
 
+    # eval --record writes its numbers into the header
+    assert main(["eval", "lm", "--checkpoint", str(out), "--split", "test", "--max-convs", "4", "--memory",
+                 "--record", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    metrics = read_header(out)["metrics"]
+    assert metrics["test_first4_perplexity"] == result["perplexity"]
+    assert metrics["test_first4_memory"]["ratio"] == result["memory"]["ratio"]
     # --resume with --set-lr continues the run with the new learning rate
     n_before = len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
     train_lm(LMTrainArgs(**{**vars(args), "resume": True, "epochs": 2.5, "set_lr": 1e-4}))
