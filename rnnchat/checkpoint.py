@@ -48,7 +48,17 @@ def _short(value: object, limit: int = 100) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)  # no escape codes
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _names(names: list[str], most: int = 10) -> str:
+    """A readable list of array names: at most `most`, then a count."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _is_int(value: object) -> bool:
@@ -287,9 +297,9 @@ def load_checkpoint(path: PathLike, spec: Spec | None = None, *, model: str | No
             missing = sorted(set(expected) - set(names))
             unexpected = sorted(set(names) - set(expected))
             if missing:
-                raise _error(path, f"missing arrays: {', '.join(missing)}")
+                raise _error(path, f"missing arrays: {_names(missing)}")
             if unexpected:
-                raise _error(path, f"unexpected arrays: {', '.join(unexpected)}")
+                raise _error(path, f"unexpected arrays: {_names(unexpected)}")
         for name in names:
             shape, stored = _member_meta(npz, name, path)
             if stored.kind not in "iub" and stored != np.dtype(header["dtype"]):
@@ -317,14 +327,14 @@ def format_header(header: dict) -> str:
     vocab = header.get("vocab") or []
     sample = ", ".join(repr(t) for t in vocab[:8]) + (", ..." if len(vocab) > 8 else "")
     lines = [
-        f"model:      {header.get('model')} (format {header.get('format_version')}, "
+        f"model:      {_short(header.get('model'))} (format {header.get('format_version')}, "
         f"{header.get('dtype')} weights)",
         f"config:     {_fields(header.get('config') or {})}",
         f"vocab:      {len(vocab)} tokens" + (f" ({sample})" if vocab else ""),
         f"corpus:     {_fields(header.get('corpus') or {})}",
         f"metrics:    {_fields(header.get('metrics') or {})}",
-        f"git commit: {header.get('git_commit') or 'unknown'}",
-        f"created:    {header.get('created')}",
+        f"git commit: {_short(header.get('git_commit') or 'unknown')}",
+        f"created:    {_short(header.get('created'))}",
     ]
     known = {"format", "format_version", *(key for key, _, _ in _HEADER_FIELDS)}
     lines += [f"{k + ':':<11} {_short(v)}" for k, v in header.items() if k not in known]

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from rnnchat.engine.batch import BadLine, Job, done_ids, generate_rows, read_jobs
 from rnnchat.engine.engine import Engine
-from rnnchat.engine.sampling import SamplingSettings
+from rnnchat.engine.sampling import SamplingSettings, SettingsError, skip_ids
 from rnnchat.train.progress import Progress
 
 
@@ -74,22 +74,35 @@ def run_batch(engine: Engine, in_path: Path, out_path: Path, defaults: SamplingS
     """Run a prompt file; returns the number of malformed lines (reported on stderr, the rest completes)."""
     jsonl = in_path.suffix.lower() in (".jsonl", ".json")
     try:
-        lines = in_path.read_bytes().decode("utf-8").splitlines()
+        text = in_path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{in_path} is not valid UTF-8 (byte {e.start})")
     except OSError as e:
         raise InputError(f"cannot read {in_path}: {e.strerror}")
+    lines = text.split("\n")  # only \n ends a line (str.splitlines also splits on U+2028, \x0c, ...)
+    if lines and lines[-1] == "":
+        lines.pop()
     items = list(read_jobs(lines, defaults, jsonl))
+    for n, item in enumerate(items):
+        if isinstance(item, Job):
+            try:
+                skip_ids(item.settings, engine.vocab)
+            except SettingsError as e:
+                items[n] = BadLine(item.line, str(e))
     bad = [i for i in items if isinstance(i, BadLine)]
     for b in bad:
         print(f"{in_path}:{b.line}: skipped: {b.error}", file=sys.stderr)
-    seen = done_ids(out_path)
+    try:
+        seen = done_ids(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(out_path, "a", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot write {out_path}: {e.strerror or e}")
     jobs = [i for i in items if isinstance(i, Job) and i.id not in seen]
     if seen:
         print(f"resuming: {len(seen)} results already in {out_path}, {len(jobs)} to go", file=sys.stderr)
     bar = Progress(len(jobs), "generate") if progress else None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "a", encoding="utf-8") as out:
+    with out:
         for start in range(0, len(jobs), batch_size):
             for result in generate_rows(engine.decoder, engine.vocab, jobs[start: start + batch_size]):
                 out.write(json.dumps(result) + "\n")

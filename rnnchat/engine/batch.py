@@ -26,6 +26,7 @@ class Job:
     id: str
     prompt: str
     settings: SamplingSettings
+    line: int = 0  # line number in the input file
 
 
 @dataclass
@@ -45,7 +46,7 @@ def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> 
         line = line.rstrip("\r\n")
         if not jsonl:
             if line.strip():
-                yield Job(str(n), line, defaults.with_(seed=derive_seed(defaults.seed, n)))
+                yield Job(str(n), line, defaults.with_(seed=derive_seed(defaults.seed, n)), n)
             continue
         if not line.strip():
             continue
@@ -56,9 +57,9 @@ def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> 
             job_id = str(obj.pop("id", n))
             prompt = obj.pop("prompt")
             obj.setdefault("seed", derive_seed(defaults.seed, n))
-            yield Job(job_id, prompt, SamplingSettings.from_dict(obj, defaults))
-        except (ValueError, SettingsError) as e:
-            yield BadLine(n, str(e))
+            yield Job(job_id, prompt, SamplingSettings.from_dict(obj, defaults), n)
+        except (ValueError, SettingsError, RecursionError) as e:
+            yield BadLine(n, "too deeply nested" if isinstance(e, RecursionError) else str(e))
 
 
 def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dict]:
@@ -119,6 +120,6 @@ def done_ids(out_path: Path) -> set[str]:
         for line in f:
             try:
                 ids.add(str(json.loads(line)["id"]))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue
     return ids

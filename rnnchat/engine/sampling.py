@@ -18,6 +18,30 @@ class SettingsError(ValueError):
     """Invalid sampling settings (a usage error: exit code 2 on the command line)."""
 
 
+MAX_TOKENS = 100_000
+_REALS = ("temperature", "top_p", "repeat_penalty")
+_INTS = ("top_k", "repeat_last_n", "max_tokens")
+
+
+def _type_problems(s: "SamplingSettings") -> list[str]:
+    """Type checks first, so settings from JSON (floats for ints, strings, nested lists) fail clearly."""
+    problems = []
+    for name in _REALS:
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            problems.append(f"{name.replace('_', '-')} must be a number, got {v!r}")
+    for name in _INTS + (("seed",) if s.seed is not None else ()):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            problems.append(f"{name.replace('_', '-')} must be an integer, got {v!r}")
+    for name in ("skip", "stop"):
+        if not all(isinstance(x, str) for x in getattr(s, name)):
+            problems.append(f"{name} must hold strings only")
+    if not isinstance(s.ban_unk, bool):
+        problems.append("ban_unk must be true or false")
+    return problems
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     temperature: float = 0.8
@@ -32,7 +56,9 @@ class SamplingSettings:
     ban_unk: bool = True
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _type_problems(self)
+        if problems:
+            raise SettingsError("; ".join(problems))
         if not np.isfinite(self.temperature) or self.temperature < 0:
             problems.append(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
@@ -43,8 +69,10 @@ class SamplingSettings:
             problems.append(f"repeat penalty must be > 0, got {self.repeat_penalty}")
         if self.repeat_last_n < 0:
             problems.append(f"repeat-last-n must be >= 0, got {self.repeat_last_n}")
-        if self.max_tokens < 0:
-            problems.append(f"max tokens must be >= 0, got {self.max_tokens}")
+        if not 0 <= self.max_tokens <= MAX_TOKENS:
+            problems.append(f"max tokens must be in [0, {MAX_TOKENS}], got {self.max_tokens}")
+        if self.seed is not None and self.seed < 0:
+            problems.append(f"seed must be a non-negative integer, got {self.seed}")
         if any(not s for s in self.stop):
             problems.append("stop sequences must not be empty")
         if problems:
@@ -70,6 +98,8 @@ class SamplingSettings:
         for key in ("skip", "stop"):
             if key in d:
                 v = d[key]
+                if not isinstance(v, (str, list, tuple)):
+                    raise SettingsError(f"{key} must be a string or a list of strings")
                 d[key] = (v,) if isinstance(v, str) else tuple(v)
         try:
             return replace(base, **d)
@@ -83,7 +113,7 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab) -> np.ndarray:
     if settings.ban_unk:
         ids.add(vocab.unk_id)
     for item in settings.skip:
-        if item.startswith("#") and item[1:].isdigit():
+        if item.startswith("#") and item[1:].isascii() and item[1:].isdigit():
             i = int(item[1:])
             if i >= len(vocab):
                 raise SettingsError(f"skip id {item} is outside the vocabulary (size {len(vocab)})")

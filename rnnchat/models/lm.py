@@ -24,9 +24,24 @@ class LMConfig:
         return cls(**{k: d[k] for k in ("vocab_size", "hidden", "layers", "dropout")})
 
 
+MAX_LAYERS, MAX_HIDDEN = 64, 8192
+
+
+def validate_config(c: LMConfig) -> None:
+    """Refuse configs no model can have (ValueError), before anything is allocated."""
+    ints = {"vocab_size": (4, 10 ** 7), "hidden": (1, MAX_HIDDEN), "layers": (1, MAX_LAYERS)}
+    for name, (lo, hi) in ints.items():
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"config {name} must be an integer in [{lo}, {hi}], got {v!r}")
+    if isinstance(c.dropout, bool) or not isinstance(c.dropout, (int, float)) or not 0 <= c.dropout < 1:
+        raise ValueError(f"config dropout must be a number in [0, 1), got {c.dropout!r}")
+
+
 def lm_spec(config: dict) -> dict[str, tuple[int, ...]]:
     """Parameter names and shapes a checkpoint of this architecture must hold."""
     c = LMConfig.from_dict(config)
+    validate_config(c)
     V, H = c.vocab_size, c.hidden
     spec = {"embed.W": (V, H), "out.b": (V,)}
     for i in range(c.layers):
