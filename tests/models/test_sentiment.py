@@ -1,0 +1,210 @@
+"""Sentiment classifier: float64 gradient check, masking, incremental path, training, the shipped checkpoint."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnchat import corpora
+from rnnchat.checkpoint import read_header
+from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
+from rnnchat.text import Vocab
+from rnnchat.train.batches import pad
+from rnnchat.train.sentiment import (DEFAULT_CHECKPOINT, EpochBatches, SentimentTrainArgs, encode,
+                                     evaluate_sentiment, load_sentiment, macro_f1, save_sentiment, score_texts,
+                                     train_sentiment)
+from tests.nn.gradcheck import numerical_grad, rel_error
+
+CASES = Path(__file__).resolve().parents[1] / "sentiment_cases.tsv"
+VADER_BUILT = (corpora.default_root() / "vader" / "train.jsonl").exists()
+
+
+def tiny(pool="last+max+mean", layers=2, dropout=0.0, word_dropout=0.0, seed=0, dtype=np.float64):
+    config = SentimentConfig(vocab_size=13, embed=4, hidden=5, layers=layers, dropout=dropout,
+                             word_dropout=word_dropout, pool=pool, score_weight=1.5)
+    return SentimentModel(config, seed=seed, dtype=dtype)
+
+
+def padded_batch(seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = [6, 3, 1, 0]  # includes an empty sentence
+    ids, mask = pad([rng.integers(2, 13, n).tolist() for n in lengths])
+    return ids, mask, np.array([0, 1, 2, 2]), np.array([-0.6, 0.1, 0.9, 0.3])
+
+
+@pytest.mark.parametrize("pool", ["last+max+mean", "last", "max", "mean"])
+def test_gradients_match_finite_differences(pool):
+    m = tiny(pool)
+    for p in m.params.params:  # larger weights: gradients well above finite-difference noise
+        p *= 3
+    batch = padded_batch()
+    m.train_step(*batch)
+    grads = {n: g.copy() for n, g in zip(m.params.names, m.params.grads())}
+    assert set(grads) == set(sentiment_spec(m.header_config()))
+    for name, p in m.params.named().items():
+        num = numerical_grad(lambda: m.loss(*batch)[0], p, eps=1e-5)
+        assert rel_error(grads[name], num) < 1e-6, name
+
+
+def test_padding_does_not_change_predictions():
+    m = tiny()
+    m.train(False)
+    ids, mask, _, _ = padded_batch(1)
+    probs, scores = m.predict(ids, mask)
+    for i in range(len(ids)):
+        n = int(mask[i].sum())
+        p1, s1 = m.predict(ids[i:i + 1, :n], mask[i:i + 1, :n])
+        np.testing.assert_allclose(p1[0], probs[i], rtol=1e-12)
+        np.testing.assert_allclose(s1[0], scores[i], rtol=1e-12)
+    assert np.all(np.abs(scores) <= 1) and np.allclose(probs.sum(axis=1), 1)
+
+
+@pytest.mark.parametrize("pool", ["last+max+mean", "max", "mean"])
+def test_incremental_steps_equal_batched_forward(pool):
+    m = tiny(pool, seed=4)
+    m.train(False)
+    ids, mask, _, _ = padded_batch(2)
+    probs, scores = m.predict(ids, mask)
+    for i in range(len(ids)):
+        state = m.zero_state()
+        for t in ids[i, : int(mask[i].sum())]:
+            state = m.advance(state, int(t))
+        p, s = m.readout(state)
+        np.testing.assert_allclose(p, probs[i], rtol=1e-12)
+        assert s == pytest.approx(scores[i], rel=1e-12)
+
+
+def test_dropout_and_word_dropout_only_in_training():
+    m = tiny(dropout=0.5, word_dropout=0.5, dtype=np.float32)
+    ids, mask, _, _ = padded_batch()
+    a = m.predict(ids, mask)
+    np.testing.assert_array_equal(a[0], m.predict(ids, mask)[0])
+    m.train(True)
+    logits, _ = m.forward(ids, mask)
+    assert not np.allclose(logits, m.forward(ids, mask)[0])
+
+
+def test_frozen_embedding_gets_no_update_but_is_saved(tmp_path):
+    m = tiny()
+    m.freeze_embedding()
+    assert "embed.W" not in m.params.names and "embed.W" in m.arrays()
+    m.train_step(*padded_batch())
+    vocab = Vocab(["<pad>", "<unk>", "<eom>", "<eot>", *"abcdefghi"])
+    save_sentiment(m, vocab, tmp_path / "s.npz", {"x": 1.0}, float16=False)
+    m2, v2, header = load_sentiment(tmp_path / "s.npz")
+    assert v2.itos == vocab.itos and header["corpus"]["manifest_sha256"] == corpora.manifest_hash("vader")
+    for name, value in m.arrays().items():
+        np.testing.assert_allclose(m2.arrays()[name], value.astype(np.float32), rtol=1e-6)
+
+
+def test_rating_labels_and_macro_f1():
+    assert [rating_label(r) for r in (-4, -0.5, -0.49, 0, 0.49, 0.5, 3.2)] == [0, 0, 1, 1, 1, 2, 2]
+    y = np.array([0, 0, 1, 2, 2, 2])
+    p = np.array([0, 1, 1, 2, 2, 0])
+    # class 0: tp1 fp1 fn1 -> 0.5; class 1: tp1 fp1 fn0 -> 2/3; class 2: tp2 fp0 fn1 -> 0.8
+    assert macro_f1(y, p) == pytest.approx((0.5 + 2 / 3 + 0.8) / 3)
+
+
+def test_epoch_batches_reshuffle_per_epoch_and_cover_everything():
+    recs = [{"text": "good " * (i % 7 + 1), "rating": 1.0, "domain": "tweets", "id": str(i)} for i in range(50)]
+    data = encode(recs, Vocab.build([["good"]]))
+    epoch = {"e": 0}
+    b = EpochBatches(data, 8, seed=1, epoch_of=lambda: epoch["e"])
+    first = [b[i][0].shape for i in range(len(b))]
+    assert sum(s[0] for s in first) == 50
+    assert [b[i][0].shape for i in range(len(b))] == first  # the same epoch repeats exactly
+    epoch["e"] = 1
+    assert [b[i][0].shape for i in range(len(b))] != first
+
+
+@pytest.mark.skipif(not VADER_BUILT, reason="vader corpus not built (rnnchat corpus build vader)")
+def test_training_writes_a_checkpoint_with_metrics_and_resumes(tmp_path):
+    pytest.importorskip("vaderSentiment")
+    args = SentimentTrainArgs(run_dir=tmp_path / "run", out=tmp_path / "s.npz", embed=8, hidden=8,
+                              epochs=1, batch_size=50, eval_every=5, max_train=400, vocab_size=500)
+    metrics = train_sentiment(args)
+    header = read_header(tmp_path / "s.npz")
+    assert header["model"] == "sentiment"
+    assert header["corpus"]["manifest_sha256"] == corpora.manifest_hash("vader")
+    assert header["training"]["hidden"] == 8
+    for split in ("val", "test"):
+        assert set(header["metrics"][split]) == {"pooled", "tweets", "movies", "products", "news"}
+        assert set(header["metrics"]["vader"][split]) == set(header["metrics"][split])
+    assert metrics["test"]["pooled"]["n"] == len(corpora.load_vader("test"))
+    result = evaluate_sentiment(tmp_path / "s.npz", split="test")
+    assert result["model"]["pooled"]["binary_acc"] == pytest.approx(
+        header["metrics"]["test"]["pooled"]["binary_acc"])
+    # resuming a finished run trains no further and gives the same checkpoint numbers
+    again = train_sentiment(SentimentTrainArgs(**{**vars(args), "resume": True}))
+    assert again["test"] == metrics["test"]
+
+
+@pytest.mark.skipif(not VADER_BUILT, reason="vader corpus not built (rnnchat corpus build vader)")
+def test_interrupted_run_resumes_on_the_same_trajectory(tmp_path):
+    small = dict(embed=6, hidden=6, batch_size=40, eval_every=3, max_train=200, vocab_size=300, ema=0.9,
+                 compare_vader=False, float16=False)
+    straight = train_sentiment(SentimentTrainArgs(run_dir=tmp_path / "a", out=tmp_path / "a.npz", epochs=2, **small))
+    train_sentiment(SentimentTrainArgs(run_dir=tmp_path / "b", out=tmp_path / "b.npz", epochs=1, **small))
+    resumed = train_sentiment(SentimentTrainArgs(run_dir=tmp_path / "b", out=tmp_path / "b.npz", epochs=2,
+                                                 resume=True, **small))
+    assert resumed["test"] == straight["test"] and resumed["selection"] == straight["selection"]
+    a = load_sentiment(tmp_path / "a.npz")[0]
+    b = load_sentiment(tmp_path / "b.npz")[0]
+    for name, value in a.arrays().items():
+        np.testing.assert_array_equal(b.arrays()[name], value)
+
+
+# -- the shipped checkpoint -------------------------------------------------------------------------------
+shipped = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="checkpoints/sentiment.npz not present")
+
+
+def read_cases():
+    cases = []
+    for line in CASES.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            label, text = line.split("\t", 1)
+            assert label in LABELS, line
+            cases.append((label, text))
+    return cases
+
+
+@shipped
+def test_shipped_checkpoint_header_and_size():
+    header = read_header(DEFAULT_CHECKPOINT)
+    assert DEFAULT_CHECKPOINT.stat().st_size < 8 * 2**20
+    assert header["corpus"]["manifest_sha256"] == corpora.manifest_hash("vader")
+    m = header["metrics"]
+    for split in ("val", "test"):
+        for d in ("pooled", "tweets", "movies", "products", "news"):
+            assert {"binary_acc", "macro_f1"} <= set(m[split][d]) and d in m["vader"][split]
+    assert "training" in header and "lr" in header["training"]
+
+
+@shipped
+def test_shipped_checkpoint_beats_vader_on_the_test_split():
+    header = read_header(DEFAULT_CHECKPOINT)
+    ours, vader = header["metrics"]["test"]["pooled"], header["metrics"]["vader"]["test"]["pooled"]
+    assert ours["binary_acc"] >= vader["binary_acc"] + 0.05
+    assert ours["macro_f1"] > vader["macro_f1"]
+
+
+@shipped
+@pytest.mark.skipif(not VADER_BUILT, reason="vader corpus not built")
+def test_evaluate_sentiment_reproduces_the_header():
+    pytest.importorskip("vaderSentiment")
+    header = read_header(DEFAULT_CHECKPOINT)
+    result = evaluate_sentiment(DEFAULT_CHECKPOINT, split="test", compare_vader=True)
+    for d, row in result["model"].items():
+        assert row["binary_acc"] == pytest.approx(header["metrics"]["test"][d]["binary_acc"])
+        assert row["macro_f1"] == pytest.approx(header["metrics"]["test"][d]["macro_f1"])
+        assert result["vader"][d]["binary_acc"] == pytest.approx(header["metrics"]["vader"]["test"][d]["binary_acc"])
+
+
+@shipped
+def test_shipped_checkpoint_on_hand_written_cases():
+    cases = read_cases()
+    assert len(cases) >= 40
+    results = score_texts([t for _, t in cases])
+    wrong = [(label, r["label"], text) for (label, text), r in zip(cases, results) if r["label"] != label]
+    accuracy = 1 - len(wrong) / len(cases)
+    assert accuracy >= 0.85, f"{accuracy:.2f} right; wrong (want, got, text): {wrong}"
