@@ -20,13 +20,6 @@ class CommandError(Exception):
         self.code = code
 
 
-def not_implemented(name: str, issue: int):
-    def run(args: argparse.Namespace) -> int:
-        print(f"rnnchat {name}: not implemented yet (tracked in issue {issue})", file=sys.stderr)
-        return EXIT_USAGE
-    return run
-
-
 # -- corpus ---------------------------------------------------------------------------------------------------
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     from rnnchat import corpora
@@ -100,6 +93,47 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
         print(f"turns after the first: perplexity {m['carried_perplexity']:.2f} with the state carried, "
               f"{m['reset_perplexity']:.2f} reset at the turn start (ratio {m['ratio']:.3f}, {m['tokens']:,} tokens)")
     return 0
+
+
+# -- sentiment / seq2seq ---------------------------------------------------------------------------------------
+def cmd_sentiment(args: argparse.Namespace) -> int:
+    from rnnchat.generate import InputError, read_prompt
+    from rnnchat.train.sentiment import score_texts
+    if args.text is None and sys.stdin.isatty():
+        raise CommandError("give TEXT, or '-' / a pipe for one text per line", EXIT_USAGE)
+    try:
+        texts = [args.text] if args.text not in (None, "-") else read_prompt("-").split("\n")
+    except InputError as e:
+        raise CommandError(str(e)) from None
+    for r in score_texts(texts, args.checkpoint):
+        if args.json:
+            print(json.dumps(r))
+        else:
+            print(f"{r['label']:8s} {r['score']:+.3f}  {r['text']}" if len(texts) > 1 else
+                  f"{r['label']} {r['score']:+.3f}")
+    return 0
+
+
+def cmd_train_sentiment(args: argparse.Namespace) -> int:
+    from rnnchat.train.sentiment import train_from_namespace
+    train_from_namespace(args)
+    return 0
+
+
+def cmd_eval_sentiment(args: argparse.Namespace) -> int:
+    from rnnchat.train.sentiment import eval_from_namespace
+    print(eval_from_namespace(args))
+    return 0
+
+
+def cmd_train_seq2seq(args: argparse.Namespace) -> int:
+    from rnnchat.train.seq2seq import run_train_command
+    return run_train_command(args)
+
+
+def cmd_eval_seq2seq(args: argparse.Namespace) -> int:
+    from rnnchat.train.seq2seq import run_eval_command
+    return run_eval_command(args)
 
 
 # -- generate ------------------------------------------------------------------------------------------------
@@ -212,7 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_sampling_flags(gen)
     gen.set_defaults(func=cmd_generate)
-    sub.add_parser("sentiment", help="score text").set_defaults(func=not_implemented("sentiment", 6))
+    sent = sub.add_parser("sentiment", help="label and score text (negative/neutral/positive, -1..1)")
+    sent.add_argument("text", nargs="?", help="the text; '-' or a pipe: one text per line")
+    sent.add_argument("--json", action="store_true", help="JSONL: text, label, score, probs")
+    sent.add_argument("--checkpoint", type=Path, default=Path(__file__).resolve().parents[1] / "checkpoints"
+                      / "sentiment.npz")
+    sent.set_defaults(func=cmd_sentiment)
 
     info = sub.add_parser("info", help="print a checkpoint's header")
     info.add_argument("paths", nargs="+", metavar="PATH")
@@ -248,9 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--set-lr", type=float, default=None,
                     help="with --resume: replace the saved learning rate (e.g. a final decay step)")
     lm.set_defaults(func=cmd_train_lm)
-    tsub.add_parser("seq2seq", help="the seq2seq chat model").set_defaults(func=not_implemented("train seq2seq", 5))
-    tsub.add_parser("sentiment", help="the sentiment classifier").set_defaults(
-        func=not_implemented("train sentiment", 6))
+    from rnnchat.train import sentiment as sentiment_train, seq2seq as seq2seq_train
+    ts = tsub.add_parser("seq2seq", help="seq2seq: addition, dates or the chat model (resumable)")
+    seq2seq_train.add_train_arguments(ts)
+    ts.set_defaults(func=cmd_train_seq2seq)
+    tsent = tsub.add_parser("sentiment", help="the sentiment classifier (resumable)")
+    sentiment_train.add_train_arguments(tsent)
+    tsent.set_defaults(func=cmd_train_sentiment)
     plot = tsub.add_parser("plot", help="plot a run's training curve in the terminal")
     plot.add_argument("run_dir", nargs="?", default="runs/lm")
     plot.set_defaults(func=cmd_train_plot)
@@ -266,8 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--max-convs", type=int, default=None, help="only the first N conversations of the split")
     el.add_argument("--record", action="store_true", help="write the results into the checkpoint's header metrics")
     el.set_defaults(func=cmd_eval_lm)
-    esub.add_parser("seq2seq").set_defaults(func=not_implemented("eval seq2seq", 5))
-    esub.add_parser("sentiment").set_defaults(func=not_implemented("eval sentiment", 6))
+    es = esub.add_parser("seq2seq", help="exact match (addition, dates) or chat perplexity/distinct-n")
+    seq2seq_train.add_eval_arguments(es)
+    es.set_defaults(func=cmd_eval_seq2seq)
+    esent = esub.add_parser("sentiment", help="accuracy and macro-F1 per domain, optionally against VADER")
+    sentiment_train.add_eval_arguments(esent)
+    esent.set_defaults(func=cmd_eval_sentiment)
     return p
 
 

@@ -19,10 +19,15 @@ def test_help_lists_every_subcommand(capsys):
         assert name in out
 
 
-@pytest.mark.parametrize("argv", [["train", "seq2seq"], ["eval", "seq2seq"]])
-def test_unimplemented_commands_say_so_and_exit_2(argv, capsys):
-    assert main(argv) == 2
-    assert "not implemented" in capsys.readouterr().err
+def test_sentiment_scores_text_and_lines(capsys, monkeypatch):
+    import io
+    import json
+    assert main(["sentiment", "this is wonderful , i love it :)"]) == 0
+    assert capsys.readouterr().out.startswith("positive +")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"terrible , awful service\nwhat a great day\n")))
+    assert main(["sentiment", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["negative", "positive"]
 
 
 def test_unknown_command_is_a_usage_error(capsys):
