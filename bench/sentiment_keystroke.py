@@ -51,7 +51,8 @@ def keystrokes(paragraph: str) -> list[tuple[str, str]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, default=Path(__file__).resolve().parents[1] / "checkpoints" / "sentiment.npz")
+    default = Path(__file__).resolve().parents[1] / "checkpoints" / "sentiment.npz"
+    p.add_argument("--checkpoint", type=Path, default=default)
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
     try:

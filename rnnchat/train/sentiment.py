@@ -427,7 +427,8 @@ def evaluate_sentiment(checkpoint: Path | str = DEFAULT_CHECKPOINT, split: str =
     sentences) on a vader split. Returns {"split", "decision", "model": {...}, "vader": {...}}."""
     model, vocab, _ = load_sentiment(checkpoint)
     data = encode(corpora.load_vader(split), vocab)
-    out = {"split": split, "checkpoint": str(checkpoint), "decision": DECISION, "model": model_table(model, data)}
+    out = {"split": split, "checkpoint": str(checkpoint), "decision": DECISION,
+           "model": model_table(model, data)}
     if compare_vader:
         out["vader"] = vader_table(data)
     return out
@@ -446,8 +447,8 @@ def format_comparison(model: dict, vader: dict | None, title: str = "") -> str:
         line = f"{d:<9}{m['binary_n']:>8}{m['binary_acc']:>8.3f}{m['macro_f1']:>8.3f}"
         if vader:
             v = vader[d]
-            line += (f"{v['binary_acc']:>11.3f}{v['macro_f1']:>10.3f}"
-                     f"{100 * (m['binary_acc'] - v['binary_acc']):>+8.1f}{100 * (m['macro_f1'] - v['macro_f1']):>+8.1f}")
+            d_acc, d_f1 = 100 * (m["binary_acc"] - v["binary_acc"]), 100 * (m["macro_f1"] - v["macro_f1"])
+            line += f"{v['binary_acc']:>11.3f}{v['macro_f1']:>10.3f}{d_acc:>+8.1f}{d_f1:>+8.1f}"
         lines.append(line)
     return "\n".join(lines)
 
