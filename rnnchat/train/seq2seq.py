@@ -82,15 +82,16 @@ class Seq2SeqTrainArgs:
     max_train_convs: int | None = None  # chat: use only the first N training conversations
 
 
+# The defaults are the configurations of the shipped checkpoints (checkpoints/seq2seq_<task>.npz).
 TASK_DEFAULTS: dict[str, dict] = {
     "addition": dict(embed=32, hidden=128, bidirectional=True, reverse=True, peeky=False, attention="dot",
                      proj=128, tie=False, dropout=0.0, batch_size=128, lr=3e-3, clip=5.0, epochs=30,
                      eval_every=0, lr_decay=0.5, n_examples=50_000),
     "dates": dict(embed=32, hidden=128, bidirectional=True, reverse=False, peeky=False, attention="dot",
-                  proj=128, tie=False, dropout=0.0, batch_size=128, lr=3e-3, clip=5.0, epochs=12, eval_every=0,
+                  proj=128, tie=False, dropout=0.0, batch_size=128, lr=3e-3, clip=5.0, epochs=24, eval_every=0,
                   lr_decay=0.5, n_examples=50_000),
     "chat": dict(embed=128, hidden=256, bidirectional=False, reverse=False, peeky=False, attention="dot",
-                 proj=128, tie=True, dropout=0.2, batch_size=128, lr=2e-3, clip=1.0, epochs=4, eval_every=400,
+                 proj=128, tie=True, dropout=0.2, batch_size=128, lr=2e-3, clip=1.0, epochs=3, eval_every=400,
                  lr_decay=0.5, vocab_size=8000, max_src=40, max_tgt=40, window=4),
 }
 
