@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rnnchat.nn import LSTM, Dropout, Embedding, ParamSet, SoftmaxCrossEntropy, TiedOutput
+from rnnchat.nn.recurrent import lstm_cell
 
 State = list[tuple[np.ndarray, np.ndarray]]  # one (h, c) per layer, each (N, H)
 
@@ -147,15 +148,7 @@ class LMDecoder:
         for W, b, (h, c) in zip(self.W, self.b, state):
             a = np.concatenate([x, h], axis=1) @ W
             a += b
-            s = a[:, : 3 * H]
-            s *= 0.5
-            np.tanh(s, out=s)
-            s *= 0.5
-            s += 0.5
-            g = np.tanh(a[:, 3 * H:])
-            c = a[:, H: 2 * H] * c
-            c += a[:, :H] * g
-            x = a[:, 2 * H: 3 * H] * np.tanh(c)
+            x, c = lstm_cell(a, c, H)
             new_state.append((x, c))
         logits = x @ self.E.T
         logits += self.out_b

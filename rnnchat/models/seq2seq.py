@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from rnnchat.nn import LSTM, Attention, Dropout, Embedding, Linear, ParamSet, SoftmaxCrossEntropy, TiedOutput
+from rnnchat.nn.recurrent import lstm_cell
 
 State = tuple[np.ndarray, np.ndarray]  # (h, c), each (N, Hd)
 ATTENTION = ("none", "dot", "general")
@@ -432,23 +433,6 @@ class Seq2Seq:
 
 
 # -- inference -------------------------------------------------------------------------------------------------
-def _sigmoid_(x: np.ndarray) -> np.ndarray:
-    x *= 0.5
-    np.tanh(x, out=x)
-    x *= 0.5
-    x += 0.5
-    return x
-
-
-def _lstm_cell(a: np.ndarray, c: np.ndarray, H: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gate pre-activations a (N, 4H) (modified) and c (N, H) -> new (h, c). Gate order i|f|o|g."""
-    _sigmoid_(a[:, :3 * H])
-    g = np.tanh(a[:, 3 * H:])
-    c_new = a[:, H:2 * H] * c
-    c_new += a[:, :H] * g
-    return a[:, 2 * H:3 * H] * np.tanh(c_new), c_new
-
-
 def _lstm_run(x: np.ndarray, mask: np.ndarray, state: State, Wx, Wh, b) -> tuple[np.ndarray, State]:
     """A masked LSTM over (N, S, D), pure: outputs (N, S, H), final (h, c). Padded steps carry the state."""
     N, S, _ = x.shape
@@ -459,7 +443,7 @@ def _lstm_run(x: np.ndarray, mask: np.ndarray, state: State, Wx, Wh, b) -> tuple
     hs = np.empty((N, S, H), xw.dtype)
     for t in range(S):
         a = xw[:, t] + h @ Wh
-        h_new, c_new = _lstm_cell(a, c, H)
+        h_new, c_new = lstm_cell(a, c, H)
         m = mask[:, t:t + 1] > 0
         h, c = np.where(m, h_new, h), np.where(m, c_new, c)
         hs[:, t] = h
@@ -568,7 +552,7 @@ class Seq2SeqDecoder:
         h, c = state
         a = np.concatenate([x, h], axis=1) @ self.dec_W
         a += self.dec_b
-        h, c = _lstm_cell(a, c, self.Hd)
+        h, c = lstm_cell(a, c, self.Hd)
         feats, w = [h], None
         if self.config.attention != "none":
             scores = np.einsum("nd,nsd->ns", h, enc.keys)

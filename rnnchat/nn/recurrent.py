@@ -31,6 +31,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def lstm_cell(a: np.ndarray, c: np.ndarray, H: int) -> tuple[np.ndarray, np.ndarray]:
+    """One inference step: gate pre-activations a (N, 4H) (overwritten) and c (N, H) -> new (h, c).
+
+    Gate order i|f|o|g, as in `LSTM`. Pure apart from `a`, so decoders can call it from several threads.
+    """
+    _sigmoid(a[:, :3 * H])
+    g = np.tanh(a[:, 3 * H:])
+    c_new = a[:, H:2 * H] * c
+    c_new += a[:, :H] * g
+    return a[:, 2 * H:3 * H] * np.tanh(c_new), c_new
+
+
 class Recurrent(Layer):
     """Common machinery: state handling, masks, time-major layout. Subclasses implement `_run` / `_back`."""
 
