@@ -21,10 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import rnnchat  # noqa: E402,F401  (first: it sets the BLAS thread settings the `rnnchat` command runs with)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 from rnnchat.models.lm import LanguageModel, LMConfig  # noqa: E402
 from rnnchat.nn import Adam, clip_grad_norm  # noqa: E402
 

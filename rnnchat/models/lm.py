@@ -64,6 +64,7 @@ class LanguageModel:
         self.loss_fn = SoftmaxCrossEntropy(ignore_index=None)
         named = [("embed", self.embed)] + [(f"lstm{i}", l) for i, l in enumerate(self.lstms)] + [("out", self.out)]
         self.params = ParamSet(named)
+        self._logits_buf: np.ndarray | None = None
 
     # -- state ---------------------------------------------------------------------------------------------
     @property
@@ -85,22 +86,42 @@ class LanguageModel:
             d.training = mode
 
     # -- whole sequences ----------------------------------------------------------------------------------
+    # Internally everything runs time-major, so the output projection is one contiguous (T*N, H) x (H, V)
+    # GEMM (a batch-major view would make NumPy loop over N small products, at half the speed).
+    def _logits(self, ids: np.ndarray, reuse: bool = False) -> np.ndarray:
+        """ids (N, T) -> logits (T*N, V), rows in time-major order; advances the carried state.
+
+        reuse=True writes into a buffer kept between calls (the training loss consumes it at once).
+        """
+        N, T = ids.shape
+        h = self.drops[0].forward(self.embed.forward(ids.T))  # (T, N, H)
+        for lstm, drop in zip(self.lstms, self.drops[1:]):
+            h = drop.forward(lstm.forward(h.transpose(1, 0, 2)).transpose(1, 0, 2))
+        self._shape = (T, N)
+        out = None
+        if reuse:
+            shape = (T * N, self.config.vocab_size)
+            if self._logits_buf is None or self._logits_buf.shape != shape:
+                self._logits_buf = np.empty(shape, h.dtype)
+            out = self._logits_buf
+        return self.out.forward(h.reshape(T * N, -1), out=out)
+
     def forward(self, ids: np.ndarray) -> np.ndarray:
         """ids (N, T) -> logits (N, T, V); advances the carried state."""
-        h = self.drops[0].forward(self.embed.forward(ids))
-        for lstm, drop in zip(self.lstms, self.drops[1:]):
-            h = drop.forward(lstm.forward(h))
-        return self.out.forward(h)
+        N, T = ids.shape
+        return self._logits(ids).reshape(T, N, -1).transpose(1, 0, 2)
 
     def backward(self, dlogits: np.ndarray) -> None:
-        dh = self.out.backward(dlogits)
+        """dlogits (T*N, V) in the time-major row order of `loss` (what `loss_fn.backward()` returns)."""
+        T, N = self._shape
+        dh = self.out.backward(dlogits).reshape(T, N, -1)
         for lstm, drop in zip(reversed(self.lstms), reversed(self.drops[1:])):
-            dh = lstm.backward(drop.backward(dh))
+            dh = lstm.backward(drop.backward(dh).transpose(1, 0, 2)).transpose(1, 0, 2)
         self.embed.backward(self.drops[0].backward(dh))
 
     def loss(self, ids: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
-        """Mean next-token cross-entropy (no gradient); advances the state."""
-        return self.loss_fn.forward(self.forward(ids), targets)
+        """Mean next-token cross-entropy of (N, T) ids against (N, T) targets; advances the state."""
+        return self.loss_fn.forward(self._logits(ids, reuse=True), targets.T)
 
     def train_step(self, ids: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
         """Forward + backward; gradients land in `self.params.grads()`."""

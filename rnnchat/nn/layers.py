@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnchat.nn.parallel import blocked
+
 
 class Layer:
     """Base class: a layer owns `params` and the matching `grads`."""
@@ -38,9 +40,15 @@ class Embedding(Layer):
         return self.params["W"][ids]
 
     def backward(self, dout: np.ndarray) -> None:
+        """Rows of repeated ids are summed: sort the ids, add each run of equal ids once (np.add.at is slower)."""
         dW = self.grads["W"]
+        ids = self._ids.ravel()
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
         dW.fill(0)
-        np.add.at(dW, self._ids.ravel(), dout.reshape(-1, dW.shape[1]))
+        if ids.size:
+            dW[sorted_ids[starts]] = np.add.reduceat(dout.reshape(-1, dW.shape[1])[order], starts, axis=0)
 
 
 class Linear(Layer):
@@ -83,9 +91,10 @@ class TiedOutput(Layer):
         self._init_grads()
         self._h: np.ndarray | None = None
 
-    def forward(self, h: np.ndarray) -> np.ndarray:
+    def forward(self, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """h (..., H) -> logits (..., V), written into `out` when given (a reused buffer saves page faults)."""
         self._h = h
-        y = h @ self.params["W"].T
+        y = np.matmul(h, self.params["W"].T, out=out)
         y += self.params["b"]
         return y
 
@@ -94,7 +103,7 @@ class TiedOutput(Layer):
         h2 = self._h.reshape(-1, W.shape[1])
         dy2 = dy.reshape(-1, W.shape[0])
         np.dot(dy2.T, h2, out=self.grads["W"])
-        dy2.sum(axis=0, out=self.grads["b"])
+        np.dot(np.ones(dy2.shape[0], dy2.dtype), dy2, out=self.grads["b"])  # column sums as a (threaded) GEMV
         return (dy2 @ W).reshape(self._h.shape)
 
 
@@ -116,8 +125,11 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        # 16 random bits per unit (cheaper than floats): drop with probability q = round(p * 2^16) / 2^16 and
+        # scale by 1 / (1 - q), so the expectation is exact.
+        threshold = min(round(self.p * 65536), 65535)
+        bits = np.frombuffer(self.rng.bytes(2 * x.size), np.uint16).reshape(x.shape)
+        self._mask = np.multiply(bits >= threshold, 65536 / (65536 - threshold), dtype=x.dtype)
         return x * self._mask
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -139,11 +151,17 @@ class SoftmaxCrossEntropy:
         V = logits.shape[-1]
         z = logits.reshape(-1, V)
         t = targets.reshape(-1)
-        rows = np.arange(t.size)
-        z -= z.max(axis=1, keepdims=True)
-        target_logit = z[rows, t]
-        np.exp(z, out=z)
-        total = z.sum(axis=1)
+        total = np.empty(t.size, z.dtype)
+        target_logit = np.empty(t.size, z.dtype)
+
+        def rows(lo: int, hi: int) -> None:  # a few rows at a time, so the passes below run in cache
+            zb = z[lo:hi]
+            zb -= zb.max(axis=1, keepdims=True)
+            target_logit[lo:hi] = zb[np.arange(hi - lo), t[lo:hi]]
+            np.exp(zb, out=zb)
+            zb.sum(axis=1, out=total[lo:hi])
+
+        blocked(rows, t.size, 32)
         nll = np.log(total) - target_logit
         if self.ignore_index is None:
             keep = np.ones(t.size, bool)
@@ -158,7 +176,12 @@ class SoftmaxCrossEntropy:
 
     def backward(self) -> np.ndarray:
         """Gradient of the mean loss w.r.t. the logits (overwrites and returns the forward's buffer)."""
-        z = self._probs
-        z *= self._scale[:, None]
-        z[np.arange(z.shape[0]), self._targets] -= self._weight
+        z, t, scale, weight = self._probs, self._targets, self._scale, self._weight
+
+        def rows(lo: int, hi: int) -> None:
+            zb = z[lo:hi]
+            zb *= scale[lo:hi, None]
+            zb[np.arange(hi - lo), t[lo:hi]] -= weight[lo:hi]
+
+        blocked(rows, t.size, 32)
         return z.reshape(self._shape)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from rnnchat.nn.layers import Layer
+from rnnchat.nn.parallel import blocked
 
 
 class ParamSet:
@@ -48,9 +49,9 @@ class ParamSet:
                 out.append(layer.grads[key])
                 continue
             buf = self._sum_bufs.setdefault(i, np.empty_like(self.params[i]))
-            layer, key = owners[0]
-            np.copyto(buf, layer.grads[key])
-            for layer, key in owners[1:]:
+            (l0, k0), (l1, k1) = owners[:2]
+            np.add(l0.grads[k0], l1.grads[k1], out=buf)
+            for layer, key in owners[2:]:
                 buf += layer.grads[key]
             out.append(buf)
         return out
@@ -106,6 +107,8 @@ class Adam:
 
     def __init__(self, params: list[np.ndarray], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, decay: float = 1.0):
+        if not all(p.flags.c_contiguous for p in params):
+            raise ValueError("Adam updates parameters in place: they must be C-contiguous")
         self.params, self.lr, self.betas, self.eps, self.decay = params, lr, betas, eps, decay
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
@@ -118,18 +121,25 @@ class Adam:
         t = self.step_count
         lr_t = self.lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         eps_t = self.eps * np.sqrt(1 - b2 ** t)  # same as eps added to the bias-corrected sqrt(v)
-        for p, g, m, v, tmp in zip(self.params, grads, self.m, self.v, self._tmp):
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - b2
-            v += tmp
-            np.sqrt(v, out=tmp)
-            tmp += eps_t
-            np.divide(m, tmp, out=tmp)
-            tmp *= lr_t
-            p -= tmp
+        for arrays in zip(self.params, grads, self.m, self.v, self._tmp):
+            p, g, m, v, tmp = (a.reshape(-1) for a in arrays)  # params, moments and tmp are contiguous
+
+            def update(lo: int, hi: int) -> None:  # one cache-sized block, every pass in cache
+                gb, mb, vb, tb = g[lo:hi], m[lo:hi], v[lo:hi], tmp[lo:hi]
+                np.subtract(gb, mb, out=tb)  # m += (1 - b1) (g - m)
+                tb *= 1 - b1
+                mb += tb
+                np.multiply(gb, gb, out=tb)  # v += (1 - b2) (g^2 - v)
+                tb -= vb
+                tb *= 1 - b2
+                vb += tb
+                np.sqrt(vb, out=tb)
+                tb += eps_t
+                np.divide(mb, tb, out=tb)
+                tb *= lr_t
+                p[lo:hi] -= tb
+
+            blocked(update, p.size, 1 << 16)
 
     def decay_lr(self) -> None:
         self.lr *= self.decay

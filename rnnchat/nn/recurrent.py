@@ -88,18 +88,19 @@ class Recurrent(Layer):
         dx = self._back(dhs_t, dstate)
         return dx.transpose(1, 0, 2)
 
-    def _input_projection(self, T: int, N: int, gates: int) -> np.ndarray:
+    def _input_projection(self, T: int, N: int, gates: int, bias: bool = True) -> np.ndarray:
         xw = (self._x.reshape(T * N, self.d_in) @ self.params["Wx"]).reshape(T, N, gates * self.hidden)
-        xw += self.params["b"]
+        if bias:
+            xw += self.params["b"]
         return xw
 
-    def _weight_grads(self, dA: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
-        """From gate pre-activation grads dA (T, N, G): dWx, dWh, db and return dx (T, N, D)."""
+    def _weight_grads(self, dA: np.ndarray, h_prev: np.ndarray, db: np.ndarray | None = None) -> np.ndarray:
+        """From gate pre-activation grads dA (T, N, G): dWx, dWh, db (unless given) and return dx (T, N, D)."""
         T, N, G = dA.shape
         dA2 = dA.reshape(T * N, G)
         self.grads["Wx"] = self._x.reshape(T * N, self.d_in).T @ dA2
         self.grads["Wh"] = h_prev.reshape(T * N, self.hidden).T @ dA2
-        self.grads["b"] = dA2.sum(axis=0)
+        self.grads["b"] = dA2.sum(axis=0) if db is None else db
         return (dA2 @ self.params["Wx"].T).reshape(T, N, self.d_in)
 
     def _h_prev_stack(self) -> np.ndarray:
@@ -174,18 +175,19 @@ class LSTM(Recurrent):
 
     def _run(self, T: int, N: int):
         H = self.hidden
-        A = self._input_projection(T, N, 4)  # gate activations, in place
+        A = self._input_projection(T, N, 4, bias=False)  # gate activations, in place
         hs = np.empty((T, N, H), self.dtype)
         cs = np.empty((T, N, H), self.dtype)
         tcs = np.empty((T, N, H), self.dtype)
         rec = np.empty((N, 4 * H), self.dtype)
         tmp = np.empty((N, H), self.dtype)
         h, c = self._state0
-        Wh = self.params["Wh"]
+        Wh, b = self.params["Wh"], self.params["b"]
         m = self._m
         for t in range(T):
             a = A[t]
             np.dot(h, Wh, out=rec)
+            rec += b  # the bias per step, while the slab is in cache (not as one more pass over A)
             a += rec
             _sigmoid(a[:, :3 * H])
             np.tanh(a[:, 3 * H:], out=a[:, 3 * H:])
@@ -222,6 +224,7 @@ class LSTM(Recurrent):
         tmp3 = np.empty((N, 3 * H), self.dtype)
         Wh_T = self.params["Wh"].T
         c0 = self._state0[1]
+        db = np.zeros(4 * H, self.dtype)
         for t in reversed(range(T)):
             a, d = A[t], dA[t]
             i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
@@ -257,11 +260,12 @@ class LSTM(Recurrent):
             np.subtract(1, tmp, out=tmp)
             dg *= tmp
             np.dot(d, Wh_T, out=dh_next)
+            db += d.sum(axis=0)
             if m is not None:
                 dh_next += carry_h
                 dc_next += carry_c
         self.dstate = (dh_next, dc_next)
-        return self._weight_grads(dA, self._h_prev_stack())
+        return self._weight_grads(dA, self._h_prev_stack(), db)
 
 
 class GRU(Recurrent):
