@@ -32,8 +32,9 @@ import numpy as np
 from rnnchat import corpora, tasks
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnchat.engine.sampling import SamplingSettings, skip_ids
-from rnnchat.models.seq2seq import (Exchange, Seq2Seq, Seq2SeqConfig, Seq2SeqDecoder, chat_source_ids,
-                                    chat_turn_ids, make_exchange, seq2seq_spec)
+from rnnchat.models.seq2seq import Exchange, Seq2Seq, Seq2SeqConfig, make_exchange, seq2seq_spec
+from rnnchat.models.seq2seq_chat import chat_source_ids, chat_turn_ids
+from rnnchat.models.seq2seq_decode import Seq2SeqDecoder
 from rnnchat.nn import Adam
 from rnnchat.text import EOM, EOT, Vocab, detokenize, tokenize
 from rnnchat.train.trainer import TrainConfig, Trainer

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rnnchat.engine.sampling import SamplingSettings
-from rnnchat.models.seq2seq import (Seq2Seq, Seq2SeqConfig, Seq2SeqDecoder, make_exchange, reverse_rows,
-                                    seq2seq_spec)
+from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig, make_exchange, reverse_rows, seq2seq_spec
+from rnnchat.models.seq2seq_decode import Seq2SeqDecoder
 from tests.nn.gradcheck import rel_error
 
 V = 9
@@ -238,7 +238,7 @@ def test_stream_can_be_cancelled(copier):
 
 
 # -- chat wrapper ----------------------------------------------------------------------------------------------
-from rnnchat.models.seq2seq import ChatState, ReplyToken, Seq2SeqChat, chat_source_ids, chat_turn_ids  # noqa: E402
+from rnnchat.models.seq2seq_chat import ChatState, ReplyToken, Seq2SeqChat, chat_source_ids, chat_turn_ids  # noqa: E402
 from rnnchat.text import SPECIALS, Vocab  # noqa: E402
 
 WORDS = ["hello", "world", "how", "are", "you", "?", "i", "am", "fine", "."]
