@@ -3,6 +3,9 @@
 Threading: `respond` is a generator meant to be driven by one worker thread; while it runs, nothing else may
 touch the session (the UIs refuse reset/save/load/send until the reply is finished or stopped). Sentiment
 (`mood`) runs on the UI thread only.
+
+Files: a conversation is the LM conversation's `.npz` (`engine.conversation`); a responder with its own memory
+(the seq2seq model) adds its arrays as `seq2seq.<name>` and its JSON part as the header's `seq2seq` entry.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import platformdirs
 
-from rnnchat.checkpoint import CheckpointError
+from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnchat.engine.conversation import Token
 from rnnchat.engine.engine import Engine
 from rnnchat.engine.sampling import SamplingSettings, SettingsError, skip_ids
 from rnnchat.text import EOM, EOT, Detokenizer, tokenize
 
 LAST = "last"  # the autosaved conversation, restored on start
+MEMORY_KEY = "seq2seq"  # a responder's memory in a conversation file: header entry and array name prefix
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens"}
 COMMAND_HELP = (
@@ -63,6 +68,21 @@ class Responder(Protocol):
 
     def stream(self, transcript: list[dict], text: str, settings: SamplingSettings,
                cancel: threading.Event) -> Iterator[Token]: ...
+
+
+@runtime_checkable
+class Memory(Protocol):
+    """A responder's own conversation memory: reset, saved and loaded with the session's conversation."""
+
+    def reset(self) -> None: ...
+
+    def save_memory(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Plain arrays and a JSON-able dict."""
+
+    def read_memory(self, arrays: dict[str, np.ndarray], meta: dict | None) -> Any:
+        """Validate saved memory (meta None: the file has none) without using it; ValueError if unusable."""
+
+    def use_memory(self, memory: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,22 +147,25 @@ class ChatSession:
     """One conversation with the models, its sampling settings and its files."""
 
     def __init__(self, engine: Engine, sentiment: SentimentLike | None = None, *, sentiment_note: str = "",
-                 seq2seq: Responder | None = None, settings: SamplingSettings | None = None,
+                 seq2seq: Responder | None = None, seq2seq_note: str = "", settings: SamplingSettings | None = None,
                  directory: Path | None = None, clock: Callable[[], float] = time.perf_counter):
         self.engine, self.sentiment, self.seq2seq, self.clock = engine, sentiment, seq2seq, clock
         self.sentiment_note = sentiment_note if sentiment is None else ""
+        self.seq2seq_note = seq2seq_note if seq2seq is None else ""
         self.conv = engine.conversation()
         self.settings = settings or SamplingSettings()
         skip_ids(self.settings, engine.vocab)  # unknown skip words fail now, not at the first reply
         self.directory = directory or data_dir()
-        self.mode = Mode.LM
+        self.mode = Mode.LM if seq2seq is None else Mode.CHAT
         self.last_tokens: list[Token] = []
         self.last_stats: ReplyStats | None = None
 
     # -- modes and settings ----------------------------------------------------------------------------------
     def unavailable(self, mode: Mode) -> str | None:
         """Why `mode` cannot be used, or None."""
-        return "seq2seq model not available" if mode is Mode.CHAT and self.seq2seq is None else None
+        if mode is not Mode.CHAT or self.seq2seq is not None:
+            return None
+        return "seq2seq model not available" + (f" ({self.seq2seq_note})" if self.seq2seq_note else "")
 
     def set_mode(self, mode: Mode | str) -> None:
         try:
@@ -283,9 +306,16 @@ class ChatSession:
                     yield tok if tok.token == EOT else dataclasses.replace(tok, text=detok.push(tok.token))
 
     # -- memory and files ------------------------------------------------------------------------------------
+    @property
+    def memory(self) -> Memory | None:
+        """The responder's own memory, if it has one."""
+        return self.seq2seq if isinstance(self.seq2seq, Memory) else None
+
     def reset(self) -> None:
-        """Forget the conversation ((h, c), history, transcript) and autosave the empty one."""
+        """Forget the conversation ((h, c), history, transcript, the seq2seq memory) and autosave the empty one."""
         self.conv.reset()
+        if self.memory is not None:
+            self.memory.reset()
         self.last_tokens, self.last_stats = [], None
         self.autosave()
 
@@ -297,10 +327,15 @@ class ChatSession:
         return self.directory / "conversations" / f"{name}.npz"
 
     def save(self, name: str) -> Path:
-        """Save the conversation under `name` (atomically)."""
+        """Save the conversation under `name` (atomically; with the seq2seq memory, in a second atomic write)."""
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conv.save(path)
+        if self.memory is not None:
+            arrays, header = load_checkpoint(path, model="conversation")
+            memory, meta = self.memory.save_memory()
+            arrays |= {f"{MEMORY_KEY}.{k}": v for k, v in memory.items()}
+            save_checkpoint(path, arrays, {**header, MEMORY_KEY: meta})
         return path
 
     def load(self, name: str) -> None:
@@ -309,12 +344,27 @@ class ChatSession:
         if not path.exists():
             raise SessionError(f"no saved conversation named {name!r}")
         try:
+            memory = self._read_memory(path)
             self.conv.load(path)
         except CheckpointError as e:
             raise SessionError(str(e)) from None
+        if self.memory is not None:
+            self.memory.use_memory(memory)
         self.last_tokens, self.last_stats = [], None
         if name != LAST:
             self.autosave()
+
+    def _read_memory(self, path: Path) -> Any:
+        """The responder's memory saved in a conversation file, validated (None without such a responder)."""
+        if self.memory is None:
+            return None
+        arrays, header = load_checkpoint(path, model="conversation")
+        prefix = MEMORY_KEY + "."
+        mine = {k.removeprefix(prefix): a for k, a in arrays.items() if k.startswith(prefix)}
+        try:
+            return self.memory.read_memory(mine, header.get(MEMORY_KEY))
+        except ValueError as e:
+            raise SessionError(f"{path}: {e}") from None
 
     def saved_names(self) -> list[str]:
         """Saved conversations, newest first."""
@@ -343,16 +393,22 @@ class ChatSession:
 
 
 def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
-                 fresh: bool = False) -> tuple[ChatSession, list[str]]:
+                 fresh: bool = False, seq2seq_path: Path | None = None) -> tuple[ChatSession, list[str]]:
     """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
 
+    Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note.
     SessionError if the LM is missing, SettingsError for skip words outside its vocabulary.
     """
+    from rnnchat.seq2seq_responder import load_responder
     if not Path(lm_path).exists():
         raise SessionError(f"no language model at {lm_path}; train one with `rnnchat train lm`")
     sentiment, note = load_sentiment(sentiment_path)
-    session = ChatSession(Engine(lm_path), sentiment, sentiment_note=note, settings=settings)
+    seq2seq, seq2seq_note = load_responder(seq2seq_path)
+    session = ChatSession(Engine(lm_path), sentiment, sentiment_note=note, seq2seq=seq2seq,
+                          seq2seq_note=seq2seq_note, settings=settings)
     notes = [f"sentiment: unavailable ({note})"] if sentiment is None else []
+    if seq2seq is None:
+        notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
     if not fresh and (problem := session.restore()):
         notes.append(problem)
     return session, notes

@@ -197,7 +197,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from rnnchat.chat_session import SessionError, open_session
     from rnnchat.engine.sampling import SettingsError
     try:
-        session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=args.fresh)
+        session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=args.fresh,
+                                      seq2seq_path=args.seq2seq)
     except SessionError as e:
         raise CommandError(str(e)) from None
     except SettingsError as e:
@@ -216,6 +217,8 @@ def add_ui_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="language-model checkpoint")
     p.add_argument("--sentiment", type=Path, default=None,
                    help="sentiment checkpoint (default: checkpoints/sentiment.npz; missing = no indicator)")
+    p.add_argument("--seq2seq", type=Path, default=None,
+                   help="seq2seq chat checkpoint (default: checkpoints/seq2seq_chat.npz; missing = no chat mode)")
     p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
     add_sampling_flags(p)
     p.set_defaults(func=cmd_ui)

@@ -1,0 +1,120 @@
+"""The chat session with the seq2seq chat model: chat mode by default, replies with attention, its memory reset,
+saved and loaded with the conversation (older files, other models and damaged memory handled)."""
+
+import numpy as np
+import pytest
+
+from rnnchat.chat_session import ChatSession, Mode, SessionError, open_session
+from rnnchat.checkpoint import load_checkpoint, save_checkpoint
+from rnnchat.engine.sampling import SamplingSettings
+from rnnchat.seq2seq_responder import AttendedToken, Seq2SeqResponder, load_responder
+
+
+def reply(session, text):
+    return list(session.respond(text))
+
+
+def memory_of(session):
+    return session.seq2seq.state
+
+
+def test_chat_mode_is_the_default_and_replies_carry_attention_over_the_users_words(make_session):
+    s = make_session(seq2seq=True)
+    assert s.mode is Mode.CHAT and s.unavailable(Mode.CHAT) is None
+    toks = reply(s, "i love the dog")
+    assert toks and all(isinstance(t, AttendedToken) for t in toks)
+    for t in toks:
+        assert t.source == ("i", "love", "the", "dog", "<eom>", "<eot>") and t.attention.shape == (6,)
+        assert abs(t.attention.sum() - 1) < 1e-5 and 0 < t.prob <= 1
+    assert s.last_tokens == toks and s.conv.history == []  # the LM's memory is not involved
+    assert s.conv.transcript[-1] == {"role": "assistant", "text": "".join(t.text for t in toks), "mode": "chat",
+                                     "stopped": False}
+    assert memory_of(s).h is not None and memory_of(s).transcript[0]["user"] == "i love the dog"
+    s.reset()
+    assert memory_of(s).h is None and memory_of(s).transcript == [] and s.conv.transcript == []
+
+
+def test_save_and_load_restore_the_seq2seq_memory(make_session, data_dir):
+    s = make_session(seq2seq=True)
+    reply(s, "hello there")
+    s.save("one")
+    saved = memory_of(s).copy()
+    reply(s, "what do you think?")
+    assert not np.array_equal(memory_of(s).h, saved.h)
+    s.load("one")
+    np.testing.assert_array_equal(memory_of(s).h, saved.h)
+    np.testing.assert_array_equal(memory_of(s).c, saved.c)
+    assert memory_of(s).transcript == saved.transcript
+    t = make_session(seq2seq=True)  # a new session restores the autosaved conversation, memory included
+    assert t.restore() is None
+    np.testing.assert_array_equal(memory_of(t).h, saved.h)
+    settings = s.settings.with_(seed=9)
+    assert ([tok.id for tok in s.seq2seq.chat.reply(memory_of(s), "i like cats", settings)]
+            == [tok.id for tok in t.seq2seq.chat.reply(memory_of(t), "i like cats", settings)])
+
+
+def test_a_file_without_seq2seq_memory_loads_with_a_fresh_one(make_session, data_dir):
+    old = make_session()  # no seq2seq model: the plain LM conversation file
+    old.set_mode("lm")
+    reply(old, "hello")
+    old.save("old")
+    assert "seq2seq" not in load_checkpoint(data_dir / "conversations" / "old.npz")[1]
+    s = make_session(seq2seq=True)
+    reply(s, "i love the dog")
+    s.load("old")
+    assert memory_of(s).h is None and memory_of(s).transcript == []
+    assert s.conv.history == old.conv.history and s.conv.transcript == old.conv.transcript
+
+
+def test_memory_of_another_seq2seq_model_is_refused_and_nothing_changes(make_session, engine, data_dir):
+    from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnchat.models.seq2seq_chat import Seq2SeqChat
+    s = make_session(seq2seq=True)
+    reply(s, "hello")
+    s.save("mine")
+    chat = s.seq2seq.chat
+    other = Seq2SeqChat(Seq2Seq(Seq2SeqConfig(len(chat.vocab), len(chat.vocab), embed=6, hidden=5)), chat.vocab)
+    t = ChatSession(engine, seq2seq=Seq2SeqResponder(other), settings=s.settings)
+    reply(t, "i like cats")
+    before, history = memory_of(t).copy(), list(t.conv.history)
+    with pytest.raises(SessionError, match="mine.npz: this conversation's seq2seq memory was saved with a "
+                                           "different seq2seq model"):
+        t.load("mine")
+    np.testing.assert_array_equal(memory_of(t).h, before.h)
+    assert t.conv.history == history and t.conv.transcript[0]["text"] == "i like cats"
+
+
+@pytest.mark.parametrize("damage,problem", [
+    (lambda a, h: a.update({"seq2seq.h": np.zeros((1, 3), np.float32)}), r"shape \(1, 16\)"),
+    (lambda a, h: a.pop("seq2seq.c"), "needs arrays 'h' and 'c'"),
+    (lambda a, h: h["seq2seq"].update(transcript="no"), "transcript"),
+])
+def test_damaged_seq2seq_memory_is_refused_with_the_reason(make_session, data_dir, damage, problem):
+    s = make_session(seq2seq=True)
+    reply(s, "hello")
+    path = s.save("broken")
+    arrays, header = load_checkpoint(path)
+    damage(arrays, header)
+    save_checkpoint(path, arrays, header)
+    with pytest.raises(SessionError, match=problem):
+        make_session(seq2seq=True).load("broken")
+
+
+def test_open_session_loads_the_seq2seq_model_or_notes_why_not(small_lm_path, data_dir, tmp_path, seq2seq_chat):
+    from rnnchat.train.seq2seq import save_seq2seq
+    missing = tmp_path / "none.npz"
+    s, notes = open_session(small_lm_path, tmp_path / "x.npz", SamplingSettings(), seq2seq_path=missing)
+    assert s.mode is Mode.LM and f"seq2seq chat: unavailable (no seq2seq chat model at {missing})" in notes
+    assert s.unavailable(Mode.CHAT) == f"seq2seq model not available (no seq2seq chat model at {missing})"
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really")
+    s, notes = open_session(small_lm_path, None, SamplingSettings(), seq2seq_path=corrupt)
+    assert s.seq2seq is None and any("corrupt.npz" in n and n.startswith("seq2seq chat: unavailable") for n in notes)
+    path = tmp_path / "s2s.npz"
+    save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, path, task="chat", metrics={}, corpus={},
+                 decoding={"bos": 3, "eos": 3, "max_src": 20})
+    s, notes = open_session(small_lm_path, None, SamplingSettings(max_tokens=4), seq2seq_path=path)
+    assert s.mode is Mode.CHAT and not [n for n in notes if n.startswith("seq2seq")]
+    assert reply(s, "hello") and memory_of(s).h is not None
+    responder, note = load_responder(tmp_path / "none.npz")
+    assert responder is None and "no seq2seq chat model" in note
