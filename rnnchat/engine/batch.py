@@ -76,35 +76,53 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
         row.observe(p[-n:] if n else [])
     out_ids: list[list[int]] = [[] for _ in jobs]
     out_probs: list[list[float]] = [[] for _ in jobs]
-    texts = [""] * B
-    detoks = [Detokenizer() for _ in jobs]
-    active = np.array([j for j in range(B) if jobs[j].settings.max_tokens > 0], np.int64)
+    max_tokens = np.array([j.settings.max_tokens for j in jobs])  # counts down: tokens each row may still add
+    watched = {j: _TextWatch(vocab, jobs[j].settings.stop) for j in range(B) if jobs[j].settings.stop}
+    active = np.flatnonzero(max_tokens > 0)
     logits, state = logits[active], [(h[active], c[active]) for h, c in state]
     while active.size:
         ids, probs = sample_rows(logits, [rows[j] for j in active])
-        keep = []
-        for k, j in enumerate(active):
-            tid = int(ids[k])
+        max_tokens[active] -= 1
+        keep = (ids != vocab.eot_id) & (max_tokens[active] > 0)
+        for k, (j, tid, p) in enumerate(zip(active.tolist(), ids.tolist(), probs.tolist())):
             out_ids[j].append(tid)
-            out_probs[j].append(float(probs[k]))
-            tok = vocab.itos[tid]
-            if tok == EOM:
-                texts[j] += "\n"
-                detoks[j].reset()
-            elif tok != EOT:
-                texts[j] += detoks[j].push(tok)
-            s = jobs[j].settings
-            done = (len(out_ids[j]) >= s.max_tokens or tok == EOT
-                    or any(texts[j].endswith(x) for x in s.stop))
-            keep.append(not done)
-        keep = np.array(keep)
+            out_probs[j].append(p)
+            if j in watched and watched[j].hit(tid):
+                keep[k] = False
         if not keep.any():
             break
-        logits, state = decoder.step(ids[keep], [(h[keep], c[keep]) for h, c in state])
-        active = active[keep]
+        if not keep.all():  # rows that finished drop out of the batch
+            ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
+        logits, state = decoder.step(ids, state)
+    texts = [_text(vocab, ids) for ids in out_ids]
     return [{"id": job.id, "prompt": job.prompt, "text": texts[j], "tokens": vocab.ids_to_tokens(out_ids[j]),
              "token_ids": out_ids[j], "probs": [round(p, 6) for p in out_probs[j]],
              "settings": job.settings.to_dict(), "seed": job.settings.seed} for j, job in enumerate(jobs)]
+
+
+def _text(vocab: Vocab, ids: list[int]) -> str:
+    """The text of generated ids: <eom> starts a new line, <eot> is not shown."""
+    watch = _TextWatch(vocab, ())
+    for i in ids:
+        watch.hit(i)
+    return watch.text
+
+
+class _TextWatch:
+    """A row's text as it grows, for rows with stop sequences: `hit(id)` appends the token and says whether
+    the text now ends with a stop sequence."""
+
+    def __init__(self, vocab: Vocab, stop: tuple[str, ...]):
+        self.vocab, self.stop, self.text, self.detok = vocab, stop, "", Detokenizer()
+
+    def hit(self, token_id: int) -> bool:
+        tok = self.vocab.itos[token_id]
+        if tok == EOM:
+            self.text += "\n"
+            self.detok.reset()
+        elif tok != EOT:
+            self.text += self.detok.push(tok)
+        return any(self.text.endswith(x) for x in self.stop)
 
 
 def done_ids(out_path: Path) -> set[str]:

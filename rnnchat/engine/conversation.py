@@ -147,4 +147,4 @@ class Conversation:
         self.transcript = list(header.get("transcript", []))
 
     def _config(self) -> dict:
-        return {"vocab_size": self.decoder.vocab_size, "hidden": self.decoder.hidden, "layers": len(self.decoder.W)}
+        return {"vocab_size": self.decoder.vocab_size, "hidden": self.decoder.hidden, "layers": len(self.decoder.model.lstms)}

@@ -133,6 +133,8 @@ class RowSampler:
         self.settings, self.banned = settings, banned
         self.rng = rng if rng is not None else np.random.default_rng(settings.seed)
         self.recent: list[int] = []
+        # rows that differ only in their seed are sampled together
+        self.group = (settings.with_(seed=None), banned.tobytes())
 
     def observe(self, ids: Sequence[int]) -> None:
         """Remember tokens (prompt or generated) for the repetition penalty."""
@@ -153,7 +155,7 @@ def sample_rows(logits: np.ndarray, rows: Sequence[RowSampler]) -> tuple[np.ndar
     probs = np.empty(B, np.float64)
     groups: dict[tuple, list[int]] = {}
     for r, row in enumerate(rows):
-        groups.setdefault((row.settings, row.banned.tobytes()), []).append(r)
+        groups.setdefault(row.group, []).append(r)
     for members in groups.values():
         idx = np.asarray(members)
         s = rows[members[0]].settings
@@ -178,17 +180,61 @@ def sample_rows(logits: np.ndarray, rows: Sequence[RowSampler]) -> tuple[np.ndar
             order = np.argsort(-cz, axis=1, kind="stable")
             cz = np.take_along_axis(cz, order, axis=1)
             cand = order if cand is None else np.take_along_axis(cand, order, axis=1)
-        cz = (cz - cz.max(axis=1, keepdims=True)) * np.float32(1.0 / s.temperature)
-        p = np.exp(cz, dtype=np.float64)
-        c = np.cumsum(p, axis=1)
+        cz -= cz.max(axis=1, keepdims=True)  # cz is z (ours to overwrite) or a fresh gather
+        cz *= np.float32(1.0 / s.temperature)
+        u = np.array([rows[r].rng.random() for r in members])
         if s.top_p < 1.0:
-            p = np.where(c - p < s.top_p * c[:, -1:], p, 0.0)  # smallest prefix reaching top_p
+            p = np.exp(cz, dtype=np.float64)
             c = np.cumsum(p, axis=1)
-        u = np.array([rows[r].rng.random() for r in members]) * c[:, -1]
-        pick = np.minimum((c <= u[:, None]).sum(axis=1), c.shape[1] - 1)
+            p = np.where(c - p < s.top_p * c[:, -1:], p, 0.0)  # smallest prefix reaching top_p
+        else:
+            p = np.exp(cz, out=cz)
+        pick, total = _draw(p, u)
         chosen = pick if cand is None else np.take_along_axis(cand, pick[:, None], axis=1)[:, 0]
         ids[idx] = chosen
-        probs[idx] = p[np.arange(len(members)), pick] / c[:, -1]
+        probs[idx] = p[np.arange(len(members)), pick] / total
     for r, row in enumerate(rows):
         row.observe([ids[r]])
     return ids, probs
+
+
+_BLOCK = 128
+
+
+def _draw(p: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-CDF draw per row: p (n, W) unnormalised weights (>= 0, some > 0), u (n,) in [0, 1) ->
+    (column of the first cumulative weight above u * total, row totals). Zero-weight columns are never drawn.
+
+    Wide rows are searched in two levels: block sums, then a cumulative sum inside the one block the draw
+    falls in, instead of a cumulative sum over all W columns (the slowest part of sampling a 10k vocabulary).
+    Every step works row by row, so a row draws the same token whatever other rows are in the batch.
+    """
+    n, W = p.shape
+    if W <= 4 * _BLOCK:
+        return _search(np.cumsum(p, axis=1, dtype=np.float64), p, u)
+    nb = -(-W // _BLOCK)
+    if nb * _BLOCK != W:
+        padded = np.zeros((n, nb * _BLOCK), p.dtype)
+        padded[:, :W] = p
+        p = padded
+    blocks = p.reshape(n, nb, _BLOCK)
+    sums = blocks.sum(axis=2, dtype=np.float64)
+    cum = np.cumsum(sums, axis=1)
+    b, total = _search(cum, sums, u)
+    rows = np.arange(n)
+    inner, mass = blocks[rows, b], sums[rows, b]
+    frac = np.clip((u * total - (cum[rows, b] - mass)) / mass, 0.0, 1.0 - 1e-12)  # where u falls inside block b
+    k, _ = _search(np.cumsum(inner, axis=1, dtype=np.float64), inner, frac)
+    return b * _BLOCK + k, total
+
+
+def _search(c: np.ndarray, p: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First column whose cumulative weight c exceeds u * total, moved back to the last non-zero weight if
+    rounding ran past the end; (columns, totals)."""
+    total = c[:, -1]
+    pick = (c <= (u * total)[:, None]).sum(axis=1)
+    over = pick >= c.shape[1]
+    if over.any():
+        nonzero = p[over] > 0
+        pick[over] = c.shape[1] - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+    return pick, total

@@ -53,12 +53,14 @@ def lm_spec(config: dict) -> dict[str, tuple[int, ...]]:
 class LanguageModel:
     """Stateful word-level LSTM LM with tied input/output embeddings (embedding size == hidden size)."""
 
-    def __init__(self, config: LMConfig, *, seed: int = 0, dtype=np.float32):
+    def __init__(self, config: LMConfig, *, seed: int = 0, dtype=np.float32, init: bool = True):
+        """init=False leaves the weights at zero (for loading a checkpoint: skips the random draws)."""
         self.config = config
         self.rng = np.random.default_rng(seed)
         V, H = config.vocab_size, config.hidden
-        self.embed = Embedding(V, H, rng=self.rng, dtype=dtype)
-        self.lstms = [LSTM(H, H, rng=self.rng, dtype=dtype, stateful=True) for _ in range(config.layers)]
+        init_rng = self.rng if init else None
+        self.embed = Embedding(V, H, rng=init_rng, dtype=dtype)
+        self.lstms = [LSTM(H, H, rng=init_rng, dtype=dtype, stateful=True) for _ in range(config.layers)]
         self.drops = [Dropout(config.dropout, rng=self.rng) for _ in range(config.layers + 1)]
         self.out = TiedOutput(self.embed)
         self.loss_fn = SoftmaxCrossEntropy(ignore_index=None)
@@ -143,8 +145,9 @@ class LanguageModel:
 class LMDecoder:
     """Inference over explicit state: prompt prefill (one GEMM per chunk) and single-token steps.
 
-    Each layer's step is one fused product [x, h] @ [Wx; Wh]; nothing here allocates V-sized arrays except
-    the logits themselves.
+    The first layer's input product is looked up: `E @ Wx + b` is precomputed once for the whole vocabulary
+    (V x 4H), so a step reads one row of it instead of all of Wx; every later layer's step is one fused
+    product [x, h] @ [Wx; Wh]. Nothing here allocates V-sized arrays except the logits themselves.
     """
 
     def __init__(self, model: LanguageModel, prefill_chunk: int = 256):
@@ -152,21 +155,30 @@ class LMDecoder:
         self.vocab_size, self.hidden = model.config.vocab_size, model.config.hidden
         self.E = model.embed.params["W"]
         self.out_b = model.out.params["b"]
-        self.W = [np.ascontiguousarray(np.concatenate([l.params["Wx"], l.params["Wh"]], axis=0)) for l in model.lstms]
-        self.b = [l.params["b"] for l in model.lstms]
+        first = model.lstms[0].params
+        self.Wx0, self.b0, self.Wh0 = first["Wx"], first["b"], first["Wh"]
+        # rows are filled the first time their token is decoded (no start-up cost; pages never touched stay free)
+        self.input_table = np.empty((self.vocab_size, 4 * self.hidden), np.float32)
+        self._have_row = np.zeros(self.vocab_size, bool)
+        self.W = [np.ascontiguousarray(np.concatenate([l.params["Wx"], l.params["Wh"]], axis=0))
+                  for l in model.lstms[1:]]
+        self.b = [l.params["b"] for l in model.lstms[1:]]
         self.prefill_chunk = prefill_chunk
         self._prefill_lock = threading.Lock()  # prefill runs through the model's layer objects (shared buffers)
 
     def initial_state(self, batch: int = 1) -> State:
         H = self.hidden
-        return [(np.zeros((batch, H), np.float32), np.zeros((batch, H), np.float32)) for _ in self.W]
+        return [(np.zeros((batch, H), np.float32), np.zeros((batch, H), np.float32)) for _ in self.model.lstms]
 
     def step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """ids (B,) -> logits (B, V) and the new state (the input state is not modified)."""
         H = self.hidden
-        x = self.E[ids]
-        new_state = []
-        for W, b, (h, c) in zip(self.W, self.b, state):
+        h, c = state[0]
+        a = h @ self.Wh0
+        a += self._input_rows(ids)
+        x, c = lstm_cell(a, c, H)
+        new_state = [(x, c)]
+        for W, b, (h, c) in zip(self.W, self.b, state[1:]):
             a = np.concatenate([x, h], axis=1) @ W
             a += b
             x, c = lstm_cell(a, c, H)
@@ -174,6 +186,18 @@ class LMDecoder:
         logits = x @ self.E.T
         logits += self.out_b
         return logits, new_state
+
+    def _input_rows(self, ids: np.ndarray) -> np.ndarray:
+        """(E @ Wx + b)[ids] for the first layer, computing rows not seen before. Safe across threads: a row is
+        marked present only after it is written, and two threads filling the same row write the same values."""
+        missing = ids[~self._have_row[ids]]
+        if missing.size:
+            missing = np.unique(missing)
+            rows = self.E[missing] @ self.Wx0
+            rows += self.b0
+            self.input_table[missing] = rows
+            self._have_row[missing] = True
+        return self.input_table[ids]
 
     def prefill(self, ids: np.ndarray, state: State, mask: np.ndarray | None = None) -> tuple[np.ndarray, State]:
         """Feed (B, T) ids (right-padded, with a (B, T) mask) -> logits after each row's last real token, state.

@@ -22,8 +22,10 @@ class Layer:
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
 
-def uniform_init(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype) -> np.ndarray:
-    """U(-scale, scale) weights in `dtype`."""
+def uniform_init(rng: np.random.Generator | None, shape: tuple[int, ...], scale: float, dtype) -> np.ndarray:
+    """U(-scale, scale) weights in `dtype`; zeros when rng is None (a layer about to be loaded from a file)."""
+    if rng is None:
+        return np.zeros(shape, dtype)
     return rng.uniform(-scale, scale, size=shape).astype(dtype)
 
 

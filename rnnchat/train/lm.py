@@ -112,7 +112,7 @@ def load_lm(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[LanguageModel, Vocab
     config = LMConfig.from_dict(header["config"])
     if config.vocab_size != len(vocab):
         raise CheckpointError(f"{path}: config vocab_size {config.vocab_size} != vocabulary length {len(vocab)}")
-    model = LanguageModel(config)
+    model = LanguageModel(config, init=False)
     model.load_arrays(arrays)
     model.train(False)
     return model, vocab, header

@@ -73,3 +73,41 @@ def test_same_seed_same_tokens_and_batch_rows_equal_single_rows():
         ids, p = sample_rows(logits[i: i + 1].copy(), [one])
         assert ids[0] == batch_ids[i] and p[0] == batch_p[i]
     assert 0 < batch_p.min() and batch_p.max() <= 1
+
+
+def test_two_level_draw_follows_the_weights_and_never_draws_zero_weights():
+    from rnnchat.engine.sampling import _draw
+    rng = np.random.default_rng(1)
+    W = 1000  # not a multiple of the block size: the last block is padded
+    w = rng.random(W) ** 4
+    w[::7] = 0.0  # zero weights (banned tokens) anywhere, including whole runs at the end
+    w[-60:] = 0.0
+    n = 200_000
+    u = rng.random(n)
+    u[:5] = [0.0, 1 - 1e-16, 0.5, 1e-300, np.nextafter(1.0, 0.0)]
+    picks, totals = _draw(np.tile(w.astype(np.float32), (n, 1))[: 2000], u[:2000])  # batch path
+    assert np.all(w[picks] > 0)
+    assert np.allclose(totals, w.astype(np.float32).sum(dtype=np.float64), rtol=1e-6)
+    counts = np.zeros(W)
+    for lo in range(0, n, 5000):
+        p, _ = _draw(np.broadcast_to(w.astype(np.float32), (len(u[lo:lo + 5000]), W)).copy(), u[lo:lo + 5000])
+        np.add.at(counts, p, 1)
+    assert counts[w == 0].sum() == 0
+    expected = w / w.sum() * n
+    big = expected > 50
+    chi2 = ((counts[big] - expected[big]) ** 2 / expected[big]).sum()
+    assert chi2 < 1.3 * big.sum()  # a biased sampler lands far above the degrees of freedom
+
+
+def test_two_level_draw_matches_the_plain_inverse_cdf():
+    from rnnchat.engine.sampling import _draw
+    rng = np.random.default_rng(2)
+    p = rng.random((64, 3000)).astype(np.float32)
+    u = rng.random(64)
+    picks, _ = _draw(p, u)
+    c = np.cumsum(p.astype(np.float64), axis=1)
+    plain = (c <= (u * c[:, -1])[:, None]).sum(axis=1)
+    assert np.mean(picks == plain) > 0.95  # equal but for rounding at a boundary
+    assert np.all(np.abs(picks - plain) <= 1)
+    for i in range(5):  # a row draws the same alone as in the batch
+        assert _draw(p[i:i + 1], u[i:i + 1])[0][0] == picks[i]
