@@ -34,10 +34,12 @@ from rnnchat.text import EOM, EOT, Detokenizer, tokenize
 LAST = "last"  # the autosaved conversation, restored on start
 MEMORY_KEY = "seq2seq"  # a responder's memory in a conversation file: header entry and array name prefix
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens"}
+SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens", "beam": "beam"}
+MAX_BEAM = 16
 COMMAND_HELP = (
     ("/temp 0.7", "temperature (0 = greedy)"), ("/topk 40", "top-k (0 = off)"), ("/topp 0.9", "top-p (1 = off)"),
     ("/max 60", "max tokens per reply"), ("/skip WORD", "never say WORD (/skip: clear)"),
+    ("/beam 4", "seq2seq beam width (0 = off)"),
     ("/mode chat|lm|continue", "switch mode"), ("/reset", "forget the conversation"),
     ("/save NAME", "save the conversation"), ("/load NAME", "load one (/load: list)"),
     ("/help", "this help"), ("/quit", "leave"),
@@ -182,9 +184,24 @@ class ChatSession:
         skip_ids(new, self.engine.vocab)
         self.settings = new
 
+    @property
+    def beam(self) -> int:
+        """Beam width of seq2seq chat replies (0 = sampled with the settings)."""
+        return getattr(self.seq2seq, "beam", 0)
+
+    def set_beam(self, width: int) -> None:
+        if not 0 <= width <= MAX_BEAM:
+            raise SettingsError(f"beam width must be in [0, {MAX_BEAM}] (0 = sample), got {width}")
+        if width == self.beam:
+            return
+        if not hasattr(self.seq2seq, "beam"):
+            raise SettingsError("beam search needs the seq2seq chat model")
+        self.seq2seq.beam = width
+
     def set_setting(self, name: str, text: str) -> None:
-        """Set one setting from user text: temperature, top_k, top_p, max_tokens or skip (words, comma/space)."""
-        parse = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int,
+        """Set one setting from user text: temperature, top_k, top_p, max_tokens, skip (words, comma/space) or
+        beam."""
+        parse = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "beam": int,
                  "skip": lambda t: tuple(w for w in re.split(r"[,\s]+", t) if w)}
         if name not in parse:
             raise SettingsError(f"unknown setting {name!r}")
@@ -192,12 +209,16 @@ class ChatSession:
             value = parse[name](text.strip())
         except ValueError:
             raise SettingsError(f"{name.replace('_', '-')}: not a number: {text.strip()!r}") from None
-        self.update_settings(**{name: value})
+        if name == "beam":
+            self.set_beam(value)
+        else:
+            self.update_settings(**{name: value})
 
     def describe_settings(self) -> str:
         s = self.settings
+        beam = f", beam {self.beam}" if self.seq2seq is not None else ""
         return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}, "
-                f"skip {', '.join(s.skip) or '-'}")
+                f"skip {', '.join(s.skip) or '-'}{beam}")
 
     def command(self, line: str) -> str:
         """Run a slash command other than /help and /quit (the UIs' own); returns a message to show.

@@ -25,6 +25,7 @@ from rnnchat.engine.sampling import SettingsError
 MOOD_STYLES = {"negative": "bg:ansired fg:ansiwhite", "neutral": "bg:ansiyellow fg:ansiblack",
                "positive": "bg:ansigreen fg:ansiblack"}
 PROMPTS = {Mode.CHAT: "you> ", Mode.LM: "you> ", Mode.CONTINUE: "text> "}
+REPLY_PREFIX = {Mode.CHAT: "seq2seq> ", Mode.LM: "rnnchat> "}  # continue mode prints the user's text instead
 
 
 class Repl:
@@ -40,8 +41,9 @@ class Repl:
     def toolbar(self) -> FormattedText:
         """Mode, settings and the live sentiment of the line being typed (re-rendered on every keystroke)."""
         s = self.session
+        beam = f" beam {s.beam}" if s.mode is Mode.CHAT and s.beam else ""
         parts = [("", f" {MODE_TITLES[s.mode]} | temp {s.settings.temperature:g} top-k {s.settings.top_k} "
-                      f"top-p {s.settings.top_p:g} | ")]
+                      f"top-p {s.settings.top_p:g}{beam} | ")]
         text = self.prompt.default_buffer.text
         if s.sentiment is None:
             return FormattedText(parts + [("", "sentiment: unavailable ")])
@@ -96,7 +98,7 @@ class Repl:
             self._print(f"error: {reason}")
             return None
         mood, cancel, errors, tail = s.mood(text), threading.Event(), [], ""
-        self.out.write(text if s.mode is Mode.CONTINUE else "rnnchat> ")
+        self.out.write(REPLY_PREFIX.get(s.mode, text))
         with sigint_sets(cancel), threadpool_limits(1):
             try:
                 for tok in s.respond(text, cancel, mood):

@@ -20,12 +20,12 @@ from threadpoolctl import threadpool_limits
 from rnnchat.chat_session import MODE_TITLES, ChatSession, Mode, Mood, SessionError, default_name
 from rnnchat.engine.conversation import Token
 from rnnchat.engine.sampling import SettingsError
-from rnnchat.tui.screens import HelpScreen, LoadScreen, SaveScreen, TokensScreen
+from rnnchat.tui.screens import AttentionScreen, HelpScreen, LoadScreen, SaveScreen, TokensScreen
 from rnnchat.tui.widgets import Bubble, ChatLog, MoodLine, SentimentIndicator, StreamText
 
 FLUSH_S = 1 / 30  # tokens reach the screen in batches, at most ~30 updates a second
 SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"), ("max_tokens", "max tokens"),
-            ("skip", "skip words"))
+            ("skip", "skip words"), ("beam", "beam"))
 WHO = {Mode.CHAT: "seq2seq", Mode.LM: "rnnchat", Mode.CONTINUE: "continue"}
 
 
@@ -59,9 +59,10 @@ class ChatApp(App):
         Binding("ctrl+r", "reset", "Reset"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "load", "Load"),
-        Binding("f2", "next_mode", "Mode"),
-        Binding("f3", "tokens", "Tokens"),
         Binding("f1", "help", "Help"),
+        Binding("f2", "next_mode", "Mode"),
+        Binding("f3", "tokens", "Probs"),
+        Binding("f4", "attention", "Attention"),
         Binding("question_mark", "help", "Help", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -99,7 +100,8 @@ class ChatApp(App):
                     with Horizontal(classes="setting-row"):
                         yield Label(title, classes="setting-label")
                         yield Input(self._setting_text(name), id=f"set-{name}", classes="setting",
-                                    placeholder="none" if name == "skip" else "")
+                                    placeholder="none" if name == "skip" else "",
+                                    disabled=name == "beam" and s.unavailable(Mode.CHAT) is not None)
                 yield Static("", id="settings-error")
                 yield Label("Last reply", classes="side-title")
                 yield Static("-", id="speed")
@@ -118,6 +120,8 @@ class ChatApp(App):
             self.notify(note, severity="warning", timeout=8)
 
     def _setting_text(self, name: str) -> str:
+        if name == "beam":
+            return str(self.session.beam)
         value = getattr(self.session.settings, name)
         return ", ".join(value) if name == "skip" else f"{value:g}"
 
@@ -329,6 +333,10 @@ class ChatApp(App):
         if not isinstance(self.screen, TokensScreen):
             self.push_screen(TokensScreen(list(self.session.last_tokens)))
 
+    def action_attention(self) -> None:
+        if not isinstance(self.screen, AttentionScreen):
+            self.push_screen(AttentionScreen(list(self.session.last_tokens)))
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -344,4 +352,6 @@ class ChatApp(App):
                 yield SystemCommand(f"Mode: {MODE_TITLES[m]}", f"Switch to {m.value} mode (F2 cycles)",
                                     partial(self.set_mode, m))
         yield SystemCommand("Token probabilities", "The last reply coloured by probability (F3)", self.action_tokens)
+        yield SystemCommand("Attention weights", "What the seq2seq model looked at in your words, per reply token "
+                            "(F4)", self.action_attention)
         yield SystemCommand("Help", "Keys, slash commands and modes (F1)", self.action_help)

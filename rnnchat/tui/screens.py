@@ -1,4 +1,4 @@
-"""Modal screens of the chat app: help, the last reply's token probabilities, save and load."""
+"""Modal screens of the chat app: help, the last reply's token probabilities and attention, save and load."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 
@@ -17,6 +17,7 @@ KEYS = (
     ("Enter", "send the message"), ("Esc", "stop the reply mid-stream"),
     ("Ctrl+R", "reset memory (new conversation)"), ("Ctrl+S", "save the conversation"),
     ("Ctrl+O", "load a conversation"), ("F2", "next mode"), ("F3", "last reply by token probability"),
+    ("F4", "last reply's attention (seq2seq)"),
     ("Tab", "message box / settings"), ("Ctrl+P", "command palette"),
     ("F1 / ?", "this help"), ("Ctrl+Q", "quit"),
 )
@@ -87,6 +88,64 @@ class TokensScreen(Dialog):
             yield Static(Text.assemble("probability ", *((f" {p:.2f} ", f"black on {prob_colour(p)}")
                                                          for p in (0.0, 0.25, 0.5, 0.75, 1.0))))
             yield Static(f"{len(probs)} tokens, mean p {sum(probs) / len(probs):.2f}, min p {min(probs):.2f}")
+
+
+HEAT = ((0.0, (24, 26, 48)), (0.35, (110, 40, 120)), (0.7, (225, 95, 45)), (1.0, (255, 235, 110)))
+
+
+def heat_colour(x: float) -> str:
+    """Dark blue (0) through purple and orange to light yellow (1)."""
+    x = min(max(x, 0.0), 1.0)
+    for (a, ca), (b, cb) in zip(HEAT, HEAT[1:]):
+        if x <= b:
+            t = (x - a) / (b - a)
+            return "rgb({},{},{})".format(*(round(u + t * (v - u)) for u, v in zip(ca, cb)))
+    return "rgb({},{},{})".format(*HEAT[-1][1])
+
+
+def heat_style(x: float) -> str:
+    return f"{'black' if x > 0.55 else 'white'} on {heat_colour(x)}"
+
+
+def attention_grid(tokens: list) -> Table:
+    """Rows: the reply's tokens; columns: the user's words (encoder tokens); each cell the weight in percent,
+    shaded relative to the largest weight of the grid. `tokens` carry `.attention` (S,) and `.source`."""
+    source = tokens[0].source
+    top = max(float(t.attention.max()) for t in tokens) or 1.0
+    table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, pad_edge=False)
+    table.add_column("", justify="right", style="bold", no_wrap=True)
+    for word in source:
+        table.add_column(word, justify="center", no_wrap=True, min_width=3,
+                         header_style="dim" if word.startswith("<") else "bold")
+    for tok in tokens:
+        table.add_row(tok.token, *(Text(f"{round(100 * w)}", style=heat_style(w / top))
+                                   for w in map(float, tok.attention)))
+    return table
+
+
+class AttentionScreen(Dialog):
+    """The seq2seq model's attention over the user's words for each token of the last reply (a heat map)."""
+
+    BINDINGS = [Binding("f4", "dismiss", "Close", show=False)]
+
+    def __init__(self, tokens: list):
+        super().__init__()
+        self.tokens = [t for t in tokens if getattr(t, "attention", None) is not None]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog", id="attention"):
+            yield Label("Last reply: attention over your words", classes="dialog-title")
+            if not self.tokens:
+                yield Static("no seq2seq reply yet: attention comes with replies in seq2seq chat mode",
+                             id="no-attention")
+                return
+            with ScrollableContainer(id="attention-scroll"):
+                yield Static(attention_grid(self.tokens), id="attention-grid")
+            top = max(float(t.attention.max()) for t in self.tokens)
+            yield Static(Text.assemble("weight % ", *((f" {round(100 * x * top)} ", heat_style(x))
+                                                      for x in (0.0, 0.25, 0.5, 0.75, 1.0))))
+            yield Static("Each row: where the decoder looked when it chose that token (the row sums to 100).",
+                         classes="dim")
 
 
 class SaveScreen(Dialog):

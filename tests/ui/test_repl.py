@@ -5,6 +5,7 @@ import io
 import signal
 import threading
 
+import numpy as np
 import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -41,6 +42,21 @@ def test_quit_help_errors_and_ctrl_c_at_the_prompt(make_session):
     assert "/mode chat|lm|continue" in out
     assert "error: seq2seq model not available" in out and "error: temperature must be >= 0" in out
     assert s.conv.transcript == []  # Ctrl+C threw the line away
+
+
+def test_mode_chat_replies_with_the_seq2seq_model_and_beam(make_session, data_dir):
+    s = make_session(seq2seq=True)
+    s.set_mode("lm")
+    code, out = run(s, "/mode chat\ni love the dog\n/beam 2\nhello\n/beam 99\n/save chat\n\x04")
+    assert code == 0 and "mode: seq2seq chat" in out
+    replies = [m["text"] for m in s.conv.transcript if m["role"] == "assistant"]
+    assert len(replies) == 2 and f"seq2seq> {replies[0]}\n" in out and f"seq2seq> {replies[1]}\n" in out
+    assert "beam 2" in out and "error: beam width must be in [0, 16]" in out and s.beam == 2
+    assert [t["user"] for t in s.seq2seq.state.transcript] == ["i love the dog", "hello"]
+    assert s.conv.history == []  # the LM's memory is not involved
+    t = make_session(seq2seq=True)
+    run(t, "/load chat\n\x04")
+    np.testing.assert_array_equal(t.seq2seq.state.h, s.seq2seq.state.h)
 
 
 def test_save_reset_load(make_session, data_dir):

@@ -1,4 +1,5 @@
-"""Snapshots of the main screen after a seeded reply, and of the help screen (fixed size, no cursor blink).
+"""Snapshots of the main screen after a seeded reply, of the help screen and of the attention view after a seq2seq
+reply (fixed size, no cursor blink).
 
 Update after an intended change of the look: `pytest tests/ui/test_snapshots.py --snapshot-update`.
 """
@@ -20,3 +21,14 @@ def test_main_screen_after_a_reply(make_session, snap_compare):
 
 def test_help_screen(make_session, snap_compare):
     assert snap_compare(ChatApp(make_session(), cursor_blink=False), terminal_size=SIZE, press=["f1"])
+
+
+def test_attention_screen_after_a_seq2seq_reply(make_session, snap_compare):
+    async def chat(pilot):
+        await pilot.press(*"i love the movie", "enter")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("f4")
+
+    assert snap_compare(ChatApp(make_session(seq2seq=True), cursor_blink=False), terminal_size=SIZE,
+                        run_before=chat)
