@@ -12,6 +12,7 @@ from textual.widgets import Input, Label, OptionList, Static
 
 from rnnchat.chat_session import COMMAND_HELP, MODE_TITLES, NAME_RE, Mode
 from rnnchat.engine.conversation import Token
+from rnnchat.seq2seq_responder import AttendedToken
 
 KEYS = (
     ("Enter", "send the message"), ("Esc", "stop the reply mid-stream"),
@@ -104,12 +105,13 @@ def heat_colour(x: float) -> str:
 
 
 def heat_style(x: float) -> str:
+    """A heat-map cell: its colour, with text readable on it."""
     return f"{'black' if x > 0.55 else 'white'} on {heat_colour(x)}"
 
 
-def attention_grid(tokens: list) -> Table:
+def attention_grid(tokens: list[AttendedToken]) -> Table:
     """Rows: the reply's tokens; columns: the user's words (encoder tokens); each cell the weight in percent,
-    shaded relative to the largest weight of the grid. `tokens` carry `.attention` (S,) and `.source`."""
+    shaded relative to the largest weight of the grid."""
     source = tokens[0].source
     top = max(float(t.attention.max()) for t in tokens) or 1.0
     table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, pad_edge=False)
@@ -128,9 +130,9 @@ class AttentionScreen(Dialog):
 
     BINDINGS = [Binding("f4", "dismiss", "Close", show=False)]
 
-    def __init__(self, tokens: list):
+    def __init__(self, tokens: list[Token]):
         super().__init__()
-        self.tokens = [t for t in tokens if getattr(t, "attention", None) is not None]
+        self.tokens = [t for t in tokens if isinstance(t, AttendedToken) and t.attention is not None]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog", id="attention"):
