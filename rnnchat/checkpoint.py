@@ -318,6 +318,29 @@ def load_checkpoint(path: PathLike, spec: Spec | None = None, *, model: str | No
     return arrays, header
 
 
+def load_vocab_model(path: PathLike, model: str, spec: Callable[[dict], dict], build: Callable[[dict], Any]
+                     ) -> tuple[Any, "Vocab", dict]:
+    """Load a checkpoint of a model that carries its vocabulary: (model in eval mode, Vocab, header).
+
+    spec(config) gives the expected array shapes; build(config) an empty model (with `load_arrays` and
+    `train`) for the weights. A vocabulary that is malformed or does not match config["vocab_size"] is a
+    CheckpointError.
+    """
+    from rnnchat.text import Vocab
+    arrays, header = load_checkpoint(path, lambda h: spec(h["config"]), model=model)
+    try:
+        vocab = Vocab.from_list(header["vocab"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: bad vocabulary: {e}") from None
+    size = header["config"].get("vocab_size")
+    if size != len(vocab):
+        raise CheckpointError(f"{path}: config vocab_size {size} != vocabulary length {len(vocab)}")
+    net = build(header["config"])
+    net.load_arrays(arrays)
+    net.train(False)
+    return net, vocab, header
+
+
 def _fields(d: Mapping[str, object]) -> str:
     return ", ".join(f"{k}={_short(v)}" for k, v in d.items()) or "(none)"
 

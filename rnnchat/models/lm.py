@@ -156,10 +156,9 @@ class LMDecoder:
         self.E = model.embed.params["W"]
         self.out_b = model.out.params["b"]
         first = model.lstms[0].params
-        self.Wx0, self.b0, self.Wh0 = first["Wx"], first["b"], first["Wh"]
-        # rows are filled the first time their token is decoded (no start-up cost; pages never touched stay free)
-        self.input_table = np.empty((self.vocab_size, 4 * self.hidden), np.float32)
-        self._have_row = np.zeros(self.vocab_size, bool)
+        self.input_table = self.E @ first["Wx"]  # (V, 4H): ~0.1 s and 4 x the embedding's memory, once
+        self.input_table += first["b"]
+        self.Wh0 = first["Wh"]
         self.W = [np.ascontiguousarray(np.concatenate([l.params["Wx"], l.params["Wh"]], axis=0))
                   for l in model.lstms[1:]]
         self.b = [l.params["b"] for l in model.lstms[1:]]
@@ -175,7 +174,7 @@ class LMDecoder:
         H = self.hidden
         h, c = state[0]
         a = h @ self.Wh0
-        a += self._input_rows(ids)
+        a += self.input_table[ids]
         x, c = lstm_cell(a, c, H)
         new_state = [(x, c)]
         for W, b, (h, c) in zip(self.W, self.b, state[1:]):
@@ -186,18 +185,6 @@ class LMDecoder:
         logits = x @ self.E.T
         logits += self.out_b
         return logits, new_state
-
-    def _input_rows(self, ids: np.ndarray) -> np.ndarray:
-        """(E @ Wx + b)[ids] for the first layer, computing rows not seen before. Safe across threads: a row is
-        marked present only after it is written, and two threads filling the same row write the same values."""
-        missing = ids[~self._have_row[ids]]
-        if missing.size:
-            missing = np.unique(missing)
-            rows = self.E[missing] @ self.Wx0
-            rows += self.b0
-            self.input_table[missing] = rows
-            self._have_row[missing] = True
-        return self.input_table[ids]
 
     def prefill(self, ids: np.ndarray, state: State, mask: np.ndarray | None = None) -> tuple[np.ndarray, State]:
         """Feed (B, T) ids (right-padded, with a (B, T) mask) -> logits after each row's last real token, state.

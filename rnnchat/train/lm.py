@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat import corpora
-from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, tokenize
@@ -104,18 +104,7 @@ def save_lm(model: LanguageModel, vocab: Vocab, path: Path, metrics: dict, extra
 
 
 def load_lm(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[LanguageModel, Vocab, dict]:
-    arrays, header = load_checkpoint(path, lambda h: lm_spec(h["config"]), model="lm")
-    try:
-        vocab = Vocab.from_list(header["vocab"])
-    except ValueError as e:
-        raise CheckpointError(f"{path}: bad vocabulary: {e}") from None
-    config = LMConfig.from_dict(header["config"])
-    if config.vocab_size != len(vocab):
-        raise CheckpointError(f"{path}: config vocab_size {config.vocab_size} != vocabulary length {len(vocab)}")
-    model = LanguageModel(config, init=False)
-    model.load_arrays(arrays)
-    model.train(False)
-    return model, vocab, header
+    return load_vocab_model(path, "lm", lm_spec, lambda c: LanguageModel(LMConfig.from_dict(c), init=False))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat import corpora
-from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, tokenize
@@ -213,15 +213,7 @@ def save_sentiment(model: SentimentModel, vocab: Vocab, path: Path, metrics: dic
 
 
 def load_sentiment(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[SentimentModel, Vocab, dict]:
-    arrays, header = load_checkpoint(path, lambda h: sentiment_spec(h["config"]), model="sentiment")
-    vocab = Vocab.from_list(header["vocab"])
-    config = SentimentConfig.from_dict(header["config"])
-    if config.vocab_size != len(vocab):
-        raise CheckpointError(f"{path}: config vocab_size {config.vocab_size} != vocabulary length {len(vocab)}")
-    model = SentimentModel(config)
-    model.load_arrays(arrays)
-    model.train(False)
-    return model, vocab, header
+    return load_vocab_model(path, "sentiment", sentiment_spec, lambda c: SentimentModel(SentimentConfig.from_dict(c)))
 
 
 # -- training -------------------------------------------------------------------------------------------
