@@ -1,13 +1,15 @@
-"""Chat UI latency, measured with Textual's Pilot (headless, the real render pipeline):
+"""Chat UI latency, measured with Textual's Pilot (headless, the real render pipeline), in LM chat and in seq2seq
+chat mode:
 
 * keystroke -> sentiment indicator repainted with the new result (target < 16 ms, one frame at 60 Hz);
 * Enter -> first reply token painted on screen (target < 100 ms).
 
 Times run from just before the key is posted to the first paint (`render_lines`) of the widget showing the new
-state. Uses checkpoints/lm.npz and checkpoints/sentiment.npz when present; otherwise random-weight models of the
-default sizes (the arithmetic per keystroke/token is the same).
+state. Uses checkpoints/lm.npz, checkpoints/seq2seq_chat.npz and checkpoints/sentiment.npz when present;
+otherwise random-weight models of the default sizes (the arithmetic per keystroke/token is the same).
 
-    OPENBLAS_NUM_THREADS=1 python bench/ui_latency.py [--lm PATH] [--sentiment PATH] [--replies 10] [--json FILE]
+    OPENBLAS_NUM_THREADS=1 python bench/ui_latency.py [--lm PATH] [--seq2seq PATH] [--sentiment PATH] \
+        [--replies 10] [--json FILE]
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnchat.chat_session import ChatSession  # noqa: E402
+from rnnchat.chat_session import MODE_TITLES, ChatSession, Mode  # noqa: E402
 from rnnchat.engine.engine import Engine  # noqa: E402
 from rnnchat.engine.sampling import SamplingSettings  # noqa: E402
+from rnnchat.seq2seq_responder import Seq2SeqResponder, load_responder  # noqa: E402
 from rnnchat.tui.app import ChatApp  # noqa: E402
 from rnnchat.tui.widgets import SentimentIndicator, StreamText  # noqa: E402
 
@@ -43,6 +46,19 @@ def random_lm(path: Path) -> Path:
     vocab = Vocab(list(SPECIALS) + words + [f"w{i}" for i in range(10_000 - len(SPECIALS) - len(words))])
     save_lm(LanguageModel(LMConfig(vocab_size=len(vocab)), seed=0), vocab, path, {}, float16=False)
     return path
+
+
+def seq2seq_for(path: Path) -> tuple[Seq2SeqResponder, str]:
+    responder, _ = load_responder(path)
+    if responder is not None:
+        return responder, str(path)
+    from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnchat.models.seq2seq_chat import Seq2SeqChat
+    from rnnchat.text import SPECIALS, Vocab, tokenize
+    words = list(dict.fromkeys(t for m in MESSAGES for t in tokenize(m)))
+    vocab = Vocab(list(SPECIALS) + words + [f"w{i}" for i in range(8_000 - len(SPECIALS) - len(words))])
+    config = Seq2SeqConfig(len(vocab), len(vocab), embed=128, hidden=256, proj=128, tie=True)
+    return Seq2SeqResponder(Seq2SeqChat(Seq2Seq(config, seed=0), vocab)), "random weights (vocab 8000, hidden 256)"
 
 
 def sentiment_for(path: Path | None, vocab) -> tuple[object, str]:
@@ -65,8 +81,7 @@ def paints(widget_type) -> list[tuple[float, object]]:
     return log
 
 
-async def measure(session: ChatSession, replies: int) -> dict:
-    indicator_paints, text_paints = paints(SentimentIndicator), paints(StreamText)
+async def measure(session: ChatSession, replies: int, indicator_paints: list, text_paints: list) -> dict:
     keys, firsts = [], []
     app = ChatApp(session, cursor_blink=False)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -86,8 +101,11 @@ async def measure(session: ChatSession, replies: int) -> dict:
             t0 = time.perf_counter()
             await pilot.press("enter")
             while not any(w.text for _, w in text_paints[n:]):
+                if not app.generating and session.last_stats.tokens == 0:
+                    break  # an empty reply (<eot> first): nothing to paint
                 await asyncio.sleep(0)
-            firsts.append(next(t for t, w in text_paints[n:] if w.text) - t0)
+            else:
+                firsts.append(next(t for t, w in text_paints[n:] if w.text) - t0)
             await app.workers.wait_for_complete()
             await pilot.pause()
     ms = lambda xs: {"median_ms": round(1e3 * statistics.median(xs), 2), "p95_ms": round(1e3 * sorted(xs)[
@@ -99,6 +117,7 @@ async def measure(session: ChatSession, replies: int) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lm", type=Path, default=ROOT / "checkpoints" / "lm.npz")
+    p.add_argument("--seq2seq", type=Path, default=ROOT / "checkpoints" / "seq2seq_chat.npz")
     p.add_argument("--sentiment", type=Path, default=ROOT / "checkpoints" / "sentiment.npz")
     p.add_argument("--replies", type=int, default=10)
     p.add_argument("--json", type=Path)
@@ -109,17 +128,25 @@ def main() -> int:
                                                                     "random weights (vocab 10000, hidden 512 x 2)")
         engine = Engine(lm_path)
         sentiment, sentiment_note = sentiment_for(a.sentiment, engine.vocab)
-        session = ChatSession(engine, sentiment, settings=SamplingSettings(seed=0, max_tokens=40))
-        result = asyncio.run(measure(session, a.replies))
-    result |= {"lm": lm_note, "sentiment": sentiment_note, "cpus": os.cpu_count(),
-               "load_avg_1m": round(os.getloadavg()[0], 2)}
-    k, f = result["keystroke_to_indicator"], result["enter_to_first_token"]
-    print(f"LM: {lm_note}\nsentiment: {sentiment_note}\ncpus {result['cpus']}, load average {result['load_avg_1m']}")
-    print(f"keystroke -> indicator painted: median {k['median_ms']} ms, p95 {k['p95_ms']} ms, max {k['max_ms']} ms "
-          f"over {k['n']} keys (target < 16 ms)")
-    print(f"Enter -> first token painted:   median {f['median_ms']} ms, p95 {f['p95_ms']} ms, max {f['max_ms']} ms "
-          f"over {f['n']} replies (target < 100 ms)")
-    print(f"last reply: {result['tokens_per_s_last_reply']} tokens/s")
+        seq2seq, seq2seq_note = seq2seq_for(a.seq2seq)
+        logs = paints(SentimentIndicator), paints(StreamText)
+        modes = {}
+        for mode in (Mode.LM, Mode.CHAT):
+            session = ChatSession(engine, sentiment, seq2seq=seq2seq, settings=SamplingSettings(seed=0, max_tokens=40))
+            session.set_mode(mode)
+            modes[mode.value] = asyncio.run(measure(session, a.replies, *logs))
+    result = {"modes": modes, "lm": lm_note, "seq2seq": seq2seq_note, "sentiment": sentiment_note,
+              "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    print(f"LM: {lm_note}\nseq2seq: {seq2seq_note}\nsentiment: {sentiment_note}\n"
+          f"cpus {result['cpus']}, load average {result['load_avg_1m']}")
+    for mode, r in modes.items():
+        k, f = r["keystroke_to_indicator"], r["enter_to_first_token"]
+        print(f"{MODE_TITLES[Mode(mode)]}:\n"
+              f"  keystroke -> indicator painted: median {k['median_ms']} ms, p95 {k['p95_ms']} ms, "
+              f"max {k['max_ms']} ms over {k['n']} keys (target < 16 ms)\n"
+              f"  Enter -> first token painted:   median {f['median_ms']} ms, p95 {f['p95_ms']} ms, "
+              f"max {f['max_ms']} ms over {f['n']} replies (target < 100 ms)\n"
+              f"  last reply: {r['tokens_per_s_last_reply']} tokens/s")
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
