@@ -190,6 +190,7 @@ class ChatSession:
         return getattr(self.seq2seq, "beam", 0)
 
     def set_beam(self, width: int) -> None:
+        """Reply in seq2seq chat mode by beam search of this width (0 = sample); SettingsError if not possible."""
         if not 0 <= width <= MAX_BEAM:
             raise SettingsError(f"beam width must be in [0, {MAX_BEAM}] (0 = sample), got {width}")
         if width == self.beam:
