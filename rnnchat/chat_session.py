@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import platformdirs
 
-from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnchat.checkpoint import CheckpointError, load_checkpoint
 from rnnchat.engine.conversation import Token
 from rnnchat.engine.engine import Engine
 from rnnchat.engine.sampling import SamplingSettings, SettingsError, skip_ids
@@ -248,8 +248,8 @@ class ChatSession:
         if name == "load":
             if not arg:
                 return "saved conversations: " + (", ".join(self.saved_names()) or "none")
-            self.load(arg)
-            return f"loaded {arg!r}"
+            note = self.load(arg)
+            return f"loaded {arg!r}" + (f"; {note}" if note else "")
         raise SessionError(f"unknown command /{name}: /help lists the commands")
 
     # -- sentiment -------------------------------------------------------------------------------------------
@@ -349,44 +349,51 @@ class ChatSession:
         return self.directory / "conversations" / f"{name}.npz"
 
     def save(self, name: str) -> Path:
-        """Save the conversation under `name` (atomically; with the seq2seq memory, in a second atomic write)."""
+        """Save the conversation (and the seq2seq memory) under `name`, in one atomic write."""
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.conv.save(path)
+        arrays, header = {}, {}
         if self.memory is not None:
-            arrays, header = load_checkpoint(path, model="conversation")
             memory, meta = self.memory.save_memory()
-            arrays |= {f"{MEMORY_KEY}.{k}": v for k, v in memory.items()}
-            save_checkpoint(path, arrays, {**header, MEMORY_KEY: meta})
+            arrays = {f"{MEMORY_KEY}.{k}": v for k, v in memory.items()}
+            header = {MEMORY_KEY: meta}
+        self.conv.save(path, arrays, header)
         return path
 
-    def load(self, name: str) -> None:
-        """Replace the conversation with a saved one (it becomes the one restored on start)."""
+    def load(self, name: str) -> str | None:
+        """Replace the conversation with a saved one (it becomes the one restored on start).
+
+        Returns a note when the seq2seq memory in the file cannot be used (saved with another chat model, or
+        damaged): the LM conversation and transcript are loaded and the seq2seq memory starts fresh.
+        """
         path = self.path(name)
         if not path.exists():
             raise SessionError(f"no saved conversation named {name!r}")
         try:
-            memory = self._read_memory(path)
             self.conv.load(path)
         except CheckpointError as e:
             raise SessionError(str(e)) from None
+        note = None
         if self.memory is not None:
-            self.memory.use_memory(memory)
+            try:
+                memory = self._read_memory(path)
+            except (ValueError, CheckpointError) as e:
+                memory, note = None, f"seq2seq memory not restored ({e}); it starts fresh"
+            if memory is None:
+                self.memory.reset()
+            else:
+                self.memory.use_memory(memory)
         self.last_tokens, self.last_stats = [], None
         if name != LAST:
             self.autosave()
+        return note
 
     def _read_memory(self, path: Path) -> Any:
-        """The responder's memory saved in a conversation file, validated (None without such a responder)."""
-        if self.memory is None:
-            return None
+        """The responder's memory saved in a conversation file, validated (ValueError if unusable)."""
         arrays, header = load_checkpoint(path, model="conversation")
         prefix = MEMORY_KEY + "."
         mine = {k.removeprefix(prefix): a for k, a in arrays.items() if k.startswith(prefix)}
-        try:
-            return self.memory.read_memory(mine, header.get(MEMORY_KEY))
-        except ValueError as e:
-            raise SessionError(f"{path}: {e}") from None
+        return self.memory.read_memory(mine, header.get(MEMORY_KEY))
 
     def saved_names(self) -> list[str]:
         """Saved conversations, newest first."""
@@ -408,10 +415,9 @@ class ChatSession:
         if not self.path(LAST).exists():
             return None
         try:
-            self.load(LAST)
+            return self.load(LAST)
         except SessionError as e:
             return f"could not restore the last conversation ({e}); starting a new one"
-        return None
 
 
 def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,

@@ -116,14 +116,19 @@ class Conversation:
         self.history.append(tid)
 
     # -- persistence -----------------------------------------------------------------------------------------
-    def save(self, path: Path | str) -> None:
-        """Atomically write the memory and transcript (temp file, fsync, rename)."""
+    def save(self, path: Path | str, extra_arrays: dict[str, np.ndarray] | None = None,
+             extra_header: dict | None = None) -> None:
+        """Atomically write the memory and transcript (temp file, fsync, rename), with `extra_arrays` and
+        `extra_header` entries (another model's memory) in the same write; they may not replace ours."""
         arrays = {"logits": self.logits, "history": np.asarray(self.history, np.int32)}
         for i, (h, c) in enumerate(self.state):
             arrays[f"h{i}"], arrays[f"c{i}"] = h, c
         header = {"model": "conversation", "config": self._config(), "vocab": [], "corpus": {}, "metrics": {},
                   "model_id": self.model_id, "transcript": self.transcript}
-        save_checkpoint(path, arrays, header)
+        extra_arrays, extra_header = extra_arrays or {}, extra_header or {}
+        if clash := (set(extra_arrays) & set(arrays)) | (set(extra_header) & set(header)):
+            raise ValueError(f"extra conversation entries would replace {sorted(clash)}")
+        save_checkpoint(path, arrays | extra_arrays, header | extra_header)
 
     def load(self, path: Path | str) -> None:
         """Replace this conversation's memory with a saved one (refused if saved with another model)."""

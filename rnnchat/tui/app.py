@@ -321,13 +321,15 @@ class ChatApp(App):
 
     def _run(self, fn, done: str, rerender: bool = False) -> None:
         try:
-            fn()
+            note = fn()
         except (SessionError, OSError) as e:
             self.notify(str(e), severity="error")
             return
         if rerender:
             self._render_transcript()
         self.notify(done)
+        if isinstance(note, str):  # a partial success (e.g. a load whose seq2seq memory starts fresh)
+            self.notify(note, severity="warning")
 
     def action_tokens(self) -> None:
         if not isinstance(self.screen, TokensScreen):
