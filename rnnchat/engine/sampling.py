@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from rnnchat.nn.parallel import blocked
 from rnnchat.text import PAD, UNK, Vocab, tokenize
 
 
@@ -126,6 +127,9 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab) -> np.ndarray:
     return np.array(sorted(ids), np.int64)
 
 
+_GROUPS: dict[tuple, int] = {}  # settings-without-seed + banned ids -> a small id (cheap to compare per step)
+
+
 class RowSampler:
     """Per-row sampling state: a seeded generator and the recent-token window for the repetition penalty."""
 
@@ -133,69 +137,84 @@ class RowSampler:
         self.settings, self.banned = settings, banned
         self.rng = rng if rng is not None else np.random.default_rng(settings.seed)
         self.recent: list[int] = []
+        self.remember = settings.repeat_penalty != 1.0 and settings.repeat_last_n > 0
         # rows that differ only in their seed are sampled together
-        self.group = (settings.with_(seed=None), banned.tobytes())
+        self.group = _GROUPS.setdefault((settings.with_(seed=None), banned.tobytes()), len(_GROUPS))
 
     def observe(self, ids: Sequence[int]) -> None:
-        """Remember tokens (prompt or generated) for the repetition penalty."""
+        """Remember tokens (prompt or generated) for the repetition penalty (a no-op when it is off)."""
+        if not self.remember:
+            return
         self.recent.extend(int(i) for i in ids)
         n = self.settings.repeat_last_n
-        if len(self.recent) > 4 * max(n, 1):
+        if len(self.recent) > 4 * n:
             del self.recent[: len(self.recent) - n]
 
 
 def sample_rows(logits: np.ndarray, rows: Sequence[RowSampler]) -> tuple[np.ndarray, np.ndarray]:
     """Draw one token per row of `logits` (B, V) (modified in place); returns (ids, probabilities).
 
-    Rows are processed together when they share settings (the batch-mode case) and the arithmetic per row is
-    the same whatever the batch size, so a prompt run alone and in a batch draw the same tokens.
+    Rows are processed together when they share settings (the batch-mode case), in blocks of rows spread over
+    threads; the arithmetic per row is the same whatever the batch, so a prompt run alone and in a batch draw
+    the same tokens.
     """
     B, V = logits.shape
     ids = np.empty(B, np.int64)
     probs = np.empty(B, np.float64)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[int, list[int]] = {}
     for r, row in enumerate(rows):
         groups.setdefault(row.group, []).append(r)
     for members in groups.values():
         idx = np.asarray(members)
         s = rows[members[0]].settings
         z = logits[idx] if len(members) < B else logits
-        for j, r in enumerate(members):
-            row = rows[r]
-            if s.repeat_penalty != 1.0 and s.repeat_last_n and row.recent:
-                rep = np.unique(np.asarray(row.recent[-s.repeat_last_n:], np.int64))
-                zr = z[j, rep]
-                z[j, rep] = np.where(zr > 0, zr / s.repeat_penalty, zr * s.repeat_penalty)
+        if s.repeat_penalty != 1.0 and s.repeat_last_n:
+            for j, r in enumerate(members):
+                if rows[r].recent:
+                    rep = np.unique(np.asarray(rows[r].recent[-s.repeat_last_n:], np.int64))
+                    zr = z[j, rep]
+                    z[j, rep] = np.where(zr > 0, zr / s.repeat_penalty, zr * s.repeat_penalty)
         z[:, rows[members[0]].banned] = -np.inf
         if s.temperature == 0:
             ids[idx] = np.argmax(z, axis=1)
             probs[idx] = 1.0
             continue
-        if s.top_k and s.top_k < V:
-            cand = np.argpartition(z, V - s.top_k, axis=1)[:, V - s.top_k:]
-            cz = np.take_along_axis(z, cand, axis=1)
-        else:
-            cand, cz = None, z
-        if s.top_p < 1.0:  # nucleus needs the candidates sorted by logit
-            order = np.argsort(-cz, axis=1, kind="stable")
-            cz = np.take_along_axis(cz, order, axis=1)
-            cand = order if cand is None else np.take_along_axis(cand, order, axis=1)
-        cz -= cz.max(axis=1, keepdims=True)  # cz is z (ours to overwrite) or a fresh gather
-        cz *= np.float32(1.0 / s.temperature)
-        u = np.array([rows[r].rng.random() for r in members])
-        if s.top_p < 1.0:
-            p = np.exp(cz, dtype=np.float64)
-            c = np.cumsum(p, axis=1)
-            p = np.where(c - p < s.top_p * c[:, -1:], p, 0.0)  # smallest prefix reaching top_p
-        else:
-            p = np.exp(cz, out=cz)
-        pick, total = _draw(p, u)
-        chosen = pick if cand is None else np.take_along_axis(cand, pick[:, None], axis=1)[:, 0]
-        ids[idx] = chosen
-        probs[idx] = p[np.arange(len(members)), pick] / total
+        u = np.array([rows[r].rng.random() for r in members])  # drawn in row order, before any threading
+        out_ids, out_probs = np.empty(len(members), np.int64), np.empty(len(members), np.float64)
+
+        def draw_rows(lo: int, hi: int) -> None:
+            out_ids[lo:hi], out_probs[lo:hi] = _sample_block(z[lo:hi], u[lo:hi], s)
+
+        blocked(draw_rows, len(members), 32)
+        ids[idx], probs[idx] = out_ids, out_probs
     for r, row in enumerate(rows):
-        row.observe([ids[r]])
+        row.observe((ids[r],))
     return ids, probs
+
+
+def _sample_block(z: np.ndarray, u: np.ndarray, s: SamplingSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Temperature, top-k, top-p and one inverse-CDF draw for rows of logits z (overwritten) with uniforms u."""
+    V = z.shape[1]
+    if s.top_k and s.top_k < V:
+        cand = np.argpartition(z, V - s.top_k, axis=1)[:, V - s.top_k:]
+        cz = np.take_along_axis(z, cand, axis=1)
+    else:
+        cand, cz = None, z
+    if s.top_p < 1.0:  # nucleus needs the candidates sorted by logit
+        order = np.argsort(-cz, axis=1, kind="stable")
+        cz = np.take_along_axis(cz, order, axis=1)
+        cand = order if cand is None else np.take_along_axis(cand, order, axis=1)
+    cz -= cz.max(axis=1, keepdims=True)  # cz is z (ours to overwrite) or a fresh gather
+    cz *= np.float32(1.0 / s.temperature)
+    if s.top_p < 1.0:
+        p = np.exp(cz, dtype=np.float64)
+        c = np.cumsum(p, axis=1)
+        p = np.where(c - p < s.top_p * c[:, -1:], p, 0.0)  # smallest prefix reaching top_p
+    else:
+        p = np.exp(cz, out=cz)
+    pick, total = _draw(p, u)
+    chosen = pick if cand is None else np.take_along_axis(cand, pick[:, None], axis=1)[:, 0]
+    return chosen, p[np.arange(len(u)), pick] / total
 
 
 _BLOCK = 128
