@@ -98,7 +98,7 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
 # -- sentiment / seq2seq ---------------------------------------------------------------------------------------
 def cmd_sentiment(args: argparse.Namespace) -> int:
     from rnnchat.generate import InputError, read_prompt
-    from rnnchat.train.sentiment import score_texts
+    from rnnchat.train.sentiment_eval import score_texts
     if args.text is None and sys.stdin.isatty():
         raise CommandError("give TEXT, or '-' / a pipe for one text per line", EXIT_USAGE)
     try:
@@ -121,7 +121,7 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_sentiment(args: argparse.Namespace) -> int:
-    from rnnchat.train.sentiment import eval_from_namespace
+    from rnnchat.train.sentiment_eval import eval_from_namespace
     print(eval_from_namespace(args))
     return 0
 
@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--set-lr", type=float, default=None,
                     help="with --resume: replace the saved learning rate (e.g. a final decay step)")
     lm.set_defaults(func=cmd_train_lm)
-    from rnnchat.train import sentiment as sentiment_train, seq2seq as seq2seq_train
+    from rnnchat.train import sentiment as sentiment_train, sentiment_eval, seq2seq as seq2seq_train
     ts = tsub.add_parser("seq2seq", help="seq2seq: addition, dates or the chat model (resumable)")
     seq2seq_train.add_train_arguments(ts)
     ts.set_defaults(func=cmd_train_seq2seq)
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     seq2seq_train.add_eval_arguments(es)
     es.set_defaults(func=cmd_eval_seq2seq)
     esent = esub.add_parser("sentiment", help="accuracy and macro-F1 per domain, optionally against VADER")
-    sentiment_train.add_eval_arguments(esent)
+    sentiment_eval.add_eval_arguments(esent)
     esent.set_defaults(func=cmd_eval_sentiment)
     return p
 

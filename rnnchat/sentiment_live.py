@@ -58,7 +58,7 @@ class LiveSentiment:
 
     @classmethod
     def from_checkpoint(cls, path: Path | str | None = None) -> "LiveSentiment":
-        from rnnchat.train.sentiment import DEFAULT_CHECKPOINT, load_sentiment
+        from rnnchat.train.sentiment_eval import DEFAULT_CHECKPOINT, load_sentiment
         model, vocab, _ = load_sentiment(path or DEFAULT_CHECKPOINT)
         return cls(model, vocab)
 

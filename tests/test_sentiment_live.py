@@ -9,7 +9,7 @@ from rnnchat.models.sentiment import SentimentConfig, SentimentModel
 from rnnchat.sentiment_live import LiveSentiment, Result
 from rnnchat.text import SPECIALS, Vocab, tokenize
 from rnnchat.train.batches import pad
-from rnnchat.train.sentiment import DEFAULT_CHECKPOINT, score_texts
+from rnnchat.train.sentiment_eval import DEFAULT_CHECKPOINT, score_texts
 
 WORDS = ["good", "not", "bad", "at", "all", "great", "but", "awful", "really", "the", "food", ":)", ":(", "!",
          ".", "don't", "3.14"]

@@ -1,69 +1,34 @@
-"""Sentiment task: VADER's human-rated sentences -> LSTM classifier -> checkpoint, and its evaluation.
+"""Sentiment training: VADER's human-rated sentences -> LSTM classifier -> checkpoint.
 
 Train on the vader ``train`` split, select on ``val`` (the Trainer keeps the best validation objective),
-report on ``test`` (held out). The embedding and first LSTM layer can start from the language model
-(``init="lm"``: the LM's vocabulary and sizes are used) or from scratch (vocabulary built from the vader
-train split).
-
-Decisions used by the metrics (the same for every model and split):
-
-* binary accuracy is over sentences with |rating| >= 0.5; the model says positive when
-  P(positive) > P(negative) (the neutral probability is ignored); VADER says positive when compound > 0.
-* three-class macro-F1 over all sentences; the model's class is the argmax of its probabilities;
-  VADER's is positive for compound >= 0.05, negative for <= -0.05, else neutral.
+report on ``test`` (held out; metrics and scoring live in rnnchat.train.sentiment_eval). The embedding and
+first LSTM layer can start from the language model (``init="lm"``: the LM's vocabulary and sizes are used)
+or from scratch (vocabulary built from the vader train split).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rnnchat import corpora
-from rnnchat.checkpoint import load_vocab_model, save_checkpoint
-from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
+from rnnchat.models.sentiment import SentimentConfig, SentimentModel
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, tokenize
-from rnnchat.train.batches import bucket_batches, pad
+from rnnchat.train.batches import bucket_batches
+from rnnchat.train.sentiment_eval import (DECISION, DEFAULT_CHECKPOINT, DOMAINS, ROOT, Encoded, corpus_info,
+                                          encode, format_comparison, load_sentiment, model_table, predict_ids,
+                                          save_sentiment, vader_table, validation_metrics)
 from rnnchat.train.trainer import TrainConfig, Trainer
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "sentiment.npz"
 DEFAULT_LM = ROOT / "checkpoints" / "lm.npz"
-DOMAINS = ("tweets", "movies", "products", "news")
-DECISION = ("binary: P(positive) > P(negative) on |rating| >= 0.5 (VADER: compound > 0); "
-            "3-class: argmax (VADER: compound >= 0.05 pos, <= -0.05 neg)")
 
 
-# -- data -----------------------------------------------------------------------------------------------
-@dataclass
-class Encoded:
-    ids: list[list[int]]
-    ratings: np.ndarray   # (N,) float64 in [-4, 4]
-    labels: np.ndarray    # (N,) int64 class ids
-    domains: list[str]
-    texts: list[str]
-
-    @property
-    def targets(self) -> np.ndarray:
-        return self.ratings / 4.0
-
-    def batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        ids, mask = pad([self.ids[i] for i in idx])
-        return ids, mask, self.labels[idx], self.targets[idx]
-
-
-def encode(records: list[dict], vocab: Vocab) -> Encoded:
-    return Encoded(ids=[vocab.encode(r["text"]) for r in records],
-                   ratings=np.array([r["rating"] for r in records], np.float64),
-                   labels=np.array([rating_label(r["rating"]) for r in records], np.int64),
-                   domains=[r["domain"] for r in records], texts=[r["text"] for r in records])
-
-
+# -- data ----------------------------------------------------------------------------------------------
 class EpochBatches:
     """Length-bucketed batches reshuffled every epoch; epoch e's order depends only on (seed, e),
     so a resumed run sees exactly the batches it would have seen."""
@@ -87,83 +52,7 @@ class EpochBatches:
         return self.data.batch(self._cache[1][i])
 
 
-# -- metrics ----------------------------------------------------------------------------------------------
-def macro_f1(labels: np.ndarray, preds: np.ndarray) -> float:
-    """Mean over the 3 classes of F1 (a class absent from both labels and predictions counts 0)."""
-    f1s = []
-    for c in range(3):
-        tp = int(np.sum((labels == c) & (preds == c)))
-        fp = int(np.sum((labels != c) & (preds == c)))
-        fn = int(np.sum((labels == c) & (preds != c)))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return float(np.mean(f1s))
-
-
-def scores_table(ratings: np.ndarray, positive: np.ndarray, classes: np.ndarray) -> dict:
-    """Binary accuracy on |rating| >= 0.5 (`positive`: the system's yes/no) and 3-class macro-F1."""
-    labels = np.array([rating_label(r) for r in ratings], np.int64)
-    polar = np.abs(ratings) >= 0.5
-    acc = float(np.mean(positive[polar] == (ratings[polar] > 0))) if polar.any() else float("nan")
-    return {"binary_acc": acc, "binary_n": int(polar.sum()), "macro_f1": macro_f1(labels, classes),
-            "n": int(len(ratings))}
-
-
-def by_domain(domains: Sequence[str], ratings: np.ndarray, positive: np.ndarray, classes: np.ndarray) -> dict:
-    dom = np.array(domains)
-    out = {"pooled": scores_table(ratings, positive, classes)}
-    for d in DOMAINS:
-        sel = dom == d
-        if sel.any():
-            out[d] = scores_table(ratings[sel], positive[sel], classes[sel])
-    return out
-
-
-def predict_ids(model: SentimentModel, ids: list[list[int]], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (N, 3) and scores (N,) for id lists (any lengths, empty allowed)."""
-    probs = np.zeros((len(ids), 3))
-    scores = np.zeros(len(ids))
-    for idx in bucket_batches([len(s) for s in ids], batch_size):
-        x, mask = pad([ids[i] for i in idx])
-        probs[idx], scores[idx] = model.predict(x, mask)
-    return probs, scores
-
-
-def model_table(model: SentimentModel, data: Encoded) -> dict:
-    probs, _ = predict_ids(model, data.ids)
-    return by_domain(data.domains, data.ratings, probs[:, 2] > probs[:, 0], probs.argmax(axis=1))
-
-
-def vader_table(data: Encoded) -> dict:
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError as e:
-        raise RuntimeError("VADER comparison needs vaderSentiment: pip install 'rnnchat[train]'") from e
-    sia = SentimentIntensityAnalyzer()
-    comp = np.array([sia.polarity_scores(t)["compound"] for t in data.texts])
-    classes = np.where(comp >= 0.05, 2, np.where(comp <= -0.05, 0, 1))
-    return by_domain(data.domains, data.ratings, comp > 0, classes)
-
-
-def validation_metrics(model: SentimentModel, data: Encoded, select: str = "loss") -> dict:
-    """Pooled validation numbers: "ce_mse" (the training loss CE + lambda*MSE), binary accuracy,
-    macro-F1, and "loss", the selection objective the Trainer minimises: "ce_mse" itself
-    (select="loss") or 1 - (binary_acc + macro_f1) / 2 (select="acc_f1")."""
-    mode = model.training
-    model.train(False)
-    total, count = 0.0, 0
-    for idx in bucket_batches([len(s) for s in data.ids], 256):
-        loss, n = model.loss(*data.batch(idx))
-        total += loss * n
-        count += n
-    model.train(mode)
-    table = model_table(model, data)
-    pooled = table["pooled"]
-    val_loss = total / max(count, 1)
-    objective = val_loss if select == "loss" else 1 - (pooled["binary_acc"] + pooled["macro_f1"]) / 2
-    return {"loss": objective, "ce_mse": val_loss, "binary_acc": pooled["binary_acc"],
-            "macro_f1": pooled["macro_f1"], **{f"acc_{d}": table[d]["binary_acc"] for d in DOMAINS if d in table}}
-
-
+# -- optimiser --------------------------------------------------------------------------------------------
 class AdamEMA(Adam):
     """Adam that also keeps an exponential moving average of the parameters (Polyak averaging).
 
@@ -197,23 +86,6 @@ class AdamEMA(Adam):
         super().load_state_dict(state)
         for i, a in enumerate(self.avg):
             np.copyto(a, state[f"ema{i}"])
-
-
-# -- checkpoints -----------------------------------------------------------------------------------------
-def corpus_info() -> dict:
-    return {"name": "vader", "manifest_sha256": corpora.manifest_hash("vader"),
-            "train": "train split", "selection": "val split", "report": "test split"}
-
-
-def save_sentiment(model: SentimentModel, vocab: Vocab, path: Path, metrics: dict, extra: dict | None = None,
-                   float16: bool = True) -> None:
-    header = {"model": "sentiment", "config": model.header_config(), "vocab": vocab.to_list(),
-              "corpus": corpus_info(), "metrics": metrics, **(extra or {})}
-    save_checkpoint(path, model.arrays(), header, float16=float16)
-
-
-def load_sentiment(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[SentimentModel, Vocab, dict]:
-    return load_vocab_model(path, "sentiment", sentiment_spec, lambda c: SentimentModel(SentimentConfig.from_dict(c)))
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -412,62 +284,6 @@ def finalize(best_path: Path, out: Path, *, float16: bool = True, compare_vader:
     return metrics
 
 
-# -- evaluation / scoring API --------------------------------------------------------------------------
-def evaluate_sentiment(checkpoint: Path | str = DEFAULT_CHECKPOINT, split: str = "test",
-                       compare_vader: bool = True) -> dict:
-    """Per-domain and pooled binary accuracy and macro-F1 of the checkpoint (and VADER on the same
-    sentences) on a vader split. Returns {"split", "decision", "model": {...}, "vader": {...}}."""
-    model, vocab, _ = load_sentiment(checkpoint)
-    data = encode(corpora.load_vader(split), vocab)
-    out = {"split": split, "checkpoint": str(checkpoint), "decision": DECISION,
-           "model": model_table(model, data)}
-    if compare_vader:
-        out["vader"] = vader_table(data)
-    return out
-
-
-def format_comparison(model: dict, vader: dict | None, title: str = "") -> str:
-    """A plain-text table: per domain and pooled, model vs VADER."""
-    head = f"{title:<9}{'n(bin)':>8}{'acc':>8}{'F1':>8}"
-    if vader:
-        head += f"{'VADER acc':>11}{'VADER F1':>10}{'d acc':>8}{'d F1':>8}"
-    lines = [head]
-    for d in [*DOMAINS, "pooled"]:
-        if d not in model:
-            continue
-        m = model[d]
-        line = f"{d:<9}{m['binary_n']:>8}{m['binary_acc']:>8.3f}{m['macro_f1']:>8.3f}"
-        if vader:
-            v = vader[d]
-            d_acc, d_f1 = 100 * (m["binary_acc"] - v["binary_acc"]), 100 * (m["macro_f1"] - v["macro_f1"])
-            line += f"{v['binary_acc']:>11.3f}{v['macro_f1']:>10.3f}{d_acc:>+8.1f}{d_f1:>+8.1f}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def format_evaluation(result: dict) -> str:
-    return format_comparison(result["model"], result.get("vader"), result["split"])
-
-
-_LOADED: dict[str, tuple[SentimentModel, Vocab, dict]] = {}
-
-
-def _cached(checkpoint: Path | str) -> tuple[SentimentModel, Vocab, dict]:
-    key = str(Path(checkpoint).resolve())
-    if key not in _LOADED:
-        _LOADED[key] = load_sentiment(checkpoint)
-    return _LOADED[key]
-
-
-def score_texts(texts: Sequence[str], checkpoint: Path | str = DEFAULT_CHECKPOINT) -> list[dict]:
-    """[{"text", "label", "score", "probs": {"negative", "neutral", "positive"}}] for each text."""
-    model, vocab, _ = _cached(checkpoint)
-    probs, scores = predict_ids(model, [vocab.encode(t) for t in texts])
-    return [{"text": t, "label": LABELS[int(p.argmax())], "score": float(s),
-             "probs": {name: float(x) for name, x in zip(LABELS, p)}}
-            for t, p, s in zip(texts, probs, scores)]
-
-
 # -- CLI helpers (wired in rnnchat/cli.py) ---------------------------------------------------------------
 _FLAG_HELP = {
     "init": "scratch: vocabulary from the vader train split; lm: embedding + first LSTM from --lm-checkpoint",
@@ -504,21 +320,5 @@ def train_from_namespace(args) -> dict:
     return train_sentiment(SentimentTrainArgs(**{k: v for k, v in vars(args).items() if k in names}))
 
 
-def add_eval_arguments(p) -> None:
-    """`rnnchat eval sentiment` flags."""
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--split", choices=["val", "test"], default="test")
-    p.add_argument("--no-vader", dest="compare_vader", action="store_false", help="skip the VADER comparison")
-    p.add_argument("--json", action="store_true")
-
-
-def eval_from_namespace(args) -> str:
-    """Run `rnnchat eval sentiment` and return the text to print (a table, or JSON with --json)."""
-    import json
-    result = evaluate_sentiment(args.checkpoint, args.split, args.compare_vader)
-    return json.dumps(result) if args.json else format_evaluation(result)
-
-
-__all__ = ["SentimentTrainArgs", "train_sentiment", "add_train_arguments", "train_from_namespace",
-           "add_eval_arguments", "eval_from_namespace", "evaluate_sentiment", "score_texts", "load_sentiment",
-           "save_sentiment", "format_evaluation", "format_comparison", "macro_f1", "DEFAULT_CHECKPOINT"]
+__all__ = ["SentimentTrainArgs", "train_sentiment", "finalize", "oversample", "EpochBatches", "AdamEMA",
+           "add_train_arguments", "train_from_namespace", "DEFAULT_LM"]

@@ -10,9 +10,9 @@ from rnnchat.checkpoint import read_header
 from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
 from rnnchat.text import Vocab
 from rnnchat.train.batches import pad
-from rnnchat.train.sentiment import (DEFAULT_CHECKPOINT, EpochBatches, SentimentTrainArgs, encode,
-                                     evaluate_sentiment, load_sentiment, macro_f1, save_sentiment, score_texts,
-                                     train_sentiment)
+from rnnchat.train.sentiment import EpochBatches, SentimentTrainArgs, train_sentiment
+from rnnchat.train.sentiment_eval import (DEFAULT_CHECKPOINT, encode, evaluate_sentiment, load_sentiment, macro_f1,
+                                          save_sentiment, score_texts)
 from tests.nn.gradcheck import numerical_grad, rel_error
 
 CASES = Path(__file__).resolve().parents[1] / "sentiment_cases.tsv"
