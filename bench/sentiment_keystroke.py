@@ -4,6 +4,7 @@ backspacing and an edit in the middle), single BLAS thread, and print mean / p50
     python bench/sentiment_keystroke.py [--checkpoint checkpoints/sentiment.npz] [--repeat 5]
 
 Without a checkpoint a randomly initialised model of the default size is timed (the cost is the same).
+An ensemble checkpoint runs one step per member on each keystroke.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ def keystrokes(paragraph: str) -> list[tuple[str, str]]:
     return out
 
 
+def describe(model) -> str:
+    """Sizes of a model, or of each member of an ensemble."""
+    members = getattr(model, "members", [model])
+    sizes = [f"embed {c.embed}, hidden {c.hidden} x {c.layers} layer(s), pool {c.pool}"
+             for c in (m.config for m in members)]
+    return (f"ensemble of {len(members)}: " if len(members) > 1 else "") + "; ".join(sizes)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[1] / "checkpoints" / "sentiment.npz"
@@ -69,7 +78,6 @@ def main() -> int:
         vocab = Vocab([*SPECIALS] + [f"w{i}" for i in range(12_000 - len(SPECIALS))])
         live = LiveSentiment(SentimentModel(SentimentConfig(vocab_size=len(vocab))), vocab)
         what = "random model (no checkpoint)"
-    c = live.model.config
     strokes = keystrokes(PARAGRAPH)
     times: dict[str, list[float]] = {}
     steps = []
@@ -86,7 +94,7 @@ def main() -> int:
     for _ in range(args.repeat):
         live.classify(PARAGRAPH)
     scratch = (time.perf_counter() - t0) / args.repeat
-    print(f"model: {what}: embed {c.embed}, hidden {c.hidden} x {c.layers} layer(s), pool {c.pool}")
+    print(f"model: {what}: {describe(live.model)}")
     print(f"{len(strokes)} keystrokes x {args.repeat}, paragraph {len(PARAGRAPH)} chars / "
           f"{len(live.tokens)} tokens; model steps per keystroke: mean {np.mean(steps):.2f}, max {max(steps)}")
     print(f"{'kind':<12}{'n':>6}{'mean ms':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")

@@ -120,6 +120,15 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_sentiment_ensemble(args: argparse.Namespace) -> int:
+    from rnnchat.train.sentiment_ensemble import ensemble_from_namespace
+    try:
+        ensemble_from_namespace(args)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
 def cmd_eval_sentiment(args: argparse.Namespace) -> int:
     from rnnchat.train.sentiment_eval import eval_from_namespace
     print(eval_from_namespace(args))
@@ -290,13 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--set-lr", type=float, default=None,
                     help="with --resume: replace the saved learning rate (e.g. a final decay step)")
     lm.set_defaults(func=cmd_train_lm)
-    from rnnchat.train import sentiment as sentiment_train, sentiment_eval, seq2seq as seq2seq_train
+    from rnnchat.train import sentiment as sentiment_train, sentiment_ensemble, sentiment_eval, seq2seq as seq2seq_train
     ts = tsub.add_parser("seq2seq", help="seq2seq: addition, dates or the chat model (resumable)")
     seq2seq_train.add_train_arguments(ts)
     ts.set_defaults(func=cmd_train_seq2seq)
     tsent = tsub.add_parser("sentiment", help="the sentiment classifier (resumable)")
     sentiment_train.add_train_arguments(tsent)
     tsent.set_defaults(func=cmd_train_sentiment)
+    tens = tsub.add_parser("sentiment-ensemble", help="one sentiment checkpoint averaging trained members")
+    sentiment_ensemble.add_ensemble_arguments(tens)
+    tens.set_defaults(func=cmd_train_sentiment_ensemble)
     plot = tsub.add_parser("plot", help="plot a run's training curve in the terminal")
     plot.add_argument("run_dir", nargs="?", default="runs/lm")
     plot.set_defaults(func=cmd_train_plot)

@@ -9,7 +9,8 @@ a space adds nothing; backspace or an edit in the middle re-runs only from the f
 Because the state after k tokens depends only on those k tokens, and each step is the same
 deterministic computation, the result is identical (bit for bit) to classifying the whole text from
 scratch with a fresh `LiveSentiment`, and equal up to float rounding to the batched
-`SentimentModel.predict`.
+`predict`. The model is one `SentimentModel` or a `SentimentEnsemble` (its state is the members' states;
+each keystroke runs one step per member).
 
 Tokenizing and comparing the token lists is linear in the text but runs at C speed; the model work
 per keystroke is constant.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnchat.models.sentiment import LABELS, LiveState, SentimentModel
+from rnnchat.models.sentiment import LABELS, Classifier
 from rnnchat.text import Vocab, tokenize
 
 
@@ -49,9 +50,9 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
 class LiveSentiment:
     """Incremental classifier of the current input text (call `set_text` on every keystroke)."""
 
-    def __init__(self, model: SentimentModel, vocab: Vocab):
-        if model.config.vocab_size != len(vocab):
-            raise ValueError(f"model vocab_size {model.config.vocab_size} != vocabulary length {len(vocab)}")
+    def __init__(self, model: Classifier, vocab: Vocab):
+        if model.vocab_size != len(vocab):
+            raise ValueError(f"model vocab_size {model.vocab_size} != vocabulary length {len(vocab)}")
         self.model, self.vocab = model, vocab
         model.train(False)
         self.reset()
@@ -65,7 +66,7 @@ class LiveSentiment:
     def reset(self) -> None:
         """Forget the previous text (the next call starts from the empty text)."""
         self._tokens: list[str] = []
-        self._states: list[LiveState] = [self.model.zero_state()]  # _states[k]: after k tokens
+        self._states: list = [self.model.zero_state()]  # _states[k]: after k tokens
         self._result: Result | None = None
         self.steps_run = 0  # model steps run by the last set_text (for tests and benchmarks)
 

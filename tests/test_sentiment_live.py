@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment import SentimentConfig, SentimentEnsemble, SentimentModel
 from rnnchat.sentiment_live import LiveSentiment, Result
 from rnnchat.text import SPECIALS, Vocab, tokenize
 from rnnchat.train.batches import pad
@@ -17,8 +17,12 @@ VOCAB = Vocab([*SPECIALS, *WORDS])
 MODEL = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=6, hidden=7, layers=2, dropout=0.3),
                        seed=5)
 MODEL.train(False)
-for p in MODEL.params.params:  # livelier than the small initial weights
+# a second model of another shape: MODEL and it form a two-member ensemble (probabilities averaged)
+OTHER = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=5, hidden=4, layers=1, dropout=0.3,
+                                       pool="max+mean"), seed=6)
+for p in [*MODEL.params.params, *OTHER.params.params]:  # livelier than the small initial weights
     p *= 4
+ENSEMBLE = SentimentEnsemble([MODEL, OTHER])
 # characters that make tokens grow, merge and split: letters, spaces, emoticon and number parts
 ALPHABET = "gonbdatlr :()!.'3147é"
 
@@ -52,24 +56,26 @@ def apply(text, e):
     return e[1]
 
 
+@pytest.mark.parametrize("model", [MODEL, ENSEMBLE], ids=["model", "ensemble"])
 @settings(max_examples=150, deadline=None)
-@given(st.lists(edit, max_size=25))
-def test_random_edits_equal_classifying_from_scratch(edits):
-    live = LiveSentiment(MODEL, VOCAB)
+@given(edits=st.lists(edit, max_size=25))
+def test_random_edits_equal_classifying_from_scratch(model, edits):
+    live = LiveSentiment(model, VOCAB)
     text = ""
     for e in edits:
         text = apply(text, e)
         r = live.set_text(text)
         assert r == live.classify(text)  # bit-identical to a fresh classifier
-        probs, score = batched(MODEL, VOCAB, text)
+        probs, score = batched(model, VOCAB, text)
         np.testing.assert_allclose(r.probs, probs, rtol=1e-5, atol=1e-7)
         assert r.score == pytest.approx(score, rel=1e-5, abs=1e-7)
         assert r.tokens == len(tokenize(text))
         assert r.label == ("negative", "neutral", "positive")[int(np.argmax(r.probs))]
 
 
-def test_typing_costs_constant_model_steps():
-    live = LiveSentiment(MODEL, VOCAB)
+@pytest.mark.parametrize("model", [MODEL, ENSEMBLE], ids=["model", "ensemble"])
+def test_typing_costs_constant_model_steps(model):
+    live = LiveSentiment(model, VOCAB)
     text = "the food was really good but the service was awful :( not bad at all! " * 5
     steps = []
     for i in range(1, len(text) + 1):

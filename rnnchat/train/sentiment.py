@@ -8,6 +8,7 @@ or from scratch (vocabulary built from the vader train split).
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat import corpora
-from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment import Classifier, SentimentConfig, SentimentModel
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, tokenize
 from rnnchat.train.batches import bucket_batches
@@ -114,6 +115,7 @@ class SentimentTrainArgs:
     eval_every: int = 200
     lr_decay: float = 0.7           # on a validation plateau
     oversample: str = ""            # e.g. "tweets=2": repeat a domain's training sentences
+    lexicon: float = 0.0            # >0: VADER's rated lexicon entries as extra examples, this many copies
     ema: float = 0.0                # >0: validate and save an exponential moving average of the weights
     select: str = "acc_f1"          # "loss" or "acc_f1": what the best checkpoint maximises on val
     float16: bool = True            # store float16 if test/val numbers are unchanged
@@ -144,6 +146,27 @@ def _init_from_lm(a: SentimentTrainArgs, train_recs: list[dict]) -> tuple[Vocab,
     return vocab, config, {"arrays": arrays, "info": info}
 
 
+def vader_lexicon() -> list[dict]:
+    """VADER's human-rated lexicon (``vader_lexicon.txt`` in the vaderSentiment package): one record per
+    entry, the word (or emoticon) as the text and its mean rating by 10 raters (-4..4) as the rating."""
+    try:
+        import vaderSentiment
+    except ImportError as e:
+        raise RuntimeError("--lexicon needs vaderSentiment: pip install 'rnnchat[train]'") from e
+    path = Path(vaderSentiment.__file__).with_name("vader_lexicon.txt")
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0].strip():
+            out.append({"id": f"lexicon:{i}", "domain": "lexicon", "rating": float(parts[1]), "text": parts[0]})
+    return out
+
+
+def _copies(k: int, factor: float) -> int:
+    """How often the k-th record of a group is used: int(factor), plus once for an evenly spread fraction."""
+    return int(factor) + (1 if (k * (factor % 1)) % 1 + (factor % 1) >= 1 else 0)
+
+
 def oversample(records: list[dict], spec: str) -> list[dict]:
     """Repeat each training sentence of a domain: spec "tweets=2,news=1.5" (fractions repeat a fixed,
     evenly spread subset). The vocabulary is built before, from the original split."""
@@ -161,7 +184,7 @@ def oversample(records: list[dict], spec: str) -> list[dict]:
         f = factors.get(r["domain"], 1.0)
         k = seen.get(r["domain"], 0)
         seen[r["domain"]] = k + 1
-        out += [r] * (int(f) + (1 if (k * (f % 1)) % 1 + (f % 1) >= 1 else 0))
+        out += [r] * _copies(k, f)
     return out
 
 
@@ -188,6 +211,14 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
     else:
         raise ValueError(f"init must be 'scratch' or 'lm', not {a.init!r}")
     train_recs = oversample(train_recs, a.oversample)
+    if a.lexicon:  # the entries' tokens join the vocabulary (appended), the entries the training data
+        if lm_init:
+            raise ValueError("lexicon works with init='scratch' only")
+        lexicon = vader_lexicon()
+        extra = dict.fromkeys(t for r in lexicon for t in tokenize(r["text"]) if t not in vocab)
+        vocab = Vocab([*vocab.itos, *extra])
+        config.vocab_size = len(vocab)
+        train_recs = train_recs + [r for k, r in enumerate(lexicon) for _ in range(_copies(k, a.lexicon))]
     train, val = encode(train_recs, vocab), encode(val_recs, vocab)
     model = SentimentModel(config, seed=a.seed)
     if lm_init:
@@ -251,13 +282,22 @@ def finalize(best_path: Path, out: Path, *, float16: bool = True, compare_vader:
              extra: dict | None = None, timing: dict | None = None) -> dict:
     """Evaluate the best (float32) checkpoint on val and test, check float16 storage, write `out`."""
     model, vocab, header = load_sentiment(best_path)
+    return finalize_model(model, vocab, out, selection=header["metrics"], float16=float16,
+                          compare_vader=compare_vader, extra=extra, timing=timing)
+
+
+def finalize_model(model: Classifier, vocab: Vocab, out: Path, *, selection: dict, float16: bool = True,
+                   compare_vader: bool = True, extra: dict | None = None, timing: dict | None = None) -> dict:
+    """Val and test tables of a trained (float32) model or ensemble, the float16 check, then write `out`.
+
+    float16 storage is used only if (almost) no verdict changes: <= 0.2% of val+test sentences."""
     val = encode(corpora.load_vader("val"), vocab)
     test = encode(corpora.load_vader("test"), vocab)
     tables = {"val": model_table(model, val), "test": model_table(model, test)}
     use16 = False
-    if float16:  # store float16 only if (almost) no verdict changes: <= 0.2% of val+test sentences
-        m16, _, _ = load_sentiment(best_path)
-        m16.load_arrays({k: v.astype(np.float16).astype(np.float32) for k, v in m16.arrays().items()})
+    if float16:
+        m16 = copy.deepcopy(model)
+        m16.load_arrays({k: v.astype(np.float16).astype(np.float32) for k, v in model.arrays().items()})
         changed = n = 0
         for data in (val, test):
             p32, _ = predict_ids(model, data.ids)
@@ -272,7 +312,7 @@ def finalize(best_path: Path, out: Path, *, float16: bool = True, compare_vader:
         float16_check = {"verdicts_changed": changed, "of": n, "stored_float16": use16}
     else:
         float16_check = {"stored_float16": False}
-    metrics = {"decision": DECISION, "selection": header["metrics"], "float16": float16_check,
+    metrics = {"decision": DECISION, "selection": selection, "float16": float16_check,
                **{f"{s}": t for s, t in tables.items()}}
     if compare_vader:
         metrics["vader"] = {"val": vader_table(val), "test": vader_table(test)}
@@ -290,6 +330,8 @@ _FLAG_HELP = {
     "select": "what the best checkpoint minimises on val: loss (CE+lambda*MSE) or acc_f1 (1-(acc+F1)/2)",
     "pool": "'+'-joined subset of last, max, mean",
     "max_train": "use only the first N training sentences",
+    "lexicon": "add VADER's rated lexicon entries (vaderSentiment's vader_lexicon.txt) as training examples, "
+               "this many copies; their tokens join the vocabulary (tried: no clear gain on val)",
 }
 
 
@@ -320,5 +362,5 @@ def train_from_namespace(args) -> dict:
     return train_sentiment(SentimentTrainArgs(**{k: v for k, v in vars(args).items() if k in names}))
 
 
-__all__ = ["SentimentTrainArgs", "train_sentiment", "finalize", "oversample", "EpochBatches", "AdamEMA",
+__all__ = ["SentimentTrainArgs", "train_sentiment", "finalize", "finalize_model", "oversample", "EpochBatches", "AdamEMA",
            "add_train_arguments", "train_from_namespace", "DEFAULT_LM"]

@@ -21,7 +21,8 @@ import numpy as np
 
 from rnnchat import corpora
 from rnnchat.checkpoint import load_vocab_model, save_checkpoint
-from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
+from rnnchat.models.sentiment import (LABELS, Classifier, SentimentModel, build_sentiment, rating_label,
+                                      sentiment_spec)
 from rnnchat.text import Vocab
 from rnnchat.train.batches import bucket_batches, pad
 
@@ -88,7 +89,7 @@ def by_domain(domains: Sequence[str], ratings: np.ndarray, positive: np.ndarray,
     return out
 
 
-def predict_ids(model: SentimentModel, ids: list[list[int]], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def predict_ids(model: Classifier, ids: list[list[int]], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, 3) and scores (N,) for id lists (any lengths, empty allowed)."""
     probs = np.zeros((len(ids), 3))
     scores = np.zeros(len(ids))
@@ -98,7 +99,7 @@ def predict_ids(model: SentimentModel, ids: list[list[int]], batch_size: int = 2
     return probs, scores
 
 
-def model_table(model: SentimentModel, data: Encoded) -> dict:
+def model_table(model: Classifier, data: Encoded) -> dict:
     probs, _ = predict_ids(model, data.ids)
     return by_domain(data.domains, data.ratings, probs[:, 2] > probs[:, 0], probs.argmax(axis=1))
 
@@ -140,15 +141,16 @@ def corpus_info() -> dict:
             "train": "train split", "selection": "val split", "report": "test split"}
 
 
-def save_sentiment(model: SentimentModel, vocab: Vocab, path: Path, metrics: dict, extra: dict | None = None,
+def save_sentiment(model: Classifier, vocab: Vocab, path: Path, metrics: dict, extra: dict | None = None,
                    float16: bool = True) -> None:
     header = {"model": "sentiment", "config": model.header_config(), "vocab": vocab.to_list(),
               "corpus": corpus_info(), "metrics": metrics, **(extra or {})}
     save_checkpoint(path, model.arrays(), header, float16=float16)
 
 
-def load_sentiment(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[SentimentModel, Vocab, dict]:
-    return load_vocab_model(path, "sentiment", sentiment_spec, lambda c: SentimentModel(SentimentConfig.from_dict(c)))
+def load_sentiment(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[Classifier, Vocab, dict]:
+    """(model or ensemble in eval mode, vocabulary, header); every array is checked against the config."""
+    return load_vocab_model(path, "sentiment", sentiment_spec, build_sentiment)
 
 
 # -- evaluation / scoring API --------------------------------------------------------------------------
@@ -188,10 +190,10 @@ def format_evaluation(result: dict) -> str:
     return format_comparison(result["model"], result.get("vader"), result["split"])
 
 
-_LOADED: dict[str, tuple[SentimentModel, Vocab, dict]] = {}
+_LOADED: dict[str, tuple[Classifier, Vocab, dict]] = {}
 
 
-def _cached(checkpoint: Path | str) -> tuple[SentimentModel, Vocab, dict]:
+def _cached(checkpoint: Path | str) -> tuple[Classifier, Vocab, dict]:
     key = str(Path(checkpoint).resolve())
     if key not in _LOADED:
         _LOADED[key] = load_sentiment(checkpoint)

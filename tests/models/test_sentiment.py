@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from rnnchat import corpora
-from rnnchat.checkpoint import read_header
-from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
+from rnnchat.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
+from rnnchat.models.sentiment import (LABELS, SentimentConfig, SentimentEnsemble, SentimentModel, build_sentiment,
+                                      rating_label, sentiment_spec)
 from rnnchat.text import Vocab
 from rnnchat.train.batches import pad
 from rnnchat.train.sentiment import EpochBatches, SentimentTrainArgs, train_sentiment
@@ -95,6 +96,57 @@ def test_frozen_embedding_gets_no_update_but_is_saved(tmp_path):
     assert v2.itos == vocab.itos and header["corpus"]["manifest_sha256"] == corpora.manifest_hash("vader")
     for name, value in m.arrays().items():
         np.testing.assert_allclose(m2.arrays()[name], value.astype(np.float32), rtol=1e-6)
+
+
+def ensemble(dtype=np.float64):
+    members = [tiny(seed=1, dtype=dtype), tiny("max+mean", layers=1, seed=2, dtype=dtype)]
+    for m in members:
+        for p in m.params.params:
+            p *= 3
+    return SentimentEnsemble(members)
+
+
+def test_ensemble_averages_its_members_batched_and_incrementally():
+    ens = ensemble()
+    ids, mask, _, _ = padded_batch(3)
+    probs, scores = ens.predict(ids, mask)
+    member = [m.predict(ids, mask) for m in ens.members]
+    np.testing.assert_allclose(probs, (member[0][0] + member[1][0]) / 2, rtol=1e-12)
+    np.testing.assert_allclose(scores, (member[0][1] + member[1][1]) / 2, rtol=1e-12)
+    assert not np.allclose(member[0][0], member[1][0])  # the members really differ
+    for i in range(len(ids)):
+        state = ens.zero_state()
+        for t in ids[i, : int(mask[i].sum())]:
+            state = ens.advance(state, int(t))
+        p, s = ens.readout(state)
+        np.testing.assert_allclose(p, probs[i], rtol=1e-12)
+        assert s == pytest.approx(scores[i], rel=1e-12)
+
+
+def test_ensemble_checkpoint_round_trip_and_validation(tmp_path):
+    ens = ensemble(np.float32)
+    vocab = Vocab(["<pad>", "<unk>", "<eom>", "<eot>", *"abcdefghi"])
+    config = ens.header_config()
+    assert config["vocab_size"] == 13 and len(config["members"]) == 2
+    assert set(ens.arrays()) == set(sentiment_spec(config)) and all(k[:3] in ("m0.", "m1.") for k in ens.arrays())
+    save_sentiment(ens, vocab, tmp_path / "e.npz", {"x": 1.0}, float16=True)
+    loaded, v2, header = load_sentiment(tmp_path / "e.npz")
+    assert isinstance(loaded, SentimentEnsemble) and len(loaded.members) == 2 and v2.itos == vocab.itos
+    ids, mask, _, _ = padded_batch(4)
+    np.testing.assert_allclose(loaded.predict(ids, mask)[0], ens.predict(ids, mask)[0], atol=2e-3)
+    assert isinstance(build_sentiment(ens.members[0].header_config()), SentimentModel)
+    # a member array missing, or a member whose vocabulary size differs, is refused on load
+    arrays, head = load_checkpoint(tmp_path / "e.npz", dtype=np.float32)
+    save_checkpoint(tmp_path / "missing.npz", {k: v for k, v in arrays.items() if k != "m1.cls.b"}, head, float16=True)
+    with pytest.raises(CheckpointError, match="missing arrays: m1.cls.b"):
+        load_sentiment(tmp_path / "missing.npz")
+    bad = {**head, "config": {**head["config"], "members": [head["config"]["members"][0],
+                                                            {**head["config"]["members"][1], "vocab_size": 12}]}}
+    save_checkpoint(tmp_path / "vocab.npz", arrays, bad, float16=True)
+    with pytest.raises(CheckpointError, match="member 1 has vocab_size 12"):
+        load_sentiment(tmp_path / "vocab.npz")
+    with pytest.raises(ValueError):
+        SentimentEnsemble([tiny(), SentimentModel(SentimentConfig(vocab_size=7, embed=2, hidden=2))])
 
 
 def test_rating_labels_and_macro_f1():

@@ -1,0 +1,78 @@
+"""Sentiment ensembles: several separately trained classifiers (same vocabulary) -> one checkpoint.
+
+The ensemble's probabilities and score are the means of its members' (``SentimentEnsemble``); the label
+is the argmax of the mean probabilities. Members are chosen on the ``val`` split (never on ``test``);
+the checkpoint's metrics are the ensemble's val and test tables against VADER, like a single model's,
+and its header lists each member's source, training settings and own numbers.
+
+    rnnchat train sentiment-ensemble runs/a/best.npz runs/b/best.npz --out checkpoints/sentiment.npz
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rnnchat.models.sentiment import SentimentEnsemble, SentimentModel
+from rnnchat.train.sentiment import finalize_model
+from rnnchat.train.sentiment_eval import DEFAULT_CHECKPOINT, load_sentiment
+
+COMBINE = "mean of the members' probabilities and scores; label = argmax of the mean probabilities"
+
+
+def _member_info(path: Path, header: dict) -> dict:
+    """What the ensemble's header records about one member checkpoint."""
+    metrics = header.get("metrics", {})
+    info = {"source": str(path), "created": header.get("created"), "git_commit": header.get("git_commit"),
+            "training": header.get("training"), "selection": metrics.get("selection", metrics)}
+    for split in ("val", "test"):
+        if isinstance(metrics.get(split), dict) and "pooled" in metrics[split]:
+            info[split] = {d: {k: row[k] for k in ("binary_acc", "macro_f1")} for d, row in metrics[split].items()}
+    return info
+
+
+def build_ensemble(members: Sequence[Path | str], out: Path | str = DEFAULT_CHECKPOINT, *, float16: bool = True,
+                   compare_vader: bool = True) -> dict:
+    """Load the member checkpoints, check they share one vocabulary, evaluate the ensemble on val and
+    test (and VADER), and write it to `out` (float16 if verdicts do not change). Returns the metrics.
+
+    A member that is itself an ensemble contributes its members."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member checkpoint")
+    models: list[SentimentModel] = []
+    infos = []
+    vocab = None
+    for path in map(Path, members):
+        model, v, header = load_sentiment(path)
+        if vocab is None:
+            vocab, first = v, path
+        elif v.itos != vocab.itos:
+            raise ValueError(f"{path} has a different vocabulary than {first}; ensemble members must share one")
+        if isinstance(model, SentimentEnsemble):
+            models += model.members
+            infos += header.get("members") or [{"source": str(path)}] * len(model.members)
+        else:
+            models.append(model)
+            infos.append(_member_info(path, header))
+    ensemble = SentimentEnsemble(models)
+    assert vocab is not None
+    selection = {"rule": "members chosen on the val split", "members": [i["source"] for i in infos]}
+    return finalize_model(ensemble, vocab, Path(out), selection=selection, float16=float16,
+                          compare_vader=compare_vader,
+                          extra={"training": {"ensemble": COMBINE, "members": len(models)}, "members": infos})
+
+
+# -- CLI helpers (wired in rnnchat/cli.py) ---------------------------------------------------------------
+def add_ensemble_arguments(p) -> None:
+    """`rnnchat train sentiment-ensemble` flags."""
+    p.add_argument("members", nargs="+", type=Path, help="member checkpoints (same vocabulary), e.g. runs/x/best.npz")
+    p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--no-float16", dest="float16", action="store_false", help="store float32 weights")
+    p.add_argument("--no-compare-vader", dest="compare_vader", action="store_false", help="skip VADER's tables")
+
+
+def ensemble_from_namespace(args) -> dict:
+    return build_ensemble(args.members, args.out, float16=args.float16, compare_vader=args.compare_vader)
+
+
+__all__ = ["build_ensemble", "add_ensemble_arguments", "ensemble_from_namespace", "COMBINE"]
