@@ -32,9 +32,10 @@ def _member_info(path: Path, header: dict) -> dict:
 
 
 def build_ensemble(members: Sequence[Path | str], out: Path | str = DEFAULT_CHECKPOINT, *, float16: bool = True,
-                   compare_vader: bool = True) -> dict:
+                   compare_vader: bool = True, rule: str = "members chosen on the val split") -> dict:
     """Load the member checkpoints, check they share one vocabulary, evaluate the ensemble on val and
     test (and VADER), and write it to `out` (float16 if verdicts do not change). Returns the metrics.
+    `rule` (how the members were chosen) goes into the header's selection metrics.
 
     A member that is itself an ensemble contributes its members."""
     if not members:
@@ -56,7 +57,7 @@ def build_ensemble(members: Sequence[Path | str], out: Path | str = DEFAULT_CHEC
             infos.append(_member_info(path, header))
     ensemble = SentimentEnsemble(models)
     assert vocab is not None
-    selection = {"rule": "members chosen on the val split", "members": [i["source"] for i in infos]}
+    selection = {"rule": rule, "members": [i["source"] for i in infos]}
     return finalize_model(ensemble, vocab, Path(out), selection=selection, float16=float16,
                           compare_vader=compare_vader,
                           extra={"training": {"ensemble": COMBINE, "members": len(models)}, "members": infos})
@@ -69,10 +70,13 @@ def add_ensemble_arguments(p) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--no-float16", dest="float16", action="store_false", help="store float32 weights")
     p.add_argument("--no-compare-vader", dest="compare_vader", action="store_false", help="skip VADER's tables")
+    p.add_argument("--rule", default="members chosen on the val split",
+                   help="how the members were chosen (recorded in the header)")
 
 
 def ensemble_from_namespace(args) -> dict:
-    return build_ensemble(args.members, args.out, float16=args.float16, compare_vader=args.compare_vader)
+    return build_ensemble(args.members, args.out, float16=args.float16, compare_vader=args.compare_vader,
+                          rule=args.rule)
 
 
 __all__ = ["build_ensemble", "add_ensemble_arguments", "ensemble_from_namespace", "COMBINE"]
