@@ -36,10 +36,13 @@ def conversation_ids(conv: dict, vocab: Vocab) -> list[int]:
     return ids
 
 
-def stream(convs: list[dict], vocab: Vocab) -> np.ndarray:
-    """All conversations as one int32 token stream."""
+def stream(convs: list[dict], vocab: Vocab, mark_starts: bool = False) -> np.ndarray:
+    """All conversations as one int32 token stream. mark_starts: each conversation opens with an extra <eot>,
+    so a new conversation (<eot> <eot>) is told apart from the next turn of the same one (a single <eot>)."""
     out: list[int] = []
     for conv in convs:
+        if mark_starts:
+            out.append(vocab.eot_id)
         out += conversation_ids(conv, vocab)
     return np.asarray(out, np.int32)
 
@@ -125,6 +128,7 @@ class LMTrainArgs:
     max_train_convs: int | None = None   # a slice of the corpus (tests, quick runs)
     seed: int = 0
     set_lr: float | None = None   # on --resume: replace the saved learning rate (a manual decay step)
+    mark_starts: bool = False     # train on a stream where each conversation opens with an extra <eot>
 
 
 def train_lm(a: LMTrainArgs) -> dict:
@@ -133,7 +137,7 @@ def train_lm(a: LMTrainArgs) -> dict:
     train_convs = corpora.load_chitchat("train")[: a.max_train_convs]
     val_convs = corpora.load_chitchat("val")[: None if a.max_train_convs is None else max(1, a.max_train_convs // 10)]
     vocab = build_vocab(train_convs, a.vocab_size)
-    train_tokens, val_tokens = stream(train_convs, vocab), stream(val_convs, vocab)
+    train_tokens, val_tokens = stream(train_convs, vocab, a.mark_starts), stream(val_convs, vocab)
     print(f"vocab {len(vocab)}, train {len(train_tokens):,} tokens, val {len(val_tokens):,} tokens "
           f"({time.monotonic() - t0:.1f}s)", file=sys.stderr)
     config = LMConfig(vocab_size=len(vocab), hidden=a.hidden, layers=a.layers, dropout=a.dropout)
