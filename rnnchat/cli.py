@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--max-train-convs", type=int, default=None, help="use only the first N conversations")
     lm.add_argument("--set-lr", type=float, default=None,
                     help="with --resume: replace the saved learning rate (e.g. a final decay step)")
+    lm.add_argument("--mark-starts", action="store_true",
+                    help="train on a stream where each conversation opens with an extra <eot>, so a new "
+                         "conversation is told apart from the next turn")
     lm.set_defaults(func=cmd_train_lm)
     from rnnchat.train import sentiment as sentiment_train, sentiment_ensemble, sentiment_eval, seq2seq as seq2seq_train
     ts = tsub.add_parser("seq2seq", help="seq2seq: addition, dates or the chat model (resumable)")
