@@ -108,8 +108,12 @@ class SamplingSettings:
             raise SettingsError(str(e)) from None
 
 
-def skip_ids(settings: SamplingSettings, vocab: Vocab) -> np.ndarray:
-    """Token ids banned by the settings; unknown skip words are a SettingsError."""
+def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> np.ndarray:
+    """Token ids banned by the settings; unknown skip words are a SettingsError.
+
+    strict=False ignores skip items this vocabulary does not hold (a model cannot say a word it does not have):
+    for a second model with its own vocabulary, when the settings were validated against the first one.
+    """
     ids = {vocab.pad_id}
     if settings.ban_unk:
         ids.add(vocab.unk_id)
@@ -117,11 +121,15 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab) -> np.ndarray:
         if item.startswith("#") and item[1:].isascii() and item[1:].isdigit():
             i = int(item[1:])
             if i >= len(vocab):
+                if not strict:
+                    continue
                 raise SettingsError(f"skip id {item} is outside the vocabulary (size {len(vocab)})")
             ids.add(i)
             continue
         toks = tokenize(item)
         if len(toks) != 1 or toks[0] not in vocab:
+            if not strict:
+                continue
             raise SettingsError(f"cannot skip {item!r}: not a single word of the model's vocabulary")
         ids.add(vocab.stoi[toks[0]])
     return np.array(sorted(ids), np.int64)

@@ -150,7 +150,9 @@ class Seq2SeqChat:
         if beam < 0:
             raise ValueError(f"beam width must be >= 0 (0 = sample), got {beam}")
         vocab, dec = self.vocab, self.decoder
-        banned = skip_ids(settings, vocab)  # SettingsError before anything changes
+        # the settings' skip words were checked against the LM's vocabulary (the session's); a word this model's
+        # vocabulary does not hold cannot be said, so it is not an error here
+        banned = skip_ids(settings, vocab, strict=False)
         src = self.source(user_text)
         source = tuple(vocab.ids_to_tokens(src))
         enc = dec.encode([src], None if state.h is None else (state.h, state.c))

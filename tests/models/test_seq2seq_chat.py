@@ -130,3 +130,18 @@ def test_beam_reply_stopped_early_keeps_the_state_after_the_tokens_shown():
     state2 = chat.new_state()
     assert list(chat.reply(state2, "hello", s, cancel, beam=3)) == []
     np.testing.assert_allclose(state2.h, chat.decoder.encode([chat.source("hello")]).state[0])
+
+
+def test_skip_words_outside_the_chat_models_vocabulary_are_ignored_not_an_error():
+    # the session checks skip words against the LM's vocabulary; the chat model has its own (smaller) one, so a
+    # word only the LM knows must not make every chat reply fail (the model cannot say it anyway)
+    chat, vocab = chat_model(seed=2)
+    assert "zyzzyva" not in vocab and len(vocab) < 100_000
+    greedy = SamplingSettings(temperature=0, repeat_penalty=1.0, max_tokens=10)
+    want = [t.id for t in chat.reply(chat.new_state(), "hello", greedy.with_(skip=("hello",)))]
+    for beam in (0, 3):
+        got = [t.id for t in chat.reply(chat.new_state(), "hello",
+                                        greedy.with_(skip=("zyzzyva", "hello", "#99999")), beam=beam)]
+        assert vocab.stoi["hello"] not in got
+        if beam == 0:
+            assert got == want
