@@ -116,6 +116,8 @@ class LanguageModel:
     def backward(self, dlogits: np.ndarray) -> None:
         """dlogits (T*N, V) in the time-major row order of `loss` (what `loss_fn.backward()` returns)."""
         T, N = self._shape
+        if dlogits.shape != (T * N, self.config.vocab_size):  # e.g. batch-major (N, T, V), like `forward`'s output
+            raise ValueError(f"dlogits must be time-major ({T * N}, {self.config.vocab_size}), not {dlogits.shape}")
         dh = self.out.backward(dlogits).reshape(T, N, -1)
         for lstm, drop in zip(reversed(self.lstms), reversed(self.drops[1:])):
             dh = lstm.backward(drop.backward(dh).transpose(1, 0, 2)).transpose(1, 0, 2)

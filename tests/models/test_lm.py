@@ -1,6 +1,7 @@
 """The language model: whole-model gradients with tied weights, state carry, checkpoint round trip."""
 
 import numpy as np
+import pytest
 
 from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
 from tests.nn.gradcheck import numerical_grad, rel_error
@@ -55,3 +56,15 @@ def test_dropout_only_in_training():
     m.train(True)
     m.reset_state()
     assert not np.allclose(m.forward(ids), a)
+
+
+def test_backward_refuses_batch_major_gradients():
+    # forward() returns batch-major (N, T, V) logits but backward() works on the time-major (T*N, V) rows of
+    # loss(); a batch-major gradient must be refused, not silently paired with the wrong hidden states
+    m = tiny()
+    ids = np.random.default_rng(4).integers(0, 11, (3, 5))
+    logits = m.forward(ids)
+    with pytest.raises(ValueError, match="time-major"):
+        m.backward(np.ones_like(logits))
+    m.reset_state()
+    m.train_step(ids, ids)  # the supported path still works
