@@ -73,6 +73,8 @@ def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
             raise ValueError("members must be a non-empty list of member configs")
         spec: dict[str, tuple[int, ...]] = {}
         for i, m in enumerate(members):
+            if "members" in m:  # build_sentiment makes every member a single model
+                raise ValueError(f"member {i} is itself an ensemble (members must be single models)")
             if m.get("vocab_size") != config.get("vocab_size"):
                 raise ValueError(f"member {i} has vocab_size {m.get('vocab_size')!r}, the ensemble "
                                  f"{config.get('vocab_size')!r} (members share one vocabulary)")

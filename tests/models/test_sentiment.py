@@ -145,6 +145,12 @@ def test_ensemble_checkpoint_round_trip_and_validation(tmp_path):
     save_checkpoint(tmp_path / "vocab.npz", arrays, bad, float16=True)
     with pytest.raises(CheckpointError, match="member 1 has vocab_size 12"):
         load_sentiment(tmp_path / "vocab.npz")
+    # a member that is itself an ensemble passed the recursive spec check, then failed in load_arrays with a
+    # KeyError (which the app does not catch): it is refused as a CheckpointError
+    nested = {**head, "config": {"vocab_size": 13, "members": [head["config"]]}}
+    save_checkpoint(tmp_path / "nested.npz", {f"m0.{k}": v for k, v in arrays.items()}, nested, float16=True)
+    with pytest.raises(CheckpointError, match="member 0 is itself an ensemble"):
+        load_sentiment(tmp_path / "nested.npz")
     with pytest.raises(ValueError):
         SentimentEnsemble([tiny(), SentimentModel(SentimentConfig(vocab_size=7, embed=2, hidden=2))])
 
