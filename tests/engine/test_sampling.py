@@ -111,3 +111,28 @@ def test_two_level_draw_matches_the_plain_inverse_cdf():
     assert np.all(np.abs(picks - plain) <= 1)
     for i in range(5):  # a row draws the same alone as in the batch
         assert _draw(p[i:i + 1], u[i:i + 1])[0][0] == picks[i]
+
+
+def test_threaded_blocks_draw_what_each_row_draws_alone():
+    # 80 rows of a 3000-word vocabulary: several 32-row blocks over the nn thread pool and the two-level draw;
+    # every row must draw what it draws alone, whatever the thread count
+    from rnnchat.nn import parallel
+    V = 3000
+    logits = np.random.default_rng(5).standard_normal((80, V)).astype(np.float32) * 3
+    banned = np.array([0, 1, 7, V - 1])
+    results = []
+    old = parallel.num_threads()
+    try:
+        for threads in (1, 2, 3):
+            parallel.set_num_threads(threads)
+            for s in (SamplingSettings(top_k=0, top_p=1.0), SamplingSettings(top_k=0, top_p=0.8),
+                      SamplingSettings(top_k=50, top_p=0.95)):
+                rows = [RowSampler(s.with_(seed=i), banned) for i in range(80)]
+                results.append((threads, s, *sample_rows(logits.copy(), rows)))
+    finally:
+        parallel.set_num_threads(old)
+    for threads, s, ids, p in results:
+        assert not np.isin(ids, banned).any() and np.all((0 < p) & (p <= 1))
+        for i in (0, 31, 32, 47, 79):
+            one_ids, one_p = sample_rows(logits[i:i + 1].copy(), [RowSampler(s.with_(seed=i), banned)])
+            assert one_ids[0] == ids[i] and one_p[0] == p[i], (threads, s, i)
