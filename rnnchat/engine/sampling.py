@@ -213,7 +213,10 @@ def _sample_block(z: np.ndarray, u: np.ndarray, s: SamplingSettings) -> tuple[np
         cz = np.take_along_axis(cz, order, axis=1)
         cand = order if cand is None else np.take_along_axis(cand, order, axis=1)
     cz -= cz.max(axis=1, keepdims=True)  # cz is z (ours to overwrite) or a fresh gather
-    cz *= np.float32(1.0 / s.temperature)
+    # 1 / temperature capped at float32's largest value: a tiny temperature (< ~3e-39) must act as greedy, not
+    # overflow to inf (0 * inf = NaN at the best logit, and the NaN row then drew column 0, a banned <pad>)
+    with np.errstate(over="ignore"):  # logits far below the best one may go to -inf: weight 0, as meant
+        cz *= np.float32(min(1.0 / s.temperature, float(np.finfo(np.float32).max)))
     if s.top_p < 1.0:
         p = np.exp(cz, dtype=np.float64)
         c = np.cumsum(p, axis=1)

@@ -136,3 +136,14 @@ def test_threaded_blocks_draw_what_each_row_draws_alone():
         for i in (0, 31, 32, 47, 79):
             one_ids, one_p = sample_rows(logits[i:i + 1].copy(), [RowSampler(s.with_(seed=i), banned)])
             assert one_ids[0] == ids[i] and one_p[0] == p[i], (threads, s, i)
+
+
+def test_a_tiny_positive_temperature_acts_as_greedy():
+    # 1 / 1e-39 overflows float32: the best logit became 0 * inf = NaN and the row drew <pad> (banned) with p NaN
+    logits = np.random.default_rng(6).standard_normal((2, 1000)).astype(np.float32)
+    for t in (1e-30, 1e-39, 5e-324):
+        s = SamplingSettings(temperature=t, top_k=0, top_p=1.0, seed=1)
+        for top_p in (1.0, 0.9):
+            rows = [RowSampler(s.with_(top_p=top_p, seed=i), np.array([0, 1])) for i in range(2)]
+            ids, p = sample_rows(logits.copy(), rows)
+            assert list(ids) == list(logits.argmax(axis=1)) and np.all(p == 1.0), (t, top_p, ids, p)
