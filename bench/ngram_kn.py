@@ -164,8 +164,10 @@ class KneserNey:
         return math.exp(-float(np.mean(np.log(p)))), len(p)
 
 
-def load_streams(vocab_size: int = 10_000) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The LM's own train/val/test token streams and vocabulary size (rnnchat's corpora and tokenizer)."""
+def load_streams(vocab_size: int = 10_000, mark_starts: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The LM's own train/val/test token streams and vocabulary size (rnnchat's corpora and tokenizer);
+    mark_starts: the training stream of `rnnchat train lm --mark-starts` (val/test are never marked)."""
     root = str(Path(__file__).resolve().parents[1])  # run as a script from a checkout: import this repo's rnnchat
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -174,7 +176,7 @@ def load_streams(vocab_size: int = 10_000) -> tuple[np.ndarray, np.ndarray, np.n
 
     train_convs = corpora.load_chitchat("train")
     vocab = build_vocab(train_convs, vocab_size)
-    train = stream(train_convs, vocab)
+    train = stream(train_convs, vocab, mark_starts)
     val, test = (stream(corpora.load_chitchat(s), vocab) for s in ("val", "test"))
     return train, val, test, len(vocab)
 
@@ -190,11 +192,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--discount", type=float, default=0.75)
     ap.add_argument("--modified", action="store_true", help="modified KN: count-dependent D1, D2, D3+ per level")
     ap.add_argument("--vocab-size", type=int, default=10_000)
+    ap.add_argument("--mark-starts", action="store_true",
+                    help="train on the stream of `rnnchat train lm --mark-starts` (an extra <eot> per conversation)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     a = ap.parse_args(argv)
 
     t0 = time.monotonic()
-    train, val, test, v = load_streams(a.vocab_size)
+    train, val, test, v = load_streams(a.vocab_size, a.mark_starts)
     load_s = time.monotonic() - t0
     print(f"vocab {v}, train {len(train):,} / val {len(val):,} / test {len(test):,} tokens ({load_s:.1f}s)")
     rows = []
