@@ -65,12 +65,16 @@ def test_incremental_steps_equal_batched_forward(pool):
     m = tiny(pool, seed=4)
     m.train(False)
     ids, mask, _, _ = padded_batch(2)
-    probs, scores = m.predict(ids, mask)
+    assert_incremental_equals_batched(m, ids, mask, *m.predict(ids, mask))
+
+
+def assert_incremental_equals_batched(model, ids, mask, probs, scores):
+    """Word-by-word `advance` + `readout` gives each row's batched probabilities and score."""
     for i in range(len(ids)):
-        state = m.zero_state()
+        state = model.zero_state()
         for t in ids[i, : int(mask[i].sum())]:
-            state = m.advance(state, int(t))
-        p, s = m.readout(state)
+            state = model.advance(state, int(t))
+        p, s = model.readout(state)
         np.testing.assert_allclose(p, probs[i], rtol=1e-12)
         assert s == pytest.approx(scores[i], rel=1e-12)
 
@@ -114,13 +118,7 @@ def test_ensemble_averages_its_members_batched_and_incrementally():
     np.testing.assert_allclose(probs, (member[0][0] + member[1][0]) / 2, rtol=1e-12)
     np.testing.assert_allclose(scores, (member[0][1] + member[1][1]) / 2, rtol=1e-12)
     assert not np.allclose(member[0][0], member[1][0])  # the members really differ
-    for i in range(len(ids)):
-        state = ens.zero_state()
-        for t in ids[i, : int(mask[i].sum())]:
-            state = ens.advance(state, int(t))
-        p, s = ens.readout(state)
-        np.testing.assert_allclose(p, probs[i], rtol=1e-12)
-        assert s == pytest.approx(scores[i], rel=1e-12)
+    assert_incremental_equals_batched(ens, ids, mask, probs, scores)
 
 
 def test_ensemble_checkpoint_round_trip_and_validation(tmp_path):
