@@ -122,7 +122,7 @@ def test_rejects_bad_input():
 
 def test_cli_table_and_json(tmp_path, monkeypatch, capsys):
     streams = (_train(400), _train(80, seed=1), _train(80, seed=2), V)
-    monkeypatch.setattr(kn, "load_streams", lambda vocab_size: streams)
+    monkeypatch.setattr(kn, "load_streams", lambda vocab_size, mark_starts: streams)
     out = tmp_path / "results" / "kn.json"
     result = kn.main(["--orders", "2", "3", "--json", str(out)])
     text = capsys.readouterr().out
