@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rnnchat import __version__
@@ -303,15 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "conversation is told apart from the next turn")
     lm.set_defaults(func=cmd_train_lm)
     from rnnchat.train import sentiment as sentiment_train, sentiment_ensemble, sentiment_eval, seq2seq as seq2seq_train
-    ts = tsub.add_parser("seq2seq", help="seq2seq: addition, dates or the chat model (resumable)")
-    seq2seq_train.add_train_arguments(ts)
-    ts.set_defaults(func=cmd_train_seq2seq)
-    tsent = tsub.add_parser("sentiment", help="the sentiment classifier (resumable)")
-    sentiment_train.add_train_arguments(tsent)
-    tsent.set_defaults(func=cmd_train_sentiment)
-    tens = tsub.add_parser("sentiment-ensemble", help="one sentiment checkpoint averaging trained members")
-    sentiment_ensemble.add_ensemble_arguments(tens)
-    tens.set_defaults(func=cmd_train_sentiment_ensemble)
+    _command(tsub, "seq2seq", "seq2seq: addition, dates or the chat model (resumable)",
+             seq2seq_train.add_train_arguments, cmd_train_seq2seq)
+    _command(tsub, "sentiment", "the sentiment classifier (resumable)", sentiment_train.add_train_arguments,
+             cmd_train_sentiment)
+    _command(tsub, "sentiment-ensemble", "one sentiment checkpoint averaging trained members",
+             sentiment_ensemble.add_ensemble_arguments, cmd_train_sentiment_ensemble)
     plot = tsub.add_parser("plot", help="plot a run's training curve in the terminal")
     plot.add_argument("run_dir", nargs="?", default="runs/lm")
     plot.set_defaults(func=cmd_train_plot)
@@ -327,13 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--max-convs", type=int, default=None, help="only the first N conversations of the split")
     el.add_argument("--record", action="store_true", help="write the results into the checkpoint's header metrics")
     el.set_defaults(func=cmd_eval_lm)
-    es = esub.add_parser("seq2seq", help="exact match (addition, dates) or chat perplexity/distinct-n")
-    seq2seq_train.add_eval_arguments(es)
-    es.set_defaults(func=cmd_eval_seq2seq)
-    esent = esub.add_parser("sentiment", help="accuracy and macro-F1 per domain, optionally against VADER")
-    sentiment_eval.add_eval_arguments(esent)
-    esent.set_defaults(func=cmd_eval_sentiment)
+    _command(esub, "seq2seq", "exact match (addition, dates) or chat perplexity/distinct-n",
+             seq2seq_train.add_eval_arguments, cmd_eval_seq2seq)
+    _command(esub, "sentiment", "accuracy and macro-F1 per domain, optionally against VADER",
+             sentiment_eval.add_eval_arguments, cmd_eval_sentiment)
     return p
+
+
+def _command(sub, name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+             func: Callable[[argparse.Namespace], int]) -> None:
+    """A subcommand whose flags come from its module's `add_*_arguments`."""
+    parser = sub.add_parser(name, help=help)
+    add_arguments(parser)
+    parser.set_defaults(func=func)
 
 
 def main(argv: list[str] | None = None) -> int:
