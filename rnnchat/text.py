@@ -101,6 +101,14 @@ class Detokenizer:
         self._capitalise = True  # next word starts a sentence
         self._open_quotes: set[str] = set()
 
+    def push_generated(self, token: str) -> str:
+        """The text of a token a model generated: ``<eom>`` ends the line (and starts a new text), ``<eot>``
+        shows nothing, any other token as ``push``."""
+        if token == EOM:
+            self.reset()
+            return "\n"
+        return "" if token == EOT else self.push(token)
+
     def push(self, token: str) -> str:
         """Return the text to append for ``token`` (leading space included)."""
         if not token:

@@ -17,7 +17,7 @@ import numpy as np
 
 from rnnchat.engine.sampling import RowSampler, SamplingSettings, SettingsError, sample_rows, skip_ids
 from rnnchat.models.lm import LMDecoder
-from rnnchat.text import EOM, EOT, Detokenizer, Vocab
+from rnnchat.text import Detokenizer, Vocab
 from rnnchat.train.batches import pad
 
 
@@ -102,10 +102,8 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
 
 def _text(vocab: Vocab, ids: list[int]) -> str:
     """The text of generated ids: <eom> starts a new line, <eot> is not shown."""
-    watch = _TextWatch(vocab, ())
-    for i in ids:
-        watch.hit(i)
-    return watch.text
+    detok = Detokenizer()
+    return "".join(detok.push_generated(vocab.itos[i]) for i in ids)
 
 
 class _TextWatch:
@@ -116,12 +114,7 @@ class _TextWatch:
         self.vocab, self.stop, self.text, self.detok = vocab, stop, "", Detokenizer()
 
     def hit(self, token_id: int) -> bool:
-        tok = self.vocab.itos[token_id]
-        if tok == EOM:
-            self.text += "\n"
-            self.detok.reset()
-        elif tok != EOT:
-            self.text += self.detok.push(tok)
+        self.text += self.detok.push_generated(self.vocab.itos[token_id])
         return any(self.text.endswith(x) for x in self.stop)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnchat.engine.sampling import RowSampler, SamplingSettings, sample_rows, skip_ids
 from rnnchat.models.lm import LMDecoder, State
-from rnnchat.text import EOM, EOT, Detokenizer, Vocab
+from rnnchat.text import Detokenizer, Vocab
 
 FEED_CHUNK = 4096  # tokens encoded and fed per chunk for very long inputs
 
@@ -96,13 +96,7 @@ class Conversation:
                 tid = int(ids[0])
                 pending = tid
                 tok = self.vocab.itos[tid]
-                if tok == EOM:
-                    piece = "\n"
-                    detok.reset()
-                elif tok == EOT:
-                    piece = ""
-                else:
-                    piece = detok.push(tok)
+                piece = detok.push_generated(tok)
                 text += piece
                 yield Token(tid, tok, piece, float(probs[0]))
                 if tid in stop_ids or any(text.endswith(s) for s in settings.stop):

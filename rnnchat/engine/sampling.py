@@ -135,9 +135,6 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> n
     return np.array(sorted(ids), np.int64)
 
 
-_GROUPS: dict[tuple, int] = {}  # settings-without-seed + banned ids -> a small id (cheap to compare per step)
-
-
 class RowSampler:
     """Per-row sampling state: a seeded generator and the recent-token window for the repetition penalty."""
 
@@ -147,7 +144,7 @@ class RowSampler:
         self.recent: list[int] = []
         self.remember = settings.repeat_penalty != 1.0 and settings.repeat_last_n > 0
         # rows that differ only in their seed are sampled together
-        self.group = _GROUPS.setdefault((settings.with_(seed=None), banned.tobytes()), len(_GROUPS))
+        self.group = (settings.with_(seed=None), banned.tobytes())
 
     def observe(self, ids: Sequence[int]) -> None:
         """Remember tokens (prompt or generated) for the repetition penalty (a no-op when it is off)."""
@@ -169,7 +166,7 @@ def sample_rows(logits: np.ndarray, rows: Sequence[RowSampler]) -> tuple[np.ndar
     B, V = logits.shape
     ids = np.empty(B, np.int64)
     probs = np.empty(B, np.float64)
-    groups: dict[int, list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for r, row in enumerate(rows):
         groups.setdefault(row.group, []).append(r)
     for members in groups.values():

@@ -173,11 +173,7 @@ class Seq2SeqChat:
                     break
                 last = out
                 tok = vocab.itos[out.id]
-                if out.id == vocab.eom_id:
-                    piece = "\n"
-                    detok.reset()
-                else:
-                    piece = detok.push(tok)
+                piece = detok.push_generated(tok)
                 text += piece
                 yield ReplyToken(out.id, tok, piece, out.prob, out.attention, source)
                 if settings.stop and any(text.endswith(s) for s in settings.stop):
