@@ -62,6 +62,7 @@ def torch_decode(E, cells, out_b, batch: int, steps: int, top_k: int | None, see
     """Seconds per step of an eager PyTorch decode loop with sampling (top-k/top-p at batch 1, plain at batch>1)."""
     g = torch.Generator().manual_seed(seed)
     H = E.shape[1]
+    E_T = E.T.contiguous()  # the faster layout for torch too (as rnnchat's decoder keeps it)
     state = [(torch.zeros(batch, H), torch.zeros(batch, H)) for _ in cells]
     ids = torch.full((batch,), 3, dtype=torch.long)
     t = time.perf_counter()
@@ -73,7 +74,7 @@ def torch_decode(E, cells, out_b, batch: int, steps: int, top_k: int | None, see
             new.append((h, c))
             x = h
         state = new
-        logits = (x @ E.T + out_b) / SETTINGS.temperature
+        logits = (x @ E_T + out_b) / SETTINGS.temperature
         if top_k:
             vals, idx = torch.topk(logits, top_k, dim=-1)
             p = torch.softmax(vals, dim=-1)
@@ -102,7 +103,7 @@ def bare_products(engine: Engine, steps: int) -> float:
     for _ in range(steps):
         for W, o in zip(Ws, out):
             np.dot(xh, W, out=o)
-        h @ d.E.T
+        h @ d.E_T
     return (time.perf_counter() - t) / steps
 
 

@@ -54,7 +54,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train_lm(args: argparse.Namespace) -> int:
     from rnnchat.train.lm import LMTrainArgs, train_lm
     fields = LMTrainArgs.__dataclass_fields__
-    train_lm(LMTrainArgs(**{k: v for k, v in vars(args).items() if k in fields}))
+    try:
+        train_lm(LMTrainArgs(**{k: v for k, v in vars(args).items() if k in fields}))
+    except ValueError as e:  # flags that contradict the run or the --init-from checkpoint
+        raise CommandError(str(e), code=2) from None
     return 0
 
 
@@ -302,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--mark-starts", action="store_true",
                     help="train on a stream where each conversation opens with an extra <eot>, so a new "
                          "conversation is told apart from the next turn")
+    lm.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                    help="start a new run from this checkpoint's weights (same size and vocabulary) with a "
+                         "fresh optimizer, e.g. to fine-tune the shipped model with another --bptt")
     lm.set_defaults(func=cmd_train_lm)
     from rnnchat.train import sentiment as sentiment_train, sentiment_ensemble, sentiment_eval, seq2seq as seq2seq_train
     _command(tsub, "seq2seq", "seq2seq: addition, dates or the chat model (resumable)",

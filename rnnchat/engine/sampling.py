@@ -239,20 +239,22 @@ def _draw(p: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, W = p.shape
     if W <= 4 * _BLOCK:
         return _search(np.cumsum(p, axis=1, dtype=np.float64), p, u)
-    nb = -(-W // _BLOCK)
-    if nb * _BLOCK != W:
-        padded = np.zeros((n, nb * _BLOCK), p.dtype)
-        padded[:, :W] = p
-        p = padded
-    blocks = p.reshape(n, nb, _BLOCK)
-    sums = blocks.sum(axis=2, dtype=np.float64)
+    full = W // _BLOCK  # whole blocks, viewed in place (no padded copy); a shorter last block holds the rest
+    sums = np.empty((n, -(-W // _BLOCK)), np.float64)
+    p[:, :full * _BLOCK].reshape(n, full, _BLOCK).sum(axis=2, dtype=np.float64, out=sums[:, :full])
+    if full < sums.shape[1]:
+        p[:, full * _BLOCK:].sum(axis=1, dtype=np.float64, out=sums[:, full])
     cum = np.cumsum(sums, axis=1)
     b, total = _search(cum, sums, u)
     rows = np.arange(n)
-    inner, mass = blocks[rows, b], sums[rows, b]
+    mass = sums[rows, b]
     frac = np.clip((u * total - (cum[rows, b] - mass)) / mass, 0.0, 1.0 - 1e-12)  # where u falls inside block b
+    start = b * _BLOCK
+    cols = start[:, None] + np.arange(_BLOCK)
+    inner = p[rows[:, None], np.minimum(cols, W - 1)]
+    inner[cols >= W] = 0  # past the end of a short last block: zero weight, never drawn
     k, _ = _search(np.cumsum(inner, axis=1, dtype=np.float64), inner, frac)
-    return b * _BLOCK + k, total
+    return start + k, total
 
 
 def _search(c: np.ndarray, p: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

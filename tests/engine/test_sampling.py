@@ -78,7 +78,7 @@ def test_same_seed_same_tokens_and_batch_rows_equal_single_rows():
 def test_two_level_draw_follows_the_weights_and_never_draws_zero_weights():
     from rnnchat.engine.sampling import _draw
     rng = np.random.default_rng(1)
-    W = 1000  # not a multiple of the block size: the last block is padded
+    W = 1000  # not a multiple of the block size: the last block is short
     w = rng.random(W) ** 4
     w[::7] = 0.0  # zero weights (banned tokens) anywhere, including whole runs at the end
     w[-60:] = 0.0

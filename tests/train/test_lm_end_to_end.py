@@ -53,3 +53,22 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     train_lm(LMTrainArgs(**{**vars(args), "resume": True, "epochs": 2.5, "set_lr": 1e-4}))
     after = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][n_before:]
     assert after and after[0]["lr"] == 1e-4 and after[-1]["epoch"] >= 2
+
+    # --resume refuses a different token stream; the CLI says so with exit code 2
+    import pytest
+    with pytest.raises(ValueError, match="mark-starts"):
+        train_lm(LMTrainArgs(**{**vars(args), "resume": True, "mark_starts": True}))
+    assert main(["train", "lm", "--resume", "--run-dir", str(tmp_path / "run"), "--out", str(out),
+                 "--vocab-size", "500", "--hidden", "64", "--max-train-convs", "60"]) == 2
+    assert "--hidden 64 (run has 32)" in capsys.readouterr().err
+
+    # --init-from starts a new run from the checkpoint's weights: its first validation matches the source's
+    source_val = evaluate(model, stream(corpora.load_chitchat("val", chitchat_root)[:6], vocab))["perplexity"]
+    warm = LMTrainArgs(**{**vars(args), "run_dir": tmp_path / "warm", "out": tmp_path / "warm.npz",
+                          "init_from": out, "epochs": 0.05, "eval_every": 1, "lr": 1e-7, "bptt": 32})
+    train_lm(warm)
+    first = [json.loads(x) for x in (tmp_path / "warm" / "metrics.jsonl").read_text().splitlines()][0]
+    assert first["step"] == 1 and first["tokens"] > header["metrics"]["train_tokens_seen"]
+    assert abs(first["val_perplexity"] - source_val) / source_val < 0.01
+    with pytest.raises(ValueError, match="architecture"):
+        train_lm(LMTrainArgs(**{**vars(warm), "hidden": 16}))
