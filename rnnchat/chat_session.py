@@ -28,7 +28,7 @@ import platformdirs
 from rnnchat.checkpoint import CheckpointError, load_checkpoint
 from rnnchat.engine.conversation import Token
 from rnnchat.engine.engine import Engine
-from rnnchat.engine.sampling import SamplingSettings, SettingsError, skip_ids
+from rnnchat.engine.sampling import SamplingSettings, SettingsError, skip_ids, skip_ids_as_words
 from rnnchat.text import EOM, EOT, Detokenizer, tokenize
 
 LAST = "last"  # the autosaved conversation, restored on start
@@ -296,7 +296,9 @@ class ChatSession:
     def _tokens(self, mode: Mode, text: str, settings: SamplingSettings, cancel: threading.Event) -> Iterator[Token]:
         vocab = self.engine.vocab
         if mode is Mode.CHAT:
-            source = self.seq2seq.stream(self.conv.transcript[:-1], text, settings, cancel)
+            # "#N" skip items name the LM's token ids (what `generate --json` shows); the seq2seq model has its
+            # own vocabulary, so it gets the words
+            source = self.seq2seq.stream(self.conv.transcript[:-1], text, skip_ids_as_words(settings, vocab), cancel)
         elif mode is Mode.LM:
             self._close_turn()
             self.conv.feed(text, end_turn=True)

@@ -126,6 +126,9 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> n
                 raise SettingsError(f"skip id {item} is outside the vocabulary (size {len(vocab)})")
             ids.add(i)
             continue
+        if item in vocab.stoi:  # a token as the vocabulary spells it, specials such as <eom> included
+            ids.add(vocab.stoi[item])
+            continue
         toks = tokenize(item)
         if len(toks) != 1 or toks[0] not in vocab:
             if not strict:
@@ -133,6 +136,16 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> n
             raise SettingsError(f"cannot skip {item!r}: not a single word of the model's vocabulary")
         ids.add(vocab.stoi[toks[0]])
     return np.array(sorted(ids), np.int64)
+
+
+def skip_ids_as_words(settings: SamplingSettings, vocab: Vocab) -> SamplingSettings:
+    """The settings with each "#N" skip item replaced by the word `vocab` holds at id N, for a model with
+    another vocabulary (items outside `vocab` are kept: that model's skip_ids(strict=False) ignores them)."""
+    def word(item: str) -> str:
+        if item.startswith("#") and item[1:].isascii() and item[1:].isdigit() and int(item[1:]) < len(vocab):
+            return vocab.itos[int(item[1:])]
+        return item
+    return settings if not settings.skip else settings.with_(skip=tuple(word(x) for x in settings.skip))
 
 
 class RowSampler:

@@ -137,3 +137,32 @@ def test_open_session_loads_the_seq2seq_model_or_notes_why_not(small_lm_path, da
     assert reply(s, "hello") and memory_of(s).h is not None
     responder, note = load_responder(tmp_path / "none.npz")
     assert responder is None and "no seq2seq chat model" in note
+
+
+def test_skip_ids_name_the_lm_tokens_and_reach_the_seq2seq_model_as_words(make_session):
+    from rnnchat.engine.sampling import skip_ids, skip_ids_as_words
+    from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnchat.models.seq2seq_chat import Seq2SeqChat
+    from rnnchat.text import SPECIALS, Vocab
+    from tests.conftest import WORDS
+    s = make_session(seq2seq=True)
+    s2s_vocab = Vocab(list(SPECIALS) + list(reversed(WORDS)))  # the same words, numbered otherwise
+    model = Seq2Seq(Seq2SeqConfig(src_vocab=len(s2s_vocab), tgt_vocab=len(s2s_vocab), embed=12, hidden=16, proj=12,
+                                  tie=True), seed=3)
+    model.out.params["b"][s2s_vocab.eom_id] -= 20.0
+    model.train(False)
+    s.seq2seq = Seq2SeqResponder(Seq2SeqChat(model, s2s_vocab, max_src=20))
+    lm_vocab = s.engine.vocab
+    shared = [w for w in s2s_vocab.itos[4:] if w in lm_vocab.stoi and lm_vocab.stoi[w] != s2s_vocab.stoi[w]]
+    assert shared  # the two vocabularies number their words differently
+    word = shared[0]
+    settings = SamplingSettings(skip=(f"#{lm_vocab.stoi[word]}", "#999999", "<eom>"))
+    as_words = skip_ids_as_words(settings, lm_vocab)
+    assert as_words.skip == (word, "#999999", "<eom>")
+    banned = skip_ids(as_words, s2s_vocab, strict=False)
+    assert s2s_vocab.stoi[word] in banned and s2s_vocab.eom_id in banned
+    # the reply never says the word the LM id names, whatever the seed
+    s.update_settings(skip=(f"#{lm_vocab.stoi[word]}",), temperature=5.0, top_k=0, top_p=1.0)
+    for seed in range(5):
+        s.update_settings(seed=seed)
+        assert all(t.token != word for t in reply(s, "i love the dog"))
