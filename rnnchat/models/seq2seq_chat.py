@@ -191,7 +191,8 @@ class Seq2SeqChat:
         if cancel is not None and cancel.is_set():
             return
         dec, eot = self.decoder, self.vocab.eot_id
-        best = dec.beam(enc, eot, eot, max_len, width=width, length_penalty=1.0, banned=banned, n_best=1)[0]
+        best = dec.beam(enc, eot, eot, max_len, width=width, length_penalty=1.0, banned=banned, n_best=1,
+                        cancel=cancel)[0]
         state, prev = enc.state, eot
         for i, tid in enumerate(best.ids + [eot] * best.finished):
             if cancel is not None and cancel.is_set():

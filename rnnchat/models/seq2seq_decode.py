@@ -239,9 +239,11 @@ class Seq2SeqDecoder:
         return hyps
 
     def beam(self, enc: Encoded, bos: int, eos: int, max_len: int, width: int = 5, length_penalty: float = 1.0,
-             banned: Sequence[int] = (0,), n_best: int | None = None) -> list[Hypothesis]:
+             banned: Sequence[int] = (0,), n_best: int | None = None,
+             cancel: threading.Event | None = None) -> list[Hypothesis]:
         """Beam search for ONE source (enc of batch 1). Finished hypotheses are ranked by
-        logprob / len ** length_penalty (len counts eos; 0 = no normalisation). Returns the best first."""
+        logprob / len ** length_penalty (len counts eos; 0 = no normalisation). Returns the best first.
+        `cancel` set: stops after the current step and ranks what it has, as if max_len were reached."""
         if enc.enc.shape[0] != 1:
             raise ValueError("beam search decodes one source at a time")
         if width < 1:
@@ -255,6 +257,8 @@ class Seq2SeqDecoder:
         state = enc.state
         finished: list[Hypothesis] = []
         for t in range(max_len):
+            if cancel is not None and cancel.is_set() and t > 0:
+                break
             sub = enc.rows(np.zeros(len(beams), np.int64))
             logits, state, w = self.step(ids, state, sub)
             logits[:, banned] = -np.inf

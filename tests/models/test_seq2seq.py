@@ -206,6 +206,27 @@ def test_beam_width_one_is_greedy_and_wider_beams_score_at_least_as_well(copier)
             assert abs(h.score - h.logprob / len(h.probs)) < 1e-9
 
 
+def test_beam_search_stops_soon_after_cancel_and_ranks_what_it_has(copier):
+    import threading
+    dec = Seq2SeqDecoder(copier)
+    enc = dec.encode([[4, 5, 6, 7]])
+    banned = [0, EOS]  # no hypothesis can finish: without a cancel the search runs all 30 steps
+    assert len(dec.beam(enc, BOS, EOS, 30, width=3, banned=banned)[0].ids) == 30
+    cancel, calls, step = threading.Event(), [], dec.step
+
+    def counting_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            cancel.set()  # as if Esc were pressed during the third step
+        return step(*args)
+
+    dec.step = counting_step
+    hyps = dec.beam(enc, BOS, EOS, 30, width=3, banned=banned, cancel=cancel)
+    assert len(calls) == 3 and len(hyps) == 3
+    assert all(len(h.ids) == 3 and not h.finished for h in hyps)
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+
+
 def test_sampling_uses_the_engine_settings(copier):
     dec = Seq2SeqDecoder(copier)
     srcs = [[4, 5, 6], [8, 4]]
