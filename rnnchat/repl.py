@@ -21,11 +21,31 @@ from threadpoolctl import threadpool_limits
 
 from rnnchat.chat_session import COMMAND_HELP, MODE_TITLES, ChatSession, Mode, ReplyStats, SessionError, score_bar
 from rnnchat.engine.sampling import SettingsError
+from rnnchat.seq2seq_responder import AttendedToken
 
 MOOD_STYLES = {"negative": "bg:ansired fg:ansiwhite", "neutral": "bg:ansiyellow fg:ansiblack",
                "positive": "bg:ansigreen fg:ansiblack"}
 PROMPTS = {Mode.CHAT: "you> ", Mode.LM: "you> ", Mode.CONTINUE: "text> "}
 REPLY_PREFIX = {Mode.CHAT: "seq2seq> ", Mode.LM: "rnnchat> "}  # continue mode prints the user's text instead
+REPL_HELP = COMMAND_HELP[:-2] + (("/attention", "last seq2seq reply's attention over your words"),) + COMMAND_HELP[-2:]
+
+
+def attention_text(tokens: Sequence[object]) -> str:
+    """The last reply's attention as a text grid: a row per reply token, a column per word of the user's turn,
+    each cell the weight in percent; the word each token attended to most is marked with *."""
+    rows = [t for t in tokens if isinstance(t, AttendedToken) and t.attention is not None]
+    if not rows:
+        return "no seq2seq reply yet: attention comes with replies in seq2seq chat mode"
+    source = rows[0].source
+    left = max(len(t.token) for t in rows)
+    widths = [max(4, len(w)) for w in source]
+    lines = [" " * left + "  " + " ".join(w.rjust(n) for w, n in zip(source, widths))]
+    for t in rows:
+        best = int(t.attention.argmax())
+        cells = (f"{round(100 * float(a))}{'*' if j == best else ' '}".rjust(n)
+                 for j, (a, n) in enumerate(zip(t.attention, widths)))
+        lines.append(t.token.rjust(left) + "  " + " ".join(cells))
+    return "\n".join(lines)
 
 
 class Repl:
@@ -83,7 +103,10 @@ class Repl:
         if name in ("quit", "exit"):
             return False
         if name == "help":
-            self._print("\n".join(f"  {cmd:<24}{what}" for cmd, what in COMMAND_HELP))
+            self._print("\n".join(f"  {cmd:<24}{what}" for cmd, what in REPL_HELP))
+            return True
+        if name == "attention":
+            self._print(attention_text(self.session.last_tokens))
             return True
         try:
             self._print(self.session.command(text))

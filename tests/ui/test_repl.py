@@ -134,3 +134,19 @@ def test_cli_needs_a_language_model(tmp_path, capsys, data_dir):
 def test_cli_rejects_bad_settings(argv, small_lm_path, capsys, data_dir):
     assert main([*argv, "--checkpoint", str(small_lm_path)]) == 2
     assert "rnnchat: error:" in capsys.readouterr().err
+
+
+def test_attention_prints_the_last_seq2seq_replys_grid(make_session, data_dir):
+    from rnnchat.repl import attention_text
+    s = make_session(seq2seq=True)
+    code, out = run(s, "/attention\ni love the dog\n/attention\n/help\n\x04")
+    assert code == 0 and "no seq2seq reply yet" in out and "/attention" in out
+    toks = s.last_tokens
+    grid = attention_text(toks).splitlines()
+    assert grid[0].split() == ["i", "love", "the", "dog", "<eom>", "<eot>"]
+    assert len(grid) == 1 + len(toks) and "\n".join(grid) in out
+    for tok, line in zip(toks, grid[1:]):
+        cells = line.split()[-6:]
+        assert line.split()[0] == tok.token.strip() or tok.token.strip() == ""
+        assert [c.endswith("*") for c in cells].index(True) == int(tok.attention.argmax())
+        assert abs(sum(int(c.rstrip("*")) for c in cells) - 100) <= 3  # percentages of one distribution
