@@ -68,3 +68,11 @@ def test_backward_refuses_batch_major_gradients():
         m.backward(np.ones_like(logits))
     m.reset_state()
     m.train_step(ids, ids)  # the supported path still works
+
+
+def test_blocked_transpose_copies_exactly():
+    from rnnchat.models.lm import transposed
+    a = np.random.default_rng(0).standard_normal((1000, 37)).astype(np.float32)  # 1000 rows: a short last block
+    t = transposed(a, block=256)
+    assert t.flags.c_contiguous and t.shape == (37, 1000)
+    np.testing.assert_array_equal(t, a.T)
