@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat import corpora
-from rnnchat.checkpoint import load_checkpoint, load_vocab_model, save_checkpoint
+from rnnchat.checkpoint import load_vocab_model, read_header, save_checkpoint
 from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, tokenize
@@ -182,7 +182,7 @@ def train_lm(a: LMTrainArgs) -> dict:
                       TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every),
                       header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_info()})
     if a.resume and trainer.state_path.exists():
-        check_resume(load_checkpoint(trainer.state_path, model="train-state")[1].get("training", {}), hyper)
+        check_resume(read_header(trainer.state_path).get("training", {}), hyper)
         trainer.load_state()
         print(f"resumed at step {trainer.step} (epoch {trainer.epoch}, batch {trainer.position})", file=sys.stderr)
         if a.set_lr is not None:
