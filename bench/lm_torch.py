@@ -6,8 +6,8 @@
 speed:  training tokens/second of both at the same shapes (forward + backward + clip + Adam), interleaved
         round by round, and rnnchat against the machine's compute ceiling: NumPy's measured GEMM GFLOP/s
         divided by the model's forward+backward FLOPs per token; also against a step that only runs its
-        own products, each at its real shape (the per-step recurrent products have batch-many rows). Run it alone: a second busy process on
-        the two cores slows everything 2-3x.
+        own products, each at its real shape (the per-step recurrent products have batch-many rows).
+        Run it alone: a second busy process on the two cores slows everything 2-3x.
 parity: the same architecture trained by both from the same initial weights on the same chitchat batches
         for the same number of steps (dropout 0, so the runs are comparable step by step); prints both
         validation perplexities and their ratio (the target is within 2%).

@@ -108,6 +108,11 @@ class SamplingSettings:
             raise SettingsError(str(e)) from None
 
 
+def _skip_id(item: str) -> int | None:
+    """The token id of a skip item written as "#123", else None (a word)."""
+    return int(item[1:]) if item.startswith("#") and item[1:].isascii() and item[1:].isdigit() else None
+
+
 def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> np.ndarray:
     """Token ids banned by the settings; unknown skip words are a SettingsError.
 
@@ -118,8 +123,8 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> n
     if settings.ban_unk:
         ids.add(vocab.unk_id)
     for item in settings.skip:
-        if item.startswith("#") and item[1:].isascii() and item[1:].isdigit():
-            i = int(item[1:])
+        i = _skip_id(item)
+        if i is not None:
             if i >= len(vocab):
                 if not strict:
                     continue
@@ -142,9 +147,8 @@ def skip_ids_as_words(settings: SamplingSettings, vocab: Vocab) -> SamplingSetti
     """The settings with each "#N" skip item replaced by the word `vocab` holds at id N, for a model with
     another vocabulary (items outside `vocab` are kept: that model's skip_ids(strict=False) ignores them)."""
     def word(item: str) -> str:
-        if item.startswith("#") and item[1:].isascii() and item[1:].isdigit() and int(item[1:]) < len(vocab):
-            return vocab.itos[int(item[1:])]
-        return item
+        i = _skip_id(item)
+        return vocab.itos[i] if i is not None and i < len(vocab) else item
     return settings if not settings.skip else settings.with_(skip=tuple(word(x) for x in settings.skip))
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rnnchat.nn import LSTM, Dropout, Embedding, ParamSet, SoftmaxCrossEntropy, TiedOutput
+from rnnchat.nn.layers import transposed
 from rnnchat.nn.recurrent import lstm_cell
 
 State = list[tuple[np.ndarray, np.ndarray]]  # one (h, c) per layer, each (N, H)
@@ -142,14 +143,6 @@ class LanguageModel:
 
     def header_config(self) -> dict:
         return asdict(self.config)
-
-
-def transposed(a: np.ndarray, block: int = 256) -> np.ndarray:
-    """A row-major copy of a.T, copied in row blocks (5x faster than one strided copy of a 10k x 512 matrix)."""
-    out = np.empty(a.shape[::-1], a.dtype)
-    for i in range(0, a.shape[0], block):
-        out[:, i:i + block] = a[i:i + block].T
-    return out
 
 
 class LMDecoder:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnchat.nn.layers import Layer, Dropout, uniform_init
+from rnnchat.nn.layers import Layer, Dropout, transposed, uniform_init
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -142,7 +142,7 @@ class RNN(Recurrent):
         T, N, H = dhs.shape
         dA = np.empty((T, N, H), self.dtype)
         dh_next = np.zeros((N, H), self.dtype) if dstate is None else dstate[0].astype(self.dtype)
-        Wh_T = np.ascontiguousarray(self.params["Wh"].T)  # a row-major copy: the per-step dh product runs ~15% faster
+        Wh_T = transposed(self.params["Wh"])  # row-major: the per-step dh product runs ~15% faster
         for t in reversed(range(T)):
             dh = dhs[t] + dh_next
             if self._m is not None:
@@ -222,7 +222,7 @@ class LSTM(Recurrent):
         dc = np.empty((N, H), self.dtype)
         tmp = np.empty((N, H), self.dtype)
         tmp3 = np.empty((N, 3 * H), self.dtype)
-        Wh_T = np.ascontiguousarray(self.params["Wh"].T)  # a row-major copy: the per-step dh product runs ~15% faster
+        Wh_T = transposed(self.params["Wh"])  # row-major: the per-step dh product runs ~15% faster
         c0 = self._state0[1]
         db = np.zeros(4 * H, self.dtype)
         for t in reversed(range(T)):
@@ -313,7 +313,7 @@ class GRU(Recurrent):
         dA = np.empty((T, N, 3 * H), self.dtype)  # grads of x-side pre-activations
         dR = np.empty((T, N, 3 * H), self.dtype)  # grads of recurrent products (h Wh + bh)
         dh_next = np.zeros((N, H), self.dtype) if dstate is None else dstate[0].astype(self.dtype)
-        Wh_T = np.ascontiguousarray(self.params["Wh"].T)  # a row-major copy: the per-step dh product runs ~15% faster
+        Wh_T = transposed(self.params["Wh"])  # row-major: the per-step dh product runs ~15% faster
         hprev = self._h_prev_stack()
         for t in reversed(range(T)):
             a, r, d, dr = self._A[t], self._R[t], dA[t], dR[t]

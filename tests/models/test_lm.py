@@ -71,7 +71,7 @@ def test_backward_refuses_batch_major_gradients():
 
 
 def test_blocked_transpose_copies_exactly():
-    from rnnchat.models.lm import transposed
+    from rnnchat.nn.layers import transposed
     a = np.random.default_rng(0).standard_normal((1000, 37)).astype(np.float32)  # 1000 rows: a short last block
     t = transposed(a, block=256)
     assert t.flags.c_contiguous and t.shape == (37, 1000)
