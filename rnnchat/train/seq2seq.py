@@ -40,7 +40,8 @@ from rnnchat.text import EOM, EOT, Vocab, detokenize, tokenize
 from rnnchat.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
-TASK_NAMES = ("addition", "dates", "chat")
+TASK_NAMES = ("addition", "dates", "chat", "chat_backward")
+CHAT_TASKS = ("chat", "chat_backward")
 MODEL_KIND = "seq2seq"
 
 
@@ -95,6 +96,8 @@ TASK_DEFAULTS: dict[str, dict] = {
                  proj=128, tie=True, dropout=0.2, batch_size=128, lr=2e-3, clip=1.0, epochs=3, eval_every=400,
                  lr_decay=0.5, vocab_size=8000, max_src=40, max_tgt=40, window=4),
 }
+# The backward model (MMI-bidi's p(message | reply)): the chat model's shape, one exchange per chain, fresh state.
+TASK_DEFAULTS["chat_backward"] = {**TASK_DEFAULTS["chat"], "window": 1}
 
 
 def resolve(a: Seq2SeqTrainArgs) -> Seq2SeqTrainArgs:
@@ -371,9 +374,16 @@ def target_ids(ids: list[int], max_tgt: int) -> list[int]:
 Chain = list[tuple[list[int], list[int]]]
 
 
-def conversation_chains(conv: dict, vocab: Vocab, max_src: int, max_tgt: int) -> list[Chain]:
-    """The two chains of exchanges of a conversation (see the module docstring); empty ones left out."""
+def conversation_chains(conv: dict, vocab: Vocab, max_src: int, max_tgt: int, backward: bool = False
+                        ) -> list[Chain]:
+    """The two chains of exchanges of a conversation (see the module docstring); empty ones left out.
+
+    backward: every (reply -> the message it answered) pair as a chain of its own (the MMI-bidi scorer).
+    """
     turns = [turn_ids(t, vocab) for t in conv["turns"]]
+    if backward:
+        return [[(source_ids(turns[i + 1], vocab, max_src), target_ids(turns[i], max_tgt))]
+                for i in range(len(turns) - 1)]
     chains = []
     for start in (0, 1):
         chain = [(source_ids(turns[i], vocab, max_src), target_ids(turns[i + 1], max_tgt))
@@ -491,10 +501,11 @@ def evaluate_chat(model: Seq2Seq, vocab: Vocab, chains: list[Chain], n_samples: 
     }
 
 
-def load_chat_chains(split: str, vocab: Vocab, max_src: int, max_tgt: int, limit: int | None = None
-                     ) -> list[Chain]:
+def load_chat_chains(split: str, vocab: Vocab, max_src: int, max_tgt: int, limit: int | None = None,
+                     backward: bool = False) -> list[Chain]:
     convs = corpora.load_chitchat(split)[:limit]
-    return [ch for c in convs if len(c["turns"]) >= 2 for ch in conversation_chains(c, vocab, max_src, max_tgt)]
+    return [ch for c in convs if len(c["turns"]) >= 2
+            for ch in conversation_chains(c, vocab, max_src, max_tgt, backward)]
 
 
 def chat_corpus() -> dict:
@@ -507,9 +518,10 @@ def train_chat(a: Seq2SeqTrainArgs) -> dict:
     clock = _Clock(a.run_dir, a.resume)
     train_convs = [c for c in corpora.load_chitchat("train")[: a.max_train_convs] if len(c["turns"]) >= 2]
     vocab = build_chat_vocab(train_convs, a.vocab_size)
-    chains = [ch for c in train_convs for ch in conversation_chains(c, vocab, a.max_src, a.max_tgt)]
+    backward = a.task == "chat_backward"
+    chains = [ch for c in train_convs for ch in conversation_chains(c, vocab, a.max_src, a.max_tgt, backward)]
     val_limit = None if a.max_train_convs is None else max(10, a.max_train_convs // 10)
-    val_chains = load_chat_chains("val", vocab, a.max_src, a.max_tgt, val_limit)
+    val_chains = load_chat_chains("val", vocab, a.max_src, a.max_tgt, val_limit, backward)
     groups = chain_batches(chains, a.batch_size, a.window, np.random.default_rng(a.seed))
     items = [(g, w) for g in range(len(groups))
              for w in range(-(-max(len(chains[c]) for c in groups[g]) // a.window))]
@@ -548,7 +560,7 @@ def train_chat(a: Seq2SeqTrainArgs) -> dict:
         return chat_perplexity(model, val_chains, vocab, carry=True)
 
     def save_best(metrics: dict) -> None:
-        save_seq2seq(model, vocab, a.out, task="chat", corpus=chat_corpus(), decoding=decoding, float16=True,
+        save_seq2seq(model, vocab, a.out, task=a.task, corpus=chat_corpus(), decoding=decoding, float16=True,
                      metrics={"val_perplexity_carried": metrics["perplexity"], "val_tokens": metrics["tokens"],
                               "epoch": trainer.epoch, "step": trainer.step, **clock.totals()},
                      extra={"training": hyper, "variant": model.config.variant})
@@ -562,21 +574,21 @@ def train_chat(a: Seq2SeqTrainArgs) -> dict:
     clock.save()
     totals = clock.totals()
     best, _, header = load_seq2seq(a.out)
-    test_chains = load_chat_chains("test", vocab, a.max_src, a.max_tgt, val_limit)
+    test_chains = load_chat_chains("test", vocab, a.max_src, a.max_tgt, val_limit, backward)
     final = evaluate_chat(best, vocab, test_chains)
     val = chat_perplexity(best, val_chains, vocab, carry=False)
     metrics = {**_best_metrics(header["metrics"]), "val_perplexity_fresh": val["perplexity"],
                **{f"test_{k}": v for k, v in final.items() if k not in ("loss", "samples", "sampling", "eval_s")},
                **totals, "steps": trainer.step,
                "epochs_run": trainer.epoch + trainer.position / len(batches)}
-    save_seq2seq(best, vocab, a.out, task="chat", corpus=chat_corpus(), decoding=decoding, float16=True,
+    save_seq2seq(best, vocab, a.out, task=a.task, corpus=chat_corpus(), decoding=decoding, float16=True,
                  metrics=metrics, extra={"training": hyper, "variant": best.config.variant,
                                          "samples": final["samples"][:6]})
     return {**result, "metrics": metrics, "samples": final["samples"], "checkpoint": str(a.out)}
 
 
 def train_seq2seq(a: Seq2SeqTrainArgs) -> dict:
-    return train_chat(a) if a.task == "chat" else train_task(a)
+    return train_chat(a) if a.task in CHAT_TASKS else train_task(a)
 
 
 def eval_seq2seq(task: str, checkpoint: Path | None = None, split: str = "test", beam: int = 0,
@@ -587,9 +599,9 @@ def eval_seq2seq(task: str, checkpoint: Path | None = None, split: str = "test",
     if header.get("task") != task:
         raise CheckpointError(f"{path}: holds a model for task {header.get('task')!r}, not {task!r}")
     t0 = time.perf_counter()
-    if task == "chat":
+    if task in CHAT_TASKS:
         dec = header["decoding"]
-        chains = load_chat_chains(split, vocab, dec["max_src"], dec["max_tgt"])
+        chains = load_chat_chains(split, vocab, dec["max_src"], dec["max_tgt"], backward=task == "chat_backward")
         out = evaluate_chat(model, vocab, chains, n_samples, settings) | {"split": split}
     else:
         hp = header.get("training", {})
@@ -640,7 +652,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    if args.task == "chat":
+    if args.task in CHAT_TASKS:
         print(f"{args.split}: reply perplexity {result['perplexity_carried']:.2f} with carried state, "
               f"{result['perplexity_fresh']:.2f} fresh; distinct-1 {result['distinct_1']:.3f}, "
               f"distinct-2 {result['distinct_2']:.3f} ({result['checkpoint']})")
