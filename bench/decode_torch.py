@@ -30,8 +30,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from rnnchat.engine.batch import Job, generate_rows  # noqa: E402
 from rnnchat.engine.engine import Engine  # noqa: E402
-from rnnchat.engine.sampling import SamplingSettings  # noqa: E402
-from rnnchat.train.lm import DEFAULT_CHECKPOINT  # noqa: E402
+from rnnchat.sampling import SamplingSettings  # noqa: E402
+from rnnchat import paths  # noqa: E402
 
 SETTINGS = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, repeat_penalty=1.1, seed=0)
 
@@ -178,7 +178,7 @@ def measure(a) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint())
     p.add_argument("--tokens", type=int, default=300)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")

@@ -171,8 +171,8 @@ def speed(a) -> dict:
 
 
 def parity(a) -> dict:
-    from rnnchat import corpora
-    from rnnchat.train.batches import StreamBatches
+    from rnnchat.data import corpora
+    from rnnchat.data.batches import StreamBatches
     from rnnchat.train.lm import build_vocab, evaluate, stream
 
     train_convs = corpora.load_chitchat("train")

@@ -171,7 +171,7 @@ def load_streams(vocab_size: int = 10_000, mark_starts: bool = False
     root = str(Path(__file__).resolve().parents[1])  # run as a script from a checkout: import this repo's rnnchat
     if root not in sys.path:
         sys.path.insert(0, root)
-    from rnnchat import corpora
+    from rnnchat.data import corpora
     from rnnchat.train.lm import build_vocab, stream
 
     train_convs = corpora.load_chitchat("train")

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rnnchat.sentiment_live import LiveSentiment  # noqa: E402
+from rnnchat.engine.sentiment_live import LiveSentiment  # noqa: E402
 
 PARAGRAPH = (
     "Okay so I finally tried that new ramen place downtown last night. The broth was honestly "

@@ -1,6 +1,6 @@
 """Seq2seq variants on the addition task with the same training budget (issue 5).
 
-Trains each variant with identical data (rnnchat.tasks.addition: 45,000 training / 5,000 held-out problems),
+Trains each variant with identical data (rnnchat.data.tasks.addition: 45,000 training / 5,000 held-out problems),
 embedding and hidden sizes, batch size, optimiser, learning-rate schedule and number of epochs, and reports the
 held-out exact match of greedy decoding after every epoch, the final one, and the wall time.
 
@@ -24,7 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnchat.train.seq2seq import Seq2SeqTrainArgs, load_seq2seq, train_task  # noqa: E402
+from rnnchat.models.seq2seq import load_seq2seq  # noqa: E402
+from rnnchat.train.seq2seq_run import Seq2SeqTrainArgs  # noqa: E402
+from rnnchat.train.seq2seq_tasks import train_task  # noqa: E402
 
 # name -> architecture options (everything else identical)
 VARIANTS: dict[str, dict] = {

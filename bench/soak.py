@@ -39,10 +39,10 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rnnchat.cli import main as cli_main  # noqa: E402
+from rnnchat.cli.main import main as cli_main  # noqa: E402
 from rnnchat.engine.engine import Engine  # noqa: E402
-from rnnchat.engine.sampling import SamplingSettings  # noqa: E402
-from rnnchat.train.lm import DEFAULT_CHECKPOINT  # noqa: E402
+from rnnchat.sampling import SamplingSettings  # noqa: E402
+from rnnchat import paths  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,7 +194,7 @@ def soak_batch(checkpoint: Path, prompts: int, max_tokens: int, workdir: Path) -
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    ap.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint())
     ap.add_argument("--tokens", type=int, default=100_000, help="tokens generated in one conversation")
     ap.add_argument("--window", type=int, default=5_000, help="tokens per memory/speed sample")
     ap.add_argument("--check-every", type=int, default=1, help="isfinite check of logits and states every N tokens")

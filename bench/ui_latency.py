@@ -27,12 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnchat.chat_session import MODE_TITLES, ChatSession, Mode  # noqa: E402
-from rnnchat.engine.engine import Engine  # noqa: E402
-from rnnchat.engine.sampling import SamplingSettings  # noqa: E402
-from rnnchat.seq2seq_responder import Seq2SeqResponder, load_responder  # noqa: E402
-from rnnchat.tui.app import ChatApp  # noqa: E402
-from rnnchat.tui.widgets import SentimentIndicator, StreamText  # noqa: E402
+from rnnchat.engine.engine import Engine, load_chat_model  # noqa: E402
+from rnnchat.engine.seq2seq_chat import Seq2SeqChat  # noqa: E402
+from rnnchat.sampling import SamplingSettings  # noqa: E402
+from rnnchat.session.session import ChatSession  # noqa: E402
+from rnnchat.session.transcript import MODE_TITLES, Mode  # noqa: E402
+from rnnchat.ui.tui.app import ChatApp  # noqa: E402
+from rnnchat.ui.tui.widgets import SentimentIndicator, StreamText  # noqa: E402
 
 MESSAGES = ["i really love this movie, it was great", "that is so bad, i hate it",
             "how are you doing today?", "i'm not sure what you mean", "thanks, that was very kind of you"]
@@ -41,28 +42,27 @@ MESSAGES = ["i really love this movie, it was great", "that is so bad, i hate it
 def random_lm(path: Path) -> Path:
     from rnnchat.models.lm import LanguageModel, LMConfig
     from rnnchat.text import SPECIALS, Vocab, tokenize
-    from rnnchat.train.lm import save_lm
+    from rnnchat.models.lm import save_lm
     words = list(dict.fromkeys(t for m in MESSAGES for t in tokenize(m)))
     vocab = Vocab(list(SPECIALS) + words + [f"w{i}" for i in range(10_000 - len(SPECIALS) - len(words))])
     save_lm(LanguageModel(LMConfig(vocab_size=len(vocab)), seed=0), vocab, path, {}, float16=False)
     return path
 
 
-def seq2seq_for(path: Path) -> tuple[Seq2SeqResponder, str]:
-    responder, _ = load_responder(path)
-    if responder is not None:
-        return responder, str(path)
+def seq2seq_for(path: Path) -> tuple[Seq2SeqChat, str]:
+    chat, _ = load_chat_model(path)
+    if chat is not None:
+        return chat, str(path)
     from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig
-    from rnnchat.models.seq2seq_chat import Seq2SeqChat
     from rnnchat.text import SPECIALS, Vocab, tokenize
     words = list(dict.fromkeys(t for m in MESSAGES for t in tokenize(m)))
     vocab = Vocab(list(SPECIALS) + words + [f"w{i}" for i in range(8_000 - len(SPECIALS) - len(words))])
     config = Seq2SeqConfig(len(vocab), len(vocab), embed=128, hidden=256, proj=128, tie=True)
-    return Seq2SeqResponder(Seq2SeqChat(Seq2Seq(config, seed=0), vocab)), "random weights (vocab 8000, hidden 256)"
+    return Seq2SeqChat(Seq2Seq(config, seed=0), vocab), "random weights (vocab 8000, hidden 256)"
 
 
 def sentiment_for(path: Path | None, vocab) -> tuple[object, str]:
-    from rnnchat.sentiment_live import LiveSentiment
+    from rnnchat.engine.sentiment_live import LiveSentiment
     if path and path.exists():
         return LiveSentiment.from_checkpoint(path), str(path)
     from rnnchat.models.sentiment import SentimentConfig, SentimentModel

@@ -1,3 +1,3 @@
-from rnnchat.cli import main
+from rnnchat.cli.main import main
 
 raise SystemExit(main())

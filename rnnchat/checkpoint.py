@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.npyio import NpzFile
 
 from rnnchat.atomic import atomic_open
+from rnnchat.text import Vocab
 
 FORMAT_NAME = "rnnchat-checkpoint"
 CURRENT_FORMAT_VERSION = 1
@@ -318,24 +319,27 @@ def load_checkpoint(path: PathLike, spec: Spec | None = None, *, model: str | No
     return arrays, header
 
 
-def load_vocab_model(path: PathLike, model: str, spec: Callable[[dict], dict], build: Callable[[dict], Any]
-                     ) -> tuple[Any, "Vocab", dict]:
+def load_vocab_model(path: PathLike, model: str, spec: Callable[[dict], dict], build: Callable[[dict], Any],
+                     sizes: tuple[str, ...] = ("vocab_size",)) -> tuple[Any, Vocab, dict]:
     """Load a checkpoint of a model that carries its vocabulary: (model in eval mode, Vocab, header).
 
     spec(config) gives the expected array shapes; build(config) an empty model (with `load_arrays` and
-    `train`) for the weights. A vocabulary that is malformed or does not match config["vocab_size"] is a
-    CheckpointError.
+    `train`) for the weights. A vocabulary that is malformed or whose length differs from the config entries
+    named in `sizes`, or a config that `build` refuses, is a CheckpointError.
     """
-    from rnnchat.text import Vocab
     arrays, header = load_checkpoint(path, lambda h: spec(h["config"]), model=model)
     try:
         vocab = Vocab.from_list(header["vocab"])
     except ValueError as e:
         raise CheckpointError(f"{path}: bad vocabulary: {e}") from None
-    size = header["config"].get("vocab_size")
-    if size != len(vocab):
-        raise CheckpointError(f"{path}: config vocab_size {size} != vocabulary length {len(vocab)}")
-    net = build(header["config"])
+    for key in sizes:
+        if header["config"].get(key) != len(vocab):
+            raise CheckpointError(f"{path}: config {key} {header['config'].get(key)} != vocabulary length "
+                                  f"{len(vocab)}")
+    try:
+        net = build(header["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid {model} config ({e})") from None
     net.load_arrays(arrays)
     net.train(False)
     return net, vocab, header

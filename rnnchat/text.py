@@ -1,9 +1,13 @@
-"""Word-level tokenizer, vocabulary and (streaming) detokenizer.
+"""Word-level tokenizer, vocabulary, (streaming) detokenizer and the one turn encoding.
 
 ``tokenize`` lowercases text into words (contractions kept whole), numbers,
 punctuation, emoticons, emoji and URLs.  It is a pure function that never
 raises on a ``str`` and runs in linear time.  ``detokenize`` and the streaming
 ``Detokenizer`` turn tokens back into readable, capitalised text.
+
+Turns: every model reads a conversation the same way, each message's tokens followed by ``<eom>`` and each
+turn closed by ``<eot>`` (``turn_ids``, ``conversation_ids``, ``closing_ids``; ``source_ids`` for a seq2seq
+encoder).
 """
 
 from __future__ import annotations
@@ -258,3 +262,35 @@ class Vocab:
                 total += 1
                 known += t in self.stoi
         return known / total if total else 1.0
+
+
+# -- turns -----------------------------------------------------------------------------------------------------
+def turn_ids(messages: Iterable[str], vocab: Vocab) -> list[int]:
+    """A turn as ids, without its closing <eot>: each message's tokens followed by <eom>."""
+    ids: list[int] = []
+    for msg in messages:
+        ids += vocab.encode(msg)
+        ids.append(vocab.eom_id)
+    return ids
+
+
+def conversation_ids(turns: Iterable[Iterable[str]], vocab: Vocab) -> list[int]:
+    """A conversation (turns of messages) as ids: message <eom> ... <eot> per turn."""
+    ids: list[int] = []
+    for turn in turns:
+        ids += turn_ids(turn, vocab)
+        ids.append(vocab.eot_id)
+    return ids
+
+
+def source_ids(turn: list[int], vocab: Vocab, max_src: int) -> list[int]:
+    """A turn's ids as a seq2seq encoder input: its last max_src - 1 tokens, then <eot> (never empty)."""
+    return (turn[-(max_src - 1):] if max_src > 1 else []) + [vocab.eot_id]
+
+
+def closing_ids(last: int | None, vocab: Vocab) -> list[int]:
+    """What closes the turn after token `last` (None: nothing yet) as a message and a turn: <eom> <eot>,
+    only <eot> after an <eom>, nothing after an <eot>."""
+    if last == vocab.eot_id:
+        return []
+    return [vocab.eot_id] if last == vocab.eom_id else [vocab.eom_id, vocab.eot_id]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnchat.checkpoint import save_checkpoint
-from rnnchat.cli import build_parser, main
+from rnnchat.cli.main import build_parser, main
 
 
 def test_help_lists_every_subcommand(capsys):

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnchat.engine.sampling import RowSampler, SamplingSettings, SettingsError, sample_rows, skip_ids
+from rnnchat.data.batches import pad
 from rnnchat.models.lm import LMDecoder
-from rnnchat.text import Detokenizer, Vocab
-from rnnchat.train.batches import pad
+from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, StopWatch, sample_rows, skip_ids
+from rnnchat.text import Vocab
 
 
 @dataclass
@@ -77,7 +77,7 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
     out_ids: list[list[int]] = [[] for _ in jobs]
     out_probs: list[list[float]] = [[] for _ in jobs]
     max_tokens = np.array([j.settings.max_tokens for j in jobs])  # counts down: tokens each row may still add
-    watched = {j: _TextWatch(vocab, jobs[j].settings.stop) for j in range(B) if jobs[j].settings.stop}
+    watches = [StopWatch(j.settings.stop, vocab.itos) for j in jobs]  # every row: its text is the result
     active = np.flatnonzero(max_tokens > 0)
     logits, state = logits[active], [(h[active], c[active]) for h, c in state]
     while active.size:
@@ -87,35 +87,17 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
         for k, (j, tid, p) in enumerate(zip(active.tolist(), ids.tolist(), probs.tolist())):
             out_ids[j].append(tid)
             out_probs[j].append(p)
-            if j in watched and watched[j].hit(tid):
+            watches[j].push(tid)
+            if watches[j].hit:
                 keep[k] = False
         if not keep.any():
             break
         if not keep.all():  # rows that finished drop out of the batch
             ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
         logits, state = decoder.step(ids, state)
-    texts = [_text(vocab, ids) for ids in out_ids]
-    return [{"id": job.id, "prompt": job.prompt, "text": texts[j], "tokens": vocab.ids_to_tokens(out_ids[j]),
+    return [{"id": job.id, "prompt": job.prompt, "text": watches[j].text, "tokens": vocab.ids_to_tokens(out_ids[j]),
              "token_ids": out_ids[j], "probs": [round(p, 6) for p in out_probs[j]],
              "settings": job.settings.to_dict(), "seed": job.settings.seed} for j, job in enumerate(jobs)]
-
-
-def _text(vocab: Vocab, ids: list[int]) -> str:
-    """The text of generated ids: <eom> starts a new line, <eot> is not shown."""
-    detok = Detokenizer()
-    return "".join(detok.push_generated(vocab.itos[i]) for i in ids)
-
-
-class _TextWatch:
-    """A row's text as it grows, for rows with stop sequences: `hit(id)` appends the token and says whether
-    the text now ends with a stop sequence."""
-
-    def __init__(self, vocab: Vocab, stop: tuple[str, ...]):
-        self.vocab, self.stop, self.text, self.detok = vocab, stop, "", Detokenizer()
-
-    def hit(self, token_id: int) -> bool:
-        self.text += self.detok.push_generated(self.vocab.itos[token_id])
-        return any(self.text.endswith(x) for x in self.stop)
 
 
 def done_ids(out_path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""A conversation with the language model: carried (h, c), feeding text, streaming tokens, fork/save/load.
+"""A conversation's memory with the language model: carried (h, c), feeding text, streaming tokens, fork/save/load.
 
 State invariant: `state` is the model state after exactly the tokens in `history` (the prompt tokens fed and
 the tokens emitted by streams), and `logits` are the next-token logits in that state. A stream feeds each
@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rnnchat.engine.sampling import RowSampler, SamplingSettings, sample_rows, skip_ids
-from rnnchat.models.lm import LMDecoder, State
-from rnnchat.text import Detokenizer, Vocab
+from rnnchat.engine.tokens import Token
+from rnnchat.models.lm import LMDecoder
+from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, sample_rows, skip_ids
+from rnnchat.text import Vocab, closing_ids
 
 FEED_CHUNK = 4096  # tokens encoded and fed per chunk for very long inputs
-
-
-@dataclass(frozen=True)
-class Token:
-    id: int
-    token: str
-    text: str      # the piece to append to the shown text
-    prob: float    # probability under the final sampling distribution
 
 
 class Conversation:
@@ -42,14 +34,13 @@ class Conversation:
     def reset(self) -> None:
         """Forget everything: the state after a turn boundary (<eot>) from zeros."""
         self.history: list[int] = []
-        self.transcript: list[dict] = []
         self.logits, self.state = self.decoder.step(np.array([self.vocab.eot_id]), self.decoder.initial_state(1))
 
     def fork(self) -> "Conversation":
         """An independent copy that continues from the same memory."""
         other = Conversation.__new__(Conversation)
         other.decoder, other.vocab, other.model_id = self.decoder, self.vocab, self.model_id
-        other.history, other.transcript = list(self.history), [dict(m) for m in self.transcript]
+        other.history = list(self.history)
         other.logits = self.logits.copy()
         other.state = [(h.copy(), c.copy()) for h, c in self.state]
         return other
@@ -66,15 +57,21 @@ class Conversation:
 
         Returns the number of tokens fed. Very long text is encoded and fed in pieces (bounded memory).
         """
-        n = 0
+        n, last = 0, None
         for start in range(0, len(text), 200_000):
             ids = self.vocab.encode(text[start: start + 200_000])  # (a word cut at a piece border splits in two)
             self.feed_ids(ids)
-            n += len(ids)
+            n, last = n + len(ids), (ids[-1] if ids else last)
         if end_turn:
-            self.feed_ids([self.vocab.eom_id, self.vocab.eot_id])
-            n += 2
+            close = closing_ids(last, self.vocab)
+            self.feed_ids(close)
+            n += len(close)
         return n
+
+    def close_turn(self) -> None:
+        """End a reply that was cut short (stopped, max tokens) so that what is fed next starts a new turn."""
+        if self.history:
+            self.feed_ids(closing_ids(self.history[-1], self.vocab))
 
     # -- output ----------------------------------------------------------------------------------------------
     def stream(self, settings: SamplingSettings, cancel: threading.Event | None = None,
@@ -82,8 +79,7 @@ class Conversation:
         """Yield sampled tokens one at a time (see the module docstring for the state invariant)."""
         sampler = RowSampler(settings, skip_ids(settings, self.vocab), rng)
         sampler.observe(self.history[-settings.repeat_last_n:] if settings.repeat_last_n else [])
-        detok = Detokenizer()
-        text = ""
+        watch = StopWatch(settings.stop, self.vocab.itos)
         pending: int | None = None
         try:
             for _ in range(settings.max_tokens):
@@ -95,11 +91,9 @@ class Conversation:
                 ids, probs = sample_rows(self.logits.copy(), [sampler])
                 tid = int(ids[0])
                 pending = tid
-                tok = self.vocab.itos[tid]
-                piece = detok.push_generated(tok)
-                text += piece
-                yield Token(tid, tok, piece, float(probs[0]))
-                if tid in stop_ids or any(text.endswith(s) for s in settings.stop):
+                piece = watch.push(tid)
+                yield Token(tid, self.vocab.itos[tid], piece, float(probs[0]))
+                if tid in stop_ids or watch.hit:
                     return
         finally:
             if pending is not None:
@@ -112,13 +106,13 @@ class Conversation:
     # -- persistence -----------------------------------------------------------------------------------------
     def save(self, path: Path | str, extra_arrays: dict[str, np.ndarray] | None = None,
              extra_header: dict | None = None) -> None:
-        """Atomically write the memory and transcript (temp file, fsync, rename), with `extra_arrays` and
-        `extra_header` entries (another model's memory) in the same write; they may not replace ours."""
+        """Atomically write the memory (temp file, fsync, rename), with `extra_arrays` and `extra_header` entries
+        (the transcript, another model's memory) in the same write; they may not replace ours."""
         arrays = {"logits": self.logits, "history": np.asarray(self.history, np.int32)}
         for i, (h, c) in enumerate(self.state):
             arrays[f"h{i}"], arrays[f"c{i}"] = h, c
         header = {"model": "conversation", "config": self._config(), "vocab": [], "corpus": {}, "metrics": {},
-                  "model_id": self.model_id, "transcript": self.transcript}
+                  "model_id": self.model_id}
         extra_arrays, extra_header = extra_arrays or {}, extra_header or {}
         if clash := (set(extra_arrays) & set(arrays)) | (set(extra_header) & set(header)):
             raise ValueError(f"extra conversation entries would replace {sorted(clash)}")
@@ -126,8 +120,12 @@ class Conversation:
 
     def load(self, path: Path | str) -> None:
         """Replace this conversation's memory with a saved one (refused if saved with another model)."""
-        cfg = self._config()
         arrays, header = load_checkpoint(path, None, model="conversation")
+        self.load_arrays(path, arrays, header)
+
+    def load_arrays(self, path: Path | str, arrays: dict[str, np.ndarray], header: dict) -> None:
+        """`load` of a file already read (`path` names it in errors); nothing changes unless all of it is valid."""
+        cfg = self._config()
         if header.get("config") != cfg or header.get("model_id") != self.model_id:
             raise CheckpointError(f"{path}: this conversation was saved with a different model")
         expected = {"logits": (1, cfg["vocab_size"])}
@@ -136,14 +134,15 @@ class Conversation:
         for name, shape in expected.items():
             if name not in arrays or arrays[name].shape != shape:
                 raise CheckpointError(f"{path}: conversation array {name!r} is missing or has the wrong shape")
+            if arrays[name].dtype.kind != "f" or not np.isfinite(arrays[name]).all():
+                raise CheckpointError(f"{path}: conversation array {name!r} must hold finite floats")
         history = arrays.get("history")
-        if history is None or history.ndim != 1 or (history.size and not 0 <= history.min() <= history.max()
-                                                    < cfg["vocab_size"]):
+        if (history is None or history.ndim != 1 or history.dtype.kind not in "iu"
+                or (history.size and not 0 <= history.min() <= history.max() < cfg["vocab_size"])):
             raise CheckpointError(f"{path}: conversation history is missing or holds ids outside the vocabulary")
         self.logits = arrays["logits"]
         self.state = [(arrays[f"h{i}"], arrays[f"c{i}"]) for i in range(cfg["layers"])]
         self.history = history.astype(int).tolist()
-        self.transcript = list(header.get("transcript", []))
 
     def _config(self) -> dict:
         return {"vocab_size": self.decoder.vocab_size, "hidden": self.decoder.hidden, "layers": len(self.decoder.model.lstms)}

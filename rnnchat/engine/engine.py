@@ -1,4 +1,8 @@
-"""The inference engine: loads the shipped checkpoints once and serves conversations and batch generation."""
+"""The inference engine: loads each checkpoint once and serves conversations, chat replies and live sentiment.
+
+The LM is required; the seq2seq chat model and the sentiment classifier are optional: a loader returns
+(None, why) when one is missing or unusable, so the UIs can say so and go on without it.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import hashlib
 import json
 from pathlib import Path
 
+from rnnchat import paths
+from rnnchat.checkpoint import CheckpointError
 from rnnchat.engine.conversation import Conversation
-from rnnchat.models.lm import LMDecoder
-from rnnchat.train.lm import DEFAULT_CHECKPOINT, load_lm
+from rnnchat.engine.sentiment_live import LiveSentiment
+from rnnchat.engine.seq2seq_chat import Seq2SeqChat
+from rnnchat.models.lm import LMDecoder, load_lm
 
 
 class Engine:
-    """Holds the loaded models; `conversation()` starts a new conversation with the language model."""
+    """Holds the loaded LM; `conversation()` starts a new conversation with it."""
 
-    def __init__(self, lm_path: Path | str = DEFAULT_CHECKPOINT):
-        self.lm_path = Path(lm_path)
+    def __init__(self, lm_path: Path | str | None = None):
+        self.lm_path = Path(lm_path or paths.lm_checkpoint())
         model, self.vocab, self.lm_header = load_lm(self.lm_path)
         self.decoder = LMDecoder(model)
         ident = json.dumps([self.lm_header["config"], self.lm_header["vocab"]], sort_keys=True)
@@ -23,3 +30,25 @@ class Engine:
 
     def conversation(self) -> Conversation:
         return Conversation(self.decoder, self.vocab, self.model_id)
+
+
+def load_chat_model(path: Path | str | None = None) -> tuple[Seq2SeqChat | None, str]:
+    """The seq2seq chat model (default: the shipped one), or (None, why it is unavailable)."""
+    path = Path(path or paths.seq2seq_checkpoint("chat"))
+    if not path.exists():
+        return None, f"no seq2seq chat model at {path}"
+    try:
+        return Seq2SeqChat.load(path), ""
+    except (CheckpointError, OSError, ValueError) as e:
+        return None, str(e)
+
+
+def load_live_sentiment(path: Path | str | None = None) -> tuple[LiveSentiment | None, str]:
+    """The live sentiment classifier (default: the shipped one), or (None, why it is unavailable)."""
+    path = Path(path or paths.sentiment_checkpoint())
+    if not path.exists():
+        return None, f"no sentiment model at {path}"
+    try:
+        return LiveSentiment.from_checkpoint(path), ""
+    except (CheckpointError, OSError, ValueError) as e:
+        return None, str(e)

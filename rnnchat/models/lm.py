@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.nn import LSTM, Dropout, Embedding, ParamSet, SoftmaxCrossEntropy, TiedOutput
 from rnnchat.nn.layers import transposed
 from rnnchat.nn.recurrent import lstm_cell
+from rnnchat.text import Vocab
 
-State = list[tuple[np.ndarray, np.ndarray]]  # one (h, c) per layer, each (N, H)
+LayerStates = list[tuple[np.ndarray, np.ndarray]]  # one (h, c) per layer, each (N, H)
 
 
 @dataclass
@@ -71,13 +74,13 @@ class LanguageModel:
 
     # -- state ---------------------------------------------------------------------------------------------
     @property
-    def state(self) -> State | None:
+    def state(self) -> LayerStates | None:
         if self.lstms[0].state is None:
             return None
         return [l.state for l in self.lstms]
 
     @state.setter
-    def state(self, state: State | None) -> None:
+    def state(self, state: LayerStates | None) -> None:
         for i, l in enumerate(self.lstms):
             l.state = None if state is None else state[i]
 
@@ -171,11 +174,11 @@ class LMDecoder:
         self.prefill_chunk = prefill_chunk
         self._prefill_lock = threading.Lock()  # prefill runs through the model's layer objects (shared buffers)
 
-    def initial_state(self, batch: int = 1) -> State:
+    def initial_state(self, batch: int = 1) -> LayerStates:
         H = self.hidden
         return [(np.zeros((batch, H), np.float32), np.zeros((batch, H), np.float32)) for _ in self.model.lstms]
 
-    def step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+    def step(self, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:
         """ids (B,) -> logits (B, V) and the new state (the input state is not modified)."""
         H = self.hidden
         h, c = state[0]
@@ -192,7 +195,7 @@ class LMDecoder:
         logits += self.out_b
         return logits, new_state
 
-    def prefill(self, ids: np.ndarray, state: State, mask: np.ndarray | None = None) -> tuple[np.ndarray, State]:
+    def prefill(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None = None) -> tuple[np.ndarray, LayerStates]:
         """Feed (B, T) ids (right-padded, with a (B, T) mask) -> logits after each row's last real token, state.
 
         Long prompts go through in chunks, so memory stays bounded and the cost is linear in length.
@@ -207,7 +210,7 @@ class LMDecoder:
         logits += self.out_b
         return logits, state
 
-    def _prefill_locked(self, ids: np.ndarray, state: State, mask: np.ndarray | None) -> State:
+    def _prefill_locked(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None) -> LayerStates:
         T = ids.shape[1]
         for start in range(0, T, self.prefill_chunk):
             chunk = slice(start, start + self.prefill_chunk)
@@ -219,3 +222,16 @@ class LMDecoder:
                 new_state.append(lstm.state)
             state = new_state
         return state
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------------
+def save_lm(model: LanguageModel, vocab: Vocab, path: Path | str, metrics: dict, corpus: dict | None = None,
+            extra: dict | None = None, float16: bool = True) -> None:
+    header = {"model": "lm", "config": model.header_config(), "vocab": vocab.to_list(), "corpus": corpus or {},
+              "metrics": metrics, **(extra or {})}
+    save_checkpoint(path, model.arrays(), header, float16=float16)
+
+
+def load_lm(path: Path | str) -> tuple[LanguageModel, Vocab, dict]:
+    """(model in eval mode, vocabulary, header); every array is checked against the config."""
+    return load_vocab_model(path, "lm", lm_spec, lambda c: LanguageModel(LMConfig.from_dict(c), init=False))

@@ -6,7 +6,7 @@ neutral; the score target is r / 4. Loss = CE + score_weight * MSE (both means o
 
 Pooling (config ``pool``, "+"-joined): ``last`` (final hidden state), ``max`` and ``mean`` (over the
 real steps of the last layer's outputs). All three can be computed left to right one token at a
-time, which is what ``rnnchat.sentiment_live`` relies on: the incremental path (``zero_state`` /
+time, which is what ``rnnchat.engine.sentiment_live`` relies on: the incremental path (``zero_state`` /
 ``advance`` / ``readout``) gives the same numbers as the batched ``forward``.
 
 An empty text has no steps: its pooled features are all zero (h = 0, max = 0, mean = 0).
@@ -20,14 +20,44 @@ with arrays prefixed "m0.", "m1.", ... (``sentiment_spec``, ``build_sentiment``)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
+from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.nn import LSTM, Dropout, Embedding, Linear, ParamSet
+from rnnchat.text import Vocab
 
 LABELS = ("negative", "neutral", "positive")
 POOLS = ("last", "max", "mean")
 NEG_THRESHOLD, POS_THRESHOLD = -0.5, 0.5
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    """One text's sentiment, wherever it is shown or stored (live indicator, `rnnchat sentiment`, transcripts)."""
+
+    label: str                                        # "negative" | "neutral" | "positive"
+    score: float                                      # the score head, in [-1, 1]
+    probs: tuple[float, float, float] | None = None   # P(negative), P(neutral), P(positive); None: not kept
+    tokens: int | None = None                         # tokens classified (the live classifier says)
+
+    @classmethod
+    def of(cls, probs: np.ndarray, score: float, tokens: int | None = None) -> "Sentiment":
+        """From a model's readout: the label is the argmax of the probabilities."""
+        return cls(LABELS[int(np.argmax(probs))], float(score), tuple(float(p) for p in probs), tokens)
+
+    def as_dict(self) -> dict:
+        d: dict = {"label": self.label, "score": self.score}
+        if self.probs is not None:
+            d["probs"] = dict(zip(LABELS, self.probs))
+        if self.tokens is not None:
+            d["tokens"] = self.tokens
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Sentiment | None":
+        return None if not d else cls(str(d["label"]), float(d["score"]))
 
 
 def rating_label(rating: float) -> int:
@@ -373,3 +403,16 @@ def build_sentiment(config: dict) -> Classifier:
     if "members" in config:
         return SentimentEnsemble.from_config(config)
     return SentimentModel(SentimentConfig.from_dict(config))
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------------
+def save_sentiment(model: Classifier, vocab: Vocab, path: Path | str, metrics: dict, corpus: dict | None = None,
+                   extra: dict | None = None, float16: bool = True) -> None:
+    header = {"model": "sentiment", "config": model.header_config(), "vocab": vocab.to_list(),
+              "corpus": corpus or {}, "metrics": metrics, **(extra or {})}
+    save_checkpoint(path, model.arrays(), header, float16=float16)
+
+
+def load_sentiment(path: Path | str) -> tuple[Classifier, Vocab, dict]:
+    """(model or ensemble in eval mode, vocabulary, header); every array is checked against the config."""
+    return load_vocab_model(path, "sentiment", sentiment_spec, build_sentiment)

@@ -32,13 +32,17 @@ Inference lives in `seq2seq_decode` (`Seq2SeqDecoder`), the chat wrapper in `seq
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from rnnchat.checkpoint import CheckpointError, load_vocab_model, save_checkpoint
+from rnnchat.data.batches import Exchange
 from rnnchat.nn import LSTM, Attention, Dropout, Embedding, Linear, ParamSet, SoftmaxCrossEntropy, TiedOutput
+from rnnchat.text import Vocab
 
-State = tuple[np.ndarray, np.ndarray]  # (h, c), each (N, Hd)
+LSTMState = tuple[np.ndarray, np.ndarray]  # (h, c), each (N, Hd)
 ATTENTION = ("none", "dot", "general")
 
 
@@ -114,45 +118,6 @@ def seq2seq_spec(config: dict) -> dict[str, tuple[int, ...]]:
         spec["out.W"] = (d_out, V)
     spec["out.b"] = (V,)
     return spec
-
-
-# -- batches of exchanges --------------------------------------------------------------------------------------
-@dataclass
-class Exchange:
-    """One source -> target step for some rows of a batch (padded arrays; see `make_exchange`)."""
-
-    rows: np.ndarray        # (n,) rows of the batch (of chains) this exchange belongs to
-    src: np.ndarray         # (n, S) int64 source ids, right-padded with 0
-    src_mask: np.ndarray    # (n, S) float32
-    tgt_in: np.ndarray      # (n, T) decoder inputs: bos + target
-    tgt_out: np.ndarray     # (n, T) decoder targets: target + eos, 0 at padding
-    tgt_mask: np.ndarray    # (n, T) float32
-
-    @property
-    def n_targets(self) -> int:
-        return int(self.tgt_mask.sum())
-
-
-def pad_ids(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    L = max((len(s) for s in seqs), default=0)
-    ids = np.zeros((len(seqs), L), np.int64)
-    mask = np.zeros((len(seqs), L), np.float32)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = s
-        mask[i, :len(s)] = 1
-    return ids, mask
-
-
-def make_exchange(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], bos: int, eos: int,
-                  rows: np.ndarray | None = None) -> Exchange:
-    """Pad sources and targets; decoder input is [bos] + tgt, decoder output tgt + [eos]. Sources need >= 1 id."""
-    if any(len(s) == 0 for s in src):
-        raise ValueError("every source needs at least one token (attention over nothing is undefined)")
-    s, sm = pad_ids(src)
-    ti, tm = pad_ids([[bos, *t] for t in tgt])
-    to, _ = pad_ids([[*t, eos] for t in tgt])
-    rows = np.arange(len(src)) if rows is None else np.asarray(rows, np.int64)
-    return Exchange(rows, s, sm, ti, to, tm)
 
 
 def reverse_rows(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -235,14 +200,14 @@ class Seq2Seq:
         self.params = _AccumulatedParams([(n, l) for n, l in named if l is not None])
         self._tape_layers = [l for l in (self.src_embed, self.tgt_embed, self.drop_src, self.drop_tgt, self.enc,
                                          self.enc_bwd, self.dec, self.attn) if l is not None]
-        self.carry: State | None = None   # state carried between training windows (chat), detached
+        self.carry: LSTMState | None = None   # state carried between training windows (chat), detached
 
     # -- state / modes ---------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> None:
         for d in (self.drop_src, self.drop_tgt, self.drop_out):
             d.training = mode
 
-    def zero_state(self, n: int) -> State:
+    def zero_state(self, n: int) -> LSTMState:
         Hd = self.config.dec_hidden
         return np.zeros((n, Hd), self.dtype), np.zeros((n, Hd), self.dtype)
 
@@ -250,16 +215,16 @@ class Seq2Seq:
         self.carry = None
 
     @property
-    def state(self) -> list[State] | None:
+    def state(self) -> list[LSTMState] | None:
         """The carried chat state in the Trainer's format (a one-layer list), so resume restores it."""
         return None if self.carry is None else [self.carry]
 
     @state.setter
-    def state(self, value: list[State] | None) -> None:
+    def state(self, value: list[LSTMState] | None) -> None:
         self.carry = None if not value else tuple(np.asarray(s, self.dtype) for s in value[0])
 
     # -- one exchange ----------------------------------------------------------------------------------------
-    def _encode(self, src: np.ndarray, mask: np.ndarray, state0: State) -> tuple[np.ndarray, State]:
+    def _encode(self, src: np.ndarray, mask: np.ndarray, state0: LSTMState) -> tuple[np.ndarray, LSTMState]:
         c, H = self.config, self.config.hidden
         if c.reverse:
             src = reverse_rows(src, mask)
@@ -274,7 +239,7 @@ class Seq2Seq:
         (fh, fc), (bh, bc) = self.enc.state, self.enc_bwd.state
         return enc_out, (np.concatenate([fh, bh], axis=1), np.concatenate([fc, bc], axis=1))
 
-    def _features(self, ex: Exchange, state0: State) -> tuple[np.ndarray, State]:
+    def _features(self, ex: Exchange, state0: LSTMState) -> tuple[np.ndarray, LSTMState]:
         """Forward up to the output features (N, T, F); returns them and the decoder's final state."""
         c = self.config
         enc_out, (hT, cT) = self._encode(ex.src, ex.src_mask, state0)
@@ -312,7 +277,7 @@ class Seq2Seq:
             d = self.proj.backward(d)
         return self.drop_out.backward(d)
 
-    def _backward_exchange(self, tape: _Tape, dfinal: State | None) -> State:
+    def _backward_exchange(self, tape: _Tape, dfinal: LSTMState | None) -> LSTMState:
         """Backward of one exchange (its caches restored) given the gradient of its decoder's final state."""
         c, H, Hd, E = self.config, self.config.hidden, self.config.dec_hidden, self.config.embed
         df = tape.dfeat
@@ -343,8 +308,8 @@ class Seq2Seq:
         return d0
 
     # -- chains of exchanges ---------------------------------------------------------------------------------
-    def train_chain(self, exchanges: Sequence[Exchange], state0: State | None = None,
-                    batch: int | None = None) -> tuple[float, int, State]:
+    def train_chain(self, exchanges: Sequence[Exchange], state0: LSTMState | None = None,
+                    batch: int | None = None) -> tuple[float, int, LSTMState]:
         """Forward + backward over consecutive exchanges with the state carried (BPTT through the chain).
 
         `state0`: (B, Hd) initial states of the B rows (zeros if None); each exchange covers `ex.rows` of them.
@@ -372,7 +337,7 @@ class Seq2Seq:
             state[0][rows], state[1][rows] = hT, cT
             total += loss * n
             count += n
-        dstate: State | None = None
+        dstate: LSTMState | None = None
         for tape in reversed(tapes):
             for layer, cache in zip(self._tape_layers, tape.caches):
                 vars(layer).update(cache)
@@ -384,7 +349,7 @@ class Seq2Seq:
         self.params.scale(1.0 / max(count, 1))
         return total / max(count, 1), count, state
 
-    def chain_loss(self, exchanges: Sequence[Exchange], carry: bool = True, state0: State | None = None,
+    def chain_loss(self, exchanges: Sequence[Exchange], carry: bool = True, state0: LSTMState | None = None,
                    batch: int | None = None) -> tuple[float, int, list[tuple[float, int]]]:
         """Loss without gradients: (mean over all targets, targets, per-exchange (summed loss, targets)).
 
@@ -406,7 +371,7 @@ class Seq2Seq:
             per.append((loss * n, n))
         return total / max(count, 1), count, per
 
-    def logits(self, ex: Exchange, state0: State | None = None) -> np.ndarray:
+    def logits(self, ex: Exchange, state0: LSTMState | None = None) -> np.ndarray:
         """Teacher-forced logits (N, T, V) of one exchange (for tests and inspection)."""
         f, _ = self._features(ex, state0 if state0 is not None else self.zero_state(len(ex.rows)))
         N, T, F = f.shape
@@ -425,3 +390,26 @@ class Seq2Seq:
 
     def header_config(self) -> dict:
         return self.config.to_dict()
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------------
+MODEL_KIND = "seq2seq"
+
+
+def save_seq2seq(model: Seq2Seq, vocab: Vocab, path: Path, *, task: str, metrics: dict, corpus: dict,
+                 decoding: dict, extra: dict | None = None, float16: bool = False) -> None:
+    header = {"model": MODEL_KIND, "config": model.header_config(), "vocab": vocab.to_list(), "corpus": corpus,
+              "metrics": metrics, "task": task, "decoding": decoding, **(extra or {})}
+    save_checkpoint(path, model.arrays(), header, float16=float16)
+
+
+def load_seq2seq(path: Path | str) -> tuple[Seq2Seq, Vocab, dict]:
+    """Load and validate a seq2seq checkpoint: (model in eval mode, vocabulary, header)."""
+    model, vocab, header = load_vocab_model(path, MODEL_KIND, seq2seq_spec,
+                                            lambda c: Seq2Seq(Seq2SeqConfig.from_dict(c)),
+                                            sizes=("src_vocab", "tgt_vocab"))
+    dec = header.get("decoding")
+    if not isinstance(dec, dict) or not all(isinstance(dec.get(k), int) and 0 <= dec[k] < len(vocab)
+                                            for k in ("bos", "eos")):
+        raise CheckpointError(f"{path}: header has no valid decoding.bos / decoding.eos")
+    return model, vocab, header

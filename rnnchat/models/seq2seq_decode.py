@@ -7,17 +7,19 @@ with its attention weights over the source (in the source's original order, also
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from rnnchat.models.seq2seq import Seq2Seq, State, pad_ids, reverse_rows
+from rnnchat.data.batches import pad
+from rnnchat.models.seq2seq import LSTMState, Seq2Seq, reverse_rows
 from rnnchat.nn.recurrent import lstm_cell
+from rnnchat.sampling import RowSampler, StopWatch, sample_rows
 
 
 # -- encoder ---------------------------------------------------------------------------------------------------
-def _lstm_run(x: np.ndarray, mask: np.ndarray, state: State, Wx, Wh, b) -> tuple[np.ndarray, State]:
+def _lstm_run(x: np.ndarray, mask: np.ndarray, state: LSTMState, Wx, Wh, b) -> tuple[np.ndarray, LSTMState]:
     """A masked LSTM over (N, S, D), pure: outputs (N, S, H), final (h, c). Padded steps carry the state."""
     N, S, _ = x.shape
     H = Wh.shape[0]
@@ -35,20 +37,20 @@ def _lstm_run(x: np.ndarray, mask: np.ndarray, state: State, Wx, Wh, b) -> tuple
 
 
 @dataclass
-class Encoded:
+class EncodedSource:
     """Encoder outputs for a batch of sources, ready for decoding."""
 
     enc: np.ndarray           # (N, S, Hd) encoder outputs (in encoder order)
     keys: np.ndarray          # (N, S, Hd) attention keys (enc, or enc W^T for "general")
     mask: np.ndarray          # (N, S)
-    state: State              # encoder final state = decoder initial state
+    state: LSTMState              # encoder final state = decoder initial state
     peek: np.ndarray | None   # (N, Hd) for peeky decoders
     lengths: np.ndarray       # (N,) real source lengths
     reversed: bool
 
-    def rows(self, idx: np.ndarray) -> "Encoded":
+    def rows(self, idx: np.ndarray) -> "EncodedSource":
         """The encodings of some rows (repeats allowed: beam search)."""
-        return Encoded(self.enc[idx], self.keys[idx], self.mask[idx], (self.state[0][idx], self.state[1][idx]),
+        return EncodedSource(self.enc[idx], self.keys[idx], self.mask[idx], (self.state[0][idx], self.state[1][idx]),
                        None if self.peek is None else self.peek[idx], self.lengths[idx], self.reversed)
 
     def source_order(self, w: np.ndarray, row_lengths: np.ndarray | None = None) -> np.ndarray:
@@ -79,7 +81,7 @@ class StepOut:
     id: int
     prob: float
     attention: np.ndarray | None
-    state: State
+    state: LSTMState
 
 
 class Seq2SeqDecoder:
@@ -102,13 +104,13 @@ class Seq2SeqDecoder:
         self.dtype = model.dtype
         self.Hd = c.dec_hidden
 
-    def zero_state(self, n: int = 1) -> State:
+    def zero_state(self, n: int = 1) -> LSTMState:
         return np.zeros((n, self.Hd), self.dtype), np.zeros((n, self.Hd), self.dtype)
 
     # -- encoder ---------------------------------------------------------------------------------------------
-    def encode(self, sources: Sequence[Sequence[int]], state: State | None = None) -> Encoded:
+    def encode(self, sources: Sequence[Sequence[int]], state: LSTMState | None = None) -> EncodedSource:
         """Encode id sequences (each non-empty) starting from `state` ((N, Hd) pair; zeros if None)."""
-        src, mask = pad_ids(sources)
+        src, mask = pad(sources)
         if mask.shape[1] == 0 or (mask.sum(axis=1) == 0).any():
             raise ValueError("every source needs at least one token")
         c, H, N = self.config, self.config.hidden, len(sources)
@@ -124,11 +126,11 @@ class Seq2SeqDecoder:
         else:
             enc, final = _lstm_run(x, mask, (h0, c0), *self.enc_w)
         keys = enc @ self.attn_W.T if self.attn_W is not None else enc
-        return Encoded(enc, keys, mask, final, final[0] if c.peeky else None, mask.sum(axis=1).astype(np.int64),
+        return EncodedSource(enc, keys, mask, final, final[0] if c.peeky else None, mask.sum(axis=1).astype(np.int64),
                        c.reverse)
 
     # -- decoder ---------------------------------------------------------------------------------------------
-    def step(self, ids: np.ndarray, state: State, enc: Encoded) -> tuple[np.ndarray, State, np.ndarray | None]:
+    def step(self, ids: np.ndarray, state: LSTMState, enc: EncodedSource) -> tuple[np.ndarray, LSTMState, np.ndarray | None]:
         """Feed ids (N,) from `state` -> logits (N, V), the new state, attention (N, S) in encoder order."""
         x = self.E_tgt[ids]
         if enc.peek is not None:
@@ -154,7 +156,7 @@ class Seq2SeqDecoder:
         logits += self.out_b
         return logits, (h, c), w
 
-    def greedy(self, enc: Encoded, bos: int, eos: int, max_len: int, banned: Sequence[int] = (0,)
+    def greedy(self, enc: EncodedSource, bos: int, eos: int, max_len: int, banned: Sequence[int] = (0,)
                ) -> list[Hypothesis]:
         """Argmax decoding of a batch (banned ids never chosen); stops per row at eos or max_len tokens."""
         N = enc.enc.shape[0]
@@ -189,13 +191,12 @@ class Seq2SeqDecoder:
             hyp.score = hyp.logprob
         return hyps
 
-    def sample(self, enc: Encoded, bos: int, eos: int, settings, banned: np.ndarray, *,
-               text_of: Callable[[list[int]], str] | None = None, seeds: Sequence[int | None] | None = None
+    def sample(self, enc: EncodedSource, bos: int, eos: int, settings, banned: np.ndarray, *,
+               itos: Sequence[str] | None = None, seeds: Sequence[int | None] | None = None
                ) -> list[Hypothesis]:
         """Sampling with `SamplingSettings` (temperature, top-k, top-p, repetition penalty, skip, stop, max_tokens,
-        seed) via the engine's `sample_rows`; one seeded `RowSampler` per row. Stop sequences are matched on
-        `text_of(ids)` (needed only when settings.stop is set)."""
-        from rnnchat.engine.sampling import RowSampler, sample_rows
+        seed) via `sample_rows`; one seeded `RowSampler` per row. Stop sequences are matched on each row's text
+        (`itos`: the tokens' strings, needed only when settings.stop is set)."""
         N = enc.enc.shape[0]
         if seeds is None:
             seeds = [None if settings.seed is None else settings.seed + r for r in range(N)]
@@ -203,6 +204,7 @@ class Seq2SeqDecoder:
         ids = np.full(N, bos, np.int64)
         state = enc.state
         hyps = [Hypothesis([], [], None) for _ in range(N)]
+        watches = [StopWatch(settings.stop, itos) for _ in range(N)] if settings.stop and itos is not None else None
         atts: list[list[np.ndarray]] = [[] for _ in range(N)]
         live = np.flatnonzero(np.ones(N, bool))
         sub = enc
@@ -223,9 +225,10 @@ class Seq2SeqDecoder:
                     hyp.finished = True
                     continue
                 hyp.ids.append(tid)
-                if settings.stop and text_of is not None and any(text_of(hyp.ids).endswith(s)
-                                                                 for s in settings.stop):
-                    continue
+                if watches is not None:
+                    watches[r].push(tid)
+                    if watches[r].hit:
+                        continue
                 keep.append(j)
             if not keep:
                 break
@@ -238,7 +241,7 @@ class Seq2SeqDecoder:
             hyp.score = hyp.logprob
         return hyps
 
-    def beam(self, enc: Encoded, bos: int, eos: int, max_len: int, width: int = 5, length_penalty: float = 1.0,
+    def beam(self, enc: EncodedSource, bos: int, eos: int, max_len: int, width: int = 5, length_penalty: float = 1.0,
              banned: Sequence[int] = (0,), n_best: int | None = None,
              cancel: threading.Event | None = None) -> list[Hypothesis]:
         """Beam search for ONE source (enc of batch 1). Finished hypotheses are ranked by
@@ -306,12 +309,11 @@ class Seq2SeqDecoder:
         finished.sort(key=lambda h: -h.score)
         return finished[: n_best or width]
 
-    def stream(self, enc: Encoded, bos: int, eos: int, settings, banned: np.ndarray,
+    def stream(self, enc: EncodedSource, bos: int, eos: int, settings, banned: np.ndarray,
                rng: np.random.Generator | None = None, cancel: threading.Event | None = None,
                observe: Sequence[int] = ()) -> Iterator[StepOut]:
         """Sample one source (batch 1) token by token. Each yielded StepOut carries the decoder state after
         feeding everything before it; the state after the last token is fed lazily (see `Seq2SeqChat`)."""
-        from rnnchat.engine.sampling import RowSampler, sample_rows
         sampler = RowSampler(settings, banned, rng)
         sampler.observe(observe)
         ids = np.array([bos], np.int64)

@@ -72,44 +72,14 @@ def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
     return total
 
 
-class SGD:
-    """Plain SGD (optional momentum); `decay` multiplies the learning rate by itself at each `decay_lr()`."""
-
-    def __init__(self, params: list[np.ndarray], lr: float = 1.0, momentum: float = 0.0, decay: float = 1.0):
-        self.params, self.lr, self.momentum, self.decay = params, lr, momentum, decay
-        self.velocity = [np.zeros_like(p) for p in params] if momentum else []
-        self.step_count = 0
-
-    def step(self, grads: list[np.ndarray]) -> None:
-        self.step_count += 1
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            if self.momentum:
-                v = self.velocity[i]
-                v *= self.momentum
-                v += g
-                g = v
-            p -= self.lr * g
-
-    def decay_lr(self) -> None:
-        self.lr *= self.decay
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Moment arrays (lr and step_count are plain attributes, saved by the caller)."""
-        return {f"v{i}": v for i, v in enumerate(self.velocity)}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        for i, v in enumerate(self.velocity):
-            np.copyto(v, state[f"v{i}"])
-
-
 class Adam:
     """Adam (Kingma & Ba) with bias correction, updating parameters in place."""
 
     def __init__(self, params: list[np.ndarray], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, decay: float = 1.0):
+                 eps: float = 1e-8):
         if not all(p.flags.c_contiguous for p in params):
             raise ValueError("Adam updates parameters in place: they must be C-contiguous")
-        self.params, self.lr, self.betas, self.eps, self.decay = params, lr, betas, eps, decay
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
         self._tmp = [np.empty_like(p) for p in params]
@@ -140,9 +110,6 @@ class Adam:
                 p[lo:hi] -= tb
 
             blocked(update, p.size, 1 << 16)
-
-    def decay_lr(self) -> None:
-        self.lr *= self.decay
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Moment arrays (lr and step_count are plain attributes, saved by the caller)."""

@@ -12,7 +12,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 _pool: ThreadPoolExecutor | None = None
-_threads = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+_threads: int | None = None  # None: sized from the CPUs this process may use, on first use
+
+
+def _default_threads() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cpus))
 
 
 def set_num_threads(n: int) -> None:
@@ -27,6 +32,9 @@ def set_num_threads(n: int) -> None:
 
 
 def num_threads() -> int:
+    global _threads
+    if _threads is None:
+        _threads = _default_threads()
     return _threads
 
 
@@ -41,12 +49,13 @@ def blocked(fn: Callable[[int, int], None], n: int, block: int) -> None:
         for s in range(lo, hi, block):
             fn(s, min(s + block, hi))
 
-    parts = min(_threads, -(-n // block))
+    threads = num_threads()
+    parts = min(threads, -(-n // block))
     if parts <= 1:
         run(0, n)
         return
     if _pool is None:
-        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="rnnchat-nn")
+        _pool = ThreadPoolExecutor(threads, thread_name_prefix="rnnchat-nn")
     edges = [n * k // parts for k in range(parts + 1)]
     futures = [_pool.submit(run, edges[k], edges[k + 1]) for k in range(1, parts)]
     run(edges[0], edges[1])

@@ -14,27 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnchat import corpora
-from rnnchat.checkpoint import load_vocab_model, read_header, save_checkpoint
-from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
+from rnnchat.data import corpora
+from rnnchat.checkpoint import read_header
+from rnnchat.models.lm import LanguageModel, LMConfig, load_lm, save_lm
 from rnnchat.nn import Adam
-from rnnchat.text import Vocab, tokenize
-from rnnchat.train.batches import StreamBatches
+from rnnchat.text import Vocab, conversation_ids, tokenize
+from rnnchat.data.batches import StreamBatches
 from rnnchat.train.trainer import TrainConfig, Trainer
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "lm.npz"
-
-
-def conversation_ids(conv: dict, vocab: Vocab) -> list[int]:
-    """A conversation as ids: message <eom> ... <eot> per turn."""
-    ids: list[int] = []
-    for turn in conv["turns"]:
-        for msg in turn:
-            ids += vocab.encode(msg)
-            ids.append(vocab.eom_id)
-        ids.append(vocab.eot_id)
-    return ids
-
 
 def stream(convs: list[dict], vocab: Vocab, mark_starts: bool = False) -> np.ndarray:
     """All conversations as one int32 token stream. mark_starts: each conversation opens with an extra <eot>,
@@ -43,7 +29,7 @@ def stream(convs: list[dict], vocab: Vocab, mark_starts: bool = False) -> np.nda
     for conv in convs:
         if mark_starts:
             out.append(vocab.eot_id)
-        out += conversation_ids(conv, vocab)
+        out += conversation_ids(conv["turns"], vocab)
     return np.asarray(out, np.int32)
 
 
@@ -78,14 +64,13 @@ def evaluate_memory(model: LanguageModel, convs: list[dict], vocab: Vocab) -> di
     totals = {"carried": 0.0, "reset": 0.0}
     count = 0
     for conv in convs:
-        turns = [conversation_ids({"turns": [t]}, vocab) for t in conv["turns"]]
+        turns = [conversation_ids([t], vocab) for t in conv["turns"]]
         if len(turns) < 2:
             continue
         model.reset_state()
         model.loss(np.array([[vocab.eot_id] + turns[0][:-1]]), np.array([turns[0]]))
         for turn in turns[1:]:
             x, y = np.array([[vocab.eot_id] + turn[:-1]]), np.array([turn])
-            carried = model.state
             loss, n = model.loss(x, y)
             totals["carried"] += loss * n
             end_state = model.state
@@ -98,22 +83,10 @@ def evaluate_memory(model: LanguageModel, convs: list[dict], vocab: Vocab) -> di
             "ratio": ppl["carried"] / ppl["reset"], "tokens": count}
 
 
-def save_lm(model: LanguageModel, vocab: Vocab, path: Path, metrics: dict, extra: dict | None = None,
-            float16: bool = True) -> None:
-    header = {"model": "lm", "config": model.header_config(), "vocab": vocab.to_list(),
-              "corpus": corpus_info(),
-              "metrics": metrics, **(extra or {})}
-    save_checkpoint(path, model.arrays(), header, float16=float16)
-
-
-def load_lm(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[LanguageModel, Vocab, dict]:
-    return load_vocab_model(path, "lm", lm_spec, lambda c: LanguageModel(LMConfig.from_dict(c), init=False))
-
-
 @dataclass
 class LMTrainArgs:
     run_dir: Path = Path("runs/lm")
-    out: Path = DEFAULT_CHECKPOINT
+    out: Path | None = None        # the best checkpoint; default <run_dir>/lm.npz (never the shipped model)
     resume: bool = False
     vocab_size: int = 10_000
     hidden: int = 512
@@ -144,6 +117,13 @@ def check_resume(saved: dict, now: dict) -> None:
         raise ValueError("--resume would change the run: " + ", ".join(diff))
 
 
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """--resume needs a run to continue: a directory without one is refused (ValueError), not started afresh."""
+    if resume and not (Path(run_dir) / "state.npz").exists():
+        raise ValueError(f"--resume: {run_dir} holds no training run to continue (no state.npz); "
+                         f"check --run-dir, or leave out --resume to start a new run")
+
+
 def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
     """Copy a checkpoint's weights into `model` (same architecture and vocabulary); return its header."""
     source, source_vocab, header = load_lm(path)
@@ -157,6 +137,8 @@ def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
 
 def train_lm(a: LMTrainArgs) -> dict:
     """Train (or resume) the LM; writes the run directory and the best checkpoint to `a.out`."""
+    check_run_dir(a.run_dir, a.resume)
+    out = Path(a.out) if a.out is not None else Path(a.run_dir) / "lm.npz"
     t0 = time.monotonic()
     train_convs = corpora.load_chitchat("train")[: a.max_train_convs]
     val_convs = corpora.load_chitchat("val")[: None if a.max_train_convs is None else max(1, a.max_train_convs // 10)]
@@ -174,9 +156,9 @@ def train_lm(a: LMTrainArgs) -> dict:
         return model.train_step(*batch)
 
     def save_best(metrics: dict) -> None:
-        save_lm(model, vocab, a.out, {"val_perplexity": metrics["perplexity"], "val_tokens": metrics["tokens"],
+        save_lm(model, vocab, out, {"val_perplexity": metrics["perplexity"], "val_tokens": metrics["tokens"],
                                       "train_tokens_seen": trainer.tokens_seen, "epoch": trainer.epoch},
-                extra={"training": hyper})
+                corpus=corpus_info(), extra={"training": hyper})
 
     trainer = Trainer(a.run_dir, model, opt, batches, step_fn, lambda: evaluate(model, val_tokens), save_best,
                       TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every),

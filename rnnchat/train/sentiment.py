@@ -16,25 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnchat import corpora
-from rnnchat.models.sentiment import Classifier, SentimentConfig, SentimentModel
+from rnnchat import paths
+from rnnchat.data import corpora
+from rnnchat.data.batches import bucket_batches
+from rnnchat.models.lm import load_lm
+from rnnchat.models.sentiment import Classifier, SentimentConfig, SentimentModel, load_sentiment, save_sentiment
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, tokenize
-from rnnchat.train.batches import bucket_batches
-from rnnchat.train.sentiment_eval import (DECISION, DEFAULT_CHECKPOINT, DOMAINS, ROOT, Encoded, corpus_info,
-                                          encode, format_comparison, load_sentiment, model_table, predict_ids,
-                                          save_sentiment, vader_table, validation_metrics)
+from rnnchat.train.sentiment_eval import (DECISION, DOMAINS, SentimentData, corpus_info, encode, format_comparison,
+                                          model_table, predict_ids, vader_table, validation_metrics)
 from rnnchat.train.trainer import TrainConfig, Trainer
-
-DEFAULT_LM = ROOT / "checkpoints" / "lm.npz"
-
 
 # -- data ----------------------------------------------------------------------------------------------
 class EpochBatches:
     """Length-bucketed batches reshuffled every epoch; epoch e's order depends only on (seed, e),
     so a resumed run sees exactly the batches it would have seen."""
 
-    def __init__(self, data: Encoded, batch_size: int, seed: int, epoch_of):
+    def __init__(self, data: SentimentData, batch_size: int, seed: int, epoch_of):
         self.data, self.batch_size, self.seed, self.epoch_of = data, batch_size, seed, epoch_of
         self.lengths = np.array([len(s) for s in data.ids])
         self._cache: tuple[int, list[np.ndarray]] | None = None
@@ -93,10 +91,10 @@ class AdamEMA(Adam):
 @dataclass
 class SentimentTrainArgs:
     run_dir: Path = Path("runs/sentiment")
-    out: Path = DEFAULT_CHECKPOINT
+    out: Path | None = None         # the final checkpoint; default <run_dir>/sentiment.npz (never the shipped one)
     resume: bool = False
     init: str = "scratch"           # "scratch" or "lm"
-    lm_checkpoint: Path = DEFAULT_LM
+    lm_checkpoint: Path = paths.lm_checkpoint()
     freeze_embed: bool = False      # with init="lm": keep the LM's embeddings fixed
     lm_vocab_extend: bool = False   # with init="lm": append vader-train tokens missing from the LM vocab
     vocab_size: int = 20_000        # vocabulary: at most this many tokens (with lm_vocab_extend: in all) ...
@@ -127,7 +125,6 @@ class SentimentTrainArgs:
 def _init_from_lm(a: SentimentTrainArgs, train_recs: list[dict]) -> tuple[Vocab, SentimentConfig, dict]:
     """The LM's vocabulary, embedding and first LSTM layer (sizes follow the LM). With `lm_vocab_extend`,
     vader-train tokens the LM lacks are appended with small random embeddings."""
-    from rnnchat.train.lm import load_lm
     lm, vocab, header = load_lm(a.lm_checkpoint)
     H = lm.config.hidden
     W = lm.embed.params["W"]
@@ -271,7 +268,8 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
               file=sys.stderr)
     summary = trainer.fit()
     train_s = time.monotonic() - t0
-    metrics = finalize(best_path, a.out, float16=a.float16, compare_vader=a.compare_vader,
+    out = Path(a.out) if a.out is not None else Path(a.run_dir) / "sentiment.npz"
+    metrics = finalize(best_path, out, float16=a.float16, compare_vader=a.compare_vader,
                        extra={"training": hyper, "init": a.init,
                               **({"lm_init": lm_init["info"]} if lm_init else {})},
                        timing={"train_seconds": round(train_s, 1), "steps": summary["step"]})
@@ -319,7 +317,7 @@ def finalize_model(model: Classifier, vocab: Vocab, out: Path, *, selection: dic
     metrics |= timing or {}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_sentiment(model, vocab, out, metrics, extra=extra, float16=use16)
+    save_sentiment(model, vocab, out, metrics, corpus_info(), extra=extra, float16=use16)
     print(format_comparison(metrics["test"], metrics.get("vader", {}).get("test"), "test"), file=sys.stderr)
     return metrics
 
@@ -352,6 +350,8 @@ def add_train_arguments(p) -> None:
             p.add_argument(flag, choices=["loss", "acc_f1"], default=value, help=helptext)
         elif name == "max_train":
             p.add_argument(flag, type=int, default=None, help=helptext)
+        elif name == "out":
+            p.add_argument(flag, type=Path, default=None, help="the final checkpoint (default RUN_DIR/sentiment.npz)")
         else:
             p.add_argument(flag, type=type(value), default=value, help=helptext)
 
@@ -360,7 +360,3 @@ def train_from_namespace(args) -> dict:
     """`rnnchat train sentiment`: SentimentTrainArgs from the parsed flags, then train_sentiment."""
     names = SentimentTrainArgs.__dataclass_fields__
     return train_sentiment(SentimentTrainArgs(**{k: v for k, v in vars(args).items() if k in names}))
-
-
-__all__ = ["SentimentTrainArgs", "train_sentiment", "finalize", "finalize_model", "oversample", "EpochBatches", "AdamEMA",
-           "add_train_arguments", "train_from_namespace", "DEFAULT_LM"]

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rnnchat.models.sentiment import SentimentEnsemble, SentimentModel
+from rnnchat.models.sentiment import SentimentEnsemble, SentimentModel, load_sentiment
 from rnnchat.train.sentiment import finalize_model
-from rnnchat.train.sentiment_eval import DEFAULT_CHECKPOINT, load_sentiment
 
 COMBINE = "mean of the members' probabilities and scores; label = argmax of the mean probabilities"
 
@@ -31,7 +30,7 @@ def _member_info(path: Path, header: dict) -> dict:
     return info
 
 
-def build_ensemble(members: Sequence[Path | str], out: Path | str = DEFAULT_CHECKPOINT, *, float16: bool = True,
+def build_ensemble(members: Sequence[Path | str], out: Path | str, *, float16: bool = True,
                    compare_vader: bool = True, rule: str = "members chosen on the val split") -> dict:
     """Load the member checkpoints, check they share one vocabulary, evaluate the ensemble on val and
     test (and VADER), and write it to `out` (float16 if verdicts do not change). Returns the metrics.
@@ -67,7 +66,8 @@ def build_ensemble(members: Sequence[Path | str], out: Path | str = DEFAULT_CHEC
 def add_ensemble_arguments(p) -> None:
     """`rnnchat train sentiment-ensemble` flags."""
     p.add_argument("members", nargs="+", type=Path, help="member checkpoints (same vocabulary), e.g. runs/x/best.npz")
-    p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--out", type=Path, required=True,
+                   help="the ensemble checkpoint (e.g. checkpoints/sentiment.npz to replace the shipped one)")
     p.add_argument("--no-float16", dest="float16", action="store_false", help="store float32 weights")
     p.add_argument("--no-compare-vader", dest="compare_vader", action="store_false", help="skip VADER's tables")
     p.add_argument("--rule", default="members chosen on the val split",

@@ -19,15 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnchat import corpora
-from rnnchat.checkpoint import load_vocab_model, save_checkpoint
-from rnnchat.models.sentiment import (LABELS, Classifier, SentimentModel, build_sentiment, rating_label,
-                                      sentiment_spec)
+from rnnchat import paths
+from rnnchat.data import corpora
+from rnnchat.models.sentiment import Classifier, Sentiment, SentimentModel, load_sentiment, rating_label
 from rnnchat.text import Vocab
-from rnnchat.train.batches import bucket_batches, pad
+from rnnchat.data.batches import bucket_batches, pad
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "sentiment.npz"
 DOMAINS = ("tweets", "movies", "products", "news")
 DECISION = ("binary: P(positive) > P(negative) on |rating| >= 0.5 (VADER: compound > 0); "
             "3-class: argmax (VADER: compound >= 0.05 pos, <= -0.05 neg)")
@@ -35,7 +32,7 @@ DECISION = ("binary: P(positive) > P(negative) on |rating| >= 0.5 (VADER: compou
 
 # -- data -----------------------------------------------------------------------------------------------
 @dataclass
-class Encoded:
+class SentimentData:
     ids: list[list[int]]
     ratings: np.ndarray   # (N,) float64 in [-4, 4]
     labels: np.ndarray    # (N,) int64 class ids
@@ -51,8 +48,8 @@ class Encoded:
         return ids, mask, self.labels[idx], self.targets[idx]
 
 
-def encode(records: list[dict], vocab: Vocab) -> Encoded:
-    return Encoded(ids=[vocab.encode(r["text"]) for r in records],
+def encode(records: list[dict], vocab: Vocab) -> SentimentData:
+    return SentimentData(ids=[vocab.encode(r["text"]) for r in records],
                    ratings=np.array([r["rating"] for r in records], np.float64),
                    labels=np.array([rating_label(r["rating"]) for r in records], np.int64),
                    domains=[r["domain"] for r in records], texts=[r["text"] for r in records])
@@ -99,12 +96,12 @@ def predict_ids(model: Classifier, ids: list[list[int]], batch_size: int = 256) 
     return probs, scores
 
 
-def model_table(model: Classifier, data: Encoded) -> dict:
+def model_table(model: Classifier, data: SentimentData) -> dict:
     probs, _ = predict_ids(model, data.ids)
     return by_domain(data.domains, data.ratings, probs[:, 2] > probs[:, 0], probs.argmax(axis=1))
 
 
-def vader_table(data: Encoded) -> dict:
+def vader_table(data: SentimentData) -> dict:
     try:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     except ImportError as e:
@@ -115,7 +112,7 @@ def vader_table(data: Encoded) -> dict:
     return by_domain(data.domains, data.ratings, comp > 0, classes)
 
 
-def validation_metrics(model: SentimentModel, data: Encoded, select: str = "loss") -> dict:
+def validation_metrics(model: SentimentModel, data: SentimentData, select: str = "loss") -> dict:
     """Pooled validation numbers: "ce_mse" (the training loss CE + lambda*MSE), binary accuracy,
     macro-F1, and "loss", the selection objective the Trainer minimises: "ce_mse" itself
     (select="loss") or 1 - (binary_acc + macro_f1) / 2 (select="acc_f1")."""
@@ -141,23 +138,12 @@ def corpus_info() -> dict:
             "train": "train split", "selection": "val split", "report": "test split"}
 
 
-def save_sentiment(model: Classifier, vocab: Vocab, path: Path, metrics: dict, extra: dict | None = None,
-                   float16: bool = True) -> None:
-    header = {"model": "sentiment", "config": model.header_config(), "vocab": vocab.to_list(),
-              "corpus": corpus_info(), "metrics": metrics, **(extra or {})}
-    save_checkpoint(path, model.arrays(), header, float16=float16)
-
-
-def load_sentiment(path: Path | str = DEFAULT_CHECKPOINT) -> tuple[Classifier, Vocab, dict]:
-    """(model or ensemble in eval mode, vocabulary, header); every array is checked against the config."""
-    return load_vocab_model(path, "sentiment", sentiment_spec, build_sentiment)
-
-
 # -- evaluation / scoring API --------------------------------------------------------------------------
-def evaluate_sentiment(checkpoint: Path | str = DEFAULT_CHECKPOINT, split: str = "test",
+def evaluate_sentiment(checkpoint: Path | str | None = None, split: str = "test",
                        compare_vader: bool = True) -> dict:
     """Per-domain and pooled binary accuracy and macro-F1 of the checkpoint (and VADER on the same
     sentences) on a vader split. Returns {"split", "decision", "model": {...}, "vader": {...}}."""
+    checkpoint = checkpoint or paths.sentiment_checkpoint()
     model, vocab, _ = load_sentiment(checkpoint)
     data = encode(corpora.load_vader(split), vocab)
     out = {"split": split, "checkpoint": str(checkpoint), "decision": DECISION,
@@ -200,19 +186,17 @@ def _cached(checkpoint: Path | str) -> tuple[Classifier, Vocab, dict]:
     return _LOADED[key]
 
 
-def score_texts(texts: Sequence[str], checkpoint: Path | str = DEFAULT_CHECKPOINT) -> list[dict]:
+def score_texts(texts: Sequence[str], checkpoint: Path | str | None = None) -> list[dict]:
     """[{"text", "label", "score", "probs": {"negative", "neutral", "positive"}}] for each text."""
-    model, vocab, _ = _cached(checkpoint)
+    model, vocab, _ = _cached(checkpoint or paths.sentiment_checkpoint())
     probs, scores = predict_ids(model, [vocab.encode(t) for t in texts])
-    return [{"text": t, "label": LABELS[int(p.argmax())], "score": float(s),
-             "probs": {name: float(x) for name, x in zip(LABELS, p)}}
-            for t, p, s in zip(texts, probs, scores)]
+    return [{"text": t, **Sentiment.of(p, s).as_dict()} for t, p, s in zip(texts, probs, scores)]
 
 
 # -- CLI helpers (wired in rnnchat/cli.py) ---------------------------------------------------------------
 def add_eval_arguments(p) -> None:
     """`rnnchat eval sentiment` flags."""
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--checkpoint", type=Path, default=paths.sentiment_checkpoint())
     p.add_argument("--split", choices=["val", "test"], default="test")
     p.add_argument("--no-vader", dest="compare_vader", action="store_false", help="skip the VADER comparison")
     p.add_argument("--json", action="store_true")
@@ -223,8 +207,3 @@ def eval_from_namespace(args) -> str:
     import json
     result = evaluate_sentiment(args.checkpoint, args.split, args.compare_vader)
     return json.dumps(result) if args.json else format_evaluation(result)
-
-
-__all__ = ["Encoded", "encode", "macro_f1", "predict_ids", "model_table", "vader_table", "validation_metrics",
-           "evaluate_sentiment", "score_texts", "load_sentiment", "save_sentiment", "format_evaluation",
-           "format_comparison", "add_eval_arguments", "eval_from_namespace", "DEFAULT_CHECKPOINT", "DOMAINS"]

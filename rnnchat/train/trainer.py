@@ -21,7 +21,7 @@ import numpy as np
 
 from rnnchat.checkpoint import load_checkpoint, save_checkpoint
 from rnnchat.nn import ParamSet, clip_grad_norm
-from rnnchat.train.progress import Progress
+from rnnchat.progress import Progress
 
 
 class TrainableModel(Protocol):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from rnnchat.cli import main
+from rnnchat.cli.main import main
 from rnnchat.engine.batch import Job, generate_rows, read_jobs
-from rnnchat.engine.sampling import SamplingSettings
+from rnnchat.sampling import SamplingSettings
 
 S = SamplingSettings(temperature=0.9, seed=11, max_tokens=12)
 PROMPTS = ["hello there", "", "i think the movie was good , but the food was bad", "how are you ?",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rnnchat.engine.sampling import RowSampler, SamplingSettings, SettingsError, sample_rows, skip_ids
+from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, sample_rows, skip_ids
 from rnnchat.text import SPECIALS, Vocab
 
 VOCAB = Vocab(list(SPECIALS) + ["a", "b", "c", "d", "e", "f"])
@@ -76,7 +76,7 @@ def test_same_seed_same_tokens_and_batch_rows_equal_single_rows():
 
 
 def test_two_level_draw_follows_the_weights_and_never_draws_zero_weights():
-    from rnnchat.engine.sampling import _draw
+    from rnnchat.sampling import _draw
     rng = np.random.default_rng(1)
     W = 1000  # not a multiple of the block size: the last block is short
     w = rng.random(W) ** 4
@@ -100,7 +100,7 @@ def test_two_level_draw_follows_the_weights_and_never_draws_zero_weights():
 
 
 def test_two_level_draw_matches_the_plain_inverse_cdf():
-    from rnnchat.engine.sampling import _draw
+    from rnnchat.sampling import _draw
     rng = np.random.default_rng(2)
     p = rng.random((64, 3000)).astype(np.float32)
     u = rng.random(64)

@@ -5,15 +5,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnchat import corpora
+from rnnchat.data import corpora
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from rnnchat.models.sentiment import (LABELS, SentimentConfig, SentimentEnsemble, SentimentModel, build_sentiment,
                                       rating_label, sentiment_spec)
 from rnnchat.text import Vocab
-from rnnchat.train.batches import pad
+from rnnchat.data.batches import pad
 from rnnchat.train.sentiment import EpochBatches, SentimentTrainArgs, train_sentiment
-from rnnchat.train.sentiment_eval import (DEFAULT_CHECKPOINT, encode, evaluate_sentiment, load_sentiment, macro_f1,
-                                          save_sentiment, score_texts)
+from rnnchat import paths
+from rnnchat.models.sentiment import load_sentiment, save_sentiment
+from rnnchat.train.sentiment_eval import corpus_info, encode, evaluate_sentiment, macro_f1, score_texts
+
+DEFAULT_CHECKPOINT = paths.sentiment_checkpoint()
 from tests.nn.gradcheck import numerical_grad, rel_error
 
 CASES = Path(__file__).resolve().parents[1] / "sentiment_cases.tsv"
@@ -95,7 +98,7 @@ def test_frozen_embedding_gets_no_update_but_is_saved(tmp_path):
     assert "embed.W" not in m.params.names and "embed.W" in m.arrays()
     m.train_step(*padded_batch())
     vocab = Vocab(["<pad>", "<unk>", "<eom>", "<eot>", *"abcdefghi"])
-    save_sentiment(m, vocab, tmp_path / "s.npz", {"x": 1.0}, float16=False)
+    save_sentiment(m, vocab, tmp_path / "s.npz", {"x": 1.0}, corpus_info(), float16=False)
     m2, v2, header = load_sentiment(tmp_path / "s.npz")
     assert v2.itos == vocab.itos and header["corpus"]["manifest_sha256"] == corpora.manifest_hash("vader")
     for name, value in m.arrays().items():

@@ -8,8 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from rnnchat.engine.sampling import SamplingSettings
-from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig, make_exchange, reverse_rows, seq2seq_spec
+from rnnchat.sampling import SamplingSettings
+from rnnchat.data.batches import make_exchange
+from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig, reverse_rows, seq2seq_spec
 from rnnchat.models.seq2seq_decode import Seq2SeqDecoder
 from tests.nn.gradcheck import rel_error
 
@@ -242,7 +243,7 @@ def test_sampling_uses_the_engine_settings(copier):
     assert all(5 not in h.ids for h in skip)
     short = dec.sample(enc, BOS, EOS, cold.with_(max_tokens=2), banned)
     assert all(len(h.probs) <= 2 for h in short)
-    stop = dec.sample(enc, BOS, EOS, cold.with_(stop=("5",)), banned, text_of=lambda ids: "".join(map(str, ids)))
+    stop = dec.sample(enc, BOS, EOS, cold.with_(stop=("5",)), banned, itos=[str(i) for i in range(V)])
     assert stop[0].ids == [4, 5] and not stop[0].finished
 
 
@@ -259,7 +260,9 @@ def test_stream_can_be_cancelled(copier):
 
 
 # -- chat wrapper ----------------------------------------------------------------------------------------------
-from rnnchat.models.seq2seq_chat import ChatState, ReplyToken, Seq2SeqChat, chat_source_ids, chat_turn_ids  # noqa: E402
+from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat  # noqa: E402
+from rnnchat.engine.tokens import Token as ReplyToken  # noqa: E402
+from rnnchat.text import source_ids as chat_source_ids, turn_ids as chat_turn_ids  # noqa: E402
 from rnnchat.text import SPECIALS, Vocab  # noqa: E402
 
 WORDS = ["hello", "world", "how", "are", "you", "?", "i", "am", "fine", "."]
@@ -276,7 +279,7 @@ def chat_model(seed=0, **kw):
 
 def test_reply_streams_tokens_with_probabilities_and_attention():
     chat, vocab = chat_model()
-    state = chat.new_state()
+    state = ChatState()
     s = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=3, max_tokens=6)
     toks = list(chat.reply(state, "how are you?", s))
     assert toks and all(isinstance(t, ReplyToken) for t in toks)
@@ -287,7 +290,7 @@ def test_reply_streams_tokens_with_probabilities_and_attention():
         assert t.token == vocab.itos[t.id] and t.token not in ("<pad>", "<unk>", "<eot>")
     assert state.h is not None and state.h.shape == (1, 8)
     assert state.transcript == [{"user": "how are you?", "reply": "".join(t.text for t in toks).strip("\n")}]
-    again = list(chat.reply(chat.new_state(), "how are you?", s))
+    again = list(chat.reply(ChatState(), "how are you?", s))
     assert [t.id for t in again] == [t.id for t in toks]  # same seed, same reply
 
 
@@ -310,7 +313,7 @@ def test_state_after_a_reply_is_the_teacher_forced_decoder_state():
 def test_consumer_stopping_early_and_cancel_keep_the_state_consistent():
     chat, vocab = chat_model(seed=2)
     s = SamplingSettings(temperature=0, repeat_penalty=1.0, max_tokens=10)
-    state = chat.new_state()
+    state = ChatState()
     stream = chat.reply(state, "hello", s)
     first = next(stream)
     stream.close()  # the consumer stops after one token
@@ -320,7 +323,7 @@ def test_consumer_stopping_early_and_cancel_keep_the_state_consistent():
     np.testing.assert_allclose(state.h, h, rtol=1e-4, atol=1e-6)
     cancel = threading.Event()
     cancel.set()
-    state2 = chat.new_state()
+    state2 = ChatState()
     assert list(chat.reply(state2, "hello", s, cancel)) == []
     enc = chat.decoder.encode([src])
     np.testing.assert_allclose(state2.h, enc.state[0])  # the user's turn is remembered
@@ -329,22 +332,22 @@ def test_consumer_stopping_early_and_cancel_keep_the_state_consistent():
 def test_memory_changes_the_reply_distribution():
     chat, _ = chat_model(seed=4)
     s = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, repeat_penalty=1.0, max_tokens=5, seed=0)
-    state = chat.new_state()
+    state = ChatState()
     list(chat.reply(state, "hello world", s))
     carried = list(chat.reply(state.copy(), "how are you?", s))
-    fresh = list(chat.reply(chat.new_state(), "how are you?", s))
+    fresh = list(chat.reply(ChatState(), "how are you?", s))
     assert [t.prob for t in carried] != [t.prob for t in fresh]
 
 
 def test_stop_sequence_and_skip_words():
     chat, vocab = chat_model(seed=6)
     s = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=1, max_tokens=15, skip=("hello", "#8"))
-    toks = list(chat.reply(chat.new_state(), "i am fine", s))
+    toks = list(chat.reply(ChatState(), "i am fine", s))
     assert all(t.token != "hello" and t.id != 8 for t in toks)
     text = "".join(t.text for t in toks)
     if len(toks) > 2:
         stop = toks[1].text.strip() or toks[0].text.strip()
-        cut = list(chat.reply(chat.new_state(), "i am fine", s.with_(stop=(stop,))))
+        cut = list(chat.reply(ChatState(), "i am fine", s.with_(stop=(stop,))))
         assert "".join(t.text for t in cut).endswith(stop) and len(cut) <= len(toks)
 
 
@@ -359,7 +362,7 @@ def test_chat_source_format():
 # -- checkpoints and training end to end -----------------------------------------------------------------------
 def test_checkpoint_round_trip_and_validation(tmp_path):
     from rnnchat.checkpoint import CheckpointError, save_checkpoint
-    from rnnchat.train.seq2seq import load_seq2seq, save_seq2seq
+    from rnnchat.models.seq2seq import load_seq2seq, save_seq2seq
     chat, vocab = chat_model(seed=7, bidirectional=True, peeky=True, attention="general")
     m = chat.model
     ex = make_exchange([[4, 5, 6]], [[7, 8]], 3, 3)
@@ -381,7 +384,10 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
 
 
 def test_train_task_end_to_end_resume_and_eval(tmp_path):
-    from rnnchat.train.seq2seq import Seq2SeqTrainArgs, eval_seq2seq, load_seq2seq, train_task
+    from rnnchat.models.seq2seq import load_seq2seq
+    from rnnchat.train.seq2seq import eval_seq2seq
+    from rnnchat.train.seq2seq_run import Seq2SeqTrainArgs
+    from rnnchat.train.seq2seq_tasks import train_task
     a = Seq2SeqTrainArgs(task="addition", run_dir=tmp_path / "run", out=tmp_path / "add.npz", n_examples=1000,
                          embed=8, hidden=16, proj=16, epochs=2, batch_size=64)
     r = train_task(a)
@@ -413,7 +419,7 @@ def test_train_chat_end_to_end(tmp_path, monkeypatch, chitchat_root):
     assert h["dtype"] == "float16" and h["config"]["tie"] is True
     for key in ("test_perplexity_carried", "test_perplexity_fresh", "test_distinct_1", "test_distinct_2"):
         assert key in h["metrics"]
-    state = chat.new_state()
+    state = ChatState()
     list(chat.reply(state, "hi, how are you?", SamplingSettings(seed=0, max_tokens=5)))
     assert state.h is not None
     e = argparse.ArgumentParser()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from rnnchat.cli import main
+from rnnchat.cli.main import main
 
 # argparse's own usage errors read "rnnchat generate: error: ..." after the usage lines (exit 2).
 ARGPARSE_ERROR = re.compile(r"^rnnchat(?: [\w-]+)*: error: ", re.M)

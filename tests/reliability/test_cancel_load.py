@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from rnnchat.engine.engine import Engine
-from rnnchat.engine.sampling import SamplingSettings
+from rnnchat.sampling import SamplingSettings
 
 TRIALS = 1_000
 WORKERS = 2

@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 
-from rnnchat import corpora
-from rnnchat.cli import main
+from rnnchat.data import corpora
+from rnnchat.cli.main import main
 from rnnchat.checkpoint import read_header
-from rnnchat.train.lm import LMTrainArgs, conversation_ids, evaluate, evaluate_memory, load_lm, stream, train_lm
+from rnnchat.models.lm import load_lm
+from rnnchat.text import conversation_ids
+from rnnchat.train.lm import LMTrainArgs, evaluate, evaluate_memory, stream, train_lm
 
 
 def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys):
@@ -37,7 +39,7 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     # memory evaluation scores exactly the turns after the first, both ways
     convs = corpora.load_chitchat("val", chitchat_root)[:8]
     mem = evaluate_memory(model, convs, vocab)
-    expected = sum(len(conversation_ids({"turns": [t]}, vocab)) for c in convs for t in c["turns"][1:])
+    expected = sum(len(conversation_ids([t], vocab)) for c in convs for t in c["turns"][1:])
     assert mem["tokens"] == expected > 0
     assert mem["carried_perplexity"] > 1 and mem["reset_perplexity"] > 1
 

@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
-from rnnchat import corpora
+from rnnchat.data import corpora
 from rnnchat.checkpoint import read_header
-from rnnchat.cli import main
+from rnnchat.cli.main import main
 from rnnchat.models.sentiment import SentimentConfig, SentimentEnsemble, SentimentModel
-from rnnchat.sentiment_live import LiveSentiment
+from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.text import Vocab, tokenize
 from rnnchat.train.sentiment import SentimentTrainArgs, oversample, train_sentiment, vader_lexicon
 from rnnchat.train.sentiment_ensemble import build_ensemble
-from rnnchat.train.sentiment_eval import evaluate_sentiment, load_sentiment, save_sentiment, score_texts
+from rnnchat.models.sentiment import load_sentiment, save_sentiment
+from rnnchat.train.sentiment_eval import evaluate_sentiment, score_texts
 
 VADER_BUILT = (corpora.default_root() / "vader" / "train.jsonl").exists()
 needs_vader = pytest.mark.skipif(not VADER_BUILT, reason="vader corpus not built (rnnchat corpus build vader)")

@@ -7,7 +7,7 @@ import pytest
 
 from rnnchat.models.lm import LanguageModel, LMConfig
 from rnnchat.nn import Adam
-from rnnchat.train.batches import StreamBatches
+from rnnchat.data.batches import StreamBatches
 from rnnchat.train.curves import curve_series, plot_curves, read_metrics
 from rnnchat.train.lm import evaluate
 from rnnchat.train.trainer import TrainConfig, Trainer, TrainingDiverged

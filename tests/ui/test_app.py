@@ -7,9 +7,10 @@ from contextlib import closing
 import pytest
 from textual.widgets import Input, OptionList, RadioButton, Static
 
-from rnnchat.tui.app import ChatApp, ReplyTokens
-from rnnchat.tui.screens import HelpScreen, LoadScreen, SaveScreen, TokensScreen
-from rnnchat.tui.widgets import Bubble, SentimentIndicator, StreamText
+from rnnchat.session.transcript import to_json
+from rnnchat.ui.tui.app import ChatApp, ReplyTokens
+from rnnchat.ui.tui.screens import HelpScreen, LoadScreen, SaveScreen, TokensScreen
+from rnnchat.ui.tui.widgets import Bubble, SentimentIndicator, StreamText
 
 pytestmark = pytest.mark.asyncio
 SIZE = (110, 32)
@@ -69,7 +70,7 @@ async def test_send_streams_the_reply_and_keeps_a_badge(make_session):
         assert user.mood.label == "positive" and "positive +0.50" in str(user.query_one(".bubble-header").render())
         assert app.query_one("#prompt", Input).value == ""
         shown = rep.query_one(StreamText).text
-        assert shown and shown == s.conv.transcript[-1]["text"] == "".join(t.text for t in s.last_tokens)
+        assert shown and shown == to_json(s.transcript)[-1]["text"] == "".join(t.text for t in s.last_tokens)
         assert sum(len(b.tokens) for b in batches) == len(s.last_tokens) and batches
         speed = str(app.query_one("#speed", Static).render())
         assert speed == f"{len(s.last_tokens)} tokens, {len(s.last_tokens) / 0.25:.1f} tok/s"
@@ -126,7 +127,7 @@ async def test_reset_save_and_load_keys(make_session, data_dir):
     app = ChatApp(s, cursor_blink=False)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "hello there")
-        first = list(s.conv.transcript)
+        first = list(to_json(s.transcript))
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, SaveScreen)
         field = app.screen.query_one(Input)
@@ -141,7 +142,7 @@ async def test_reset_save_and_load_keys(make_session, data_dir):
         assert isinstance(app.screen, LoadScreen)
         await pilot.press("enter")  # the first (newest) entry
         await pilot.pause()
-        assert s.conv.transcript == first and len(app.query(Bubble)) == 2
+        assert to_json(s.transcript) == first and len(app.query(Bubble)) == 2
         assert app.query(StreamText).last().text == first[-1]["text"]
 
 
@@ -169,7 +170,7 @@ async def test_last_conversation_is_restored_on_start(make_session):
         await pilot.pause()
         bubbles = app.query(Bubble)
         assert [b.who for b in bubbles] == ["you", "rnnchat"]
-        assert bubbles.last().query_one(StreamText).text == s.conv.transcript[-1]["text"]
+        assert bubbles.last().query_one(StreamText).text == to_json(s.transcript)[-1]["text"]
 
 
 async def test_modes_seq2seq_disabled_and_continue_appends_to_the_text(make_session):

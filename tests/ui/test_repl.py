@@ -10,8 +10,9 @@ import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from rnnchat.cli import main
-from rnnchat.repl import Repl
+from rnnchat.cli.main import main
+from rnnchat.session.transcript import to_json
+from rnnchat.ui.repl import Repl
 
 
 def run(session, keys: str) -> tuple[int, str]:
@@ -26,7 +27,7 @@ def test_replies_stream_commands_apply_and_ctrl_d_exits(make_session, data_dir):
     s = make_session()
     code, out = run(s, "hello there\n/temp 0.5\n/topk 7\n/topp 0.9\n/skip cat\n/mode continue\nI like\n\x04")
     assert code == 0
-    replies = [m["text"] for m in s.conv.transcript if m["role"] == "assistant"]
+    replies = [m["text"] for m in to_json(s.transcript) if m["role"] == "assistant"]
     assert len(replies) == 2
     assert f"rnnchat> {replies[0]}\n" in out and f"I like{replies[1]}\n" in out
     assert (s.settings.temperature, s.settings.top_k, s.settings.top_p, s.settings.skip) == (0.5, 7, 0.9, ("cat",))
@@ -41,7 +42,7 @@ def test_quit_help_errors_and_ctrl_c_at_the_prompt(make_session):
     assert code == 0
     assert "/mode chat|lm|continue" in out
     assert "error: seq2seq model not available" in out and "error: temperature must be >= 0" in out
-    assert s.conv.transcript == []  # Ctrl+C threw the line away
+    assert to_json(s.transcript) == []  # Ctrl+C threw the line away
 
 
 def test_mode_chat_replies_with_the_seq2seq_model_and_beam(make_session, data_dir):
@@ -49,21 +50,21 @@ def test_mode_chat_replies_with_the_seq2seq_model_and_beam(make_session, data_di
     s.set_mode("lm")
     code, out = run(s, "/mode chat\ni love the dog\n/beam 2\nhello\n/beam 99\n/save chat\n\x04")
     assert code == 0 and "mode: seq2seq chat" in out
-    replies = [m["text"] for m in s.conv.transcript if m["role"] == "assistant"]
+    replies = [m["text"] for m in to_json(s.transcript) if m["role"] == "assistant"]
     assert len(replies) == 2 and f"seq2seq> {replies[0]}\n" in out and f"seq2seq> {replies[1]}\n" in out
     assert "beam 2" in out and "error: beam width must be in [0, 16]" in out and s.beam == 2
-    assert [t["user"] for t in s.seq2seq.state.transcript] == ["i love the dog", "hello"]
+    assert [t["user"] for t in s.chat_state.transcript] == ["i love the dog", "hello"]
     assert s.conv.history == []  # the LM's memory is not involved
     t = make_session(seq2seq=True)
     run(t, "/load chat\n\x04")
-    np.testing.assert_array_equal(t.seq2seq.state.h, s.seq2seq.state.h)
+    np.testing.assert_array_equal(t.chat_state.h, s.chat_state.h)
 
 
 def test_save_reset_load(make_session, data_dir):
     s = make_session()
     run(s, "hi\n/save one\n/reset\n/load\n/load one\n/quit\n")
     assert (data_dir / "conversations" / "one.npz").exists()
-    assert [m["text"] for m in s.conv.transcript][:1] == ["hi"]
+    assert [m["text"] for m in to_json(s.transcript)][:1] == ["hi"]
 
 
 class InterruptAfter(io.StringIO):
@@ -137,12 +138,12 @@ def test_cli_rejects_bad_settings(argv, small_lm_path, capsys, data_dir):
 
 
 def test_attention_prints_the_last_seq2seq_replys_grid(make_session, data_dir):
-    from rnnchat.repl import attention_text
+    from rnnchat.ui.render import attention_grid, attention_text
     s = make_session(seq2seq=True)
     code, out = run(s, "/attention\ni love the dog\n/attention\n/help\n\x04")
     assert code == 0 and "no seq2seq reply yet" in out and "/attention" in out
     toks = s.last_tokens
-    grid = attention_text(toks).splitlines()
+    grid = attention_text(attention_grid(toks)).splitlines()
     assert grid[0].split() == ["i", "love", "the", "dog", "<eom>", "<eot>"]
     assert len(grid) == 1 + len(toks) and "\n".join(grid) in out
     for tok, line in zip(toks, grid[1:]):

@@ -4,7 +4,7 @@ reply (fixed size, no cursor blink).
 Update after an intended change of the look: `pytest tests/ui/test_snapshots.py --snapshot-update`.
 """
 
-from rnnchat.tui.app import ChatApp
+from rnnchat.ui.tui.app import ChatApp
 
 SIZE = (100, 30)
 

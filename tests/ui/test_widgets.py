@@ -6,8 +6,9 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 from textual.app import App
 
-from rnnchat.chat_session import Mood, score_bar
-from rnnchat.tui.widgets import StreamText, mood_text, wrap
+from rnnchat.models.sentiment import Sentiment as Mood
+from rnnchat.ui.render import score_bar
+from rnnchat.ui.tui.widgets import StreamText, mood_text, wrap
 
 pieces = st.lists(st.text(alphabet=st.sampled_from("ab cd\n世 "), max_size=6), max_size=25)
 

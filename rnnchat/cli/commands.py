@@ -1,0 +1,235 @@
+"""One small function per subcommand (`cmd_*`, the logic lives elsewhere) and the flags of the subcommands that
+have no module of their own (`add_*_arguments`). Each imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rnnchat import paths
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as `rnnchat: error: ...`, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+# -- corpus ---------------------------------------------------------------------------------------------------
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    from rnnchat.data import corpora
+    for name in args.names or corpora.NAMES:
+        stats = corpora.build(name, progress=not args.quiet)
+        print(corpora.format_stats(stats))
+    return 0
+
+
+def cmd_corpus_stats(args: argparse.Namespace) -> int:
+    from rnnchat.data import corpora
+    for name in args.names or corpora.NAMES:
+        stats = corpora.stats(name)
+        print(json.dumps(stats, indent=2) if args.json else corpora.format_stats(stats))
+    return 0
+
+
+# -- info ------------------------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from rnnchat.checkpoint import format_header, read_header
+    for path in args.paths:
+        header = read_header(path)
+        if args.json:
+            print(json.dumps({k: v for k, v in header.items() if k != "vocab" or args.vocab}, indent=2))
+        else:
+            print(format_header(header))
+    return 0
+
+
+# -- train / eval ----------------------------------------------------------------------------------------------
+def cmd_train_lm(args: argparse.Namespace) -> int:
+    from rnnchat.train.lm import LMTrainArgs, train_lm
+    fields = LMTrainArgs.__dataclass_fields__
+    try:
+        train_lm(LMTrainArgs(**{k: v for k, v in vars(args).items() if k in fields}))
+    except ValueError as e:  # flags that contradict the run or the --init-from checkpoint
+        raise CommandError(str(e), code=2) from None
+    return 0
+
+
+def cmd_train_plot(args: argparse.Namespace) -> int:
+    from rnnchat.train.curves import plot_curves
+    path = Path(args.run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise CommandError(f"{path} does not exist: is {args.run_dir} a training run directory?")
+    print(plot_curves(path))
+    return 0
+
+
+def cmd_eval_lm(args: argparse.Namespace) -> int:
+    from rnnchat.data import corpora
+    from rnnchat.models.lm import load_lm
+    from rnnchat.train.lm import evaluate, evaluate_memory, stream
+    model, vocab, _ = load_lm(args.checkpoint)
+    convs = corpora.load_chitchat(args.split)[: args.max_convs]
+    result = evaluate(model, stream(convs, vocab))
+    result = {"perplexity": result["perplexity"], "loss": result["loss"], "tokens": result["tokens"],
+              "split": args.split, "checkpoint": str(args.checkpoint)}
+    if args.memory:
+        result["memory"] = evaluate_memory(model, convs, vocab)
+    if args.record:
+        from rnnchat.checkpoint import update_metrics
+        prefix = args.split if args.max_convs is None else f"{args.split}_first{args.max_convs}"
+        record = {f"{prefix}_perplexity": result["perplexity"], f"{prefix}_tokens": result["tokens"]}
+        if args.memory:
+            record[f"{prefix}_memory"] = result["memory"]
+        update_metrics(args.checkpoint, record)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.split} perplexity {result['perplexity']:.2f} over {result['tokens']:,} tokens ({args.checkpoint})")
+    if args.memory:
+        m = result["memory"]
+        print(f"turns after the first: perplexity {m['carried_perplexity']:.2f} with the state carried, "
+              f"{m['reset_perplexity']:.2f} reset at the turn start (ratio {m['ratio']:.3f}, {m['tokens']:,} tokens)")
+    return 0
+
+
+# -- sentiment / seq2seq ---------------------------------------------------------------------------------------
+def cmd_sentiment(args: argparse.Namespace) -> int:
+    from rnnchat.cli.generate import InputError, read_prompt
+    from rnnchat.train.sentiment_eval import score_texts
+    if args.text is None and sys.stdin.isatty():
+        raise CommandError("give TEXT, or '-' / a pipe for one text per line", EXIT_USAGE)
+    try:
+        texts = [args.text] if args.text not in (None, "-") else read_prompt("-").split("\n")
+    except InputError as e:
+        raise CommandError(str(e)) from None
+    for r in score_texts(texts, args.checkpoint):
+        if args.json:
+            print(json.dumps(r))
+        else:
+            print(f"{r['label']:8s} {r['score']:+.3f}  {r['text']}" if len(texts) > 1 else
+                  f"{r['label']} {r['score']:+.3f}")
+    return 0
+
+
+def cmd_train_sentiment(args: argparse.Namespace) -> int:
+    from rnnchat.train.sentiment import train_from_namespace
+    train_from_namespace(args)
+    return 0
+
+
+def cmd_train_sentiment_ensemble(args: argparse.Namespace) -> int:
+    from rnnchat.train.sentiment_ensemble import ensemble_from_namespace
+    try:
+        ensemble_from_namespace(args)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+def cmd_eval_sentiment(args: argparse.Namespace) -> int:
+    from rnnchat.train.sentiment_eval import eval_from_namespace
+    print(eval_from_namespace(args))
+    return 0
+
+
+def cmd_train_seq2seq(args: argparse.Namespace) -> int:
+    from rnnchat.train.seq2seq import run_train_command
+    return run_train_command(args)
+
+
+def cmd_eval_seq2seq(args: argparse.Namespace) -> int:
+    from rnnchat.train.seq2seq import run_eval_command
+    return run_eval_command(args)
+
+
+# -- generate ------------------------------------------------------------------------------------------------
+def sampling_settings(args: argparse.Namespace):
+    from rnnchat.sampling import SamplingSettings, SettingsError
+    try:
+        return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
+                                skip=tuple(args.skip), stop=tuple(args.stop), max_tokens=args.max_tokens,
+                                seed=args.seed)
+    except SettingsError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+
+
+def add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    from rnnchat.sampling import SamplingSettings
+    d = SamplingSettings()
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temperature", "--temp", type=float, default=d.temperature, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=d.top_k, help="0 = off")
+    g.add_argument("--top-p", type=float, default=d.top_p, help="nucleus mass in (0, 1]; 1 = off")
+    g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty, help="1 = off")
+    g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n, help="window of the repeat penalty")
+    g.add_argument("--skip", action="append", default=[], metavar="WORD",
+                   help="never emit WORD (or token id #N); repeatable")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at TEXT; repeatable")
+    g.add_argument("-n", "--max-tokens", type=int, default=d.max_tokens)
+    g.add_argument("-s", "--seed", type=int, default=None, help="same seed + prompt + settings = same text")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rnnchat.engine.engine import Engine
+    from rnnchat.sampling import SettingsError, skip_ids
+    from rnnchat.cli.generate import InputError, read_prompt, run_batch, stream_samples
+    settings = sampling_settings(args)
+    if args.num_samples < 1 or args.batch_size < 1:
+        raise CommandError("--num-samples and --batch-size must be >= 1", EXIT_USAGE)
+    if args.batch and args.out is None:
+        raise CommandError("--batch needs --out FILE for the JSONL results", EXIT_USAGE)
+    engine = Engine(args.checkpoint)
+    try:
+        skip_ids(settings, engine.vocab)
+        if args.batch:
+            bad = run_batch(engine, Path(args.batch), Path(args.out), settings, args.batch_size,
+                            progress=not args.quiet)
+            return 1 if bad else 0
+        prompt = args.prompt
+        if prompt is None:
+            prompt = "-" if not sys.stdin.isatty() else ""
+        stream_samples(engine, read_prompt(prompt), settings, args.num_samples, args.json)
+    except SettingsError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+    except InputError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+# -- chat / repl (issue 7) ------------------------------------------------------------------------------------
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`rnnchat chat` (Textual) and `rnnchat repl` (prompt_toolkit) on one session: models, memory, settings."""
+    from rnnchat.sampling import SettingsError
+    from rnnchat.session.session import open_session
+    from rnnchat.session.store import SessionError
+    try:
+        session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=args.fresh,
+                                      seq2seq_path=args.seq2seq)
+    except SessionError as e:
+        raise CommandError(str(e)) from None
+    except SettingsError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+    if args.command == "repl":
+        from rnnchat.ui.repl import run_repl
+        return run_repl(session, notes)
+    from rnnchat.ui.tui.app import ChatApp
+    ChatApp(session, notes).run()
+    return 0
+
+
+def add_ui_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint(), help="language-model checkpoint")
+    p.add_argument("--sentiment", type=Path, default=None,
+                   help="sentiment checkpoint (default: checkpoints/sentiment.npz; missing = no indicator)")
+    p.add_argument("--seq2seq", type=Path, default=None,
+                   help="seq2seq chat checkpoint (default: checkpoints/seq2seq_chat.npz; missing = no chat mode)")
+    p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
+    add_sampling_flags(p)

@@ -1,0 +1,83 @@
+"""Flags of the subcommands whose logic has no argument parser of its own (generate, sentiment, info, corpus,
+train lm/plot, eval lm). `rnnchat.cli.main` calls only the one for the subcommand being run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rnnchat import paths
+from rnnchat.cli.commands import add_sampling_flags
+
+
+def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
+    gen.add_argument("prompt", nargs="?", help="the text to continue ('-' = stdin; default: empty)")
+    gen.add_argument("--num-samples", type=int, default=1, help="independent continuations of the prompt")
+    gen.add_argument("--json", action="store_true", help="one JSON object per sample (text, tokens, timing)")
+    gen.add_argument("--batch", metavar="FILE", help="prompts file: one per line, or .jsonl objects with "
+                     '"prompt" and their own settings/"seed"/"id"')
+    gen.add_argument("--out", metavar="FILE", help="batch results (JSONL, input order; re-run to resume)")
+    gen.add_argument("--batch-size", type=int, default=64, help="prompts run through the network together")
+    gen.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint(), help="language-model checkpoint")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_sampling_flags(gen)
+
+
+def add_sentiment_arguments(sent: argparse.ArgumentParser) -> None:
+    sent.add_argument("text", nargs="?", help="the text; '-' or a pipe: one text per line")
+    sent.add_argument("--json", action="store_true", help="JSONL: text, label, score, probs")
+    sent.add_argument("--checkpoint", type=Path, default=paths.sentiment_checkpoint())
+
+
+def add_info_arguments(info: argparse.ArgumentParser) -> None:
+    info.add_argument("paths", nargs="+", metavar="PATH")
+    info.add_argument("--json", action="store_true", help="print the header as JSON")
+    info.add_argument("--vocab", action="store_true", help="with --json, include the vocabulary")
+
+
+def add_corpus_build_arguments(b: argparse.ArgumentParser) -> None:
+    b.add_argument("names", nargs="*", metavar="NAME", help="chitchat and/or vader (default: both)")
+    b.add_argument("-q", "--quiet", action="store_true")
+
+
+def add_corpus_stats_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("names", nargs="*", metavar="NAME", help="chitchat and/or vader (default: both)")
+    s.add_argument("--json", action="store_true")
+
+
+def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
+    from rnnchat.train.lm import LMTrainArgs
+    d = LMTrainArgs()
+    lm.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    lm.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    lm.add_argument("--run-dir", type=Path, default=d.run_dir, help="run directory (state, metrics)")
+    lm.add_argument("--out", type=Path, default=None,
+                    help="best checkpoint path (default RUN_DIR/lm.npz; the shipped model is replaced only when "
+                         "named here)")
+    for name in ("vocab_size", "hidden", "layers", "batch_size", "bptt", "eval_every", "seed"):
+        lm.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("dropout", "lr", "clip", "epochs"):
+        lm.add_argument(f"--{name}", type=float, default=getattr(d, name))
+    lm.add_argument("--max-train-convs", type=int, default=None, help="use only the first N conversations")
+    lm.add_argument("--set-lr", type=float, default=None,
+                    help="with --resume: replace the saved learning rate (e.g. a final decay step)")
+    lm.add_argument("--mark-starts", action="store_true",
+                    help="train on a stream where each conversation opens with an extra <eot>, so a new "
+                         "conversation is told apart from the next turn")
+    lm.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                    help="start a new run from this checkpoint's weights (same size and vocabulary) with a "
+                         "fresh optimizer, e.g. to fine-tune the shipped model with another --bptt")
+
+
+def add_train_plot_arguments(plot: argparse.ArgumentParser) -> None:
+    plot.add_argument("run_dir", nargs="?", default="runs/lm")
+
+
+def add_eval_lm_arguments(el: argparse.ArgumentParser) -> None:
+    el.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint())
+    el.add_argument("--split", choices=["val", "test"], default="val")
+    el.add_argument("--json", action="store_true")
+    el.add_argument("--memory", action="store_true",
+                    help="also per-turn perplexity with the state carried across turns vs reset")
+    el.add_argument("--max-convs", type=int, default=None, help="only the first N conversations of the split")
+    el.add_argument("--record", action="store_true", help="write the results into the checkpoint's header metrics")

@@ -1,0 +1,115 @@
+"""The `rnnchat` command: the subcommand tree and dispatch.
+
+Start-up stays light: the parser knows every subcommand's name and help, but builds the flags (and imports the
+modules behind them) only for the subcommand being run; `rnnchat --help` imports no model or training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+from rnnchat import __version__, runtime
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    flags: str           # "module:function" adding the subcommand's flags
+    run: str             # "module:function" running it
+    description: str = ""
+
+
+_C, _F = "rnnchat.cli.commands", "rnnchat.cli.flags"
+COMMANDS: dict[tuple[str, ...], Command] = {
+    ("chat",): Command("Textual chat app (default)", f"{_C}:add_ui_arguments", f"{_C}:cmd_ui"),
+    ("repl",): Command("line REPL (prompt_toolkit)", f"{_C}:add_ui_arguments", f"{_C}:cmd_ui"),
+    ("generate",): Command("continue a prompt (streams to stdout); batch mode to JSONL",
+                           f"{_F}:add_generate_arguments", f"{_C}:cmd_generate",
+                           "Continue PROMPT with the language model. stdout carries only the text; status goes to "
+                           "stderr. '-' or a pipe reads the prompt from stdin."),
+    ("sentiment",): Command("label and score text (negative/neutral/positive, -1..1)",
+                            f"{_F}:add_sentiment_arguments", f"{_C}:cmd_sentiment"),
+    ("info",): Command("print a checkpoint's header", f"{_F}:add_info_arguments", f"{_C}:cmd_info"),
+    ("corpus", "build"): Command("build corpora from their PyPI packages into corpora/build",
+                                 f"{_F}:add_corpus_build_arguments", f"{_C}:cmd_corpus_build"),
+    ("corpus", "stats"): Command("sizes, vocabulary coverage and split counts", f"{_F}:add_corpus_stats_arguments",
+                                 f"{_C}:cmd_corpus_stats"),
+    ("train", "lm"): Command("the LSTM language model (resumable; Ctrl+C saves)", f"{_F}:add_train_lm_arguments",
+                             f"{_C}:cmd_train_lm"),
+    ("train", "seq2seq"): Command("seq2seq: addition, dates, the chat model or its backward scorer (resumable)",
+                                  "rnnchat.train.seq2seq:add_train_arguments", f"{_C}:cmd_train_seq2seq"),
+    ("train", "sentiment"): Command("the sentiment classifier (resumable)",
+                                    "rnnchat.train.sentiment:add_train_arguments", f"{_C}:cmd_train_sentiment"),
+    ("train", "sentiment-ensemble"): Command("one sentiment checkpoint averaging trained members",
+                                             "rnnchat.train.sentiment_ensemble:add_ensemble_arguments",
+                                             f"{_C}:cmd_train_sentiment_ensemble"),
+    ("train", "plot"): Command("plot a run's training curve in the terminal", f"{_F}:add_train_plot_arguments",
+                               f"{_C}:cmd_train_plot"),
+    ("eval", "lm"): Command("language-model perplexity", f"{_F}:add_eval_lm_arguments", f"{_C}:cmd_eval_lm"),
+    ("eval", "seq2seq"): Command("exact match (addition, dates) or chat perplexity/distinct-n",
+                                 "rnnchat.train.seq2seq:add_eval_arguments", f"{_C}:cmd_eval_seq2seq"),
+    ("eval", "sentiment"): Command("accuracy and macro-F1 per domain, optionally against VADER",
+                                   "rnnchat.train.sentiment_eval:add_eval_arguments", f"{_C}:cmd_eval_sentiment"),
+}
+GROUPS = {"corpus": "build and inspect the training corpora", "train": "train a model", "eval": "evaluate a model"}
+GROUP_METAVARS = {"corpus": "ACTION", "train": "MODEL", "eval": "MODEL"}
+
+
+def _load(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _chosen(argv: list[str]) -> tuple[str, ...] | None:
+    """The subcommand path named by argv (its first words), if any."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    for path in COMMANDS:
+        if tuple(words[: len(path)]) == path:
+            return path
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with argv, only the subcommand argv names gets its flags (None: every subcommand does)."""
+    chosen = None if argv is None else _chosen(argv)
+    p = argparse.ArgumentParser(prog="rnnchat", description="Offline RNN chat and text generation (NumPy).")
+    p.add_argument("--version", action="version", version=f"rnnchat {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for path, cmd in COMMANDS.items():
+        parent = sub
+        if len(path) == 2:
+            if path[0] not in groups:
+                group = sub.add_parser(path[0], help=GROUPS[path[0]])
+                groups[path[0]] = group.add_subparsers(dest=f"{path[0]}_command", metavar=GROUP_METAVARS[path[0]],
+                                                       required=True)
+            parent = groups[path[0]]
+        leaf = parent.add_parser(path[-1], help=cmd.help, description=cmd.description or cmd.help)
+        if argv is None or path == chosen:
+            _load(cmd.flags)(leaf)
+            leaf.set_defaults(func=cmd.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["chat", *argv]  # `rnnchat [chat flags]` is `rnnchat chat [chat flags]`
+    runtime.configure()
+    args = build_parser(argv).parse_args(argv)
+    if not hasattr(args, "func"):
+        args = build_parser(["chat", *argv]).parse_args(["chat", *argv])
+    from rnnchat.checkpoint import CheckpointError
+    from rnnchat.cli.commands import CommandError
+    from rnnchat.data.corpora import CorpusError
+    try:
+        return _load(args.func)(args)
+    except (CommandError, CheckpointError, CorpusError) as e:
+        print(f"rnnchat: error: {e}", file=sys.stderr)
+        return getattr(e, "code", 1)
+    except KeyboardInterrupt:
+        print("rnnchat: interrupted", file=sys.stderr)
+        return 130

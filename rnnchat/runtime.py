@@ -1,0 +1,26 @@
+"""The BLAS and thread policy in one place: set once at start-up, and one helper for "decode on one thread"."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from threadpoolctl import threadpool_limits
+
+
+def configure() -> None:
+    """Process-wide settings; call before NumPy is imported (the `rnnchat` command does, first thing).
+
+    OpenBLAS worker threads busy-wait for ~2^28 cycles (~0.1 s) after every product by default, which takes the
+    cores away from the element-wise passes that rnnchat runs on its own threads between products (softmax,
+    Adam) and from anything else the user runs. 2^20 cycles (~0.3 ms) still bridges back-to-back products.
+    """
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Batch-1 decoding is memory-bound: one BLAS thread is as fast and leaves the other cores alone."""
+    with threadpool_limits(1):
+        yield

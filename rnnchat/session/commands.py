@@ -1,0 +1,85 @@
+"""Slash commands and settings typed as text, the same in both UIs (`/temp 0.7`, `/mode lm`, `/save NAME`).
+
+`run(session, line)` runs one command other than /help and /quit (the UIs' own) and returns the message to
+show; SessionError or SettingsError for a bad command or value.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Protocol
+
+from rnnchat.sampling import SamplingSettings, SettingsError
+from rnnchat.session.store import SessionError, default_name
+from rnnchat.session.transcript import MODE_TITLES, Mode
+
+
+class Commandable(Protocol):
+    """What the commands use of a `ChatSession` (which calls them: this module does not import it)."""
+
+    settings: SamplingSettings
+    mode: Mode
+
+    def set_beam(self, width: int) -> None: ...
+    def update_settings(self, **changes: Any) -> None: ...
+    def describe_settings(self) -> str: ...
+    def set_mode(self, mode: Mode | str) -> None: ...
+    def reset(self) -> None: ...
+    def save(self, name: str) -> Path: ...
+    def load(self, name: str) -> str | None: ...
+    def saved_names(self) -> list[str]: ...
+
+SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens", "beam": "beam"}
+COMMAND_HELP = (
+    ("/temp 0.7", "temperature (0 = greedy)"), ("/topk 40", "top-k (0 = off)"), ("/topp 0.9", "top-p (1 = off)"),
+    ("/max 60", "max tokens per reply"), ("/skip WORD", "never say WORD (/skip: clear)"),
+    ("/beam 4", "seq2seq beam width (0 = off)"),
+    ("/mode chat|lm|continue", "switch mode"), ("/reset", "forget the conversation"),
+    ("/save NAME", "save the conversation"), ("/load NAME", "load one (/load: list)"),
+    ("/help", "this help"), ("/quit", "leave"),
+)
+_PARSE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "beam": int,
+          "skip": lambda t: tuple(w for w in re.split(r"[,\s]+", t) if w)}
+
+
+def set_setting(session: Commandable, name: str, text: str) -> None:
+    """Set one setting from user text: temperature, top_k, top_p, max_tokens, skip (words, comma/space) or
+    beam; SettingsError if the name or value is bad."""
+    if name not in _PARSE:
+        raise SettingsError(f"unknown setting {name!r}")
+    try:
+        value = _PARSE[name](text.strip())
+    except ValueError:
+        raise SettingsError(f"{name.replace('_', '-')}: not a number: {text.strip()!r}") from None
+    if name == "beam":
+        session.set_beam(value)
+    else:
+        session.update_settings(**{name: value})
+
+
+def run(session: Commandable, line: str) -> str:
+    name, _, arg = line.strip().lstrip("/").partition(" ")
+    arg = arg.strip()
+    if name in SETTING_COMMANDS:
+        if arg:
+            set_setting(session, SETTING_COMMANDS[name], arg)
+        return session.describe_settings()
+    if name == "skip":
+        session.update_settings(skip=tuple(dict.fromkeys(session.settings.skip + tuple(arg.split()))) if arg else ())
+        return session.describe_settings()
+    if name == "mode":
+        if arg:
+            session.set_mode(arg)
+        return f"mode: {MODE_TITLES[session.mode]}"
+    if name == "reset":
+        session.reset()
+        return "memory reset: new conversation"
+    if name == "save":
+        return f"saved to {session.save(arg or default_name())}"
+    if name == "load":
+        if not arg:
+            return "saved conversations: " + (", ".join(session.saved_names()) or "none")
+        note = session.load(arg)
+        return f"loaded {arg!r}" + (f"; {note}" if note else "")
+    raise SessionError(f"unknown command /{name}: /help lists the commands")

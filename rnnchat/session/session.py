@@ -1,0 +1,257 @@
+"""UI-independent chat logic shared by the Textual app and the REPL: modes, settings, replies, memory.
+
+Threading: `respond` is a generator meant to be driven by one worker thread; while it runs, nothing else may
+touch the session (the UIs refuse reset/save/load/send until the reply is finished or stopped). Sentiment
+(`mood`) runs on the UI thread only. Files: `session.store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rnnchat import paths
+from rnnchat.engine.engine import Engine, load_chat_model, load_live_sentiment
+from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
+from rnnchat.engine.tokens import Token
+from rnnchat.models.sentiment import Sentiment
+from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids, skip_ids_as_words
+from rnnchat.session import commands
+from rnnchat.session.store import LAST, SessionError, Store
+from rnnchat.session.transcript import Mode, Turn
+from rnnchat.text import EOM, EOT, Detokenizer, tokenize
+
+MAX_BEAM = 16
+
+
+class SentimentLike(Protocol):
+    """What the UIs need from a live sentiment classifier: `set_text(text)` -> object with .label, .score."""
+
+    def set_text(self, text: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ReplyStats:
+    tokens: int
+    seconds: float
+    stopped: bool
+    save_error: str | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class ChatSession:
+    """One conversation with the models, its sampling settings and its files."""
+
+    def __init__(self, engine: Engine, sentiment: SentimentLike | None = None, *, sentiment_note: str = "",
+                 seq2seq: Seq2SeqChat | None = None, seq2seq_note: str = "", settings: SamplingSettings | None = None,
+                 directory: Path | None = None, clock: Callable[[], float] = time.perf_counter):
+        self.engine, self.sentiment, self.seq2seq, self.clock = engine, sentiment, seq2seq, clock
+        self.sentiment_note = sentiment_note if sentiment is None else ""
+        self.seq2seq_note = seq2seq_note if seq2seq is None else ""
+        self.conv = engine.conversation()
+        self.chat_state = ChatState()  # the seq2seq model's memory of this conversation
+        self.transcript: list[Turn] = []
+        self.settings = settings or SamplingSettings()
+        skip_ids(self.settings, engine.vocab)  # unknown skip words fail now, not at the first reply
+        self.store = Store(directory or paths.data_dir())
+        self.directory = self.store.directory
+        self.mode = Mode.LM if seq2seq is None else Mode.CHAT
+        self.beam = 0  # beam width of seq2seq chat replies (0 = sampled with the settings)
+        self.last_tokens: list[Token] = []
+        self.last_stats: ReplyStats | None = None
+
+    # -- modes and settings ----------------------------------------------------------------------------------
+    def unavailable(self, mode: Mode) -> str | None:
+        """Why `mode` cannot be used, or None."""
+        if mode is not Mode.CHAT or self.seq2seq is not None:
+            return None
+        return "seq2seq model not available" + (f" ({self.seq2seq_note})" if self.seq2seq_note else "")
+
+    def set_mode(self, mode: Mode | str) -> None:
+        try:
+            mode = Mode(mode)
+        except ValueError:
+            raise SessionError(f"unknown mode {mode!r}: use {', '.join(m.value for m in Mode)}") from None
+        if reason := self.unavailable(mode):
+            raise SessionError(reason)
+        self.mode = mode
+
+    def update_settings(self, **changes: Any) -> None:
+        """Apply setting changes (validated, skip words against the vocabulary); SettingsError if invalid."""
+        new = self.settings.with_(**changes)
+        skip_ids(new, self.engine.vocab)
+        self.settings = new
+
+    def set_beam(self, width: int) -> None:
+        """Reply in seq2seq chat mode by beam search of this width (0 = sample); SettingsError if not possible."""
+        if not 0 <= width <= MAX_BEAM:
+            raise SettingsError(f"beam width must be in [0, {MAX_BEAM}] (0 = sample), got {width}")
+        if width and self.seq2seq is None:
+            raise SettingsError("beam search needs the seq2seq chat model")
+        self.beam = width
+
+    def set_setting(self, name: str, text: str) -> None:
+        commands.set_setting(self, name, text)
+
+    def describe_settings(self) -> str:
+        s = self.settings
+        beam = f", beam {self.beam}" if self.seq2seq is not None else ""
+        return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}, "
+                f"skip {', '.join(s.skip) or '-'}{beam}")
+
+    def command(self, line: str) -> str:
+        """Run a slash command other than /help and /quit (see `session.commands`)."""
+        return commands.run(self, line)
+
+    # -- sentiment -------------------------------------------------------------------------------------------
+    def mood(self, text: str) -> Sentiment | None:
+        """Sentiment of `text` (incremental: call it on every keystroke); None if unavailable or empty."""
+        if self.sentiment is None or not text.strip():
+            return None
+        result = self.sentiment.set_text(text)
+        return Sentiment(str(result.label), float(result.score))
+
+    def moods(self) -> list[float]:
+        """Scores of the user's messages so far (the mood of the conversation)."""
+        return [t.sentiment.score for t in self.transcript if t.role == "user" and t.sentiment]
+
+    # -- replies ---------------------------------------------------------------------------------------------
+    def respond(self, text: str, cancel: threading.Event | None = None,
+                mood: Sentiment | None = None) -> Iterator[Token]:
+        """Feed the user's `text` as the mode requires and yield the reply's tokens as they are sampled.
+
+        Stops on <eot>, max tokens or `cancel`; the memory then holds exactly the tokens yielded. The user's
+        message and the reply are added to the transcript and the conversation is autosaved.
+        """
+        mode = self.mode
+        if reason := self.unavailable(mode):
+            raise SessionError(reason)
+        cancel = cancel or threading.Event()
+        settings = self.settings
+        if settings.seed is not None:  # reproducible, but not the same draws every turn
+            settings = settings.with_(seed=settings.seed + sum(t.role == "assistant" for t in self.transcript))
+        self.transcript.append(Turn("user", text, mode, sentiment=mood))
+        shown: list[Token] = []
+        t0 = self.clock()
+        try:
+            for tok in self._tokens(mode, text, settings, cancel):
+                shown.append(tok)
+                yield tok
+        finally:
+            seconds = self.clock() - t0
+            self.transcript.append(Turn("assistant", "".join(t.text for t in shown), mode, stopped=cancel.is_set()))
+            self.last_tokens = shown
+            self.last_stats = ReplyStats(len(shown), seconds, cancel.is_set(), self._autosave_error())
+
+    def _tokens(self, mode: Mode, text: str, settings: SamplingSettings, cancel: threading.Event) -> Iterator[Token]:
+        vocab = self.engine.vocab
+        if mode is Mode.CHAT:
+            # "#N" skip items name the LM's token ids (what `generate --json` shows); the seq2seq model has its
+            # own vocabulary, so it gets the words
+            source = self.seq2seq.reply(self.chat_state, text, skip_ids_as_words(settings, vocab), cancel,
+                                        beam=self.beam)
+        elif mode is Mode.LM:
+            self.conv.close_turn()
+            self.conv.feed(text, end_turn=True)
+            source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,))
+        else:
+            self.conv.feed(text)
+            source = self._continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)))
+        with contextlib.closing(source):
+            yield from source
+
+    @staticmethod
+    def _continued(text: str, tokens: Iterator[Token]) -> Iterator[Token]:
+        """Re-detokenize a continuation after `text` (spacing and capitals as if it were one text)."""
+        detok = Detokenizer()
+        for t in tokenize(text):
+            detok.push(t)
+        with contextlib.closing(tokens):
+            for tok in tokens:
+                if tok.token == EOM:
+                    detok.reset()
+                    yield tok
+                else:
+                    yield tok if tok.token == EOT else dataclasses.replace(tok, text=detok.push(tok.token))
+
+    # -- memory and files ------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the conversation ((h, c), history, transcript, the seq2seq memory) and autosave the empty one."""
+        self.conv.reset()
+        self.chat_state, self.transcript = ChatState(), []
+        self.last_tokens, self.last_stats = [], None
+        self.autosave()
+
+    def path(self, name: str) -> Path:
+        return self.store.path(name)
+
+    def save(self, name: str) -> Path:
+        """Save the conversation (and the seq2seq memory) under `name`, in one atomic write."""
+        return self.store.write(name, self.conv, self.transcript, self.seq2seq, self.chat_state)
+
+    def load(self, name: str) -> str | None:
+        """Replace the conversation with a saved one (it becomes the one restored on start).
+
+        Returns a note when the seq2seq memory in the file cannot be used (saved with another chat model, or
+        damaged): the LM conversation and transcript are loaded and the seq2seq memory starts fresh.
+        """
+        loaded = self.store.read(name, self.engine.conversation(), self.seq2seq)
+        self.conv, self.transcript = loaded.conv, loaded.transcript
+        self.chat_state = loaded.chat_state or ChatState()
+        self.last_tokens, self.last_stats = [], None
+        if name != LAST:
+            self.autosave()
+        return loaded.note
+
+    def saved_names(self) -> list[str]:
+        """Saved conversations, newest first."""
+        return self.store.names()
+
+    def autosave(self) -> None:
+        self.save(LAST)
+
+    def _autosave_error(self) -> str | None:
+        try:
+            self.autosave()
+        except OSError as e:
+            return f"could not autosave the conversation: {e}"
+        return None
+
+    def restore(self) -> str | None:
+        """Load the autosaved conversation if there is one; returns a note if it could not be restored."""
+        if not self.path(LAST).exists():
+            return None
+        try:
+            return self.load(LAST)
+        except SessionError as e:
+            return f"could not restore the last conversation ({e}); starting a new one"
+
+
+def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
+                 fresh: bool = False, seq2seq_path: Path | None = None) -> tuple[ChatSession, list[str]]:
+    """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
+
+    Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note.
+    SessionError if the LM is missing, SettingsError for skip words outside its vocabulary.
+    """
+    if not Path(lm_path).exists():
+        raise SessionError(f"no language model at {lm_path}; train one with `rnnchat train lm`")
+    sentiment, note = load_live_sentiment(sentiment_path)
+    seq2seq, seq2seq_note = load_chat_model(seq2seq_path)
+    session = ChatSession(Engine(lm_path), sentiment, sentiment_note=note, seq2seq=seq2seq,
+                          seq2seq_note=seq2seq_note, settings=settings)
+    notes = [f"sentiment: unavailable ({note})"] if sentiment is None else []
+    if seq2seq is None:
+        notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
+    if not fresh and (problem := session.restore()):
+        notes.append(problem)
+    return session, notes

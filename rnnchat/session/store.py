@@ -1,0 +1,101 @@
+"""Where a session's conversations live: one atomic `.npz` per conversation in the data directory.
+
+A conversation file is the LM conversation's memory (`engine.conversation`), the transcript in the header's
+`transcript` entry, and the seq2seq chat memory as `seq2seq.<name>` arrays plus the header's `seq2seq` entry,
+all in one atomic write. `last.npz` is the autosaved conversation restored on start.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnchat.checkpoint import CheckpointError, load_checkpoint
+from rnnchat.engine.conversation import Conversation
+from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
+from rnnchat.session.transcript import TranscriptError, Turn, from_json, to_json
+
+LAST = "last"          # the autosaved conversation, restored on start
+MEMORY_KEY = "seq2seq"  # the seq2seq memory in a conversation file: header entry and array name prefix
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+class SessionError(Exception):
+    """A user-facing problem (missing model, unavailable mode, bad name, file or command)."""
+
+
+def default_name() -> str:
+    """A name for a saved conversation: the local date and time."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+@dataclass
+class Loaded:
+    """A conversation read from a file and checked whole, before anything of the session is replaced."""
+
+    conv: Conversation
+    transcript: list[Turn]
+    chat_state: ChatState | None   # None: no seq2seq model in this session
+    note: str | None = None        # the seq2seq memory could not be used and starts fresh
+
+
+class Store:
+    """The conversation files of one data directory."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def path(self, name: str) -> Path:
+        if name == LAST:
+            return self.directory / f"{LAST}.npz"
+        if not NAME_RE.fullmatch(name):
+            raise SessionError(f"bad conversation name {name!r}: use letters, digits, '_', '-' and '.'")
+        return self.directory / "conversations" / f"{name}.npz"
+
+    def names(self) -> list[str]:
+        """Saved conversations, newest first."""
+        files = (self.directory / "conversations").glob("*.npz")
+        return [p.stem for p in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+    def write(self, name: str, conv: Conversation, transcript: list[Turn], chat: Seq2SeqChat | None,
+              chat_state: ChatState | None) -> Path:
+        """Save a conversation (and the seq2seq memory) under `name`, in one atomic write."""
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        header: dict[str, Any] = {"transcript": to_json(transcript)}
+        if chat is not None and chat_state is not None:
+            memory, meta = chat.save_memory(chat_state)
+            arrays = {f"{MEMORY_KEY}.{k}": v for k, v in memory.items()}
+            header[MEMORY_KEY] = meta
+        conv.save(path, arrays, header)
+        return path
+
+    def read(self, name: str, conv: Conversation, chat: Seq2SeqChat | None) -> Loaded:
+        """Read a saved conversation into `conv` (a new one: the caller swaps it in) and check all of it.
+
+        SessionError if the file is missing or unusable. A seq2seq memory that cannot be used (saved with another
+        chat model, or damaged) is replaced by a fresh one, with a note.
+        """
+        path = self.path(name)
+        if not path.exists():
+            raise SessionError(f"no saved conversation named {name!r}")
+        try:
+            arrays, header = load_checkpoint(path, model="conversation")
+            conv.load_arrays(path, arrays, header)
+            transcript = from_json(header.get("transcript"))
+        except (CheckpointError, TranscriptError) as e:
+            raise SessionError(f"{path}: {e}" if isinstance(e, TranscriptError) else str(e)) from None
+        if chat is None:
+            return Loaded(conv, transcript, None)
+        prefix = MEMORY_KEY + "."
+        mine = {k.removeprefix(prefix): a for k, a in arrays.items() if k.startswith(prefix)}
+        try:
+            return Loaded(conv, transcript, chat.read_memory(mine, header.get(MEMORY_KEY)))
+        except ValueError as e:
+            return Loaded(conv, transcript, ChatState(), f"seq2seq memory not restored ({e}); it starts fresh")

@@ -1,0 +1,148 @@
+"""`rnnchat repl`: a line REPL (prompt_toolkit) with streamed replies and a live sentiment toolbar.
+
+Ctrl+C stops a reply (the memory keeps exactly the tokens printed) or clears the line; Ctrl+D exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import FileHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
+
+from rnnchat.runtime import one_blas_thread
+from rnnchat.sampling import SettingsError
+from rnnchat.session.commands import COMMAND_HELP
+from rnnchat.session.session import ChatSession, ReplyStats
+from rnnchat.session.store import SessionError
+from rnnchat.session.transcript import MODE_TITLES, Mode
+from rnnchat.ui.render import attention_grid, attention_text, score_bar
+
+MOOD_STYLES = {"negative": "bg:ansired fg:ansiwhite", "neutral": "bg:ansiyellow fg:ansiblack",
+               "positive": "bg:ansigreen fg:ansiblack"}
+PROMPTS = {Mode.CHAT: "you> ", Mode.LM: "you> ", Mode.CONTINUE: "text> "}
+REPLY_PREFIX = {Mode.CHAT: "seq2seq> ", Mode.LM: "rnnchat> "}  # continue mode prints the user's text instead
+REPL_HELP = COMMAND_HELP[:-2] + (("/attention", "last seq2seq reply's attention over your words"),) + COMMAND_HELP[-2:]
+
+
+class Repl:
+    """The read-eval-print loop over a `ChatSession`; `input`/`output` are for tests (pipe input, dummy output)."""
+
+    def __init__(self, session: ChatSession, notes: Sequence[str] = (), *, input: Input | None = None,
+                 output: Output | None = None, out: TextIO | None = None):
+        self.session, self.notes, self.out = session, list(notes), out or sys.stdout
+        session.directory.mkdir(parents=True, exist_ok=True)
+        self.prompt = PromptSession(history=FileHistory(str(session.directory / "repl_history")),
+                                    bottom_toolbar=self.toolbar, input=input, output=output)
+
+    def toolbar(self) -> FormattedText:
+        """Mode, settings and the live sentiment of the line being typed (re-rendered on every keystroke)."""
+        s = self.session
+        beam = f" beam {s.beam}" if s.mode is Mode.CHAT and s.beam else ""
+        parts = [("", f" {MODE_TITLES[s.mode]} | temp {s.settings.temperature:g} top-k {s.settings.top_k} "
+                      f"top-p {s.settings.top_p:g}{beam} | ")]
+        text = self.prompt.default_buffer.text
+        if s.sentiment is None:
+            return FormattedText(parts + [("", "sentiment: unavailable ")])
+        mood = None if text.startswith("/") else s.mood(text)
+        if mood is None:
+            return FormattedText(parts + [("", "sentiment: - ")])
+        left, right = score_bar(mood.score, fill="#")
+        return FormattedText(parts + [(MOOD_STYLES[mood.label], f" {mood.label} {mood.score:+.2f} "),
+                                      ("", f" [{left}|{right}] ")])
+
+    def run(self) -> int:
+        """Prompt until /quit or Ctrl+D; returns the exit code."""
+        for note in self.notes:
+            self._print(f"note: {note}")
+        self._print("rnnchat repl: /help for commands, Ctrl+C stops a reply, Ctrl+D exits")
+        while True:
+            try:
+                line = self.prompt.prompt(PROMPTS[self.session.mode])
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return 0
+            if not self.handle(line):
+                return 0
+
+    def handle(self, line: str) -> bool:
+        """Run one input line; False means quit."""
+        text = line.strip()
+        if text.startswith("/"):
+            return self.command(text)
+        if text:
+            self.reply(text)
+        return True
+
+    def command(self, text: str) -> bool:
+        name = text[1:].split(maxsplit=1)[0] if len(text) > 1 else ""
+        if name in ("quit", "exit"):
+            return False
+        if name == "help":
+            self._print("\n".join(f"  {cmd:<24}{what}" for cmd, what in REPL_HELP))
+            return True
+        if name == "attention":
+            self._print(attention_text(attention_grid(self.session.last_tokens)))
+            return True
+        try:
+            self._print(self.session.command(text))
+        except (SessionError, SettingsError, OSError) as e:
+            self._print(f"error: {e}")
+        return True
+
+    def reply(self, text: str) -> ReplyStats | None:
+        """Stream the reply to `text`; Ctrl+C (SIGINT) stops it and the REPL goes on."""
+        s = self.session
+        if reason := s.unavailable(s.mode):
+            self._print(f"error: {reason}")
+            return None
+        mood, cancel, errors, tail = s.mood(text), threading.Event(), [], ""
+        self.out.write(REPLY_PREFIX.get(s.mode, text))
+        with sigint_sets(cancel), one_blas_thread():
+            try:
+                for tok in s.respond(text, cancel, mood):
+                    self.out.write(tok.text)
+                    self.out.flush()
+                    tail = tok.text or tail
+            except (SessionError, SettingsError) as e:
+                errors.append(str(e))
+        stats = s.last_stats
+        if not tail.endswith("\n"):
+            self._print("")
+        for problem in errors + ([stats.save_error] if stats and stats.save_error else []):
+            self._print(f"error: {problem}")
+        if stats:
+            stopped = ", stopped" if stats.stopped else ""
+            self._print(f"[{stats.tokens} tokens, {stats.tokens_per_s:.1f} tok/s{stopped}]")
+        return stats
+
+    def _print(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+@contextlib.contextmanager
+def sigint_sets(event: threading.Event) -> Iterator[None]:
+    """While active (in the main thread), Ctrl+C sets `event` instead of raising KeyboardInterrupt, so a
+    reply stops between two tokens and never in the middle of a model step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_repl(session: ChatSession, notes: Sequence[str] = ()) -> int:
+    return Repl(session, notes).run()

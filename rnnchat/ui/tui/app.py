@@ -1,0 +1,361 @@
+"""`rnnchat chat`: the Textual chat app (streaming replies, live sentiment, modes, settings, memory)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from functools import partial
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, RadioButton, RadioSet, Static
+
+from rnnchat.runtime import one_blas_thread
+from rnnchat.engine.tokens import Token
+from rnnchat.models.sentiment import Sentiment
+from rnnchat.session.session import ChatSession
+from rnnchat.session.store import SessionError, default_name
+from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
+from rnnchat.sampling import SettingsError
+from rnnchat.ui.tui.screens import AttentionScreen, HelpScreen, LoadScreen, SaveScreen, TokensScreen
+from rnnchat.ui.tui.widgets import Bubble, ChatLog, MoodLine, SentimentIndicator, StreamText
+
+FLUSH_S = 1 / 30  # tokens reach the screen in batches, at most ~30 updates a second
+SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"), ("max_tokens", "max tokens"),
+            ("skip", "skip words"), ("beam", "beam"))
+WHO = {Mode.CHAT: "seq2seq", Mode.LM: "rnnchat", Mode.CONTINUE: "continue"}
+
+
+def stopped_note(reply: Turn | None) -> str:
+    return "(stopped)" if reply is not None and reply.stopped else ""
+
+
+class ReplyTokens(Message):
+    """A batch of sampled tokens, from the generation thread."""
+
+    def __init__(self, tokens: list[Token]):
+        super().__init__()
+        self.tokens = tokens
+
+
+class ReplyDone(Message):
+    """The reply ended (finished, stopped, or failed with `error`)."""
+
+    def __init__(self, error: str | None = None):
+        super().__init__()
+        self.error = error
+
+
+class ChatApp(App):
+    """Chat with the models; the conversation's memory carries across turns and is saved after each reply."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "rnnchat"
+    BINDINGS = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+r", "reset", "Reset"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+o", "load", "Load"),
+        Binding("f1", "help", "Help"),
+        Binding("f2", "next_mode", "Mode"),
+        Binding("f3", "tokens", "Probs"),
+        Binding("f4", "attention", "Attention"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, session: ChatSession, notes: Sequence[str] = (), *, cursor_blink: bool = True):
+        super().__init__()
+        self.session, self.notes, self.blink = session, list(notes), cursor_blink
+        self.generating = False
+        self._cancel = threading.Event()
+        self._view: StreamText | None = None
+        self._bubble: Bubble | None = None
+        self._streamed = 0
+
+    # -- layout ----------------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        s = self.session
+        yield Header()
+        with Horizontal(id="body"):
+            with Vertical(id="main"):
+                yield ChatLog(id="chat")
+                with Horizontal(id="input-row"):
+                    yield Input(placeholder="Message, or /help", id="prompt")
+                    yield SentimentIndicator(s.sentiment is not None, id="indicator")
+            with VerticalScroll(id="side"):
+                yield Label("Mode", classes="side-title")
+                with RadioSet(id="modes"):
+                    for m in Mode:
+                        yield RadioButton(MODE_TITLES[m], value=m is s.mode, id=f"mode-{m.value}",
+                                          disabled=s.unavailable(m) is not None)
+                for m in Mode:
+                    if reason := s.unavailable(m):
+                        yield Static(reason, classes="unavailable")
+                yield Label("Sampling", classes="side-title")
+                for name, title in SETTINGS:
+                    with Horizontal(classes="setting-row"):
+                        yield Label(title, classes="setting-label")
+                        yield Input(self._setting_text(name), id=f"set-{name}", classes="setting",
+                                    placeholder="none" if name == "skip" else "",
+                                    disabled=name == "beam" and s.unavailable(Mode.CHAT) is not None)
+                yield Static("", id="settings-error")
+                yield Label("Last reply", classes="side-title")
+                yield Static("-", id="speed")
+                yield MoodLine(id="mood")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = MODE_TITLES[self.session.mode]
+        for field in self.query(Input):
+            field.cursor_blink = self.blink
+        self._prompt = self.query_one("#prompt", Input)
+        self._indicator = self.query_one(SentimentIndicator)
+        self._render_transcript()
+        self._prompt.focus()
+        for note in self.notes:
+            self.notify(note, severity="warning", timeout=8)
+
+    def _setting_text(self, name: str) -> str:
+        if name == "beam":
+            return str(self.session.beam)
+        value = getattr(self.session.settings, name)
+        return ", ".join(value) if name == "skip" else f"{value:g}"
+
+    def _render_transcript(self) -> None:
+        """Rebuild the chat pane from the session's transcript (on start, reset and load)."""
+        log = self.query_one(ChatLog)
+        log.remove_children()
+        entries, bubbles = self.session.transcript, []
+        for i, m in enumerate(entries):
+            if m.role == "user" and m.mode is Mode.CONTINUE:
+                reply = entries[i + 1] if i + 1 < len(entries) else None
+                bubbles.append(Bubble(WHO[m.mode], StreamText(reply.text if reply else "", prefix=m.text),
+                                      m.sentiment, note=stopped_note(reply), classes="continue"))
+            elif m.role == "user":
+                bubbles.append(Bubble("you", Static(Text(m.text)), m.sentiment, classes="user"))
+            elif m.mode is not Mode.CONTINUE:
+                bubbles.append(Bubble(WHO[m.mode], StreamText(m.text), note=stopped_note(m), classes="reply"))
+        log.mount_all(bubbles)
+        self._show_stats()
+
+    def _show_stats(self) -> None:
+        stats = self.session.last_stats
+        speed = "-" if stats is None else f"{stats.tokens} tokens, {stats.tokens_per_s:.1f} tok/s"
+        self.query_one("#speed", Static).update(speed)
+        self.query_one(MoodLine).show(self.session.moods())
+
+    # -- typing and sending ----------------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "prompt":
+            self._indicator.show(self.session.mood(event.value))
+        elif event.input.id and event.input.id.startswith("set-"):
+            self._apply_setting(event.input)
+
+    def _apply_setting(self, field: Input) -> None:
+        error = self.query_one("#settings-error", Static)
+        try:
+            self.session.set_setting(field.id.removeprefix("set-"), field.value)
+        except SettingsError as e:
+            field.add_class("-invalid")
+            error.update(str(e))
+            error.display = True
+            return
+        field.remove_class("-invalid")
+        if not self.query(".setting.-invalid"):
+            error.display = False
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "prompt":
+            self._prompt.focus()
+            return
+        text = event.value.strip()
+        if not text:
+            return
+        if self.generating:
+            self.notify("a reply is streaming: Esc stops it", severity="warning")
+            return
+        self._prompt.value = ""
+        if text.startswith("/"):
+            self._command(text)
+        else:
+            self.send(text)
+
+    def send(self, text: str) -> None:
+        """Show the user's message and stream the reply into a new bubble."""
+        s = self.session
+        if reason := s.unavailable(s.mode):
+            self.notify(reason, severity="error")
+            return
+        mood, log = s.mood(text), self.query_one(ChatLog)
+        if s.mode is Mode.CONTINUE:
+            self._view = StreamText(prefix=text)
+            self._bubble = Bubble(WHO[s.mode], self._view, mood, classes="continue")
+        else:
+            log.mount(Bubble("you", Static(Text(text)), mood, classes="user"))
+            self._view = StreamText()
+            self._bubble = Bubble(WHO[s.mode], self._view, classes="reply")
+        log.mount(self._bubble)
+        self._cancel, self._streamed, self.generating = threading.Event(), 0, True
+        self.query_one("#speed", Static).update("generating...")
+        self._generate(text, mood, self._cancel)
+
+    @work(thread=True, exclusive=True, group="reply")
+    def _generate(self, text: str, mood: Sentiment | None, cancel: threading.Event) -> None:
+        batch: list[Token] = []
+        last, error = 0.0, None
+        try:
+            with one_blas_thread():
+                for tok in self.session.respond(text, cancel, mood):
+                    batch.append(tok)
+                    if time.monotonic() - last >= FLUSH_S:
+                        self.post_message(ReplyTokens(batch))
+                        batch, last = [], time.monotonic()
+        except (SessionError, SettingsError) as e:
+            error = str(e)
+        finally:
+            if batch:
+                self.post_message(ReplyTokens(batch))
+            self.post_message(ReplyDone(error))
+
+    def on_reply_tokens(self, message: ReplyTokens) -> None:
+        self._view.append("".join(t.text for t in message.tokens))
+        self._streamed += len(message.tokens)
+        self.query_one("#speed", Static).update(f"generating... {self._streamed} tokens")
+
+    def on_reply_done(self, message: ReplyDone) -> None:
+        self.generating = False
+        stats = self.session.last_stats
+        if message.error:
+            self.notify(message.error, severity="error")
+        if stats and stats.stopped:
+            self._bubble.set_note("(stopped)")
+        if stats and stats.save_error:
+            self.notify(stats.save_error, severity="error")
+        self._show_stats()
+
+    def _command(self, line: str) -> None:
+        name = line[1:].split(maxsplit=1)[0] if len(line) > 1 else ""
+        if name == "help":
+            return self.action_help()
+        if name == "quit":
+            return self.exit()
+        try:
+            message = self.session.command(line)
+        except (SessionError, SettingsError, OSError) as e:
+            self.notify(str(e), severity="error")
+            return
+        self._sync_panel()
+        if name in ("reset", "load"):
+            self._render_transcript()
+        self.notify(message)
+
+    def _sync_panel(self) -> None:
+        """Show the session's settings and mode in the side panel (after a slash command)."""
+        for name, _ in SETTINGS:
+            self.query_one(f"#set-{name}", Input).value = self._setting_text(name)
+        self.query_one(f"#mode-{self.session.mode.value}", RadioButton).value = True
+        self.sub_title = MODE_TITLES[self.session.mode]
+
+    # -- modes -----------------------------------------------------------------------------------------------
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        self.set_mode(Mode(event.pressed.id.removeprefix("mode-")))
+
+    def set_mode(self, mode: Mode) -> None:
+        try:
+            self.session.set_mode(mode)
+        except SessionError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.query_one(f"#mode-{mode.value}", RadioButton).value = True
+        self.sub_title = MODE_TITLES[mode]
+
+    def action_next_mode(self) -> None:
+        modes = [m for m in Mode if self.session.unavailable(m) is None]
+        self.set_mode(modes[(modes.index(self.session.mode) + 1) % len(modes)])
+
+    # -- actions ---------------------------------------------------------------------------------------------
+    def exit(self, *args, **kwargs) -> None:
+        self._cancel.set()  # a reply being written stops at its next token (and is saved) instead of finishing
+        super().exit(*args, **kwargs)
+
+    def action_stop(self) -> None:
+        """Stop the reply (the memory keeps exactly the tokens shown); otherwise back to the message box."""
+        if self.generating:
+            self._cancel.set()
+        else:
+            self._prompt.focus()
+
+    def _idle(self, what: str) -> bool:
+        if self.generating:
+            self.notify(f"a reply is streaming: stop it (Esc) before you {what}", severity="warning")
+        return not self.generating
+
+    def action_reset(self) -> None:
+        if self._idle("reset"):
+            self._run(self.session.reset, "memory reset: new conversation", rerender=True)
+
+    def action_save(self) -> None:
+        if self._idle("save"):
+            self.push_screen(SaveScreen(default_name()), self._save_as)
+
+    def _save_as(self, name: str | None) -> None:
+        if name:
+            self._run(partial(self.session.save, name), f"saved as {name!r}")
+
+    def action_load(self) -> None:
+        if not self._idle("load"):
+            return
+        if names := self.session.saved_names():
+            self.push_screen(LoadScreen(names), self._load)
+        else:
+            self.notify("no saved conversations yet (Ctrl+S saves one)")
+
+    def _load(self, name: str | None) -> None:
+        if name:
+            self._run(partial(self.session.load, name), f"loaded {name!r}", rerender=True)
+
+    def _run(self, fn, done: str, rerender: bool = False) -> None:
+        try:
+            note = fn()
+        except (SessionError, OSError) as e:
+            self.notify(str(e), severity="error")
+            return
+        if rerender:
+            self._render_transcript()
+        self.notify(done)
+        if isinstance(note, str):  # a partial success (e.g. a load whose seq2seq memory starts fresh)
+            self.notify(note, severity="warning")
+
+    def action_tokens(self) -> None:
+        if not isinstance(self.screen, TokensScreen):
+            self.push_screen(TokensScreen(list(self.session.last_tokens)))
+
+    def action_attention(self) -> None:
+        if not isinstance(self.screen, AttentionScreen):
+            self.push_screen(AttentionScreen(list(self.session.last_tokens)))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Stop reply", "Stop the reply being written (Esc)", self.action_stop)
+        yield SystemCommand("Reset memory", "Forget the conversation, start a new one (Ctrl+R)", self.action_reset)
+        yield SystemCommand("Save conversation", "Save the conversation under a name (Ctrl+S)", self.action_save)
+        yield SystemCommand("Load conversation", "Load a saved conversation (Ctrl+O)", self.action_load)
+        for m in Mode:
+            if self.session.unavailable(m) is None:
+                yield SystemCommand(f"Mode: {MODE_TITLES[m]}", f"Switch to {m.value} mode (F2 cycles)",
+                                    partial(self.set_mode, m))
+        yield SystemCommand("Token probabilities", "The last reply coloured by probability (F3)", self.action_tokens)
+        yield SystemCommand("Attention weights", "What the seq2seq model looked at in your words, per reply token "
+                            "(F4)", self.action_attention)
+        yield SystemCommand("Help", "Keys, slash commands and modes (F1)", self.action_help)

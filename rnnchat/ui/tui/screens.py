@@ -1,0 +1,184 @@
+"""Modal screens of the chat app: help, the last reply's token probabilities and attention, save and load."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import ScrollableContainer, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList, Static
+
+from rnnchat.engine.tokens import Token
+from rnnchat.session.commands import COMMAND_HELP
+from rnnchat.session.store import NAME_RE
+from rnnchat.session.transcript import MODE_TITLES, Mode
+from rnnchat.ui.render import NO_ATTENTION, AttentionGrid, attention_grid
+
+KEYS = (
+    ("Enter", "send the message"), ("Esc", "stop the reply mid-stream"),
+    ("Ctrl+R", "reset memory (new conversation)"), ("Ctrl+S", "save the conversation"),
+    ("Ctrl+O", "load a conversation"), ("F2", "next mode"), ("F3", "last reply by token probability"),
+    ("F4", "last reply's attention (seq2seq)"),
+    ("Tab", "message box / settings"), ("Ctrl+P", "command palette"),
+    ("F1 / ?", "this help"), ("Ctrl+Q", "quit"),
+)
+
+
+class Dialog(ModalScreen):
+    """A modal panel closed with Esc."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Close")]
+
+
+class HelpScreen(Dialog):
+    BINDINGS = [Binding("f1,question_mark,q", "dismiss", "Close", show=False)]
+
+    def compose(self) -> ComposeResult:
+        modes = "\n".join(f"{m.value:<10}{MODE_TITLES[m]}" for m in Mode)
+        with VerticalScroll(classes="dialog", id="help"):
+            yield Label("Keys", classes="dialog-title")
+            yield Static(two_columns(KEYS))
+            yield Label("Slash commands (type them in the message box)", classes="dialog-title")
+            yield Static(two_columns(COMMAND_HELP))
+            yield Label("Modes", classes="dialog-title")
+            yield Static(modes)
+            yield Static(Text("The conversation's memory (the LSTM state) carries across turns and is saved after "
+                              "every reply; `rnnchat chat --fresh` starts a new one.", style="dim"))
+
+
+def two_columns(rows: tuple[tuple[str, str], ...]) -> Table:
+    """(key, what) pairs laid out in two columns of pairs."""
+    table = Table.grid(padding=(0, 1))
+    half = (len(rows) + 1) // 2
+    for left, right in zip(rows[:half], rows[half:] + (("", ""),)):
+        table.add_row(Text(left[0], style="bold"), left[1], Text(right[0], style="bold"), right[1])
+    return table
+
+
+def prob_colour(p: float) -> str:
+    """Red (unlikely) through yellow to green (likely)."""
+    r, g = (255, int(510 * p)) if p < 0.5 else (int(510 * (1 - p)), 255)
+    return f"rgb({r},{g},60)"
+
+
+def tokens_text(tokens: list[Token]) -> Text:
+    text = Text()
+    for tok in tokens:
+        piece = tok.text or f" {tok.token}"  # <eot> has no text: show the token itself
+        text.append(piece, style=f"black on {prob_colour(tok.prob)}")
+    return text
+
+
+class TokensScreen(Dialog):
+    """The last reply with each token's background coloured by its sampling probability."""
+
+    BINDINGS = [Binding("f3", "dismiss", "Close", show=False)]
+
+    def __init__(self, tokens: list[Token]):
+        super().__init__()
+        self.tokens = tokens
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog", id="tokens"):
+            yield Label("Last reply by token probability", classes="dialog-title")
+            if not self.tokens:
+                yield Static("no reply yet")
+                return
+            yield Static(tokens_text(self.tokens), id="token-view")
+            probs = [t.prob for t in self.tokens]
+            yield Static(Text.assemble("probability ", *((f" {p:.2f} ", f"black on {prob_colour(p)}")
+                                                         for p in (0.0, 0.25, 0.5, 0.75, 1.0))))
+            yield Static(f"{len(probs)} tokens, mean p {sum(probs) / len(probs):.2f}, min p {min(probs):.2f}")
+
+
+HEAT = ((0.0, (24, 26, 48)), (0.35, (110, 40, 120)), (0.7, (225, 95, 45)), (1.0, (255, 235, 110)))
+
+
+def heat_colour(x: float) -> str:
+    """Dark blue (0) through purple and orange to light yellow (1)."""
+    x = min(max(x, 0.0), 1.0)
+    for (a, ca), (b, cb) in zip(HEAT, HEAT[1:]):
+        if x <= b:
+            t = (x - a) / (b - a)
+            return "rgb({},{},{})".format(*(round(u + t * (v - u)) for u, v in zip(ca, cb)))
+    return "rgb({},{},{})".format(*HEAT[-1][1])
+
+
+def heat_style(x: float) -> str:
+    """A heat-map cell: its colour, with text readable on it."""
+    return f"{'black' if x > 0.55 else 'white'} on {heat_colour(x)}"
+
+
+def heat_map(grid: AttentionGrid) -> Table:
+    """The attention grid as a table: each cell the weight in percent, shaded relative to the grid's largest."""
+    table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, pad_edge=False)
+    table.add_column("", justify="right", style="bold", no_wrap=True)
+    for word in grid.source:
+        table.add_column(word, justify="center", no_wrap=True, min_width=3,
+                         header_style="dim" if word.startswith("<") else "bold")
+    for token, row in zip(grid.tokens, grid.weights):
+        table.add_row(token, *(Text(f"{round(100 * w)}", style=heat_style(w / grid.top)) for w in row))
+    return table
+
+
+class AttentionScreen(Dialog):
+    """The seq2seq model's attention over the user's words for each token of the last reply (a heat map)."""
+
+    BINDINGS = [Binding("f4", "dismiss", "Close", show=False)]
+
+    def __init__(self, tokens: list[Token]):
+        super().__init__()
+        self.grid = attention_grid(tokens)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog", id="attention"):
+            yield Label("Last reply: attention over your words", classes="dialog-title")
+            if self.grid is None:
+                yield Static(NO_ATTENTION, id="no-attention")
+                return
+            with ScrollableContainer(id="attention-scroll"):
+                yield Static(heat_map(self.grid), id="attention-grid")
+            top = self.grid.top
+            yield Static(Text.assemble("weight % ", *((f" {round(100 * x * top)} ", heat_style(x))
+                                                      for x in (0.0, 0.25, 0.5, 0.75, 1.0))))
+            yield Static("Each row: where the decoder looked when it chose that token (the row sums to 100).",
+                         classes="dim")
+
+
+class SaveScreen(Dialog):
+    """Asks for a name; dismisses with it (or None)."""
+
+    def __init__(self, default: str):
+        super().__init__()
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="save"):
+            yield Label("Save the conversation as", classes="dialog-title")
+            yield Input(self.default, id="save-name", restrict=r"[A-Za-z0-9_.-]*", max_length=64)
+            yield Static("Enter saves, Esc cancels", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if NAME_RE.fullmatch(event.value):
+            self.dismiss(event.value)
+        else:
+            self.notify("use letters, digits, '_', '-' and '.'", severity="warning")
+
+
+class LoadScreen(Dialog):
+    """Lists the saved conversations (newest first); dismisses with the chosen name (or None)."""
+
+    def __init__(self, names: list[str]):
+        super().__init__()
+        self.names = names
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="load"):
+            yield Label("Load a conversation", classes="dialog-title")
+            yield OptionList(*self.names, id="load-list")
+            yield Static("Enter loads, Esc cancels", classes="dim")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.names[event.option_index])

@@ -1,0 +1,189 @@
+"""Widgets of the chat app: streamed text, message bubbles, the sentiment indicator, the mood sparkline."""
+
+from __future__ import annotations
+
+import re
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.text import Text
+from textual.containers import Vertical, VerticalScroll
+from textual.geometry import Region, Size
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Sparkline, Static
+
+from rnnchat.models.sentiment import Sentiment
+from rnnchat.ui.render import score_bar
+
+_CHUNK = re.compile(r"([^\S\n]*)(\S+)")  # spaces (not newlines) and the word after them
+
+
+def wrap(text: str, start: int, width: int) -> list[tuple[int, int]]:
+    """(start, end) offsets of the lines of text[start:], greedily word-wrapped to `width` cells.
+
+    Lines before the last one never change when text is appended, so wrapping again from the start of the
+    last line gives the same lines as wrapping the whole text (what `StreamText.append` relies on).
+    """
+    width, lines, pos = max(width, 1), [], start
+    while True:
+        nl = text.find("\n", pos)
+        end = len(text) if nl < 0 else nl
+        line_start, used = pos, 0
+        for m in _CHUNK.finditer(text, pos, end):
+            a, b = m.span()
+            w = cell_len(text[a:b])
+            if used and used + w > width:  # the word starts the next line, without its spaces
+                lines.append((line_start, a))
+                line_start, used, a = m.start(2), 0, m.start(2)
+                w = cell_len(text[a:b])
+            if used + w <= width:
+                used += w
+                continue
+            for i in range(a, b):  # a word longer than the line is folded
+                cw = cell_len(text[i])
+                if used and used + cw > width:
+                    lines.append((line_start, i))
+                    line_start, used = i, 0
+                used += cw
+        lines.append((line_start, end))
+        if nl < 0:
+            return lines
+        pos = nl + 1
+
+
+class StreamText(Widget):
+    """Word-wrapped text that grows at its end.
+
+    `append` re-wraps only the last line and repaints only the changed lines (a layout refresh happens only
+    when the line count changes), so a long reply costs the same per token as a short one. An optional
+    `prefix` (the user's text in continue mode) is drawn in the `stream-text--prefix` style.
+    """
+
+    COMPONENT_CLASSES = {"stream-text--prefix"}
+    DEFAULT_CSS = """
+    StreamText { height: auto; }
+    StreamText > .stream-text--prefix { color: $text-muted; }
+    """
+
+    def __init__(self, text: str = "", prefix: str = "", *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self._all, self._prefix = prefix + text, len(prefix)
+        self._width, self._lines = -1, [(0, 0)]
+
+    @property
+    def text(self) -> str:
+        """The text after the prefix (what was appended)."""
+        return self._all[self._prefix:]
+
+    def append(self, piece: str) -> None:
+        if not piece:
+            return
+        n, shown = len(self._lines), self._shown()
+        self._all += piece
+        if self._width < 0:
+            return self.refresh(layout=True)
+        self._lines[n - 1:] = wrap(self._all, self._lines[-1][0], self._width)
+        if self._shown() != shown:
+            self.refresh(layout=True)
+        else:
+            self.refresh(Region(0, self.styles.gutter.top + n - 1, self.outer_size.width, 1))
+
+    def _wrapped(self, width: int) -> list[tuple[int, int]]:
+        if width != self._width:
+            self._width, self._lines = width, wrap(self._all, 0, width)
+        return self._lines
+
+    def _shown(self) -> int:
+        """Lines to show: no empty last line after a final "\n" (it appears when text follows)."""
+        lines = self._lines
+        return len(lines) - (len(lines) > 1 and lines[-1][0] == len(self._all))
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        self._wrapped(width)
+        return self._shown()
+
+    def render_line(self, y: int) -> Strip:
+        width, style = self.size.width, self.rich_style
+        lines = self._wrapped(width)
+        if y >= len(lines):
+            return Strip.blank(width, style)
+        a, b = lines[y]
+        cut = min(max(self._prefix, a), b)
+        prefix_style = style + self.get_component_rich_style("stream-text--prefix", partial=True)
+        segments = [Segment(self._all[a:cut], prefix_style), Segment(self._all[cut:b], style)]
+        return Strip([s for s in segments if s.text]).adjust_cell_length(width, style)
+
+
+def mood_text(mood: Sentiment | None, unavailable: bool = False) -> Text:
+    """'label [bar] +0.62', the bar filled from its centre towards the score's side."""
+    if unavailable:
+        return Text("sentiment: unavailable", style="dim")
+    if mood is None:
+        return Text("sentiment: -", style="dim")
+    left, right = score_bar(mood.score)
+    return Text.assemble(f"{mood.label:<8} ", ("▕", "dim"), left, ("│", "dim"), right, ("▏", "dim"),
+                         f" {mood.score:+.2f}")
+
+
+def badge(mood: Sentiment | None) -> Text:
+    return Text(f" {mood.label} {mood.score:+.2f} ", style=f"reverse {MOOD_COLOURS[mood.label]}") if mood else Text()
+
+
+MOOD_COLOURS = {"negative": "red", "neutral": "yellow", "positive": "green"}
+
+
+class SentimentIndicator(Static):
+    """The live sentiment of the text being typed: label, score bar, colour (CSS classes -negative etc.)."""
+
+    def __init__(self, available: bool, *, id: str | None = None):
+        super().__init__(mood_text(None, not available), id=id)
+        self.available, self.mood = available, None
+
+    def show(self, mood: Sentiment | None) -> None:
+        if not self.available or mood == self.mood:
+            return
+        self.mood = mood
+        self.set_classes("-" + mood.label if mood else "")
+        self.update(mood_text(mood))
+
+
+class Bubble(Vertical):
+    """One message: a header line (who, sentiment badge, notes) and its body."""
+
+    def __init__(self, who: str, body: Widget, mood: Sentiment | None = None, *, note: str = "", classes: str = ""):
+        super().__init__(classes=f"bubble {classes}")
+        self.who, self.mood, self.body, self.note = who, mood, body, note
+
+    def compose(self):
+        yield Static(self._header(self.note), classes="bubble-header")
+        yield self.body
+
+    def _header(self, note: str) -> Text:
+        text = Text.assemble((self.who, "bold"), " ", badge(self.mood))
+        return text.append(f" {note}", style="dim") if note else text
+
+    def set_note(self, note: str) -> None:
+        self.query_one(".bubble-header", Static).update(self._header(note))
+
+
+class ChatLog(VerticalScroll):
+    """The conversation: stays scrolled to the bottom while it grows, unless the user scrolled up."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+
+class MoodLine(Vertical):
+    """The mood of the conversation: the mean score of the user's messages, and a sparkline of their trend
+    (Textual's Sparkline scales to the data's own range, so it needs two messages to say anything)."""
+
+    def compose(self):
+        yield Static("mood: -", id="mood-label")
+        yield Sparkline([], id="mood-spark")
+
+    def show(self, scores: list[float]) -> None:
+        self.query_one(Sparkline).data = scores if len(scores) > 1 else []
+        mean = sum(scores) / len(scores) if scores else None
+        label = "mood: -" if mean is None else f"mood: {mean:+.2f} over {len(scores)} message(s)"
+        self.query_one("#mood-label", Static).update(label)

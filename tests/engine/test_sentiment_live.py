@@ -1,0 +1,113 @@
+"""LiveSentiment: after any sequence of keystrokes the result equals classifying the text from scratch."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnchat.models.sentiment import SentimentConfig, SentimentEnsemble, SentimentModel
+from rnnchat.engine.sentiment_live import LiveSentiment
+from rnnchat.models.sentiment import Sentiment
+from rnnchat.text import SPECIALS, Vocab, tokenize
+from rnnchat.data.batches import pad
+from rnnchat import paths
+from rnnchat.train.sentiment_eval import score_texts
+
+DEFAULT_CHECKPOINT = paths.sentiment_checkpoint()
+
+WORDS = ["good", "not", "bad", "at", "all", "great", "but", "awful", "really", "the", "food", ":)", ":(", "!",
+         ".", "don't", "3.14"]
+VOCAB = Vocab([*SPECIALS, *WORDS])
+MODEL = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=6, hidden=7, layers=2, dropout=0.3),
+                       seed=5)
+MODEL.train(False)
+# a second model of another shape: MODEL and it form a two-member ensemble (probabilities averaged)
+OTHER = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=5, hidden=4, layers=1, dropout=0.3,
+                                       pool="max+mean"), seed=6)
+for p in [*MODEL.params.params, *OTHER.params.params]:  # livelier than the small initial weights
+    p *= 4
+ENSEMBLE = SentimentEnsemble([MODEL, OTHER])
+# characters that make tokens grow, merge and split: letters, spaces, emoticon and number parts
+ALPHABET = "gonbdatlr :()!.'3147é"
+
+
+def batched(model, vocab, text):
+    ids, mask = pad([vocab.encode(text)])
+    probs, scores = model.predict(ids, mask)
+    return probs[0], scores[0]
+
+
+edit = st.one_of(
+    st.tuples(st.just("type"), st.text(ALPHABET, min_size=1, max_size=3)),
+    st.tuples(st.just("backspace"), st.integers(1, 4)),
+    st.tuples(st.just("insert"), st.integers(0, 10 ** 6), st.text(ALPHABET + " ", min_size=1, max_size=4)),
+    st.tuples(st.just("delete"), st.integers(0, 10 ** 6), st.integers(1, 5)),
+    st.tuples(st.just("paste"), st.lists(st.sampled_from(WORDS + ["zzz"]), max_size=6).map(" ".join)),
+)
+
+
+def apply(text, e):
+    if e[0] == "type":
+        return text + e[1]
+    if e[0] == "backspace":
+        return text[: max(0, len(text) - e[1])]
+    if e[0] == "insert":
+        i = e[1] % (len(text) + 1)
+        return text[:i] + e[2] + text[i:]
+    if e[0] == "delete":
+        i = e[1] % (len(text) + 1)
+        return text[:i] + text[i + e[2]:]
+    return e[1]
+
+
+@pytest.mark.parametrize("model", [MODEL, ENSEMBLE], ids=["model", "ensemble"])
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(edit, max_size=25))
+def test_random_edits_equal_classifying_from_scratch(model, edits):
+    live = LiveSentiment(model, VOCAB)
+    text = ""
+    for e in edits:
+        text = apply(text, e)
+        r = live.set_text(text)
+        assert r == live.classify(text)  # bit-identical to a fresh classifier
+        probs, score = batched(model, VOCAB, text)
+        np.testing.assert_allclose(r.probs, probs, rtol=1e-5, atol=1e-7)
+        assert r.score == pytest.approx(score, rel=1e-5, abs=1e-7)
+        assert r.tokens == len(tokenize(text))
+        assert r.label == ("negative", "neutral", "positive")[int(np.argmax(r.probs))]
+
+
+@pytest.mark.parametrize("model", [MODEL, ENSEMBLE], ids=["model", "ensemble"])
+def test_typing_costs_constant_model_steps(model):
+    live = LiveSentiment(model, VOCAB)
+    text = "the food was really good but the service was awful :( not bad at all! " * 5
+    steps = []
+    for i in range(1, len(text) + 1):
+        live.set_text(text[:i])
+        steps.append(live.steps_run)
+    assert max(steps) <= 1 and sum(steps) < len(text)
+    live.set_text(text[:-30])  # backspacing over words re-runs nothing
+    assert live.steps_run == 0
+    middle = text.index("service")
+    live.set_text(text[:middle] + "staff" + text[middle + 7:])  # an edit in the middle re-runs from there
+    assert live.steps_run == len(tokenize(text[middle:]))
+
+
+def test_empty_text_and_result_shape():
+    live = LiveSentiment(MODEL, VOCAB)
+    r = live.set_text("")
+    assert isinstance(r, Sentiment) and r.tokens == 0 and sum(r.probs) == pytest.approx(1)
+    assert r == live.set_text("   ")
+    assert set(r.as_dict()["probs"]) == {"negative", "neutral", "positive"}
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="checkpoints/sentiment.npz not present")
+def test_shipped_checkpoint_live_matches_score_texts():
+    live = LiveSentiment.from_checkpoint()
+    text = "The food was great but the service was awful :( not bad at all though, really really good!"
+    for i in range(1, len(text) + 1):
+        r = live.set_text(text[:i])
+    expected = score_texts([text])[0]
+    assert r.label == expected["label"]
+    np.testing.assert_allclose(r.probs, list(expected["probs"].values()), rtol=1e-4, atol=1e-6)
+    assert r.score == pytest.approx(expected["score"], rel=1e-4, abs=1e-6)
