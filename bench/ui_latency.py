@@ -2,14 +2,16 @@
 chat mode:
 
 * keystroke -> sentiment indicator repainted with the new result (target < 16 ms, one frame at 60 Hz);
-* Enter -> first reply token painted on screen (target < 100 ms).
+* Enter -> first reply token painted on screen (target < 100 ms);
+* with `--candidates N` (default 16) also the ranked reply: Enter -> the chosen one of N candidates painted
+  (target <= 300 ms at N = 16), in both chat modes, ranked with the backward model when it is present.
 
 Times run from just before the key is posted to the first paint (`render_lines`) of the widget showing the new
 state. Uses checkpoints/lm.npz, checkpoints/seq2seq_chat.npz and checkpoints/sentiment.npz when present;
 otherwise random-weight models of the default sizes (the arithmetic per keystroke/token is the same).
 
     OPENBLAS_NUM_THREADS=1 python bench/ui_latency.py [--lm PATH] [--seq2seq PATH] [--sentiment PATH] \
-        [--replies 10] [--json FILE]
+        [--replies 10] [--candidates 16] [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnchat.engine.engine import Engine, load_chat_model  # noqa: E402
+from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model  # noqa: E402
+from rnnchat.engine.ranking import Ranker  # noqa: E402
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat  # noqa: E402
 from rnnchat.sampling import SamplingSettings  # noqa: E402
 from rnnchat.session.session import ChatSession  # noqa: E402
@@ -120,6 +123,7 @@ def main() -> int:
     p.add_argument("--seq2seq", type=Path, default=ROOT / "checkpoints" / "seq2seq_chat.npz")
     p.add_argument("--sentiment", type=Path, default=ROOT / "checkpoints" / "sentiment.npz")
     p.add_argument("--replies", type=int, default=10)
+    p.add_argument("--candidates", type=int, default=16, help="also measure ranked replies of N candidates (1: not)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,17 +135,23 @@ def main() -> int:
         seq2seq, seq2seq_note = seq2seq_for(a.seq2seq)
         logs = paints(SentimentIndicator), paints(StreamText)
         modes = {}
-        for mode in (Mode.LM, Mode.CHAT):
-            session = ChatSession(engine, sentiment, seq2seq=seq2seq, settings=SamplingSettings(seed=0, max_tokens=40))
-            session.set_mode(mode)
-            modes[mode.value] = asyncio.run(measure(session, a.replies, *logs))
+        backward, _ = load_backward_model()
+        ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
+        for n in sorted({1, a.candidates}):
+            for mode in (Mode.LM, Mode.CHAT):
+                session = ChatSession(engine, sentiment, seq2seq=seq2seq, ranker=ranker, candidates=n,
+                                      settings=SamplingSettings(seed=0, max_tokens=40))
+                session.set_mode(mode)
+                modes[mode.value + ("" if n == 1 else f"_ranked{n}")] = asyncio.run(measure(session, a.replies,
+                                                                                           *logs))
     result = {"modes": modes, "lm": lm_note, "seq2seq": seq2seq_note, "sentiment": sentiment_note,
               "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     print(f"LM: {lm_note}\nseq2seq: {seq2seq_note}\nsentiment: {sentiment_note}\n"
           f"cpus {result['cpus']}, load average {result['load_avg_1m']}")
     for mode, r in modes.items():
         k, f = r["keystroke_to_indicator"], r["enter_to_first_token"]
-        print(f"{MODE_TITLES[Mode(mode)]}:\n"
+        name, _, ranked = mode.partition("_")
+        print(f"{MODE_TITLES[Mode(name)]}{' (' + ranked + ', target <= 300 ms)' if ranked else ''}:\n"
               f"  keystroke -> indicator painted: median {k['median_ms']} ms, p95 {k['p95_ms']} ms, "
               f"max {k['max_ms']} ms over {k['n']} keys (target < 16 ms)\n"
               f"  Enter -> first token painted:   median {f['median_ms']} ms, p95 {f['p95_ms']} ms, "

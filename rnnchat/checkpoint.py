@@ -165,7 +165,11 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray], header: Ma
     problem = _header_problem(json.loads(text))  # validate exactly what a reader will see
     if problem:
         raise ValueError(f"refusing to write {path}: {problem}")
-    prepared[HEADER_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    data = text.encode("utf-8")
+    if len(data) > MAX_HEADER_BYTES:  # what a reader would refuse is never written
+        raise ValueError(f"refusing to write {path}: its header would be {len(data):,} bytes, more than the "
+                         f"{MAX_HEADER_BYTES:,} a reader accepts")
+    prepared[HEADER_KEY] = np.frombuffer(data, dtype=np.uint8)
 
     # Same layout as np.savez, written directly so no weight name can clash with its keywords.
     with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:

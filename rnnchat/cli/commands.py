@@ -212,7 +212,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from rnnchat.session.store import SessionError
     try:
         session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=args.fresh,
-                                      seq2seq_path=args.seq2seq)
+                                      seq2seq_path=args.seq2seq, candidates=args.candidates,
+                                      backward_path=args.backward)
     except SessionError as e:
         raise CommandError(str(e)) from None
     except SettingsError as e:
@@ -232,4 +233,8 @@ def add_ui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq2seq", type=Path, default=None,
                    help="seq2seq chat checkpoint (default: checkpoints/seq2seq_chat.npz; missing = no chat mode)")
     p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
+    p.add_argument("--candidates", type=int, default=1, metavar="N",
+                   help="make N replies per message and show the best ranked one (1 = one sample, streamed)")
+    p.add_argument("--backward", type=Path, default=None,
+                   help="backward scorer for the ranking (default: checkpoints/seq2seq_chat_backward.npz)")
     add_sampling_flags(p)

@@ -10,7 +10,8 @@ from typing import TextIO
 
 
 from rnnchat.runtime import one_blas_thread
-from rnnchat.engine.batch import BadLine, Job, done_ids, generate_rows, read_jobs
+from rnnchat.engine.batch import (BadLine, Job, ResumeError, duplicate_ids, generate_rows, read_jobs, run_manifest,
+                                  start_run)
 from rnnchat.engine.engine import Engine
 from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids
 from rnnchat.progress import Progress
@@ -88,26 +89,37 @@ def run_batch(engine: Engine, in_path: Path, out_path: Path, defaults: SamplingS
                 skip_ids(item.settings, engine.vocab)
             except SettingsError as e:
                 items[n] = BadLine(item.line, str(e))
+    jobs_all = [i for i in items if isinstance(i, Job)]
+    if dups := duplicate_ids(jobs_all):
+        raise InputError(f"{in_path}: every prompt needs its own id (results and resume are keyed by it): "
+                         + "; ".join(dups[:3]) + (f" (+{len(dups) - 3} more)" if len(dups) > 3 else ""))
     bad = [i for i in items if isinstance(i, BadLine)]
     for b in bad:
         print(f"{in_path}:{b.line}: skipped: {b.error}", file=sys.stderr)
+    if out_path.exists() and in_path.exists() and out_path.samefile(in_path):
+        raise InputError(f"--out {out_path} is the prompts file itself: choose another output file")
+    special = out_path.exists() and not out_path.is_file()  # /dev/stdout, a pipe, /dev/null: write only
     try:
-        seen = done_ids(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
+        seen = set() if special else start_run(out_path, run_manifest(text.encode("utf-8"), defaults))
         out = open(out_path, "a", encoding="utf-8")
+    except ResumeError as e:
+        raise InputError(str(e)) from None
     except OSError as e:
         raise InputError(f"cannot write {out_path}: {e.strerror or e}")
-    jobs = [i for i in items if isinstance(i, Job) and i.id not in seen]
+    jobs = [j for j in jobs_all if j.id not in seen]
     if seen:
         print(f"resuming: {len(seen)} results already in {out_path}, {len(jobs)} to go", file=sys.stderr)
     bar = Progress(len(jobs), "generate") if progress else None
-    with out:
-        for start in range(0, len(jobs), batch_size):
-            for result in generate_rows(engine.decoder, engine.vocab, jobs[start: start + batch_size]):
-                out.write(json.dumps(result) + "\n")
-            out.flush()
-            if bar:
-                bar.update(min(start + batch_size, len(jobs)))
+    try:
+        with out:
+            for start in range(0, len(jobs), batch_size):
+                for result in generate_rows(engine.decoder, engine.vocab, jobs[start: start + batch_size]):
+                    out.write(json.dumps(result) + "\n")
+                out.flush()
+                if bar:
+                    bar.update(min(start + batch_size, len(jobs)))
+    except OSError as e:  # a full disk, a closed pipe: what was flushed stays, a re-run resumes from it
+        raise InputError(f"cannot write {out_path}: {e.strerror or e}") from None
     if bar:
         bar.close()
     return len(bad)

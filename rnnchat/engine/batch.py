@@ -4,10 +4,15 @@ Each prompt runs exactly as it would alone: the state after a turn boundary, the
 sampled with its own seeded generator. Rows of a batch advance together (one matrix product per layer per
 step); rows that finish drop out of the batch. Results are written in input order, each as soon as its batch
 is done, and a re-run with the same output file skips ids already written (resume).
+
+Resume only ever continues a run of the same prompts with the same settings: next to a regular output file
+`OUT` lies `OUT.run.json` (the prompts' sha256 and the default settings); an output file without it, or with
+other prompts or settings, is refused (`ResumeError`), so a file this mode did not write is never cut or mixed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,7 +23,10 @@ import numpy as np
 from rnnchat.data.batches import pad
 from rnnchat.models.lm import LMDecoder
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, StopWatch, sample_rows, skip_ids
+from rnnchat.atomic import atomic_write_bytes
 from rnnchat.text import Vocab
+
+RUN_FORMAT = "rnnchat-batch/1"
 
 
 @dataclass
@@ -62,6 +70,59 @@ def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> 
             yield BadLine(n, "too deeply nested" if isinstance(e, RecursionError) else str(e))
 
 
+@dataclass
+class Decoded:
+    """One row's sampled tokens: ids and their probabilities, the text (as `StopWatch` shows it, <eom> a new
+    line), and `finished`: the row ended on <eot> (not on max tokens or a stop sequence)."""
+
+    ids: list[int]
+    probs: list[float]
+    text: str
+    finished: bool
+    logprob: float = 0.0  # with_logprobs: sum of log p(token) under the model (not the sampling distribution)
+
+
+def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
+                settings: list[SamplingSettings], with_logprobs: bool = False) -> list[Decoded]:
+    """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
+
+    Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch.
+    with_logprobs: also sum each row's log-probabilities under the model (what reply ranking scores).
+    """
+    B = len(rows)
+    out_ids: list[list[int]] = [[] for _ in range(B)]
+    out_probs: list[list[float]] = [[] for _ in range(B)]
+    max_tokens = np.array([s.max_tokens for s in settings])  # counts down: tokens each row may still add
+    watches = [StopWatch(s.stop, vocab.itos) for s in settings]
+    finished = [False] * B
+    logprob = np.zeros(B)
+    active = np.flatnonzero(max_tokens > 0)
+    logits, state = logits[active], [(h[active], c[active]) for h, c in state]
+    while active.size:
+        if with_logprobs:  # log-softmax of the model's logits, before sampling changes them
+            z = logits.astype(np.float64)
+            top = z.max(axis=1, keepdims=True)
+            logz = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+        ids, probs = sample_rows(logits, [rows[j] for j in active])
+        if with_logprobs:
+            logprob[active] += z[np.arange(len(ids)), ids] - logz
+        max_tokens[active] -= 1
+        keep = (ids != vocab.eot_id) & (max_tokens[active] > 0)
+        for k, (j, tid, p) in enumerate(zip(active.tolist(), ids.tolist(), probs.tolist())):
+            out_ids[j].append(tid)
+            out_probs[j].append(p)
+            watches[j].push(tid)
+            finished[j] = tid == vocab.eot_id
+            if watches[j].hit:
+                keep[k] = False
+        if not keep.any():
+            break
+        if not keep.all():  # rows that finished drop out of the batch
+            ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
+        logits, state = decoder.step(ids, state)
+    return [Decoded(out_ids[j], out_probs[j], watches[j].text, finished[j], float(logprob[j])) for j in range(B)]
+
+
 def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dict]:
     """Run a batch of jobs together; returns one result dict per job, in order."""
     B = len(jobs)
@@ -74,30 +135,58 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
     for row, p, job in zip(rows, prompts, jobs):
         n = job.settings.repeat_last_n
         row.observe(p[-n:] if n else [])
-    out_ids: list[list[int]] = [[] for _ in jobs]
-    out_probs: list[list[float]] = [[] for _ in jobs]
-    max_tokens = np.array([j.settings.max_tokens for j in jobs])  # counts down: tokens each row may still add
-    watches = [StopWatch(j.settings.stop, vocab.itos) for j in jobs]  # every row: its text is the result
-    active = np.flatnonzero(max_tokens > 0)
-    logits, state = logits[active], [(h[active], c[active]) for h, c in state]
-    while active.size:
-        ids, probs = sample_rows(logits, [rows[j] for j in active])
-        max_tokens[active] -= 1
-        keep = (ids != vocab.eot_id) & (max_tokens[active] > 0)
-        for k, (j, tid, p) in enumerate(zip(active.tolist(), ids.tolist(), probs.tolist())):
-            out_ids[j].append(tid)
-            out_probs[j].append(p)
-            watches[j].push(tid)
-            if watches[j].hit:
-                keep[k] = False
-        if not keep.any():
-            break
-        if not keep.all():  # rows that finished drop out of the batch
-            ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
-        logits, state = decoder.step(ids, state)
-    return [{"id": job.id, "prompt": job.prompt, "text": watches[j].text, "tokens": vocab.ids_to_tokens(out_ids[j]),
-             "token_ids": out_ids[j], "probs": [round(p, 6) for p in out_probs[j]],
-             "settings": job.settings.to_dict(), "seed": job.settings.seed} for j, job in enumerate(jobs)]
+    out = decode_rows(decoder, vocab, logits, state, rows, [j.settings for j in jobs])
+    return [{"id": job.id, "prompt": job.prompt, "text": d.text, "tokens": vocab.ids_to_tokens(d.ids),
+             "token_ids": d.ids, "probs": [round(p, 6) for p in d.probs],
+             "settings": job.settings.to_dict(), "seed": job.settings.seed} for job, d in zip(jobs, out)]
+
+
+class ResumeError(ValueError):
+    """An output file that a run may not write into (another run's, or not ours); the message says why."""
+
+
+def duplicate_ids(jobs: list[Job]) -> list[str]:
+    """Ids given to more than one prompt (each would shadow the other on resume)."""
+    seen: dict[str, int] = {}
+    dups = []
+    for job in jobs:
+        if job.id in seen:
+            dups.append(f"id {job.id!r} on lines {seen[job.id]} and {job.line}")
+        seen.setdefault(job.id, job.line)
+    return dups
+
+
+def run_manifest(prompts: bytes, defaults: SamplingSettings) -> dict:
+    return {"format": RUN_FORMAT, "prompts_sha256": hashlib.sha256(prompts).hexdigest(),
+            "settings": defaults.to_dict()}
+
+
+def manifest_path(out_path: Path) -> Path:
+    return out_path.with_name(out_path.name + ".run.json")
+
+
+def start_run(out_path: Path, manifest: dict) -> set[str]:
+    """Claim `out_path` (a regular file, or none yet) for this run and return the ids already done in it.
+
+    A new or empty output gets its manifest; an output with content resumes only when its manifest is this
+    run's (same prompts file content, same settings). ResumeError otherwise.
+    """
+    side = manifest_path(out_path)
+    if out_path.exists() and out_path.stat().st_size > 0:
+        try:
+            theirs = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ResumeError(f"{out_path} exists and was not written by `rnnchat generate --batch` (no readable "
+                              f"{side.name}): choose another --out, or remove it") from None
+        if theirs != manifest:
+            what = ("the prompts file changed" if theirs.get("prompts_sha256") != manifest["prompts_sha256"]
+                    else "the settings differ")
+            raise ResumeError(f"{out_path} holds another run's results ({what} since it was started): choose "
+                              f"another --out to start a new run")
+        return done_ids(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(side, (json.dumps(manifest, indent=1) + "\n").encode())
+    return set()
 
 
 def done_ids(out_path: Path) -> set[str]:

@@ -16,6 +16,8 @@ from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat
 from rnnchat.models.lm import LMDecoder, load_lm
+from rnnchat.models.seq2seq import Seq2Seq, load_seq2seq
+from rnnchat.text import Vocab
 
 
 class Engine:
@@ -52,3 +54,18 @@ def load_live_sentiment(path: Path | str | None = None) -> tuple[LiveSentiment |
         return LiveSentiment.from_checkpoint(path), ""
     except (CheckpointError, OSError, ValueError) as e:
         return None, str(e)
+
+
+def load_backward_model(path: Path | str | None = None) -> tuple[tuple[Seq2Seq, Vocab, int] | None, str]:
+    """The backward scorer p(message | reply) (default: the shipped one) as (model, vocabulary, max_src), or
+    (None, why it is unavailable)."""
+    path = Path(path or paths.seq2seq_checkpoint("chat_backward"))
+    if not path.exists():
+        return None, f"no backward model at {path}"
+    try:
+        model, vocab, header = load_seq2seq(path)
+    except (CheckpointError, OSError, ValueError) as e:
+        return None, str(e)
+    if header.get("task") != "chat_backward":
+        return None, f"{path}: not a backward chat model (task {header.get('task')!r})"
+    return (model, vocab, int(header["decoding"].get("max_src", 40))), ""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnchat.engine.ranking import Candidate, row_seeds
 from rnnchat.engine.tokens import Token
 from rnnchat.models.seq2seq import Seq2Seq, load_seq2seq
 from rnnchat.models.seq2seq_decode import EncodedSource, Seq2SeqDecoder, StepOut
@@ -143,6 +144,45 @@ class Seq2SeqChat:
                 _, final, _ = dec.step(np.array([last.id]), last.state, enc)
             state.h, state.c = (np.array(s) for s in final)
             state.transcript.append({"user": user_text, "reply": watch.text.strip("\n")})
+
+    # -- many candidates (reply ranking) ---------------------------------------------------------------------
+    def candidates(self, state: ChatState, user_text: str, settings, n: int) -> tuple[list[Candidate], EncodedSource]:
+        """N replies to `user_text` sampled together (state unchanged; `commit` the chosen one)."""
+        vocab, dec = self.vocab, self.decoder
+        banned = skip_ids(settings, vocab, strict=False)
+        src = self.source(user_text)
+        source = tuple(vocab.ids_to_tokens(src))
+        enc = dec.encode([src], None if state.h is None else (state.h, state.c))
+        eot = vocab.eot_id
+        hyps = dec.sample(enc.rows(np.zeros(n, np.int64)), eot, eot, settings, banned, itos=vocab.itos,
+                          seeds=row_seeds(settings.seed, n))
+        out = []
+        for h in hyps:
+            watch = StopWatch((), vocab.itos)
+            att = h.attention
+            tokens = [Token(tid, vocab.itos[tid], watch.push(tid), p, None if att is None else att[k], source)
+                      for k, (tid, p) in enumerate(zip(h.ids, h.probs))]
+            out.append(Candidate(tokens, list(h.ids), h.finished, h.logprob))
+        return out, enc
+
+    def commit(self, state: ChatState, user_text: str, enc: EncodedSource, chosen: Candidate) -> None:
+        """Leave in `state` the memory after `chosen` (as if it had been streamed): the decoder state after
+        <eot> and the reply's tokens, and the exchange in the transcript."""
+        st = enc.state
+        for tid in [self.vocab.eot_id, *chosen.ids]:
+            _, st, _ = self.decoder.step(np.array([tid]), st, enc)
+        state.h, state.c = (np.array(x) for x in st)
+        state.transcript.append({"user": user_text, "reply": chosen.text})
+
+    def prime(self, state: ChatState, user_text: str, reply_text: str) -> None:
+        """Add an exchange that was not made by this model (teacher-forced) to the memory in `state`."""
+        enc = self.decoder.encode([self.source(user_text)], None if state.h is None else (state.h, state.c))
+        reply = turn_ids([m for m in reply_text.split("\n") if m.strip()] or [""], self.vocab)  # as generated
+        st = enc.state
+        for tid in [self.vocab.eot_id, *reply]:
+            _, st, _ = self.decoder.step(np.array([tid]), st, enc)
+        state.h, state.c = (np.array(x) for x in st)
+        state.transcript.append({"user": user_text, "reply": reply_text})
 
     def _beam_steps(self, enc: EncodedSource, width: int, max_len: int, banned: np.ndarray,
                     cancel: threading.Event | None) -> Iterator[StepOut]:

@@ -22,6 +22,7 @@ class Commandable(Protocol):
     mode: Mode
 
     def set_beam(self, width: int) -> None: ...
+    def set_candidates(self, n: int) -> None: ...
     def update_settings(self, **changes: Any) -> None: ...
     def describe_settings(self) -> str: ...
     def set_mode(self, mode: Mode | str) -> None: ...
@@ -30,16 +31,18 @@ class Commandable(Protocol):
     def load(self, name: str) -> str | None: ...
     def saved_names(self) -> list[str]: ...
 
-SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens", "beam": "beam"}
+SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens", "beam": "beam",
+                    "candidates": "candidates"}
 COMMAND_HELP = (
     ("/temp 0.7", "temperature (0 = greedy)"), ("/topk 40", "top-k (0 = off)"), ("/topp 0.9", "top-p (1 = off)"),
     ("/max 60", "max tokens per reply"), ("/skip WORD", "never say WORD (/skip: clear)"),
-    ("/beam 4", "seq2seq beam width (0 = off)"),
+    ("/beam 4", "seq2seq beam width (0 = off)"), ("/candidates 16", "replies made and ranked (1 = stream one)"),
+    ("/retry", "replace the last reply (next candidate)"),
     ("/mode chat|lm|continue", "switch mode"), ("/reset", "forget the conversation"),
     ("/save NAME", "save the conversation"), ("/load NAME", "load one (/load: list)"),
     ("/help", "this help"), ("/quit", "leave"),
 )
-_PARSE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "beam": int,
+_PARSE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "beam": int, "candidates": int,
           "skip": lambda t: tuple(w for w in re.split(r"[,\s]+", t) if w)}
 
 
@@ -54,6 +57,8 @@ def set_setting(session: Commandable, name: str, text: str) -> None:
         raise SettingsError(f"{name.replace('_', '-')}: not a number: {text.strip()!r}") from None
     if name == "beam":
         session.set_beam(value)
+    elif name == "candidates":
+        session.set_candidates(value)
     else:
         session.update_settings(**{name: value})
 

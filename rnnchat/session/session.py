@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rnnchat import paths
-from rnnchat.engine.engine import Engine, load_chat_model, load_live_sentiment
+from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model, load_live_sentiment
+from rnnchat.engine.ranking import Ranker, check_candidates
 from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
 from rnnchat.engine.tokens import Token
 from rnnchat.models.sentiment import Sentiment
 from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids, skip_ids_as_words
-from rnnchat.session import commands
+from rnnchat.session import commands, replies
 from rnnchat.session.store import LAST, SessionError, Store
 from rnnchat.session.transcript import Mode, Turn
 from rnnchat.text import EOM, EOT, Detokenizer, tokenize
@@ -53,7 +54,8 @@ class ChatSession:
 
     def __init__(self, engine: Engine, sentiment: SentimentLike | None = None, *, sentiment_note: str = "",
                  seq2seq: Seq2SeqChat | None = None, seq2seq_note: str = "", settings: SamplingSettings | None = None,
-                 directory: Path | None = None, clock: Callable[[], float] = time.perf_counter):
+                 directory: Path | None = None, clock: Callable[[], float] = time.perf_counter,
+                 ranker: Ranker | None = None, candidates: int = 1):
         self.engine, self.sentiment, self.seq2seq, self.clock = engine, sentiment, seq2seq, clock
         self.sentiment_note = sentiment_note if sentiment is None else ""
         self.seq2seq_note = seq2seq_note if seq2seq is None else ""
@@ -68,6 +70,10 @@ class ChatSession:
         self.beam = 0  # beam width of seq2seq chat replies (0 = sampled with the settings)
         self.last_tokens: list[Token] = []
         self.last_stats: ReplyStats | None = None
+        self.autosave_blocked: str | None = None  # why `last` must not be written (an unreadable one is there)
+        self.ranker = ranker or Ranker(engine.decoder, engine.vocab)
+        self.candidates = check_candidates(candidates)  # replies made per message and ranked (1 = streamed)
+        self.last_reply: replies.RankedReply | None = None  # what the last reply was made from (regenerate)
 
     # -- modes and settings ----------------------------------------------------------------------------------
     def unavailable(self, mode: Mode) -> str | None:
@@ -99,6 +105,10 @@ class ChatSession:
             raise SettingsError("beam search needs the seq2seq chat model")
         self.beam = width
 
+    def set_candidates(self, n: int) -> None:
+        """Make n replies per message and show the best ranked one (1 = one sample, streamed)."""
+        self.candidates = check_candidates(n)
+
     def set_setting(self, name: str, text: str) -> None:
         commands.set_setting(self, name, text)
 
@@ -106,7 +116,7 @@ class ChatSession:
         s = self.settings
         beam = f", beam {self.beam}" if self.seq2seq is not None else ""
         return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}, "
-                f"skip {', '.join(s.skip) or '-'}{beam}")
+                f"skip {', '.join(s.skip) or '-'}{beam}, candidates {self.candidates}")
 
     def command(self, line: str) -> str:
         """Run a slash command other than /help and /quit (see `session.commands`)."""
@@ -154,20 +164,86 @@ class ChatSession:
 
     def _tokens(self, mode: Mode, text: str, settings: SamplingSettings, cancel: threading.Event) -> Iterator[Token]:
         vocab = self.engine.vocab
+        self.last_reply = None
+        beam = self.beam if mode is Mode.CHAT else 0
         if mode is Mode.CHAT:
             # "#N" skip items name the LM's token ids (what `generate --json` shows); the seq2seq model has its
             # own vocabulary, so it gets the words
-            source = self.seq2seq.reply(self.chat_state, text, skip_ids_as_words(settings, vocab), cancel,
-                                        beam=self.beam)
+            settings = skip_ids_as_words(settings, vocab)
+        if mode is not Mode.CONTINUE and self.candidates > 1 and not beam:
+            yield from self._ranked(mode, text, settings, cancel)
+            return
+        if mode is Mode.CHAT:
+            before = replies.RankedReply(mode, text, settings, 1, self.conv, self.chat_state.copy(), None, [])
+            source = self.seq2seq.reply(self.chat_state, text, settings, cancel, beam=beam)
         elif mode is Mode.LM:
             self.conv.close_turn()
             self.conv.feed(text, end_turn=True)
+            before = replies.RankedReply(mode, text, settings, 1, self.conv.fork(), self.chat_state, None, [])
             source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,))
         else:
             self.conv.feed(text)
             source = self._continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)))
-        with contextlib.closing(source):
-            yield from source
+        try:
+            with contextlib.closing(source):
+                yield from source
+        finally:
+            if mode is not Mode.CONTINUE and not beam:  # regenerate draws again from the memory before it
+                self.last_reply = before
+
+    def _ranked(self, mode: Mode, text: str, settings: SamplingSettings, cancel: threading.Event) -> Iterator[Token]:
+        """The best of `candidates` replies (seq2seq chat, or LM chat), shown at once when ranked."""
+        if mode is Mode.LM:
+            self.conv.close_turn()
+            self.conv.feed(text, end_turn=True)
+        reply = replies.make(mode, text, settings, self.candidates, self.conv, self.seq2seq, self.chat_state,
+                             self.ranker, self._recent_replies())
+        self.last_reply = reply
+        if not cancel.is_set():
+            yield from replies.play(reply, self.seq2seq, self._keep)
+
+    def _keep(self, conv, chat_state: ChatState | None) -> None:
+        if conv is not None:
+            self.conv = conv
+        if chat_state is not None:
+            self.chat_state = chat_state
+
+    def _recent_replies(self, k: int = 3) -> list[str]:
+        return [t.text for t in self.transcript if t.role == "assistant"][-k:]
+
+    def prime(self, user: str, reply: str) -> None:
+        """Add a past exchange to the conversation as if it had been said (both memories and the transcript):
+        a script's earlier turns, or a conversation read from a file."""
+        self.conv.close_turn()
+        self.conv.feed(user, end_turn=True)
+        self.conv.feed(reply, end_turn=True)
+        if self.seq2seq is not None:
+            self.seq2seq.prime(self.chat_state, user, reply)
+        self.transcript += [Turn("user", user, self.mode), Turn("assistant", reply, self.mode)]
+        self.last_reply = None
+
+    def regenerate(self, cancel: threading.Event | None = None) -> Iterator[Token]:
+        """Replace the last reply by the next ranked candidate, or a fresh draw once they are used up; the
+        memory then holds exactly the reply shown (the replaced one is forgotten). SessionError if there is no
+        reply to replace (none yet, or the last one was a continuation or a beam search)."""
+        reply = self.last_reply
+        if reply is None or not self.transcript or self.transcript[-1].role != "assistant":
+            raise SessionError("nothing to regenerate: the last message has no chat reply to replace")
+        cancel = cancel or threading.Event()
+        self.transcript.pop()
+        reply = self.last_reply = replies.redraw(reply, self.seq2seq, self.ranker, self._recent_replies())
+        shown: list[Token] = []
+        t0 = self.clock()
+        try:
+            if not cancel.is_set():
+                for tok in replies.play(reply, self.seq2seq, self._keep):
+                    shown.append(tok)
+                    yield tok
+        finally:
+            self.transcript.append(Turn("assistant", "".join(t.text for t in shown), reply.mode,
+                                        stopped=cancel.is_set()))
+            self.last_tokens = shown
+            self.last_stats = ReplyStats(len(shown), self.clock() - t0, cancel.is_set(), self._autosave_error())
 
     @staticmethod
     def _continued(text: str, tokens: Iterator[Token]) -> Iterator[Token]:
@@ -187,7 +263,7 @@ class ChatSession:
     def reset(self) -> None:
         """Forget the conversation ((h, c), history, transcript, the seq2seq memory) and autosave the empty one."""
         self.conv.reset()
-        self.chat_state, self.transcript = ChatState(), []
+        self.chat_state, self.transcript, self.last_reply = ChatState(), [], None
         self.last_tokens, self.last_stats = [], None
         self.autosave()
 
@@ -206,7 +282,7 @@ class ChatSession:
         """
         loaded = self.store.read(name, self.engine.conversation(), self.seq2seq)
         self.conv, self.transcript = loaded.conv, loaded.transcript
-        self.chat_state = loaded.chat_state or ChatState()
+        self.chat_state, self.last_reply = loaded.chat_state or ChatState(), None
         self.last_tokens, self.last_stats = [], None
         if name != LAST:
             self.autosave()
@@ -217,12 +293,14 @@ class ChatSession:
         return self.store.names()
 
     def autosave(self) -> None:
+        if self.autosave_blocked:
+            raise SessionError(self.autosave_blocked)
         self.save(LAST)
 
     def _autosave_error(self) -> str | None:
         try:
             self.autosave()
-        except OSError as e:
+        except (OSError, SessionError) as e:
             return f"could not autosave the conversation: {e}"
         return None
 
@@ -233,25 +311,38 @@ class ChatSession:
         try:
             return self.load(LAST)
         except SessionError as e:
-            return f"could not restore the last conversation ({e}); starting a new one"
+            try:
+                kept = f"it was moved to {self.store.set_aside(LAST)}"
+            except OSError as move:  # then nothing may be written over it
+                self.autosave_blocked = f"{self.path(LAST)} could not be restored nor moved aside"
+                kept = f"it could not be moved aside ({move.strerror or move}), so autosave is off"
+            return f"could not restore the last conversation ({e}); {kept}; starting a new one"
 
 
 def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
-                 fresh: bool = False, seq2seq_path: Path | None = None) -> tuple[ChatSession, list[str]]:
+                 fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = 1,
+                 backward_path: Path | None = None) -> tuple[ChatSession, list[str]]:
     """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
 
-    Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note.
-    SessionError if the LM is missing, SettingsError for skip words outside its vocabulary.
+    Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note;
+    without the backward model, ranking goes without its term. SessionError if the LM is missing,
+    SettingsError for skip words outside its vocabulary or a bad number of candidates.
     """
     if not Path(lm_path).exists():
         raise SessionError(f"no language model at {lm_path}; train one with `rnnchat train lm`")
+    check_candidates(candidates)
     sentiment, note = load_live_sentiment(sentiment_path)
     seq2seq, seq2seq_note = load_chat_model(seq2seq_path)
-    session = ChatSession(Engine(lm_path), sentiment, sentiment_note=note, seq2seq=seq2seq,
-                          seq2seq_note=seq2seq_note, settings=settings)
+    backward, backward_note = load_backward_model(backward_path)
+    engine = Engine(lm_path)
+    ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
+    session = ChatSession(engine, sentiment, sentiment_note=note, seq2seq=seq2seq, seq2seq_note=seq2seq_note,
+                          settings=settings, ranker=ranker, candidates=candidates)
     notes = [f"sentiment: unavailable ({note})"] if sentiment is None else []
     if seq2seq is None:
         notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
+    if backward is None and candidates > 1:
+        notes.append(f"reply ranking without the backward model ({backward_note})")
     if not fresh and (problem := session.restore()):
         notes.append(problem)
     return session, notes

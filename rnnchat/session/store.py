@@ -73,8 +73,23 @@ class Store:
             memory, meta = chat.save_memory(chat_state)
             arrays = {f"{MEMORY_KEY}.{k}": v for k, v in memory.items()}
             header[MEMORY_KEY] = meta
-        conv.save(path, arrays, header)
+        try:
+            conv.save(path, arrays, header)
+        except ValueError as e:  # e.g. a transcript too large for a file a reader accepts: nothing is written
+            raise SessionError(f"cannot save the conversation: {e}") from None
         return path
+
+    def set_aside(self, name: str) -> Path:
+        """Move a conversation file that cannot be read out of the way (under a dated name in `unreadable/`),
+        so that nothing is written over it; returns where it went."""
+        path = self.path(name)
+        dest = self.directory / "unreadable" / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}.npz"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        k = 1
+        while dest.exists():
+            dest, k = dest.with_name(f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{k}.npz"), k + 1
+        path.rename(dest)
+        return dest
 
     def read(self, name: str, conv: Conversation, chat: Seq2SeqChat | None) -> Loaded:
         """Read a saved conversation into `conv` (a new one: the caller swaps it in) and check all of it.

@@ -93,23 +93,34 @@ class Repl:
         if name == "attention":
             self._print(attention_text(attention_grid(self.session.last_tokens)))
             return True
+        if name == "retry":
+            self.reply(None)
+            return True
         try:
             self._print(self.session.command(text))
         except (SessionError, SettingsError, OSError) as e:
             self._print(f"error: {e}")
         return True
 
-    def reply(self, text: str) -> ReplyStats | None:
-        """Stream the reply to `text`; Ctrl+C (SIGINT) stops it and the REPL goes on."""
+    def reply(self, text: str | None) -> ReplyStats | None:
+        """Stream the reply to `text` (None: regenerate the last reply); Ctrl+C (SIGINT) stops it and the REPL
+        goes on."""
         s = self.session
         if reason := s.unavailable(s.mode):
             self._print(f"error: {reason}")
             return None
-        mood, cancel, errors, tail = s.mood(text), threading.Event(), [], ""
-        self.out.write(REPLY_PREFIX.get(s.mode, text))
+        if text is None and s.last_reply is None:
+            self._print("error: nothing to regenerate: send a message first (chat modes)")
+            return None
+        cancel, errors, tail = threading.Event(), [], ""
+        if text is None:
+            tokens, prefix = s.regenerate(cancel), REPLY_PREFIX.get(s.last_reply.mode, "")
+        else:
+            tokens, prefix = s.respond(text, cancel, s.mood(text)), REPLY_PREFIX.get(s.mode, text)
+        self.out.write(prefix)
         with sigint_sets(cancel), one_blas_thread():
             try:
-                for tok in s.respond(text, cancel, mood):
+                for tok in tokens:
                     self.out.write(tok.text)
                     self.out.flush()
                     tail = tok.text or tail

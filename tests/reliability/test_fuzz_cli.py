@@ -179,6 +179,10 @@ def test_generate_batch_files(cli, small_lm_path, tmp_path, spec, rerun, seed):
             assert_clear_failure(r)
             assert r.code == 1 and "not valid UTF-8" in r.err and not out.exists()
             return
+        if len(set(ids)) < len(ids):  # two prompts with one id: refused whole (issue 20), nothing written
+            assert_clear_failure(r)
+            assert r.code == 1 and "needs its own id" in r.err and not out.exists()
+            return
         assert r.code == (1 if bad else 0), r.err[-500:]
         assert [line.split(": skipped: ")[0] for line in r.err.splitlines()] == [f"{src}:{n}" for n in bad]
         written = out.read_text(encoding="utf-8")

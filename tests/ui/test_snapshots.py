@@ -32,3 +32,21 @@ def test_attention_screen_after_a_seq2seq_reply(make_session, snap_compare):
 
     assert snap_compare(ChatApp(make_session(seq2seq=True), cursor_blink=False), terminal_size=SIZE,
                         run_before=chat)
+
+
+def test_candidates_screen_after_a_ranked_reply(make_session, snap_compare):
+    from rnnchat.session.transcript import Mode
+
+    def session():
+        s = make_session()
+        s.set_mode(Mode.LM)
+        s.set_candidates(4)
+        return s
+
+    async def chat(pilot):
+        await pilot.press(*"i love the movie", "enter")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("f5")
+
+    assert snap_compare(ChatApp(session(), cursor_blink=False), terminal_size=SIZE, run_before=chat)

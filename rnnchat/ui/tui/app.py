@@ -18,17 +18,17 @@ from textual.widgets import Footer, Header, Input, Label, RadioButton, RadioSet,
 
 from rnnchat.runtime import one_blas_thread
 from rnnchat.engine.tokens import Token
-from rnnchat.models.sentiment import Sentiment
 from rnnchat.session.session import ChatSession
 from rnnchat.session.store import SessionError, default_name
 from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
 from rnnchat.sampling import SettingsError
-from rnnchat.ui.tui.screens import AttentionScreen, HelpScreen, LoadScreen, SaveScreen, TokensScreen
+from rnnchat.ui.tui.screens import (AttentionScreen, CandidatesScreen, HelpScreen, LoadScreen, SaveScreen,
+                                    TokensScreen)
 from rnnchat.ui.tui.widgets import Bubble, ChatLog, MoodLine, SentimentIndicator, StreamText
 
 FLUSH_S = 1 / 30  # tokens reach the screen in batches, at most ~30 updates a second
 SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"), ("max_tokens", "max tokens"),
-            ("skip", "skip words"), ("beam", "beam"))
+            ("skip", "skip words"), ("beam", "beam"), ("candidates", "candidates"))
 WHO = {Mode.CHAT: "seq2seq", Mode.LM: "rnnchat", Mode.CONTINUE: "continue"}
 
 
@@ -66,6 +66,8 @@ class ChatApp(App):
         Binding("f2", "next_mode", "Mode"),
         Binding("f3", "tokens", "Probs"),
         Binding("f4", "attention", "Attention"),
+        Binding("f5", "candidates", "Candidates"),
+        Binding("ctrl+g", "retry", "Retry"),
         Binding("question_mark", "help", "Help", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -123,8 +125,8 @@ class ChatApp(App):
             self.notify(note, severity="warning", timeout=8)
 
     def _setting_text(self, name: str) -> str:
-        if name == "beam":
-            return str(self.session.beam)
+        if name in ("beam", "candidates"):
+            return str(getattr(self.session, name))
         value = getattr(self.session.settings, name)
         return ", ".join(value) if name == "skip" else f"{value:g}"
 
@@ -202,17 +204,26 @@ class ChatApp(App):
             self._view = StreamText()
             self._bubble = Bubble(WHO[s.mode], self._view, classes="reply")
         log.mount(self._bubble)
+        self._start(partial(s.respond, text, mood=mood))
+
+    def _start(self, reply) -> None:
+        """Run `reply(cancel)` (a token stream) in the worker thread into the current bubble."""
+        s = self.session
         self._cancel, self._streamed, self.generating = threading.Event(), 0, True
-        self.query_one("#speed", Static).update("generating...")
-        self._generate(text, mood, self._cancel)
+        ranked = s.candidates > 1 and s.mode is not Mode.CONTINUE
+        # ranked replies appear whole once made: until then the bubble shows a loading indicator, not a replay
+        self._bubble.loading = ranked
+        self.query_one("#speed", Static).update(f"making {s.candidates} candidates..." if ranked
+                                                else "generating...")
+        self._generate(reply, self._cancel)
 
     @work(thread=True, exclusive=True, group="reply")
-    def _generate(self, text: str, mood: Sentiment | None, cancel: threading.Event) -> None:
+    def _generate(self, reply, cancel: threading.Event) -> None:
         batch: list[Token] = []
         last, error = 0.0, None
         try:
             with one_blas_thread():
-                for tok in self.session.respond(text, cancel, mood):
+                for tok in reply(cancel):
                     batch.append(tok)
                     if time.monotonic() - last >= FLUSH_S:
                         self.post_message(ReplyTokens(batch))
@@ -225,12 +236,14 @@ class ChatApp(App):
             self.post_message(ReplyDone(error))
 
     def on_reply_tokens(self, message: ReplyTokens) -> None:
+        self._bubble.loading = False
         self._view.append("".join(t.text for t in message.tokens))
         self._streamed += len(message.tokens)
         self.query_one("#speed", Static).update(f"generating... {self._streamed} tokens")
 
     def on_reply_done(self, message: ReplyDone) -> None:
         self.generating = False
+        self._bubble.loading = False
         stats = self.session.last_stats
         if message.error:
             self.notify(message.error, severity="error")
@@ -246,6 +259,8 @@ class ChatApp(App):
             return self.action_help()
         if name == "quit":
             return self.exit()
+        if name == "retry":
+            return self.action_retry()
         try:
             message = self.session.command(line)
         except (SessionError, SettingsError, OSError) as e:
@@ -333,6 +348,25 @@ class ChatApp(App):
         if isinstance(note, str):  # a partial success (e.g. a load whose seq2seq memory starts fresh)
             self.notify(note, severity="warning")
 
+    def action_retry(self) -> None:
+        """Replace the last reply by the next ranked candidate (or a fresh draw)."""
+        if not self._idle("regenerate"):
+            return
+        s, log = self.session, self.query_one(ChatLog)
+        bubbles = log.query(Bubble)
+        if s.last_reply is None or not bubbles or "reply" not in bubbles.last().classes:
+            self.notify("nothing to regenerate: send a message first (chat modes)", severity="warning")
+            return
+        bubbles.last().remove()
+        self._view = StreamText()
+        self._bubble = Bubble(WHO[s.last_reply.mode], self._view, classes="reply")
+        log.mount(self._bubble)
+        self._start(s.regenerate)
+
+    def action_candidates(self) -> None:
+        if not isinstance(self.screen, CandidatesScreen):
+            self.push_screen(CandidatesScreen(self.session.last_reply, self.session.ranker.weights))
+
     def action_tokens(self) -> None:
         if not isinstance(self.screen, TokensScreen):
             self.push_screen(TokensScreen(list(self.session.last_tokens)))
@@ -358,4 +392,8 @@ class ChatApp(App):
         yield SystemCommand("Token probabilities", "The last reply coloured by probability (F3)", self.action_tokens)
         yield SystemCommand("Attention weights", "What the seq2seq model looked at in your words, per reply token "
                             "(F4)", self.action_attention)
+        yield SystemCommand("Candidates", "The last reply's candidates and why the shown one won (F5)",
+                            self.action_candidates)
+        yield SystemCommand("Regenerate", "Replace the last reply by the next candidate (Ctrl+G, /retry)",
+                            self.action_retry)
         yield SystemCommand("Help", "Keys, slash commands and modes (F1)", self.action_help)

@@ -11,7 +11,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 
 from rnnchat.engine.tokens import Token
+from rnnchat.engine.ranking import RankWeights
 from rnnchat.session.commands import COMMAND_HELP
+from rnnchat.session.replies import RankedReply
 from rnnchat.session.store import NAME_RE
 from rnnchat.session.transcript import MODE_TITLES, Mode
 from rnnchat.ui.render import NO_ATTENTION, AttentionGrid, attention_grid
@@ -20,7 +22,8 @@ KEYS = (
     ("Enter", "send the message"), ("Esc", "stop the reply mid-stream"),
     ("Ctrl+R", "reset memory (new conversation)"), ("Ctrl+S", "save the conversation"),
     ("Ctrl+O", "load a conversation"), ("F2", "next mode"), ("F3", "last reply by token probability"),
-    ("F4", "last reply's attention (seq2seq)"),
+    ("F4", "last reply's attention (seq2seq)"), ("F5", "last reply's ranked candidates"),
+    ("Ctrl+G", "regenerate the last reply"),
     ("Tab", "message box / settings"), ("Ctrl+P", "command palette"),
     ("F1 / ?", "this help"), ("Ctrl+Q", "quit"),
 )
@@ -145,6 +148,47 @@ class AttentionScreen(Dialog):
                                                       for x in (0.0, 0.25, 0.5, 0.75, 1.0))))
             yield Static("Each row: where the decoder looked when it chose that token (the row sums to 100).",
                          classes="dim")
+
+
+TERMS = (("responder", "resp"), ("pmi", "pmi"), ("pmi_mean", "pmi/t"), ("backward", "back"), ("unfinished", "cut"),
+         ("repeat", "rep"), ("empty", "empty"))
+
+
+def candidates_table(reply: RankedReply) -> Table:
+    """The ranked candidates, best first: score, its terms (each weighted into the score) and the text."""
+    table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, pad_edge=False)
+    for title in ("", "score", *(t for _, t in TERMS)):
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("reply", overflow="fold")
+    for i, c in enumerate(reply.ranked):
+        mark = "▶" if i == reply.shown else ""
+        table.add_row(mark, f"{c.score:+.2f}", *(f"{v:+.2f}" if (v := c.terms.get(k, 0.0)) else "·" for k, _ in TERMS),
+                      Text(c.text or "(empty)", style="bold" if i == reply.shown else ""))
+    return table
+
+
+class CandidatesScreen(Dialog):
+    """The last reply's candidates with their score terms: why the shown one won."""
+
+    BINDINGS = [Binding("f5", "dismiss", "Close", show=False)]
+
+    def __init__(self, reply: RankedReply | None, weights: RankWeights):
+        super().__init__()
+        self.reply, self.weights = reply, weights
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog", id="candidates"):
+            yield Label("Last reply: the candidates, best first", classes="dialog-title")
+            if self.reply is None or not self.reply.ranked:
+                yield Static("no ranked reply yet: with /candidates 16 (or the side panel) each reply is chosen "
+                             "from 16 candidates", id="no-candidates")
+                return
+            yield Static(candidates_table(self.reply), id="candidates-table")
+            w = self.weights
+            yield Static("score = " + " + ".join(f"{getattr(w, k):g}*{t}" for k, t in TERMS) + "   (resp = "
+                         "log p(reply | chat) per token; pmi = log p(reply | chat) - log p(reply), pmi/t per token; "
+                         "back = log p(your message | reply) per token; cut, rep, empty: -1 when so; ▶ shown; "
+                         "Ctrl+G shows the next)", classes="dim")
 
 
 class SaveScreen(Dialog):

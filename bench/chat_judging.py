@@ -1,0 +1,154 @@
+"""Judged chat quality (issue 14): every system's reply to the team's prompts, a blind sheet, and SSA per system.
+
+    python bench/chat_judging.py replies            # bench/chat_judging/replies.jsonl (fixed seeds, default settings)
+    python bench/chat_judging.py sheet              # sheet.md (labels A-D shuffled per prompt) + key.json
+    # a judge who has not seen key.json writes judgments.tsv: prompt_id <TAB> label <TAB> sensible <TAB> specific
+    python bench/chat_judging.py score              # SSA per system (results.md, results.json)
+
+Prompts (bench/chat_judging/prompts.jsonl): opening messages ({"turns": [message]}) and three-turn scripts
+({"turns": [user, bot, user]}: the first exchange is primed into the memory, the reply to the third is judged).
+Judging follows ../shared/JUDGING.md (Adiwardana et al. 2020): sensible 0/1, specific 0/1 only if sensible,
+SSA = (sensible + specific) / 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rnnchat import paths  # noqa: E402
+from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model  # noqa: E402
+from rnnchat.engine.ranking import Ranker  # noqa: E402
+from rnnchat.sampling import SamplingSettings  # noqa: E402
+from rnnchat.session.session import ChatSession  # noqa: E402
+from rnnchat.session.transcript import Mode  # noqa: E402
+
+HERE = ROOT / "bench" / "chat_judging"
+# name: (mode, candidates, ranking weights that differ from the tuned defaults)
+SYSTEMS = {"seq2seq": (Mode.CHAT, 1, {}), "lm": (Mode.LM, 1, {}), "seq2seq_ranked16": (Mode.CHAT, 16, {}),
+           "lm_ranked16": (Mode.LM, 16, {}), "lm_ranked16_backward": (Mode.LM, 16, {"backward": 0.5})}
+LABELS = "ABCDEFGH"
+
+
+def seed_of(prompt_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(prompt_id.encode()).digest()[:4], "little")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def make_replies(args) -> None:
+    prompts = read_jsonl(args.prompts)
+    engine = Engine(args.lm)
+    chat, note = load_chat_model(args.seq2seq)
+    backward, bnote = load_backward_model(args.backward)
+    if chat is None:
+        raise SystemExit(f"no seq2seq chat model: {note}")
+    ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
+    print(f"backward model: {'yes' if backward else bnote}; weights {ranker.weights}", file=sys.stderr)
+    rankers = {name: dataclasses.replace(ranker, weights=dataclasses.replace(ranker.weights, **w))
+               for name, (_, _, w) in SYSTEMS.items()}
+    out, times = [], {name: [] for name in SYSTEMS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, p in enumerate(prompts):
+            for name, (mode, n, _) in SYSTEMS.items():
+                s = ChatSession(engine, seq2seq=chat, settings=SamplingSettings(seed=seed_of(p["id"])),
+                                directory=Path(tmp), ranker=rankers[name], candidates=n)
+                s.set_mode(mode)
+                turns = p["turns"]
+                for user, bot in zip(turns[:-1:2], turns[1:-1:2]):
+                    s.prime(user, bot)
+                t0 = time.perf_counter()
+                reply = "".join(t.text for t in s.respond(turns[-1])).strip()
+                times[name].append(time.perf_counter() - t0)
+                out.append({"prompt_id": p["id"], "system": name, "reply": reply})
+            print(f"{i + 1}/{len(prompts)}", file=sys.stderr, end="\r")
+    args.out.write_text("".join(json.dumps(r) + "\n" for r in out), encoding="utf-8")
+    print(f"\n{len(out)} replies -> {args.out}; mean seconds per reply: "
+          + ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in times.items()), file=sys.stderr)
+
+
+def make_sheet(args) -> None:
+    prompts = {p["id"]: p for p in read_jsonl(args.prompts)}
+    replies = read_jsonl(args.replies)
+    by_prompt: dict[str, list[dict]] = {}
+    for r in replies:
+        by_prompt.setdefault(r["prompt_id"], []).append(r)
+    rng = random.Random(args.seed)
+    key, lines = {}, ["# Blind judging sheet", "", "For each conversation, judge every reply A-D on its own as the "
+                      "next thing said (../shared/JUDGING.md): sensible 0/1, specific 0/1 (only if sensible).", ""]
+    for pid in sorted(by_prompt):
+        rs = by_prompt[pid][:]
+        rng.shuffle(rs)
+        key[pid] = {LABELS[k]: r["system"] for k, r in enumerate(rs)}
+        turns = prompts[pid]["turns"]
+        lines.append(f"## {pid}")
+        for k, t in enumerate(turns):
+            lines.append(f"{'user' if k % 2 == 0 else 'bot '}: {t}")
+        for k, r in enumerate(rs):
+            lines.append(f"  {LABELS[k]}) {r['reply'] or '(empty reply)'}".replace("\n", " / "))
+        lines.append("")
+    (HERE / "sheet.md").write_text("\n".join(lines), encoding="utf-8")
+    (HERE / "key.json").write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
+    print(f"sheet.md: {len(by_prompt)} prompts; key.json written (do not show it to the judge)", file=sys.stderr)
+
+
+def score(args) -> None:
+    key = json.loads((HERE / "key.json").read_text())
+    totals: dict[str, list[tuple[int, int]]] = {}
+    for line in args.judgments.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        pid, label, sens, spec = line.split("\t")
+        sens, spec = int(sens), int(spec)
+        totals.setdefault(key[pid][label], []).append((sens, spec * sens))
+    rows = []
+    for name in SYSTEMS:
+        js = totals.get(name, [])
+        n = len(js)
+        s_ = sum(a for a, _ in js) / n if n else float("nan")
+        p_ = sum(b for _, b in js) / n if n else float("nan")
+        rows.append({"system": name, "n": n, "sensible": s_, "specific": p_, "ssa": (s_ + p_) / 2})
+    table = ["| system | n | sensible | specific | SSA |", "| --- | ---: | ---: | ---: | ---: |"]
+    table += [f"| {r['system']} | {r['n']} | {r['sensible']:.1%} | {r['specific']:.1%} | **{r['ssa']:.1%}** |"
+              for r in rows]
+    (HERE / "results.md").write_text("\n".join(table) + "\n", encoding="utf-8")
+    (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    print("\n".join(table))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("replies")
+    r.add_argument("--prompts", type=Path, default=HERE / "prompts.jsonl")
+    r.add_argument("--out", type=Path, default=HERE / "replies.jsonl")
+    r.add_argument("--lm", type=Path, default=paths.lm_checkpoint())
+    r.add_argument("--seq2seq", type=Path, default=None)
+    r.add_argument("--backward", type=Path, default=None)
+    r.set_defaults(func=make_replies)
+    s = sub.add_parser("sheet")
+    s.add_argument("--prompts", type=Path, default=HERE / "prompts.jsonl")
+    s.add_argument("--replies", type=Path, default=HERE / "replies.jsonl")
+    s.add_argument("--seed", type=int, default=2026)
+    s.set_defaults(func=make_sheet)
+    c = sub.add_parser("score")
+    c.add_argument("--judgments", type=Path, default=HERE / "judgments.tsv")
+    c.set_defaults(func=score)
+    args = ap.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

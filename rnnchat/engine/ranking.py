@@ -1,0 +1,171 @@
+"""Replies chosen from N candidates: sampled together in one batch, then ranked by how well they listen.
+
+A candidate's score is a weighted sum of terms (the same scorers `rnnchat eval chat` measures and tunes):
+
+* `responder`  log p(reply | conversation) per token, under the model that wrote it (the LM or the seq2seq
+               chat model);
+* `pmi`, `pmi_mean`  log p(reply | conversation) - log p_LM(reply | a fresh state), summed and per token:
+               replies that fit anything lose (MMI-antiLM, Li et al. 2016, "A Diversity-Promoting Objective
+               Function for Neural Conversation Models");
+* `backward`   log p(user's message | reply) per token of the message, under the backward seq2seq model
+               (MMI-bidi, same paper): replies from which the message can be told back win;
+* penalties    a reply cut at max tokens, one that repeats the user or the bot's recent replies, an empty one.
+
+`rank` sorts candidates best first and fills each one's `terms` and `score`, so a UI can show why one won.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from rnnchat.engine.batch import decode_rows
+from rnnchat.engine.conversation import Conversation
+from rnnchat.engine.tokens import Token
+from rnnchat.models.lm import LMDecoder
+from rnnchat.models.scoring import lm_reply_logprobs, seq2seq_reply_logprobs
+from rnnchat.models.seq2seq import Seq2Seq
+from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, StopWatch, skip_ids
+from rnnchat.text import Vocab, source_ids, tokenize, turn_ids
+
+MAX_CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class RankWeights:
+    # the combined scorer's weights tuned on chitchat val by `rnnchat eval chat --tune` (hits@1 of 20)
+    responder: float = 0.25
+    pmi: float = 1.0
+    pmi_mean: float = 1.0
+    backward: float = 0.0
+    unfinished: float = 2.0   # subtracted from a reply cut before its end
+    repeat: float = 3.0       # subtracted from a reply that repeats the user or a recent reply of the bot
+    empty: float = 20.0       # subtracted from an empty reply
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RankWeights":
+        names = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or set(d) - names:
+            raise SettingsError(f"ranking weights are an object with keys among {sorted(names)}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in d.values()):
+            raise SettingsError("ranking weights must be finite numbers")
+        return cls(**{k: float(v) for k, v in d.items()})
+
+
+@dataclass
+class Candidate:
+    """One sampled reply: its tokens as a UI shows them, the ids in the responder's vocabulary (without the
+    closing <eot>), whether it ended on <eot>, and its log-probability under the responder."""
+
+    tokens: list[Token]
+    ids: list[int]
+    finished: bool
+    logprob: float
+    terms: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return "".join(t.text for t in self.tokens).strip("\n")
+
+
+def check_candidates(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CANDIDATES:
+        raise SettingsError(f"candidates must be an integer in [1, {MAX_CANDIDATES}] (1 = one streamed sample)")
+    return n
+
+
+def row_seeds(seed: int | None, n: int) -> list[int | None]:
+    """Each candidate's own seed: reproducible from the reply's seed, independent of N's other rows."""
+    if seed is None:
+        return [None] * n
+    return [int(s) for s in np.random.SeedSequence([seed, 7]).generate_state(n)]
+
+
+def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> list[Candidate]:
+    """N replies sampled together from the conversation's current state (the user's turn already fed).
+
+    The conversation itself is not changed: `Conversation.feed_ids` of the chosen one's ids (and <eot> when it
+    finished) leaves the memory exactly as if that reply had been streamed.
+    """
+    vocab = conv.vocab
+    banned = skip_ids(settings, vocab)
+    rows = [RowSampler(settings, banned, np.random.default_rng(s)) for s in row_seeds(settings.seed, n)]
+    recent = conv.history[-settings.repeat_last_n:] if settings.repeat_last_n else []
+    for row in rows:
+        row.observe(recent)
+    logits = np.repeat(conv.logits, n, axis=0)
+    state = [(np.repeat(h, n, axis=0), np.repeat(c, n, axis=0)) for h, c in conv.state]
+    out = []
+    for d in decode_rows(conv.decoder, vocab, logits, state, rows, [settings] * n, with_logprobs=True):
+        ids = d.ids[:-1] if d.finished else d.ids
+        out.append(Candidate(_lm_tokens(vocab, d.ids, d.probs), ids, d.finished, d.logprob))
+    return out
+
+
+def _lm_tokens(vocab: Vocab, ids: list[int], probs: list[float]) -> list[Token]:
+    watch = StopWatch((), vocab.itos)
+    return [Token(tid, vocab.itos[tid], watch.push(tid), p) for tid, p in zip(ids, probs)]
+
+
+def _norm(text: str) -> tuple[str, ...]:
+    return tuple(t for t in tokenize(text) if re.search(r"\w", t))
+
+
+def repeats(reply: str, others: list[str]) -> bool:
+    """The reply says (nearly) what one of `others` said: the same words, or >= 80% of its words in one."""
+    words = _norm(reply)
+    if not words:
+        return False
+    for other in others:
+        theirs = _norm(other)
+        if not theirs:
+            continue
+        if words == theirs or (len(words) >= 3 and sum(w in set(theirs) for w in words) >= 0.8 * len(words)
+                               and abs(len(words) - len(theirs)) <= 2):
+            return True
+    return False
+
+
+@dataclass
+class Ranker:
+    """Scores candidates; the LM (anti-LM term) and the backward model are optional (their terms are 0)."""
+
+    lm: LMDecoder | None = None
+    lm_vocab: Vocab | None = None
+    backward: Seq2Seq | None = None
+    backward_vocab: Vocab | None = None
+    backward_max_src: int = 40
+    weights: RankWeights = field(default_factory=RankWeights)
+
+    def rank(self, candidates: list[Candidate], user_text: str, recent_replies: list[str]) -> list[Candidate]:
+        """Fill every candidate's terms and score; return them best first (ties: sampling order)."""
+        w, n = self.weights, len(candidates)
+        texts = [c.text for c in candidates]
+        lengths = np.array([len(c.ids) + c.finished for c in candidates], np.float64).clip(min=1)
+        fresh = np.array([c.logprob for c in candidates])  # without the LM: no anti-LM part (PMI = 0)
+        if self.lm is not None and (w.pmi or w.pmi_mean):
+            lm_ids = [turn_ids(_messages(t), self.lm_vocab) for t in texts]
+            fresh = lm_reply_logprobs(self.lm, self.lm_vocab, [], lm_ids)
+        back = np.zeros(n)
+        message = turn_ids(_messages(user_text), self.backward_vocab) if self.backward is not None else []
+        if self.backward is not None and w.backward and message:
+            v = self.backward_vocab
+            srcs = [source_ids(turn_ids(_messages(t), v), v, self.backward_max_src) for t in texts]
+            target = message[: self.backward_max_src - 1]
+            back = seq2seq_reply_logprobs(self.backward, v, srcs, [target] * n) / (len(target) + 1)
+        for i, c in enumerate(candidates):
+            pmi = c.logprob - float(fresh[i])
+            c.terms = {"responder": c.logprob / lengths[i], "pmi": pmi, "pmi_mean": pmi / lengths[i],
+                       "backward": float(back[i]),
+                       "unfinished": -float(not c.finished),
+                       "repeat": -float(repeats(texts[i], [user_text, *recent_replies])),
+                       "empty": -float(not _norm(texts[i]))}
+            c.score = sum(getattr(w, k) * v for k, v in c.terms.items())
+        return [candidates[i] for i in sorted(range(n), key=lambda i: -candidates[i].score)]
+
+
+def _messages(text: str) -> list[str]:
+    return [m for m in text.split("\n") if m.strip()] or [""]

@@ -1,0 +1,92 @@
+"""Reply ranking (issue 14): candidates sampled together, scored by the responder, the anti-LM and the backward
+model, penalties for unfinished replies and repeats; the chosen reply's memory is exact."""
+
+import numpy as np
+import pytest
+
+from rnnchat.engine.engine import Engine
+from rnnchat.engine.ranking import Candidate, Ranker, RankWeights, lm_candidates, repeats
+from rnnchat.engine.tokens import Token
+from rnnchat.models.scoring import lm_reply_logprobs
+from rnnchat.sampling import SamplingSettings, SettingsError, StopWatch
+from rnnchat.text import turn_ids
+
+RESPONDER_ONLY = RankWeights(responder=1, pmi=0, pmi_mean=0, backward=0)
+S = SamplingSettings(seed=5, max_tokens=8, temperature=1.0, top_k=0, top_p=1.0, repeat_penalty=1.0)
+
+
+@pytest.fixture(scope="module")
+def engine(small_lm_path):
+    return Engine(small_lm_path)
+
+
+def cand(vocab, text, finished=True, logprob=-5.0):
+    ids = turn_ids([text], vocab)
+    watch = StopWatch((), vocab.itos)
+    return Candidate([Token(i, vocab.itos[i], watch.push(i), 0.5) for i in ids], ids, finished, logprob)
+
+
+def test_candidates_are_the_rows_a_conversation_would_sample_and_score_under_the_model(engine):
+    conv = engine.conversation()
+    conv.feed("hello there , how are you ?", end_turn=True)
+    history = list(conv.history)
+    cands = lm_candidates(conv, S, 6)
+    assert conv.history == history  # sampling candidates does not touch the memory
+    assert len(cands) == 6 and len({tuple(c.ids) for c in cands}) > 1
+    for c in cands:
+        assert len(c.tokens) == len(c.ids) + c.finished and len(c.ids) <= S.max_tokens
+        if c.finished:
+            assert c.tokens[-1].token == "<eot>"
+    # the sampled rows carry their log-probability under the model: the teacher-forced score of the same ids
+    vocab = engine.vocab
+    done = [c for c in cands if c.finished and c.ids]
+    want = lm_reply_logprobs(engine.decoder, vocab, history, [c.ids for c in done])
+    np.testing.assert_allclose([c.logprob for c in done], want, rtol=1e-4, atol=1e-3)
+
+
+def test_same_seed_same_candidates_and_n_independent_rows(engine):
+    def draw(n):
+        conv = engine.conversation()
+        conv.feed("i like the movie", end_turn=True)
+        return [c.ids for c in lm_candidates(conv, S, n)]
+    assert draw(4) == draw(4)
+    assert draw(8)[:4] == draw(4)  # a row's draws do not depend on how many rows were made
+
+
+def test_a_candidate_that_repeats_the_user_loses(engine):
+    v = engine.vocab
+    echo, other = cand(v, "i like the movie", logprob=-1.0), cand(v, "what do you think", logprob=-4.0)
+    ranked = Ranker(weights=RESPONDER_ONLY).rank([echo, other], "I like the movie!", [])
+    assert ranked[0] is other and echo.terms["repeat"] == -1.0 and other.terms["repeat"] == 0.0
+    # and the bot's own recent reply
+    again = cand(v, "what do you think", logprob=-1.0)
+    fresh = cand(v, "i love the dog", logprob=-4.0)
+    assert Ranker(weights=RESPONDER_ONLY).rank(
+        [again, fresh], "hello", ["What do you think?"])[0] is fresh
+
+
+def test_an_unfinished_or_empty_candidate_loses(engine):
+    v = engine.vocab
+    cut, whole, empty = cand(v, "i think", finished=False, logprob=-1), cand(v, "i think so", logprob=-6), \
+        Candidate([], [], True, 0.0)
+    ranked = Ranker(weights=RESPONDER_ONLY).rank([cut, empty, whole], "hi", [])
+    assert ranked[0] is whole and ranked[-1] is empty and cut.terms["unfinished"] == -1.0
+
+
+def test_pmi_prefers_a_reply_the_lm_does_not_say_to_everyone(engine):
+    v = engine.vocab
+    a, b = cand(v, "hello", logprob=-3.0), cand(v, "cat dog food", logprob=-3.0)
+    ranker = Ranker(engine.decoder, v, weights=RankWeights(responder=0, pmi=1, pmi_mean=0, backward=0))
+    ranked = ranker.rank([a, b], "hi", [])
+    fresh = lm_reply_logprobs(engine.decoder, v, [], [a.ids, b.ids])  # log p(reply) from a fresh state
+    assert a.terms["pmi"] == pytest.approx(-3.0 - fresh[0]) and b.terms["pmi"] == pytest.approx(-3.0 - fresh[1])
+    assert a.terms["pmi_mean"] == pytest.approx(a.terms["pmi"] / (len(a.ids) + 1))
+    assert ranked[0] is (a if fresh[0] < fresh[1] else b)  # the same responder score: the less generic wins
+
+
+def test_repeats_and_weights_validation():
+    assert repeats("I like the movie.", ["i like the movie"]) and not repeats("hello", ["goodbye"])
+    assert not repeats("", ["anything"])
+    assert RankWeights.from_dict({"pmi": 0.25}).pmi == 0.25
+    with pytest.raises(SettingsError):
+        RankWeights.from_dict({"nope": 1})

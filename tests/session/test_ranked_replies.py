@@ -1,0 +1,87 @@
+"""Ranked replies in a session (issue 14): N = 1 is the plain stream, N > 1 shows the best candidate at once, and
+regenerate replaces the reply with the memory holding exactly the one shown."""
+
+import numpy as np
+import pytest
+
+from rnnchat.session.store import SessionError
+from rnnchat.session.transcript import Mode, to_json
+
+
+def reply(session, text):
+    return list(session.respond(text))
+
+
+def test_one_candidate_is_the_plain_stream(make_session):
+    a, b = make_session(), make_session()
+    a.set_mode(Mode.LM)
+    b.set_mode(Mode.LM)
+    b.set_candidates(1)
+    assert [t.id for t in reply(a, "hello there")] == [t.id for t in reply(b, "hello there")]
+    assert a.last_reply is not None and a.last_reply.ranked == []  # a fresh draw is what regenerate makes
+
+
+@pytest.mark.parametrize("mode", [Mode.LM, Mode.CHAT])
+def test_the_shown_reply_is_the_best_ranked_candidate_and_the_memory_holds_it(make_session, engine, mode):
+    s = make_session(seq2seq=True)
+    s.set_mode(mode)
+    s.set_candidates(6)
+    toks = reply(s, "i love the dog")
+    ranked = s.last_reply.ranked
+    assert len(ranked) == 6 and [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
+    assert [t.id for t in toks] == [t.id for t in ranked[0].tokens] and s.last_tokens == toks
+    assert to_json(s.transcript)[-1]["text"] == "".join(t.text for t in toks)
+    if mode is Mode.LM:
+        fed = engine.conversation()
+        fed.feed_ids(s.conv.history)  # the same tokens fed one way from the start: the same memory
+        np.testing.assert_allclose(s.conv.logits, fed.logits, rtol=1e-4, atol=1e-5)
+    else:
+        assert s.chat_state.transcript[-1] == {"user": "i love the dog", "reply": ranked[0].text}
+
+
+@pytest.mark.parametrize("mode", [Mode.LM, Mode.CHAT])
+def test_regenerate_shows_the_next_candidate_then_fresh_draws_and_forgets_the_replaced(make_session, mode):
+    s = make_session(seq2seq=True)
+    s.set_mode(mode)
+    s.set_candidates(3)
+    reply(s, "hello")
+    reply(s, "i like the movie")
+    before = s.last_reply
+    history = list(before.conv.history)  # (LM) the memory after the user's turn
+    chat_before = before.chat_state.copy()
+    seen = [[t.id for t in s.last_tokens]]
+    for k in range(1, 3):
+        toks = list(s.regenerate())
+        assert [t.id for t in toks] == [t.id for t in before.ranked[k].tokens]
+        seen.append([t.id for t in toks])
+        assert [t.role for t in s.transcript] == ["user", "assistant"] * 2  # replaced, not added
+        assert s.transcript[-1].text == "".join(t.text for t in toks)
+        if mode is Mode.LM:
+            assert s.conv.history == history + [t.id for t in toks]
+        else:
+            assert s.chat_state.transcript[:-1] == chat_before.transcript
+            assert s.chat_state.transcript[-1]["reply"] == before.ranked[k].text
+    fresh = list(s.regenerate())  # every candidate was shown: a fresh ranked draw
+    assert s.last_reply is not before and s.last_reply.draws == 1 and len(s.last_reply.ranked) == 3
+    assert [t.id for t in fresh] == [t.id for t in s.last_reply.ranked[0].tokens]
+
+
+def test_regenerate_needs_a_reply_and_reset_forgets_it(make_session):
+    s = make_session()
+    s.set_mode(Mode.LM)
+    with pytest.raises(SessionError, match="nothing to regenerate"):
+        list(s.regenerate())
+    reply(s, "hello")
+    s.reset()
+    with pytest.raises(SessionError, match="nothing to regenerate"):
+        list(s.regenerate())
+
+
+def test_candidates_setting_and_command(make_session):
+    s = make_session()
+    assert "candidates 1" in s.command("/candidates")
+    assert "candidates 16" in s.command("/candidates 16") and s.candidates == 16
+    from rnnchat.sampling import SettingsError
+    for bad in ("0", "65", "x"):
+        with pytest.raises(SettingsError):
+            s.command(f"/candidates {bad}")
