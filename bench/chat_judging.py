@@ -34,9 +34,18 @@ from rnnchat.session.session import ChatSession  # noqa: E402
 from rnnchat.session.transcript import Mode  # noqa: E402
 
 HERE = ROOT / "bench" / "chat_judging"
-# name: (mode, candidates, ranking weights that differ from the tuned defaults)
+# name: (mode, candidates, ranking weights that differ from the defaults); --systems FILE.json replaces them
 SYSTEMS = {"seq2seq": (Mode.CHAT, 1, {}), "lm": (Mode.LM, 1, {}), "seq2seq_ranked16": (Mode.CHAT, 16, {}),
            "lm_ranked16": (Mode.LM, 16, {}), "lm_ranked16_backward": (Mode.LM, 16, {"backward": 0.5})}
+
+
+def load_systems(path: Path | None) -> dict:
+    """{"name": {"mode": "lm", "candidates": 16, "weights": {...}, "settings": {...}}, ...} from a JSON file."""
+    if path is None:
+        return {k: (m, n, w, {}) for k, (m, n, w) in SYSTEMS.items()}
+    spec = json.loads(path.read_text())
+    return {k: (Mode(v["mode"]), v.get("candidates", 1), v.get("weights", {}), v.get("settings", {}))
+            for k, v in spec.items()}
 LABELS = "ABCDEFGH"
 
 
@@ -57,13 +66,14 @@ def make_replies(args) -> None:
         raise SystemExit(f"no seq2seq chat model: {note}")
     ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
     print(f"backward model: {'yes' if backward else bnote}; weights {ranker.weights}", file=sys.stderr)
+    systems = load_systems(args.systems)
     rankers = {name: dataclasses.replace(ranker, weights=dataclasses.replace(ranker.weights, **w))
-               for name, (_, _, w) in SYSTEMS.items()}
-    out, times = [], {name: [] for name in SYSTEMS}
+               for name, (_, _, w, _) in systems.items()}
+    out, times = [], {name: [] for name in systems}
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
-            for name, (mode, n, _) in SYSTEMS.items():
-                s = ChatSession(engine, seq2seq=chat, settings=SamplingSettings(seed=seed_of(p["id"])),
+            for name, (mode, n, _, settings) in systems.items():
+                s = ChatSession(engine, seq2seq=chat, settings=SamplingSettings(seed=seed_of(p["id"]), **settings),
                                 directory=Path(tmp), ranker=rankers[name], candidates=n)
                 s.set_mode(mode)
                 turns = p["turns"]
@@ -86,8 +96,9 @@ def make_sheet(args) -> None:
     for r in replies:
         by_prompt.setdefault(r["prompt_id"], []).append(r)
     rng = random.Random(args.seed)
-    key, lines = {}, ["# Blind judging sheet", "", "For each conversation, judge every reply A-D on its own as the "
-                      "next thing said (../shared/JUDGING.md): sensible 0/1, specific 0/1 (only if sensible).", ""]
+    last = LABELS[max(len(v) for v in by_prompt.values()) - 1]
+    key, lines = {}, ["# Blind judging sheet", "", f"For each conversation, judge every reply A-{last} on its own as "
+                      "the next thing said (../shared/JUDGING.md): sensible 0/1, specific 0/1 (only if sensible).", ""]
     for pid in sorted(by_prompt):
         rs = by_prompt[pid][:]
         rng.shuffle(rs)
@@ -99,13 +110,13 @@ def make_sheet(args) -> None:
         for k, r in enumerate(rs):
             lines.append(f"  {LABELS[k]}) {r['reply'] or '(empty reply)'}".replace("\n", " / "))
         lines.append("")
-    (HERE / "sheet.md").write_text("\n".join(lines), encoding="utf-8")
-    (HERE / "key.json").write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
+    args.sheet.write_text("\n".join(lines), encoding="utf-8")
+    args.key.write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
     print(f"sheet.md: {len(by_prompt)} prompts; key.json written (do not show it to the judge)", file=sys.stderr)
 
 
 def score(args) -> None:
-    key = json.loads((HERE / "key.json").read_text())
+    key = json.loads(args.key.read_text())
     totals: dict[str, list[tuple[int, int]]] = {}
     for line in args.judgments.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
@@ -114,7 +125,7 @@ def score(args) -> None:
         sens, spec = int(sens), int(spec)
         totals.setdefault(key[pid][label], []).append((sens, spec * sens))
     rows = []
-    for name in SYSTEMS:
+    for name in sorted(totals):
         js = totals.get(name, [])
         n = len(js)
         s_ = sum(a for a, _ in js) / n if n else float("nan")
@@ -123,8 +134,8 @@ def score(args) -> None:
     table = ["| system | n | sensible | specific | SSA |", "| --- | ---: | ---: | ---: | ---: |"]
     table += [f"| {r['system']} | {r['n']} | {r['sensible']:.1%} | {r['specific']:.1%} | **{r['ssa']:.1%}** |"
               for r in rows]
-    (HERE / "results.md").write_text("\n".join(table) + "\n", encoding="utf-8")
-    (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    args.results.with_suffix(".md").write_text("\n".join(table) + "\n", encoding="utf-8")
+    args.results.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print("\n".join(table))
 
 
@@ -137,14 +148,19 @@ def main() -> None:
     r.add_argument("--lm", type=Path, default=paths.lm_checkpoint())
     r.add_argument("--seq2seq", type=Path, default=None)
     r.add_argument("--backward", type=Path, default=None)
+    r.add_argument("--systems", type=Path, default=None, help="JSON of the systems to compare (default: SYSTEMS)")
     r.set_defaults(func=make_replies)
     s = sub.add_parser("sheet")
     s.add_argument("--prompts", type=Path, default=HERE / "prompts.jsonl")
     s.add_argument("--replies", type=Path, default=HERE / "replies.jsonl")
     s.add_argument("--seed", type=int, default=2026)
+    s.add_argument("--sheet", type=Path, default=HERE / "sheet.md")
+    s.add_argument("--key", type=Path, default=HERE / "key.json")
     s.set_defaults(func=make_sheet)
     c = sub.add_parser("score")
     c.add_argument("--judgments", type=Path, default=HERE / "judgments.tsv")
+    c.add_argument("--key", type=Path, default=HERE / "key.json")
+    c.add_argument("--results", type=Path, default=HERE / "results.md")
     c.set_defaults(func=score)
     args = ap.parse_args()
     args.func(args)

@@ -73,12 +73,12 @@ def sentiment_for(path: Path | None, vocab) -> tuple[object, str]:
     return LiveSentiment(model, vocab), "random weights (embed 128, hidden 256)"
 
 
-def paints(widget_type) -> list[tuple[float, object]]:
-    """Record (time, widget) of every paint of widgets of this type."""
+def paints(widget_type) -> list[tuple[float, object, str]]:
+    """Record (time, widget, its text then) of every paint of widgets of this type."""
     log, real = [], widget_type.render_lines
 
     def render_lines(self, crop):
-        log.append((time.perf_counter(), self))
+        log.append((time.perf_counter(), self, getattr(self, "text", "")))
         return real(self, crop)
     widget_type.render_lines = render_lines
     return log
@@ -103,12 +103,12 @@ async def measure(session: ChatSession, replies: int, indicator_paints: list, te
             n = len(text_paints)
             t0 = time.perf_counter()
             await pilot.press("enter")
-            while not any(w.text for _, w in text_paints[n:]):
-                if not app.generating and session.last_stats.tokens == 0:
+            while not any(w is app._view and text for _, w, text in text_paints[n:]):  # the new reply painted
+                if not app.generating and not "".join(t.text for t in session.last_tokens):
                     break  # an empty reply (<eot> first): nothing to paint
                 await asyncio.sleep(0)
             else:
-                firsts.append(next(t for t, w in text_paints[n:] if w.text) - t0)
+                firsts.append(next(t for t, w, text in text_paints[n:] if w is app._view and text) - t0)
             await app.workers.wait_for_complete()
             await pilot.pause()
     ms = lambda xs: {"median_ms": round(1e3 * statistics.median(xs), 2), "p95_ms": round(1e3 * sorted(xs)[

@@ -95,11 +95,12 @@ def make_session(engine, seq2seq_chat, data_dir):
     """A factory of sessions on the small LM (and with seq2seq=True the small seq2seq chat model, in chat mode),
     seeded, with the fake sentiment (or none) and a fake clock."""
     from rnnchat.session.session import ChatSession
+    from rnnchat.session.transcript import Mode
 
     def make(sentiment=True, seq2seq=False, **settings):
         ticks = iter(range(10**9))
         base = SamplingSettings(seed=3, max_tokens=12, temperature=1.0)
         return ChatSession(engine, FakeSentiment() if sentiment else None, settings=base.with_(**settings),
-                           seq2seq=seq2seq_chat if seq2seq else None,
+                           seq2seq=seq2seq_chat if seq2seq else None, mode=Mode.CHAT if seq2seq else Mode.LM,
                            clock=lambda: next(ticks) * 0.25)
     return make

@@ -233,7 +233,7 @@ def add_ui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq2seq", type=Path, default=None,
                    help="seq2seq chat checkpoint (default: checkpoints/seq2seq_chat.npz; missing = no chat mode)")
     p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
-    p.add_argument("--candidates", type=int, default=1, metavar="N",
+    p.add_argument("--candidates", type=int, default=16, metavar="N",
                    help="make N replies per message and show the best ranked one (1 = one sample, streamed)")
     p.add_argument("--backward", type=Path, default=None,
                    help="backward scorer for the ranking (default: checkpoints/seq2seq_chat_backward.npz)")

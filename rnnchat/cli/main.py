@@ -51,9 +51,9 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("eval", "lm"): Command("language-model perplexity", f"{_F}:add_eval_lm_arguments", f"{_C}:cmd_eval_lm"),
     ("eval", "seq2seq"): Command("exact match (addition, dates) or chat perplexity/distinct-n",
                                  "rnnchat.train.seq2seq:add_eval_arguments", f"{_C}:cmd_eval_seq2seq"),
-    ("eval", "chat"): Command("rank the true next turn among 20 (hits@1) with the LM, chat and backward models",
-                              "rnnchat.train.chat_eval:add_eval_arguments",
-                              "rnnchat.train.chat_eval:run_eval_command"),
+    ("eval", "chat"): Command("rank the true next turn among 20 (hits@1) with the LM, chat and backward models; "
+                              "metrics of a session's sampled replies",
+                              "rnnchat.cli.chat_eval:add_arguments", "rnnchat.cli.chat_eval:run"),
     ("eval", "sentiment"): Command("accuracy and macro-F1 per domain, optionally against VADER",
                                    "rnnchat.train.sentiment_eval:add_eval_arguments", f"{_C}:cmd_eval_sentiment"),
 }

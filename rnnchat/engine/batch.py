@@ -83,11 +83,13 @@ class Decoded:
 
 
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
-                settings: list[SamplingSettings], with_logprobs: bool = False) -> list[Decoded]:
+                settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None
+                ) -> list[Decoded]:
     """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
 
     Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch.
     with_logprobs: also sum each row's log-probabilities under the model (what reply ranking scores).
+    enough: stop once this many rows have finished on <eot>; the rows still running end there, unfinished.
     """
     B = len(rows)
     out_ids: list[list[int]] = [[] for _ in range(B)]
@@ -100,9 +102,9 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     logits, state = logits[active], [(h[active], c[active]) for h, c in state]
     while active.size:
         if with_logprobs:  # log-softmax of the model's logits, before sampling changes them
-            z = logits.astype(np.float64)
+            z = logits.copy()  # in the logits' precision; sums in float64
             top = z.max(axis=1, keepdims=True)
-            logz = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+            logz = np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
         ids, probs = sample_rows(logits, [rows[j] for j in active])
         if with_logprobs:
             logprob[active] += z[np.arange(len(ids)), ids] - logz
@@ -115,7 +117,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             finished[j] = tid == vocab.eot_id
             if watches[j].hit:
                 keep[k] = False
-        if not keep.any():
+        if not keep.any() or (enough is not None and sum(finished) >= enough):
             break
         if not keep.all():  # rows that finished drop out of the batch
             ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]

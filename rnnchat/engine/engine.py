@@ -68,4 +68,7 @@ def load_backward_model(path: Path | str | None = None) -> tuple[tuple[Seq2Seq, 
         return None, str(e)
     if header.get("task") != "chat_backward":
         return None, f"{path}: not a backward chat model (task {header.get('task')!r})"
-    return (model, vocab, int(header["decoding"].get("max_src", 40))), ""
+    max_src = header["decoding"].get("max_src", 40)
+    if isinstance(max_src, bool) or not isinstance(max_src, int) or max_src < 1:
+        return None, f"{path}: decoding.max_src must be a positive integer, not {max_src!r}"
+    return (model, vocab, max_src), ""

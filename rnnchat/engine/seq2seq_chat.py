@@ -112,12 +112,7 @@ class Seq2SeqChat:
         if beam < 0:
             raise ValueError(f"beam width must be >= 0 (0 = sample), got {beam}")
         vocab, dec = self.vocab, self.decoder
-        # the settings' skip words were checked against the LM's vocabulary (the session's); a word this model's
-        # vocabulary does not hold cannot be said, so it is not an error here
-        banned = skip_ids(settings, vocab, strict=False)
-        src = self.source(user_text)
-        source = tuple(vocab.ids_to_tokens(src))
-        enc = dec.encode([src], None if state.h is None else (state.h, state.c))
+        banned, src, source, enc = self._turn(state, user_text, settings)
         eot = vocab.eot_id
         if beam:
             steps = self._beam_steps(enc, beam, settings.max_tokens, banned, cancel)
@@ -149,10 +144,7 @@ class Seq2SeqChat:
     def candidates(self, state: ChatState, user_text: str, settings, n: int) -> tuple[list[Candidate], EncodedSource]:
         """N replies to `user_text` sampled together (state unchanged; `commit` the chosen one)."""
         vocab, dec = self.vocab, self.decoder
-        banned = skip_ids(settings, vocab, strict=False)
-        src = self.source(user_text)
-        source = tuple(vocab.ids_to_tokens(src))
-        enc = dec.encode([src], None if state.h is None else (state.h, state.c))
+        banned, _, source, enc = self._turn(state, user_text, settings)
         eot = vocab.eot_id
         hyps = dec.sample(enc.rows(np.zeros(n, np.int64)), eot, eot, settings, banned, itos=vocab.itos,
                           seeds=row_seeds(settings.seed, n))
@@ -168,21 +160,31 @@ class Seq2SeqChat:
     def commit(self, state: ChatState, user_text: str, enc: EncodedSource, chosen: Candidate) -> None:
         """Leave in `state` the memory after `chosen` (as if it had been streamed): the decoder state after
         <eot> and the reply's tokens, and the exchange in the transcript."""
-        st = enc.state
-        for tid in [self.vocab.eot_id, *chosen.ids]:
-            _, st, _ = self.decoder.step(np.array([tid]), st, enc)
-        state.h, state.c = (np.array(x) for x in st)
-        state.transcript.append({"user": user_text, "reply": chosen.text})
+        self._remember(state, enc, chosen.ids, user_text, chosen.text)
 
     def prime(self, state: ChatState, user_text: str, reply_text: str) -> None:
         """Add an exchange that was not made by this model (teacher-forced) to the memory in `state`."""
         enc = self.decoder.encode([self.source(user_text)], None if state.h is None else (state.h, state.c))
         reply = turn_ids([m for m in reply_text.split("\n") if m.strip()] or [""], self.vocab)  # as generated
+        self._remember(state, enc, reply, user_text, reply_text)
+
+    def _turn(self, state: ChatState, user_text: str, settings) -> tuple[np.ndarray, list[int], tuple[str, ...],
+                                                                          EncodedSource]:
+        """(banned ids, source ids, source tokens, the turn encoded from the memory) for a reply to user_text."""
+        # the settings' skip words were checked against the LM's vocabulary (the session's); a word this model's
+        # vocabulary does not hold cannot be said, so it is not an error here
+        banned = skip_ids(settings, self.vocab, strict=False)
+        src = self.source(user_text)
+        enc = self.decoder.encode([src], None if state.h is None else (state.h, state.c))
+        return banned, src, tuple(self.vocab.ids_to_tokens(src)), enc
+
+    def _remember(self, state: ChatState, enc: EncodedSource, reply: list[int], user_text: str, text: str) -> None:
+        """The memory after a reply: the decoder state after <eot> and the reply's ids, and the exchange."""
         st = enc.state
         for tid in [self.vocab.eot_id, *reply]:
             _, st, _ = self.decoder.step(np.array([tid]), st, enc)
         state.h, state.c = (np.array(x) for x in st)
-        state.transcript.append({"user": user_text, "reply": reply_text})
+        state.transcript.append({"user": user_text, "reply": text})
 
     def _beam_steps(self, enc: EncodedSource, width: int, max_len: int, banned: np.ndarray,
                     cancel: threading.Event | None) -> Iterator[StepOut]:

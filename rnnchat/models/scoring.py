@@ -38,11 +38,13 @@ def token_counts(replies: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def _target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """logits (R, V), targets (R,) -> log softmax(logits)[r, targets[r]] (R,), in float64."""
-    z = logits.astype(np.float64)
-    top = z.max(axis=1)
-    lse = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-    return z[np.arange(len(targets)), targets] - lse
+    """logits (R, V), targets (R,) -> log softmax(logits)[r, targets[r]] (R,) as float64, computed in the
+    logits' own precision (float32 for the shipped models: half the cost of a float64 pass over R x V)."""
+    top = logits.max(axis=1, keepdims=True)
+    z = logits - top
+    lse = np.log(np.exp(z, out=z).sum(axis=1, dtype=np.float64))
+    picked = (logits[np.arange(len(targets)), targets] - top[:, 0]).astype(np.float64)
+    return picked - lse
 
 
 # -- language model ----------------------------------------------------------------------------------------

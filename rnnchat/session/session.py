@@ -29,6 +29,10 @@ from rnnchat.session.transcript import Mode, Turn
 from rnnchat.text import EOM, EOT, Detokenizer, tokenize
 
 MAX_BEAM = 16
+# What a user gets by default: the system with the higher judged SSA on the team's prompts
+# (bench/chat_judging/round2: LM chat, best of 16 ranked, 16.8%; seq2seq chat, one sample, 3.7%).
+DEFAULT_MODE = Mode.LM
+DEFAULT_CANDIDATES = 16
 
 
 class SentimentLike(Protocol):
@@ -55,7 +59,7 @@ class ChatSession:
     def __init__(self, engine: Engine, sentiment: SentimentLike | None = None, *, sentiment_note: str = "",
                  seq2seq: Seq2SeqChat | None = None, seq2seq_note: str = "", settings: SamplingSettings | None = None,
                  directory: Path | None = None, clock: Callable[[], float] = time.perf_counter,
-                 ranker: Ranker | None = None, candidates: int = 1):
+                 ranker: Ranker | None = None, candidates: int = 1, mode: Mode = DEFAULT_MODE):
         self.engine, self.sentiment, self.seq2seq, self.clock = engine, sentiment, seq2seq, clock
         self.sentiment_note = sentiment_note if sentiment is None else ""
         self.seq2seq_note = seq2seq_note if seq2seq is None else ""
@@ -66,7 +70,8 @@ class ChatSession:
         skip_ids(self.settings, engine.vocab)  # unknown skip words fail now, not at the first reply
         self.store = Store(directory or paths.data_dir())
         self.directory = self.store.directory
-        self.mode = Mode.LM if seq2seq is None else Mode.CHAT
+        self.mode = Mode.LM
+        self.set_mode(mode)
         self.beam = 0  # beam width of seq2seq chat replies (0 = sampled with the settings)
         self.last_tokens: list[Token] = []
         self.last_stats: ReplyStats | None = None
@@ -320,7 +325,7 @@ class ChatSession:
 
 
 def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
-                 fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = 1,
+                 fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = DEFAULT_CANDIDATES,
                  backward_path: Path | None = None) -> tuple[ChatSession, list[str]]:
     """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
 

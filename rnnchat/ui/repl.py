@@ -18,7 +18,7 @@ from prompt_toolkit.history import FileHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
-from rnnchat.runtime import one_blas_thread
+from rnnchat.runtime import decode_threads
 from rnnchat.sampling import SettingsError
 from rnnchat.session.commands import COMMAND_HELP
 from rnnchat.session.session import ChatSession, ReplyStats
@@ -118,7 +118,7 @@ class Repl:
         else:
             tokens, prefix = s.respond(text, cancel, s.mood(text)), REPLY_PREFIX.get(s.mode, text)
         self.out.write(prefix)
-        with sigint_sets(cancel), one_blas_thread():
+        with sigint_sets(cancel), decode_threads(s.candidates):
             try:
                 for tok in tokens:
                     self.out.write(tok.text)

@@ -90,3 +90,42 @@ def test_repeats_and_weights_validation():
     assert RankWeights.from_dict({"pmi": 0.25}).pmi == 0.25
     with pytest.raises(SettingsError):
         RankWeights.from_dict({"nope": 1})
+
+
+def test_backward_model_loader_refuses_what_it_cannot_use(tmp_path, seq2seq_chat):
+    from rnnchat.engine.engine import load_backward_model
+    from rnnchat.models.seq2seq import save_seq2seq
+    model, note = load_backward_model(tmp_path / "none.npz")
+    assert model is None and "no backward model" in note
+    chat = tmp_path / "chat.npz"
+    save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, chat, task="chat", metrics={}, corpus={},
+                 decoding={"bos": 3, "eos": 3, "max_src": 20})
+    model, note = load_backward_model(chat)
+    assert model is None and "not a backward chat model" in note
+    for bad in ("x", 2.5, 0):
+        path = tmp_path / f"bad{bad}.npz"
+        save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, path, task="chat_backward", metrics={}, corpus={},
+                     decoding={"bos": 3, "eos": 3, "max_src": bad})
+        model, note = load_backward_model(path)
+        assert model is None and "max_src" in note
+    good = tmp_path / "good.npz"
+    save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, good, task="chat_backward", metrics={}, corpus={},
+                 decoding={"bos": 3, "eos": 3, "max_src": 20})
+    (m, v, max_src), note = load_backward_model(good)
+    assert note == "" and max_src == 20 and len(v) == len(seq2seq_chat.vocab)
+
+
+def test_backward_term_is_the_message_log_prob_given_each_reply(engine, seq2seq_chat):
+    from rnnchat.models.scoring import seq2seq_reply_logprobs
+    from rnnchat.text import source_ids
+    v, bv = engine.vocab, seq2seq_chat.vocab
+    a, b = cand(v, "i love the dog"), cand(v, "what is that")
+    ranker = Ranker(engine.decoder, v, seq2seq_chat.model, bv, 20,
+                    weights=RankWeights(responder=0, pmi=0, pmi_mean=0, backward=1))
+    ranked = ranker.rank([a, b], "do you like dogs", [])
+    message = turn_ids(["do you like dogs"], bv)
+    want = seq2seq_reply_logprobs(seq2seq_chat.model, bv, [source_ids(turn_ids([t], bv), bv, 20)
+                                                           for t in (a.text, b.text)], [message] * 2)
+    want = want / (len(message) + 1)
+    assert [a.terms["backward"], b.terms["backward"]] == pytest.approx(list(want))
+    assert ranked[0] is (a if want[0] > want[1] else b)

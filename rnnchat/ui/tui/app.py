@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, RadioButton, RadioSet, Static
 
-from rnnchat.runtime import one_blas_thread
+from rnnchat.runtime import decode_threads
 from rnnchat.engine.tokens import Token
 from rnnchat.session.session import ChatSession
 from rnnchat.session.store import SessionError, default_name
@@ -222,7 +222,7 @@ class ChatApp(App):
         batch: list[Token] = []
         last, error = 0.0, None
         try:
-            with one_blas_thread():
+            with decode_threads(self.session.candidates):
                 for tok in reply(cancel):
                     batch.append(tok)
                     if time.monotonic() - last >= FLUSH_S:
