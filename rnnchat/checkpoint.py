@@ -195,6 +195,8 @@ def _error(path: Path, problem: str) -> CheckpointError:
 def _open_npz(path: Path) -> Iterator[NpzFile]:
     """Open ``path`` as an npz archive or raise CheckpointError; closes the file on every path."""
     try:
+        if path.exists() and not path.is_file():  # a FIFO or device would block or never end: not a file of ours
+            raise _error(path, "not a regular file (a pipe, device or directory cannot hold a checkpoint)")
         f = path.open("rb")  # opened here: np.load leaks its own handle when the zip is corrupt
     except OSError as exc:  # missing, a directory, no permission, ...
         raise _error(path, f"cannot read file ({exc.strerror or exc})") from exc

@@ -140,6 +140,8 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> n
                 continue
             raise SettingsError(f"cannot skip {item!r}: not a single word of the model's vocabulary")
         ids.add(vocab.stoi[toks[0]])
+    if len(ids) >= len(vocab):
+        raise SettingsError(f"the skip list bans every token of the vocabulary ({len(vocab)}): nothing could be said")
     return np.array(sorted(ids), np.int64)
 
 
@@ -230,7 +232,9 @@ def _sample_block(z: np.ndarray, u: np.ndarray, s: SamplingSettings) -> tuple[np
     # 1 / temperature capped at float32's largest value: a tiny temperature (< ~3e-39) must act as greedy, not
     # overflow to inf (0 * inf = NaN at the best logit, and the NaN row then drew column 0, a banned <pad>)
     with np.errstate(over="ignore"):  # logits far below the best one may go to -inf: weight 0, as meant
-        cz *= np.float32(min(1.0 / s.temperature, float(np.finfo(np.float32).max)))
+        # ... and a huge one (1e308) must flatten the logits, not multiply -inf by 0 (NaN)
+        info = np.finfo(np.float32)
+        cz *= np.float32(min(max(1.0 / s.temperature, float(info.tiny)), float(info.max)))
     if s.top_p < 1.0:
         p = np.exp(cz, dtype=np.float64)
         c = np.cumsum(p, axis=1)

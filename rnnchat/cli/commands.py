@@ -66,7 +66,10 @@ def cmd_train_plot(args: argparse.Namespace) -> int:
     path = Path(args.run_dir) / "metrics.jsonl"
     if not path.exists():
         raise CommandError(f"{path} does not exist: is {args.run_dir} a training run directory?")
-    print(plot_curves(path))
+    try:
+        print(plot_curves(path))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CommandError(str(e)) from None
     return 0
 
 

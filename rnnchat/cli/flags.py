@@ -10,6 +10,36 @@ from rnnchat import paths
 from rnnchat.cli.commands import add_sampling_flags
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a usage error, exit 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("prompt", nargs="?", help="the text to continue ('-' = stdin; default: empty)")
     gen.add_argument("--num-samples", type=int, default=1, help="independent continuations of the prompt")
@@ -54,12 +84,14 @@ def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
     lm.add_argument("--out", type=Path, default=None,
                     help="best checkpoint path (default RUN_DIR/lm.npz; the shipped model is replaced only when "
                          "named here)")
-    for name in ("vocab_size", "hidden", "layers", "batch_size", "bptt", "eval_every", "seed"):
-        lm.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("dropout", "lr", "clip", "epochs"):
-        lm.add_argument(f"--{name}", type=float, default=getattr(d, name))
-    lm.add_argument("--max-train-convs", type=int, default=None, help="use only the first N conversations")
-    lm.add_argument("--set-lr", type=float, default=None,
+    for name in ("vocab_size", "hidden", "layers", "batch_size", "bptt", "eval_every"):
+        lm.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=getattr(d, name))
+    lm.add_argument("--seed", type=int, default=d.seed)
+    lm.add_argument("--dropout", type=fraction, default=d.dropout)
+    for name in ("lr", "clip", "epochs"):
+        lm.add_argument(f"--{name}", type=positive_float, default=getattr(d, name))
+    lm.add_argument("--max-train-convs", type=positive_int, default=None, help="use only the first N conversations")
+    lm.add_argument("--set-lr", type=positive_float, default=None,
                     help="with --resume: replace the saved learning rate (e.g. a final decay step)")
     lm.add_argument("--mark-starts", action="store_true",
                     help="train on a stream where each conversation opens with an extra <eot>, so a new "
@@ -79,5 +111,6 @@ def add_eval_lm_arguments(el: argparse.ArgumentParser) -> None:
     el.add_argument("--json", action="store_true")
     el.add_argument("--memory", action="store_true",
                     help="also per-turn perplexity with the state carried across turns vs reset")
-    el.add_argument("--max-convs", type=int, default=None, help="only the first N conversations of the split")
+    el.add_argument("--max-convs", type=positive_int, default=None,
+                    help="only the first N conversations of the split")
     el.add_argument("--record", action="store_true", help="write the results into the checkpoint's header metrics")

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from dataclasses import dataclass
 
 from rnnchat import __version__, runtime
+
+EXIT_USAGE = 2
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     from rnnchat.checkpoint import CheckpointError
     from rnnchat.cli.commands import CommandError
     from rnnchat.data.corpora import CorpusError
+    if sys.stdout is None:  # started with stdout closed (`rnnchat generate hi >&-`)
+        print("rnnchat: error: standard output is closed", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return _load(args.func)(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not complain either
+        return 128 + signal.SIGPIPE
     except (CommandError, CheckpointError, CorpusError) as e:
         print(f"rnnchat: error: {e}", file=sys.stderr)
         return getattr(e, "code", 1)

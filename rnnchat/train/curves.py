@@ -20,9 +20,12 @@ def read_metrics(path: Path) -> list[dict]:
 def curve_series(records: list[dict], x: str = "tokens") -> dict[str, tuple[list[float], list[float]]]:
     """{"train": (xs, ppls), "val": (xs, ppls)} from the log records."""
     series = {"train": ([], []), "val": ([], [])}
+    number = (int, float)
     for r in records:
+        if not isinstance(r, dict) or not isinstance(r.get(x), number):
+            continue  # not a record of ours (or damaged): nothing to plot from it
         for name, key in (("train", "train_ppl"), ("val", "val_perplexity")):
-            if key in r:
+            if isinstance(r.get(key), number) and not isinstance(r[key], bool):
                 series[name][0].append(r[x])
                 series[name][1].append(r[key])
     return series
@@ -33,6 +36,8 @@ def plot_curves(metrics_path: Path, width: int | None = None, height: int | None
     import plotext as plt
 
     series = curve_series(read_metrics(metrics_path))
+    if not any(xs for xs, _ in series.values()):
+        raise ValueError(f"{metrics_path} holds no training records to plot (empty, or not a metrics log)")
     plt.clf()
     plt.theme("clear")
     if width and height:

@@ -147,3 +147,23 @@ def test_a_tiny_positive_temperature_acts_as_greedy():
             rows = [RowSampler(s.with_(top_p=top_p, seed=i), np.array([0, 1])) for i in range(2)]
             ids, p = sample_rows(logits.copy(), rows)
             assert list(ids) == list(logits.argmax(axis=1)) and np.all(p == 1.0), (t, top_p, ids, p)
+
+
+def test_a_huge_temperature_flattens_and_never_draws_a_banned_token():
+    """Issue 20: 1 / 1e308 underflowed to 0 and -inf * 0 = NaN drew <pad>; now the allowed tokens are uniform."""
+    vocab = Vocab(list(SPECIALS) + ["a", "b", "c"])
+    for t in (1e308, 1e50, 1e38):
+        s = SamplingSettings(temperature=t, top_k=0, top_p=1.0, repeat_penalty=1.0, seed=0)
+        row = RowSampler(s, skip_ids(s, vocab), np.random.default_rng(0))
+        logits = np.array([[0.0, 0.0, 5.0, -3.0, 1.0, 2.0, -1.0]] * 64, np.float32)
+        ids, probs = sample_rows(logits, [row] * 64)
+        assert set(ids.tolist()) <= {2, 3, 4, 5, 6} and np.isfinite(probs).all() and (probs > 0).all()
+    s = SamplingSettings(temperature=1e308, top_k=0, top_p=0.5, repeat_penalty=1.0, seed=0)
+    ids, probs = sample_rows(np.zeros((4, 7), np.float32) + np.arange(7), [RowSampler(s, skip_ids(s, vocab))] * 4)
+    assert np.isfinite(probs).all() and not set(ids.tolist()) & {0, 1}
+
+
+def test_banning_every_token_is_a_settings_error():
+    vocab = Vocab(list(SPECIALS) + ["a", "b"])
+    with pytest.raises(SettingsError, match="bans every token"):
+        skip_ids(SamplingSettings(skip=("a", "b", "<eom>", "<eot>")), vocab)

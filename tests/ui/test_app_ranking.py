@@ -8,16 +8,10 @@ from rnnchat.session.transcript import Mode
 from rnnchat.ui.tui.app import ChatApp
 from rnnchat.ui.tui.screens import CandidatesScreen, candidates_table
 from rnnchat.ui.tui.widgets import Bubble, StreamText
+from tests.ui.test_app import send
 
 pytestmark = pytest.mark.asyncio
 SIZE = (110, 32)
-
-
-async def send(pilot, text: str):
-    await pilot.click("#prompt")
-    await pilot.press(*text, "enter")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def test_ranked_reply_candidates_view_and_regenerate(make_session):

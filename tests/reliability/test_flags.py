@@ -1,0 +1,23 @@
+"""Issue 20, item 13: out-of-range flags are usage errors (exit 2), and a bad metrics log is a clear error."""
+
+import pytest
+
+from rnnchat.cli.main import main
+
+
+@pytest.mark.parametrize("argv", [["train", "lm", "--lr", "-1"], ["train", "lm", "--lr", "nan"],
+                                  ["train", "lm", "--hidden", "0"], ["train", "lm", "--batch-size", "0"],
+                                  ["train", "lm", "--dropout", "1"], ["train", "lm", "--epochs", "inf"],
+                                  ["eval", "lm", "--max-convs", "0"]])
+def test_out_of_range_training_flags_are_usage_errors(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, *(["--run-dir", str(tmp_path)] if argv[0] == "train" else [])])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: argument" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n{\"x\": 1}\n[1, 2]\n", '{"tokens": "a", "train_ppl": 5}\n'])
+def test_train_plot_of_an_empty_or_garbage_log_is_a_clear_error(tmp_path, capsys, content):
+    (tmp_path / "metrics.jsonl").write_text(content)
+    assert main(["train", "plot", str(tmp_path)]) == 1
+    assert "no training records" in capsys.readouterr().err
