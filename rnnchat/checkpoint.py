@@ -334,6 +334,8 @@ def load_vocab_model(path: PathLike, model: str, spec: Callable[[dict], dict], b
     named in `sizes`, or a config that `build` refuses, is a CheckpointError.
     """
     arrays, header = load_checkpoint(path, lambda h: spec(h["config"]), model=model)
+    if ints := sorted(n for n, a in arrays.items() if a.dtype.kind != "f"):  # e.g. an int64 1e18 bias
+        raise CheckpointError(f"{path}: model weights must be floating-point arrays, not {ints[:3]}")
     try:
         vocab = Vocab.from_list(header["vocab"])
     except ValueError as e:

@@ -158,6 +158,8 @@ class Vocab:
         for i, tok in enumerate(itos):
             if not isinstance(tok, str) or not tok:
                 raise ValueError(f"vocab entry {i} must be a non-empty string, got {tok!r}")
+            if _SPACE_RE.search(tok):  # tokenize never makes one: a terminal could act on it (escape sequences)
+                raise ValueError(f"vocab entry {i} contains a control or separator character: {tok!r}")
         if tuple(itos[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(
                 f"vocab must start with the special tokens {list(SPECIALS)}, "

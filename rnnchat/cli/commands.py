@@ -40,14 +40,20 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
 
 # -- info ------------------------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
-    from rnnchat.checkpoint import format_header, read_header
-    for path in args.paths:
-        header = read_header(path)
+    from rnnchat.checkpoint import CheckpointError, format_header, read_header
+    failed = 0
+    for path in args.paths:  # every path is reported, a bad one does not hide the others
+        try:
+            header = read_header(path)
+        except CheckpointError as e:
+            print(f"rnnchat: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
         if args.json:
             print(json.dumps({k: v for k, v in header.items() if k != "vocab" or args.vocab}, indent=2))
         else:
             print(format_header(header))
-    return 0
+    return 1 if failed else 0
 
 
 # -- train / eval ----------------------------------------------------------------------------------------------

@@ -150,3 +150,24 @@ def test_reproductions_use_real_files(small_lm_path, tmp_path):
     arrays, h = load_checkpoint(path)
     assert h["config"] == header["config"] and np.isfinite(arrays["embed.W"]).all()
     Engine(path)
+
+
+# -- issue 20, item 12: what a checkpoint may carry --------------------------------------------------------------
+def test_a_vocabulary_with_escape_sequences_is_refused(small_lm_path, tmp_path, capsys):
+    _, header = load_checkpoint(small_lm_path)
+    vocab = list(header["vocab"])
+    vocab[-1] = "\x1b[2J\x1b[H\x1b[41mPWNED"
+    path, _ = hostile(small_lm_path, tmp_path, vocab=vocab)
+    from rnnchat.cli.main import main
+    assert main(["generate", "hi", "--checkpoint", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "control or separator character" in err and "\x1b" not in err.replace("\\x1b", "")
+
+
+def test_integer_weights_are_refused(small_lm_path, tmp_path):
+    arrays, _ = load_checkpoint(small_lm_path)
+    name = next(n for n in arrays if n.endswith(".b"))
+    arrays = {**arrays, name: np.full(arrays[name].shape, 10**18, np.int64)}
+    path, _ = hostile(small_lm_path, tmp_path, arrays=arrays)
+    with pytest.raises(CheckpointError, match="floating-point"):
+        Engine(path)
