@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from rnnchat import paths
 from rnnchat.checkpoint import CheckpointError
@@ -18,6 +20,8 @@ from rnnchat.engine.seq2seq_chat import Seq2SeqChat
 from rnnchat.models.lm import LMDecoder, load_lm
 from rnnchat.models.seq2seq import Seq2Seq, load_seq2seq
 from rnnchat.text import Vocab
+
+T = TypeVar("T")
 
 
 class Engine:
@@ -34,41 +38,35 @@ class Engine:
         return Conversation(self.decoder, self.vocab, self.model_id)
 
 
-def load_chat_model(path: Path | str | None = None) -> tuple[Seq2SeqChat | None, str]:
-    """The seq2seq chat model (default: the shipped one), or (None, why it is unavailable)."""
-    path = Path(path or paths.seq2seq_checkpoint("chat"))
+def _optional(path: Path, what: str, load: Callable[[Path], T]) -> tuple[T | None, str]:
+    """`load(path)`, or (None, why not): the file is missing or unusable (ValueError names the problem)."""
     if not path.exists():
-        return None, f"no seq2seq chat model at {path}"
+        return None, f"no {what} at {path}"
     try:
-        return Seq2SeqChat.load(path), ""
+        return load(path), ""
     except (CheckpointError, OSError, ValueError) as e:
         return None, str(e)
+
+
+def load_chat_model(path: Path | str | None = None) -> tuple[Seq2SeqChat | None, str]:
+    """The seq2seq chat model (default: the shipped one), or (None, why it is unavailable)."""
+    return _optional(Path(path or paths.seq2seq_checkpoint("chat")), "seq2seq chat model", Seq2SeqChat.load)
 
 
 def load_live_sentiment(path: Path | str | None = None) -> tuple[LiveSentiment | None, str]:
     """The live sentiment classifier (default: the shipped one), or (None, why it is unavailable)."""
-    path = Path(path or paths.sentiment_checkpoint())
-    if not path.exists():
-        return None, f"no sentiment model at {path}"
-    try:
-        return LiveSentiment.from_checkpoint(path), ""
-    except (CheckpointError, OSError, ValueError) as e:
-        return None, str(e)
+    return _optional(Path(path or paths.sentiment_checkpoint()), "sentiment model", LiveSentiment.from_checkpoint)
 
 
 def load_backward_model(path: Path | str | None = None) -> tuple[tuple[Seq2Seq, Vocab, int] | None, str]:
     """The backward scorer p(message | reply) (default: the shipped one) as (model, vocabulary, max_src), or
     (None, why it is unavailable)."""
-    path = Path(path or paths.seq2seq_checkpoint("chat_backward"))
-    if not path.exists():
-        return None, f"no backward model at {path}"
-    try:
+    def load(path: Path) -> tuple[Seq2Seq, Vocab, int]:
         model, vocab, header = load_seq2seq(path)
-    except (CheckpointError, OSError, ValueError) as e:
-        return None, str(e)
-    if header.get("task") != "chat_backward":
-        return None, f"{path}: not a backward chat model (task {header.get('task')!r})"
-    max_src = header["decoding"].get("max_src", 40)
-    if isinstance(max_src, bool) or not isinstance(max_src, int) or max_src < 1:
-        return None, f"{path}: decoding.max_src must be a positive integer, not {max_src!r}"
-    return (model, vocab, max_src), ""
+        if header.get("task") != "chat_backward":
+            raise ValueError(f"{path}: not a backward chat model (task {header.get('task')!r})")
+        max_src = header["decoding"].get("max_src", 40)
+        if isinstance(max_src, bool) or not isinstance(max_src, int) or max_src < 1:
+            raise ValueError(f"{path}: decoding.max_src must be a positive integer, not {max_src!r}")
+        return model, vocab, max_src
+    return _optional(Path(path or paths.seq2seq_checkpoint("chat_backward")), "backward model", load)
