@@ -72,14 +72,18 @@ def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> 
 
 @dataclass
 class Decoded:
-    """One row's sampled tokens: ids and their probabilities, the text (as `StopWatch` shows it, <eom> a new
-    line), and `finished`: the row ended on <eot> (not on max tokens or a stop sequence)."""
+    """One row's sampled tokens: ids, their probabilities and text pieces (as `StopWatch` shows them, <eom> a
+    new line), and `finished`: the row ended on <eot> (not on max tokens or a stop sequence)."""
 
     ids: list[int]
     probs: list[float]
-    text: str
+    pieces: list[str]
     finished: bool
     logprob: float = 0.0  # with_logprobs: sum of log p(token) under the model (not the sampling distribution)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
 
 
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
@@ -94,6 +98,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     B = len(rows)
     out_ids: list[list[int]] = [[] for _ in range(B)]
     out_probs: list[list[float]] = [[] for _ in range(B)]
+    out_pieces: list[list[str]] = [[] for _ in range(B)]
     max_tokens = np.array([s.max_tokens for s in settings])  # counts down: tokens each row may still add
     watches = [StopWatch(s.stop, vocab.itos) for s in settings]
     finished = [False] * B
@@ -113,7 +118,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
         for k, (j, tid, p) in enumerate(zip(active.tolist(), ids.tolist(), probs.tolist())):
             out_ids[j].append(tid)
             out_probs[j].append(p)
-            watches[j].push(tid)
+            out_pieces[j].append(watches[j].push(tid))
             finished[j] = tid == vocab.eot_id
             if watches[j].hit:
                 keep[k] = False
@@ -122,7 +127,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
         if not keep.all():  # rows that finished drop out of the batch
             ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
         logits, state = decoder.step(ids, state)
-    return [Decoded(out_ids[j], out_probs[j], watches[j].text, finished[j], float(logprob[j])) for j in range(B)]
+    return [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j])) for j in range(B)]
 
 
 def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dict]:

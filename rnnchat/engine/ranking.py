@@ -27,7 +27,7 @@ from rnnchat.engine.tokens import Token
 from rnnchat.models.lm import LMDecoder
 from rnnchat.models.scoring import lm_reply_logprobs, seq2seq_reply_logprobs
 from rnnchat.models.seq2seq import Seq2Seq
-from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, StopWatch, skip_ids
+from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, skip_ids
 from rnnchat.text import Vocab, source_ids, tokenize, turn_ids
 
 MAX_CANDIDATES = 64
@@ -108,13 +108,9 @@ def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> lis
     for d in decode_rows(conv.decoder, vocab, logits, state, rows, [settings] * n, with_logprobs=True,
                          enough=enough):
         ids = d.ids[:-1] if d.finished else d.ids
-        out.append(Candidate(_lm_tokens(vocab, d.ids, d.probs), ids, d.finished, d.logprob))
+        tokens = [Token(tid, vocab.itos[tid], piece, p) for tid, p, piece in zip(d.ids, d.probs, d.pieces)]
+        out.append(Candidate(tokens, ids, d.finished, d.logprob))
     return out
-
-
-def _lm_tokens(vocab: Vocab, ids: list[int], probs: list[float]) -> list[Token]:
-    watch = StopWatch((), vocab.itos)
-    return [Token(tid, vocab.itos[tid], watch.push(tid), p) for tid, p in zip(ids, probs)]
 
 
 def _norm(text: str) -> tuple[str, ...]:

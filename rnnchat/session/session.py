@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rnnchat import paths
+from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model, load_live_sentiment
 from rnnchat.engine.ranking import Ranker, check_candidates
 from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
@@ -207,7 +208,8 @@ class ChatSession:
         if not cancel.is_set():
             yield from replies.play(reply, self.seq2seq, self._keep)
 
-    def _keep(self, conv, chat_state: ChatState | None) -> None:
+    def _keep(self, conv: Conversation | None, chat_state: ChatState | None) -> None:
+        """The memory after a ranked reply was shown (see `replies.play`)."""
         if conv is not None:
             self.conv = conv
         if chat_state is not None:
