@@ -31,6 +31,7 @@ CURRENT_FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
 MAX_HEADER_BYTES = 16 * 2**20
 MAX_DIM = 10**7  # largest size accepted for any config value or array dimension
+MAX_INFLATION = 64  # a compressed member may expand at most this much (a zip bomb is refused before it is read)
 STORAGE_DTYPES = ("float32", "float16")
 # Everything np.load and zipfile raise for damaged or hostile files (RuntimeError: encrypted zip).
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError,
@@ -229,6 +230,10 @@ def _member_meta(npz: NpzFile, name: str, path: Path) -> tuple[tuple[int, ...], 
         raise _error(path, f"array {name!r} is a pickled object array; refusing to load it")
     if math.prod(shape) * dtype.itemsize > info.file_size:
         raise _error(path, f"array {name!r} is truncated (shape {shape} does not fit its data)")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_INFLATION * info.compress_size + 2**16:
+        raise _error(path, f"array {name!r} inflates from {info.compress_size:,} to {info.file_size:,} bytes; "
+                           f"refusing it (rnnchat writes its files uncompressed, and real weights do not "
+                           f"compress {MAX_INFLATION}x)")
     return shape, dtype
 
 

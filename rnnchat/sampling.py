@@ -38,8 +38,9 @@ def _type_problems(s: "SamplingSettings") -> list[str]:
     for name in ("skip", "stop"):
         if not all(isinstance(x, str) for x in getattr(s, name)):
             problems.append(f"{name} must hold strings only")
-    if not isinstance(s.ban_unk, bool):
-        problems.append("ban_unk must be true or false")
+    for name in ("ban_unk", "cache"):
+        if not isinstance(getattr(s, name), bool):
+            problems.append(f"{name} must be true or false")
     return problems
 
 
@@ -55,6 +56,7 @@ class SamplingSettings:
     max_tokens: int = 60
     seed: int | None = None
     ban_unk: bool = True
+    cache: bool = True           # mix in the LM's conversation cache, where the model has tuned settings for one
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)

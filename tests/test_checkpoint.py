@@ -276,6 +276,25 @@ def test_declared_shape_larger_than_data_is_refused_before_allocating(tmp_path):
     refuses(path, "'huge'", "truncated", spec_=None)
 
 
+def test_deflated_bomb_is_refused_before_inflating(tmp_path):
+    """A small file whose deflated member declares (and holds) 100 MB of zeros: refused from the zip directory
+    alone, before anything is inflated (issue 20, item 5). Honest compression of real data still loads."""
+    path = tmp_path / "bomb.npz"
+    write_raw(path, weights(), valid_raw_header())
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (25 * 2**20,)})
+        for _ in range(100):
+            f.write(bytes(2**20))
+    assert path.stat().st_size < 2**20
+    refuses(path, "'zeros'", "inflates", spec_=None)
+    honest = tmp_path / "honest.npz"
+    write_raw(honest, weights(), valid_raw_header())
+    with zipfile.ZipFile(honest, "a", zipfile.ZIP_DEFLATED) as zf, zf.open("noise.npy", "w") as f:
+        np.lib.format.write_array(f, np.random.default_rng(0).standard_normal(10**5).astype(np.float32))
+    arrays, _ = load_checkpoint(honest)
+    assert arrays["noise"].shape == (10**5,)
+
+
 def test_non_npy_member(tmp_path):
     path = tmp_path / "m.npz"
     write_raw(path, weights(), valid_raw_header())

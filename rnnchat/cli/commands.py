@@ -83,8 +83,10 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     from rnnchat.data import corpora
     from rnnchat.models.lm import load_lm
     from rnnchat.train.lm import evaluate, evaluate_memory, stream
-    model, vocab, _ = load_lm(args.checkpoint)
+    model, vocab, header = load_lm(args.checkpoint)
     convs = corpora.load_chitchat(args.split)[: args.max_convs]
+    if args.cache:
+        return _eval_lm_cache(args, model, vocab, header, convs)
     result = evaluate(model, stream(convs, vocab))
     result = {"perplexity": result["perplexity"], "loss": result["loss"], "tokens": result["tokens"],
               "split": args.split, "checkpoint": str(args.checkpoint)}
@@ -105,6 +107,48 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
         m = result["memory"]
         print(f"turns after the first: perplexity {m['carried_perplexity']:.2f} with the state carried, "
               f"{m['reset_perplexity']:.2f} reset at the turn start (ratio {m['ratio']:.3f}, {m['tokens']:,} tokens)")
+    return 0
+
+
+def _eval_lm_cache(args: argparse.Namespace, model, vocab, header: dict, convs: list[dict]) -> int:
+    """Per-conversation perplexity without and with the conversation cache. On val the (theta, lambda) grid is
+    searched and --record stores the best as the checkpoint's `cache_settings`; any other split is scored with
+    those settings only (chosen on val, never on the split being reported)."""
+    from rnnchat.models.lm_cache import CacheSettings
+    from rnnchat.train.lm_cache_eval import default_grid, evaluate_cache
+    chosen = header["metrics"].get("cache_settings")
+    if args.split == "val":
+        grid = default_grid()
+    elif chosen is None:
+        raise CommandError(f"{args.checkpoint} has no cache settings yet: choose them on val first "
+                           f"(rnnchat eval lm --cache --split val --record)")
+    else:
+        grid = [CacheSettings(**chosen)]
+    result = evaluate_cache(model, convs, vocab, grid)
+    prefix = args.split if args.max_convs is None else f"{args.split}_first{args.max_convs}"
+    best = result["best"]
+    summary = {"perplexity_no_cache": result["perplexity"], "perplexity_cache": best["perplexity"],
+               "later_turns_perplexity_no_cache": result["later_turns_perplexity"],
+               "later_turns_perplexity_cache": best["later_turns_perplexity"], "tokens": result["tokens"],
+               "settings": {k: best[k] for k in ("theta", "lam", "size")}}
+    if args.record:
+        from rnnchat.checkpoint import update_metrics
+        record = {f"{prefix}_cache": summary}
+        if args.split == "val" and args.max_convs is None:
+            record["cache_settings"] = summary["settings"]
+        update_metrics(args.checkpoint, record)
+    if args.json:
+        print(json.dumps({**summary, "split": args.split, "grid": result["grid"]}))
+        return 0
+    if len(result["grid"]) > 1:
+        print(f"{'theta':>6} {'lambda':>6}  perplexity  later turns")
+        for row in result["grid"]:
+            print(f"{row['theta']:>6g} {row['lam']:>6g}  {row['perplexity']:>10.2f}  {row['later_turns_perplexity']:>11.2f}")
+    st = summary["settings"]
+    print(f"{args.split}, each conversation from a fresh state ({result['tokens']:,} tokens): perplexity "
+          f"{result['perplexity']:.2f} without the cache, {best['perplexity']:.2f} with it (theta {st['theta']:g}, "
+          f"lambda {st['lam']:g}, {st['size']} states); turns after the first {result['later_turns_perplexity']:.2f}"
+          f" -> {best['later_turns_perplexity']:.2f}")
     return 0
 
 
@@ -165,7 +209,7 @@ def sampling_settings(args: argparse.Namespace):
         return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
                                 skip=tuple(args.skip), stop=tuple(args.stop), max_tokens=args.max_tokens,
-                                seed=args.seed)
+                                seed=args.seed, cache=not args.no_cache)
     except SettingsError as e:
         raise CommandError(str(e), EXIT_USAGE) from None
 
@@ -184,6 +228,9 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at TEXT; repeatable")
     g.add_argument("-n", "--max-tokens", type=int, default=d.max_tokens)
     g.add_argument("-s", "--seed", type=int, default=None, help="same seed + prompt + settings = same text")
+    g.add_argument("--no-cache", action="store_true",
+                   help="sample from the LM alone, without the conversation cache (words seen earlier in the "
+                        "conversation made likelier; on where the LM has val-tuned settings for it)")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -230,6 +277,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.command == "repl":
         from rnnchat.ui.repl import run_repl
         return run_repl(session, notes)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandError("the chat app needs a terminal (stdin and stdout); for pipes and files use "
+                           "`rnnchat repl < FILE`", EXIT_USAGE)
     from rnnchat.ui.tui.app import ChatApp
     ChatApp(session, notes).run()
     return 0

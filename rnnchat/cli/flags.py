@@ -21,6 +21,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return 0 if _is_zero(text) else positive_int(text)
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    return 0.0 if _is_zero(text) else positive_float(text)
+
+
+def _is_zero(text: str) -> bool:
+    try:
+        return float(text) == 0.0
+    except ValueError:
+        return False
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0."""
     try:
@@ -34,7 +51,7 @@ def positive_float(text: str) -> float:
 
 def fraction(text: str) -> float:
     """An argparse type: a number in [0, 1)."""
-    value = positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
+    value = 0.0 if _is_zero(text) else positive_float(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
@@ -99,6 +116,22 @@ def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
     lm.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                     help="start a new run from this checkpoint's weights (same size and vocabulary) with a "
                          "fresh optimizer, e.g. to fine-tune the shipped model with another --bptt")
+    awd = lm.add_argument_group("regularisation (AWD-LSTM, Merity et al. 2017; all off by default)")
+    awd.add_argument("--locked-dropout", dest="locked", action="store_true",
+                     help="one --dropout mask per sequence, the same at every step (variational dropout)")
+    awd.add_argument("--weight-drop", type=fraction, default=d.weight_drop,
+                     help="DropConnect on the recurrent weights, one mask per batch (AWD-LSTM: 0.5)")
+    awd.add_argument("--embed-drop", type=fraction, default=d.embed_drop,
+                     help="drop whole words from the embedding lookup, one mask per batch (AWD-LSTM: 0.1)")
+    awd.add_argument("--ar", type=non_negative_float, default=d.ar,
+                     help="activation regularisation: + AR * mean(last layer's dropped output^2) (AWD-LSTM: 2)")
+    awd.add_argument("--tar", type=non_negative_float, default=d.tar,
+                     help="temporal AR: + TAR * mean((h_t - h_{t-1})^2) of the last layer (AWD-LSTM: 1)")
+    awd.add_argument("--vary-bptt", action="store_true",
+                     help="variable-length BPTT windows around --bptt, cut anew each epoch")
+    awd.add_argument("--average-from", type=non_negative_int, default=None, metavar="STEP",
+                     help="average the weights from this step on (0: from the first step); validation and the "
+                          "best checkpoint use the average (averaged Adam, the A of NT-ASGD)")
 
 
 def add_train_plot_arguments(plot: argparse.ArgumentParser) -> None:
@@ -114,3 +147,6 @@ def add_eval_lm_arguments(el: argparse.ArgumentParser) -> None:
     el.add_argument("--max-convs", type=positive_int, default=None,
                     help="only the first N conversations of the split")
     el.add_argument("--record", action="store_true", help="write the results into the checkpoint's header metrics")
+    el.add_argument("--cache", action="store_true",
+                    help="perplexity per conversation with and without the conversation cache; on val it searches "
+                         "theta and lambda (--record keeps the best), other splits use the recorded choice")

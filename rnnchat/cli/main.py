@@ -102,7 +102,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # Ctrl+C anywhere, start-up (imports, model loading) included: no traceback
+        print("rnnchat: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["chat", *argv]  # `rnnchat [chat flags]` is `rnnchat chat [chat flags]`
     runtime.configure()
@@ -124,6 +131,3 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, CheckpointError, CorpusError) as e:
         print(f"rnnchat: error: {e}", file=sys.stderr)
         return getattr(e, "code", 1)
-    except KeyboardInterrupt:
-        print("rnnchat: interrupted", file=sys.stderr)
-        return 130

@@ -15,23 +15,42 @@ class StreamBatches:
     The stream is split into N contiguous rows; batch i is columns [i*T, (i+1)*T) of every row, with targets
     shifted one token ahead. Row r of batch i+1 continues row r of batch i, so a stateful model can carry
     its state across batches.
+
+    vary=True gives variable-length BPTT (AWD-LSTM): window lengths are drawn around T (T with probability
+    0.95, else T/2, plus N(0, 5) noise, at least 5), anew each epoch from (seed, epoch), so the windows start at
+    different tokens every epoch. They are scaled to tile the rows exactly, so every epoch has the same number
+    of windows as fixed T would give and sees every token once; `set_epoch` picks the epoch's cuts.
     """
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, bptt: int):
+    def __init__(self, tokens: np.ndarray, batch_size: int, bptt: int, vary: bool = False, seed: int = 0):
         n = (len(tokens) - 1) // batch_size
         if n < 1:
             raise ValueError(f"{len(tokens)} tokens are too few for {batch_size} streams")
+        if vary and bptt < 10:
+            raise ValueError(f"variable-length BPTT needs a window of at least 10 tokens, got {bptt}")
         self.x = np.ascontiguousarray(tokens[: n * batch_size].reshape(batch_size, n))
         self.y = np.ascontiguousarray(tokens[1: n * batch_size + 1].reshape(batch_size, n))
-        self.bptt = bptt
+        self.bptt, self.vary, self.seed = bptt, vary, seed
+        self._cuts = np.minimum(np.arange(len(self) + 1) * bptt, n)
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return -(-self.x.shape[1] // self.bptt)
 
+    def set_epoch(self, epoch: int) -> None:
+        if not self.vary:
+            return
+        rng = np.random.default_rng([self.seed, epoch])
+        k, n = len(self), self.x.shape[1]
+        base = np.where(rng.random(k) < 0.95, self.bptt, self.bptt / 2)
+        lengths = np.maximum(5.0, rng.normal(base, 5.0))
+        cuts = np.rint(np.cumsum(lengths) * (n / lengths.sum())).astype(np.int64)
+        self._cuts = np.concatenate([[0], cuts[:-1], [n]])
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        cols = slice(i * self.bptt, (i + 1) * self.bptt)
+        cols = slice(self._cuts[i], self._cuts[i + 1])
         return self.x[:, cols], self.y[:, cols]
 
     @property

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +87,15 @@ class Decoded:
 
 
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
-                settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None
-                ) -> list[Decoded]:
+                settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None,
+                adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[Decoded]:
     """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
 
     Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch.
     with_logprobs: also sum each row's log-probabilities under the model (what reply ranking scores).
     enough: stop once this many rows have finished on <eot>; the rows still running end there, unfinished.
+    adjust: (logits (B, V), top-layer states (B, H)) -> the logits to sample from and score (the conversation
+    cache's mixture); applied before everything else at each step.
     """
     B = len(rows)
     out_ids: list[list[int]] = [[] for _ in range(B)]
@@ -106,6 +108,8 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     active = np.flatnonzero(max_tokens > 0)
     logits, state = logits[active], [(h[active], c[active]) for h, c in state]
     while active.size:
+        if adjust is not None:
+            logits = adjust(logits, state[-1][0])
         if with_logprobs:  # log-softmax of the model's logits, before sampling changes them
             z = logits.copy()  # in the logits' precision; sums in float64
             top = z.max(axis=1, keepdims=True)

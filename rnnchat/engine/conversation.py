@@ -4,6 +4,10 @@ State invariant: `state` is the model state after exactly the tokens in `history
 the tokens emitted by streams), and `logits` are the next-token logits in that state. A stream feeds each
 token it emitted before drawing the next one, and on early stop (consumer breaks, `cancel` set from another
 thread, stop sequence, max tokens) feeds the last emitted token, so the invariant holds however it ends.
+
+With cache settings (the LM header's val-tuned `cache_settings`), the conversation also keeps a continuous cache
+(`rnnchat.models.lm_cache`): each fed token is stored with the top-layer state it followed, and streams sample
+from the model mixed with the cache (unless `settings.cache` is off). It is saved and forked with the memory.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnchat.engine.tokens import Token
 from rnnchat.models.lm import LMDecoder
+from rnnchat.models.lm_cache import CacheSettings, ConversationCache
 from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, sample_rows, skip_ids
 from rnnchat.text import Vocab, closing_ids
 
@@ -26,8 +31,10 @@ FEED_CHUNK = 4096  # tokens encoded and fed per chunk for very long inputs
 class Conversation:
     """One conversation's memory and its generation."""
 
-    def __init__(self, decoder: LMDecoder, vocab: Vocab, model_id: str = ""):
+    def __init__(self, decoder: LMDecoder, vocab: Vocab, model_id: str = "",
+                 cache: CacheSettings | None = None):
         self.decoder, self.vocab, self.model_id = decoder, vocab, model_id
+        self.cache = None if cache is None else ConversationCache(decoder.hidden, decoder.vocab_size, cache)
         self.reset()
 
     # -- memory ----------------------------------------------------------------------------------------------
@@ -35,6 +42,8 @@ class Conversation:
         """Forget everything: the state after a turn boundary (<eot>) from zeros."""
         self.history: list[int] = []
         self.logits, self.state = self.decoder.step(np.array([self.vocab.eot_id]), self.decoder.initial_state(1))
+        if self.cache is not None:
+            self.cache.clear()
 
     def fork(self) -> "Conversation":
         """An independent copy that continues from the same memory."""
@@ -43,13 +52,25 @@ class Conversation:
         other.history = list(self.history)
         other.logits = self.logits.copy()
         other.state = [(h.copy(), c.copy()) for h, c in self.state]
+        other.cache = None if self.cache is None else self.cache.copy()
         return other
+
+    def next_logits(self, settings: SamplingSettings) -> np.ndarray:
+        """(1, V) logits to sample the next token from: the model's, mixed with the cache when it is on."""
+        if self.cache is None or not settings.cache:
+            return self.logits.copy()
+        return self.cache.mix(self.logits, self.state[-1][0])
 
     # -- input -----------------------------------------------------------------------------------------------
     def feed_ids(self, ids: list[int]) -> None:
         for start in range(0, len(ids), FEED_CHUNK):
             chunk = np.asarray(ids[start: start + FEED_CHUNK], np.int64)[None]
-            self.logits, self.state = self.decoder.prefill(chunk, self.state)
+            if self.cache is None:
+                self.logits, self.state = self.decoder.prefill(chunk, self.state)
+            else:
+                before = self.state[-1][0]
+                self.logits, self.state, hidden = self.decoder.prefill_hidden(chunk, self.state)
+                self.cache.add(np.concatenate([before, hidden[0, :-1]]), chunk[0])
             self.history += chunk[0].tolist()
 
     def feed(self, text: str, end_turn: bool = False) -> int:
@@ -88,7 +109,7 @@ class Conversation:
                     pending = None
                 if cancel is not None and cancel.is_set():
                     return
-                ids, probs = sample_rows(self.logits.copy(), [sampler])
+                ids, probs = sample_rows(self.next_logits(settings), [sampler])
                 tid = int(ids[0])
                 pending = tid
                 piece = watch.push(tid)
@@ -100,6 +121,8 @@ class Conversation:
                 self._advance(pending)
 
     def _advance(self, tid: int) -> None:
+        if self.cache is not None:
+            self.cache.add(self.state[-1][0], [tid])
         self.logits, self.state = self.decoder.step(np.array([tid]), self.state)
         self.history.append(tid)
 
@@ -109,6 +132,8 @@ class Conversation:
         """Atomically write the memory (temp file, fsync, rename), with `extra_arrays` and `extra_header` entries
         (the transcript, another model's memory) in the same write; they may not replace ours."""
         arrays = {"logits": self.logits, "history": np.asarray(self.history, np.int32)}
+        if self.cache is not None:
+            arrays |= self.cache.arrays()
         for i, (h, c) in enumerate(self.state):
             arrays[f"h{i}"], arrays[f"c{i}"] = h, c
         header = {"model": "conversation", "config": self._config(), "vocab": [], "corpus": {}, "metrics": {},
@@ -143,6 +168,8 @@ class Conversation:
         self.logits = arrays["logits"]
         self.state = [(arrays[f"h{i}"], arrays[f"c{i}"]) for i in range(cfg["layers"])]
         self.history = history.astype(int).tolist()
+        if self.cache is not None:
+            self.cache.load_arrays(arrays)  # a file saved without a cache (or another size) starts it empty
 
     def _config(self) -> dict:
         return {"vocab_size": self.decoder.vocab_size, "hidden": self.decoder.hidden, "layers": len(self.decoder.model.lstms)}

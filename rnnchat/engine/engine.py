@@ -18,6 +18,7 @@ from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat
 from rnnchat.models.lm import LMDecoder, load_lm
+from rnnchat.models.lm_cache import CacheSettings
 from rnnchat.models.seq2seq import Seq2Seq, load_seq2seq
 from rnnchat.text import Vocab
 
@@ -33,9 +34,21 @@ class Engine:
         self.decoder = LMDecoder(model)
         ident = json.dumps([self.lm_header["config"], self.lm_header["vocab"]], sort_keys=True)
         self.model_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        self.cache_settings = _cache_settings(self.lm_path, self.lm_header)
 
     def conversation(self) -> Conversation:
-        return Conversation(self.decoder, self.vocab, self.model_id)
+        return Conversation(self.decoder, self.vocab, self.model_id, self.cache_settings)
+
+
+def _cache_settings(path: Path, header: dict) -> CacheSettings | None:
+    """The conversation cache's settings chosen on val (`eval lm --cache --split val --record`), if any."""
+    chosen = header["metrics"].get("cache_settings")
+    if chosen is None:
+        return None
+    try:
+        return CacheSettings(theta=float(chosen["theta"]), lam=float(chosen["lam"]), size=int(chosen["size"]))
+    except (TypeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: unusable cache_settings in the header ({e})") from None
 
 
 def _optional(path: Path, what: str, load: Callable[[Path], T]) -> tuple[T | None, str]:

@@ -105,8 +105,9 @@ def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> lis
     state = [(np.repeat(h, n, axis=0), np.repeat(c, n, axis=0)) for h, c in conv.state]
     out = []
     enough = max(1, int(np.ceil(ENOUGH_FINISHED * n))) if n > 1 else None
+    adjust = conv.cache.mix if conv.cache is not None and settings.cache else None
     for d in decode_rows(conv.decoder, vocab, logits, state, rows, [settings] * n, with_logprobs=True,
-                         enough=enough):
+                         enough=enough, adjust=adjust):
         ids = d.ids[:-1] if d.finished else d.ids
         tokens = [Token(tid, vocab.itos[tid], piece, p) for tid, p, piece in zip(d.ids, d.probs, d.pieces)]
         out.append(Candidate(tokens, ids, d.finished, d.logprob))

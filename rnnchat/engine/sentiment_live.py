@@ -14,6 +14,10 @@ each keystroke runs one step per member).
 
 Tokenizing and comparing the token lists is linear in the text but runs at C speed; the model work
 per keystroke is constant.
+
+Memory stays bounded for long texts: states are kept for every one of the last `DENSE` tokens (where typing
+edits) and for every `STRIDE`-th token before them; an edit further back re-runs from the nearest kept state
+before it (at most `STRIDE` extra steps).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from pathlib import Path
 from rnnchat import paths
 from rnnchat.models.sentiment import Classifier, Sentiment, load_sentiment
 from rnnchat.text import Vocab, tokenize
+
+
+DENSE, STRIDE = 256, 256
 
 
 def _common_prefix(a: list[str], b: list[str]) -> int:
@@ -53,7 +60,7 @@ class LiveSentiment:
     def reset(self) -> None:
         """Forget the previous text (the next call starts from the empty text)."""
         self._tokens: list[str] = []
-        self._states: list = [self.model.zero_state()]  # _states[k]: after k tokens
+        self._states: dict[int, object] = {0: self.model.zero_state()}  # k -> the state after k tokens
         self._result: Sentiment | None = None
         self.steps_run = 0  # model steps run by the last set_text (for tests and benchmarks)
 
@@ -65,18 +72,25 @@ class LiveSentiment:
         """Classify the full current text, reusing the states of its unchanged leading tokens."""
         tokens = tokenize(text)
         k = _common_prefix(self._tokens, tokens)
-        self.steps_run = len(tokens) - k
         if k == len(tokens) == len(self._tokens) and self._result is not None:
+            self.steps_run = 0
             return self._result  # same tokens (e.g. a space was typed)
-        del self._states[k + 1:]
+        for pos in [p for p in self._states if p > k]:
+            del self._states[pos]
+        start = max(self._states)  # the last kept state within the common prefix
+        n = len(tokens)
         stoi, unk, advance = self.vocab.stoi, self.vocab.unk_id, self.model.advance
-        state = self._states[k]
-        for tok in tokens[k:]:
-            state = advance(state, stoi.get(tok, unk))
-            self._states.append(state)
+        state = self._states[start]
+        for pos in range(start, n):
+            state = advance(state, stoi.get(tokens[pos], unk))
+            if (pos + 1) % STRIDE == 0 or pos + 1 > n - DENSE:
+                self._states[pos + 1] = state
+        for pos in [p for p in self._states if p % STRIDE and p <= n - DENSE]:
+            del self._states[pos]  # fell out of the dense tail
+        self.steps_run = n - start
         self._tokens = tokens
         probs, score = self.model.readout(state)
-        self._result = Sentiment.of(probs, score, len(tokens))
+        self._result = Sentiment.of(probs, score, n)
         return self._result
 
     def classify(self, text: str) -> Sentiment:

@@ -1,4 +1,9 @@
-"""The LSTM language model: Embedding -> Dropout -> stacked LSTM -> Dropout -> Linear tied to the embedding."""
+"""The LSTM language model: Embedding -> Dropout -> stacked LSTM -> Dropout -> Linear tied to the embedding.
+
+Training can add the AWD-LSTM regularisers (Merity, Keskar & Socher 2017) through `LMRegularisation`: locked
+dropout, weight drop on the recurrent weights, embedding (word) dropout, activation regularisation (AR) and
+temporal AR (TAR). None of them changes what the weights mean: inference and checkpoints are the same.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import numpy as np
 
 from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.nn import LSTM, Dropout, Embedding, ParamSet, SoftmaxCrossEntropy, TiedOutput
-from rnnchat.nn.layers import transposed
+from rnnchat.nn.layers import LockedDropout, WordDropout, transposed
 from rnnchat.nn.recurrent import lstm_cell
 from rnnchat.text import Vocab
 
@@ -54,22 +59,40 @@ def lm_spec(config: dict) -> dict[str, tuple[int, ...]]:
     return spec
 
 
+@dataclass
+class LMRegularisation:
+    """Training-only regularisers (AWD-LSTM); all off by default."""
+    locked: bool = False       # one dropout mask per sequence (the same at every step) instead of per step
+    weight_drop: float = 0.0   # DropConnect on each LSTM's recurrent weights Wh, one mask per batch
+    embed_drop: float = 0.0    # whole words dropped from the embedding lookup, one mask per batch
+    ar: float = 0.0            # + ar * mean(dropped last-layer output ** 2)
+    tar: float = 0.0           # + tar * mean((h_t - h_{t-1}) ** 2) over the last layer's raw output
+
+
 class LanguageModel:
     """Stateful word-level LSTM LM with tied input/output embeddings (embedding size == hidden size)."""
 
-    def __init__(self, config: LMConfig, *, seed: int = 0, dtype=np.float32, init: bool = True):
+    def __init__(self, config: LMConfig, *, seed: int = 0, dtype=np.float32, init: bool = True,
+                 reg: LMRegularisation | None = None):
         """init=False leaves the weights at zero (for loading a checkpoint: skips the random draws)."""
         self.config = config
+        self.reg = reg or LMRegularisation()
         self.rng = np.random.default_rng(seed)
         V, H = config.vocab_size, config.hidden
         init_rng = self.rng if init else None
         self.embed = Embedding(V, H, rng=init_rng, dtype=dtype)
-        self.lstms = [LSTM(H, H, rng=init_rng, dtype=dtype, stateful=True) for _ in range(config.layers)]
-        self.drops = [Dropout(config.dropout, rng=self.rng) for _ in range(config.layers + 1)]
+        self.lstms = [LSTM(H, H, rng=init_rng, dtype=dtype, stateful=True, weight_drop=self.reg.weight_drop,
+                           drop_rng=self.rng) for _ in range(config.layers)]
+        drop = LockedDropout if self.reg.locked else Dropout
+        self.drops = [drop(config.dropout, rng=self.rng) for _ in range(config.layers + 1)]
+        self.word_drop = WordDropout(self.reg.embed_drop, V, rng=self.rng)
         self.out = TiedOutput(self.embed)
         self.loss_fn = SoftmaxCrossEntropy(ignore_index=None)
         named = [("embed", self.embed)] + [(f"lstm{i}", l) for i, l in enumerate(self.lstms)] + [("out", self.out)]
         self.params = ParamSet(named)
+        self.training = True
+        self._top: tuple[np.ndarray, np.ndarray] | None = None  # last layer's (raw, dropped) output, for AR/TAR
+        self.top_hidden: np.ndarray | None = None
         self._logits_buf: np.ndarray | None = None
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -88,8 +111,9 @@ class LanguageModel:
         self.state = None
 
     def train(self, mode: bool = True) -> None:
-        for d in self.drops:
-            d.training = mode
+        self.training = mode
+        for layer in [*self.drops, self.word_drop, *self.lstms]:
+            layer.training = mode
 
     # -- whole sequences ----------------------------------------------------------------------------------
     # Internally everything runs time-major, so the output projection is one contiguous (T*N, H) x (H, V)
@@ -100,9 +124,12 @@ class LanguageModel:
         reuse=True writes into a buffer kept between calls (the training loss consumes it at once).
         """
         N, T = ids.shape
-        h = self.drops[0].forward(self.embed.forward(ids.T))  # (T, N, H)
+        h = self.drops[0].forward(self.word_drop.forward(self.embed.forward(ids.T), ids.T))  # (T, N, H)
         for lstm, drop in zip(self.lstms, self.drops[1:]):
-            h = drop.forward(lstm.forward(h.transpose(1, 0, 2)).transpose(1, 0, 2))
+            raw = lstm.forward(h.transpose(1, 0, 2)).transpose(1, 0, 2)
+            h = drop.forward(raw)
+        self.top_hidden = raw  # (T, N, H): the last layer's states, for the conversation cache
+        self._top = (raw, h) if self.training and (self.reg.ar or self.reg.tar) else None
         self._shape = (T, N)
         out = None
         if reuse:
@@ -123,16 +150,39 @@ class LanguageModel:
         if dlogits.shape != (T * N, self.config.vocab_size):  # e.g. batch-major (N, T, V), like `forward`'s output
             raise ValueError(f"dlogits must be time-major ({T * N}, {self.config.vocab_size}), not {dlogits.shape}")
         dh = self.out.backward(dlogits).reshape(T, N, -1)
-        for lstm, drop in zip(reversed(self.lstms), reversed(self.drops[1:])):
-            dh = lstm.backward(drop.backward(dh).transpose(1, 0, 2)).transpose(1, 0, 2)
-        self.embed.backward(self.drops[0].backward(dh))
+        for k, (lstm, drop) in enumerate(zip(reversed(self.lstms), reversed(self.drops[1:]))):
+            dh = self._top_backward(dh) if k == 0 else drop.backward(dh)
+            dh = lstm.backward(dh.transpose(1, 0, 2)).transpose(1, 0, 2)
+        self.embed.backward(self.word_drop.backward(self.drops[0].backward(dh)))
+
+    def regulariser_loss(self) -> float:
+        """AR + TAR of the last training forward pass (0 when they are off or in eval)."""
+        if self._top is None:
+            return 0.0
+        raw, h = self._top
+        return float(self.reg.ar * np.mean(h * h) + self.reg.tar * np.mean(np.square(raw[1:] - raw[:-1])))
+
+    def _top_backward(self, dh: np.ndarray) -> np.ndarray:
+        """Through the last dropout, adding the AR and TAR gradients: dh (T, N, H) of the dropped output ->
+        gradient of the last LSTM's raw output."""
+        if self._top is None:
+            return self.drops[-1].backward(dh)
+        raw, h = self._top
+        dh = self.drops[-1].backward(dh + (2 * self.reg.ar / h.size) * h)
+        if raw.shape[0] > 1 and self.reg.tar:
+            diff = raw[1:] - raw[:-1]
+            diff *= 2 * self.reg.tar / diff.size
+            dh[1:] += diff
+            dh[:-1] -= diff
+        return dh
 
     def loss(self, ids: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
         """Mean next-token cross-entropy of (N, T) ids against (N, T) targets; advances the state."""
         return self.loss_fn.forward(self._logits(ids, reuse=True), targets.T)
 
     def train_step(self, ids: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
-        """Forward + backward; gradients land in `self.params.grads()`."""
+        """Forward + backward of the loss plus `regulariser_loss()`; gradients land in `self.params.grads()`.
+        Returns the cross-entropy alone (what perplexity reports)."""
         loss, count = self.loss(ids, targets)
         self.backward(self.loss_fn.backward())
         return loss, count
@@ -200,18 +250,29 @@ class LMDecoder:
 
         Long prompts go through in chunks, so memory stays bounded and the cost is linear in length.
         """
+        logits, state, _ = self._prefill(ids, state, mask, keep_hidden=False)
+        return logits, state
+
+    def prefill_hidden(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, LayerStates, np.ndarray]:
+        """`prefill`, also returning the top layer's state after every fed token: (B, T, H)."""
+        return self._prefill(ids, state, mask, keep_hidden=True)
+
+    def _prefill(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None, keep_hidden: bool):
         B, T = ids.shape
         if T == 0:
             raise ValueError("prefill needs at least one token")
         with self._prefill_lock:
-            state = self._prefill_locked(ids, state, mask)
+            state, hidden = self._prefill_locked(ids, state, mask, keep_hidden)
         h = state[-1][0]
         logits = h @ self.E_T
         logits += self.out_b
-        return logits, state
+        return logits, state, hidden
 
-    def _prefill_locked(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None) -> LayerStates:
+    def _prefill_locked(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None, keep_hidden: bool
+                        ) -> tuple[LayerStates, np.ndarray | None]:
         T = ids.shape[1]
+        hidden = []
         for start in range(0, T, self.prefill_chunk):
             chunk = slice(start, start + self.prefill_chunk)
             x = self.E[ids[:, chunk]]
@@ -221,7 +282,9 @@ class LMDecoder:
                 x = lstm.forward(x, m, state=s)
                 new_state.append(lstm.state)
             state = new_state
-        return state
+            if keep_hidden:
+                hidden.append(x.copy())  # x is a view of the layer's buffer, which the next chunk reuses
+        return state, np.concatenate(hidden, axis=1) if keep_hidden else None
 
 
 # -- checkpoints -----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ with arrays prefixed "m0.", "m1.", ... (``sentiment_spec``, ``build_sentiment``)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -304,6 +305,21 @@ class SentimentModel:
             x = h
         return tuple(new_layers), np.maximum(mx, x), sm + x, k + 1
 
+    def advance_many(self, state: LiveState, ids: Sequence[int], chunk: int = 1024) -> LiveState:
+        """The state after all of `ids`, as `advance` one at a time would give, computed `chunk` tokens at a
+        time through the batched LSTMs: linear time, memory bounded by the chunk, for texts of any length."""
+        layers, mx, sm, k = state
+        ids = np.asarray(ids, np.int64)
+        for start in range(0, len(ids), chunk):
+            x = self.embed.params["W"][ids[start:start + chunk]][None]  # (1, T, D)
+            new_layers = []
+            for lstm, (h, c) in zip(self.lstms, layers):
+                x = lstm.forward(x, state=(h[None], c[None]))
+                new_layers.append(tuple(s[0].copy() for s in lstm.final_state))
+            layers, top = tuple(new_layers), x[0]
+            mx, sm, k = np.maximum(mx, top.max(axis=0)), sm + top.sum(axis=0), k + len(top)
+        return layers, mx, sm, k
+
     def readout(self, state: LiveState) -> tuple[np.ndarray, float]:
         """(probabilities (3,), score) for the text whose tokens led to `state`."""
         layers, mx, sm, k = state
@@ -370,6 +386,9 @@ class SentimentEnsemble:
 
     def advance(self, state: tuple[LiveState, ...], token_id: int) -> tuple[LiveState, ...]:
         return tuple(m.advance(s, token_id) for m, s in zip(self.members, state))
+
+    def advance_many(self, state: tuple[LiveState, ...], ids: Sequence[int]) -> tuple[LiveState, ...]:
+        return tuple(m.advance_many(s, ids) for m, s in zip(self.members, state))
 
     def readout(self, state: tuple[LiveState, ...]) -> tuple[np.ndarray, float]:
         out = [m.readout(s) for m, s in zip(self.members, state)]

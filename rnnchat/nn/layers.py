@@ -118,10 +118,21 @@ class TiedOutput(Layer):
         return (dy2 @ W).reshape(self._h.shape)
 
 
+def keep_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, dtype) -> np.ndarray:
+    """Inverted-dropout mask: 0 with probability q = round(p * 2^16) / 2^16, else 1 / (1 - q).
+
+    16 random bits per unit (cheaper than floats); the scale uses the exact q, so the expectation is exactly 1.
+    """
+    threshold = min(round(p * 65536), 65535)
+    bits = np.frombuffer(rng.bytes(2 * int(np.prod(shape))), np.uint16).reshape(shape)
+    return np.multiply(bits >= threshold, 65536 / (65536 - threshold), dtype=dtype)
+
+
 class Dropout(Layer):
     """Inverted dropout: scales kept units by 1/(1-p) in training, identity at eval.
 
-    Used between layers (on each layer's input/output), never on the recurrent h -> h connection.
+    Used between layers (on each layer's input/output), never on the recurrent h -> h connection (the LSTM's
+    `weight_drop` is the recurrent regulariser).
     """
 
     def __init__(self, p: float, *, rng: np.random.Generator):
@@ -132,19 +143,53 @@ class Dropout(Layer):
         self.params, self.grads = {}, {}
         self._mask: np.ndarray | None = None
 
+    def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        # 16 random bits per unit (cheaper than floats): drop with probability q = round(p * 2^16) / 2^16 and
-        # scale by 1 / (1 - q), so the expectation is exact.
-        threshold = min(round(self.p * 65536), 65535)
-        bits = np.frombuffer(self.rng.bytes(2 * x.size), np.uint16).reshape(x.shape)
-        self._mask = np.multiply(bits >= threshold, 65536 / (65536 - threshold), dtype=x.dtype)
+        self._mask = keep_mask(self.rng, self.mask_shape(x.shape), self.p, x.dtype)
         return x * self._mask
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return dout if self._mask is None else dout * self._mask
+
+
+class LockedDropout(Dropout):
+    """Variational (locked) dropout: one mask per sequence, the same at every step (Gal & Ghahramani 2016, as
+    AWD-LSTM uses it). Input is time-major (T, N, D); the mask is (1, N, D), so a dropped unit stays dropped
+    for the whole window instead of flickering step to step."""
+
+    def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (1, *shape[1:])
+
+
+class WordDropout(Layer):
+    """Embedding dropout (Gal & Ghahramani; AWD-LSTM): for one batch, whole words lose their vectors.
+
+    A (V,) mask over the vocabulary is drawn per forward call; every occurrence of a dropped word reads a zero
+    vector and kept words are scaled by 1/(1-p). Applied to looked-up vectors (T, N, D) with their ids, which
+    equals dropping rows of the embedding matrix; a tied output layer still reads the full matrix.
+    """
+
+    def __init__(self, p: float, vocab_size: int, *, rng: np.random.Generator):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"embedding dropout p must be in [0, 1), got {p}")
+        self.p, self.vocab_size, self.rng = p, vocab_size, rng
+        self.params, self.grads = {}, {}
+        self._scale: np.ndarray | None = None
+
+    def forward(self, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            self._scale = None
+            return vectors
+        self._scale = keep_mask(self.rng, (self.vocab_size,), self.p, vectors.dtype)[ids][..., None]
+        return vectors * self._scale
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout if self._scale is None else dout * self._scale
 
 
 class SoftmaxCrossEntropy:

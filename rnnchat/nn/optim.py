@@ -1,4 +1,5 @@
-"""Parameters with shared (tied) weights, optimizers (SGD with decay, Adam) and global-norm clipping."""
+"""Parameters with shared (tied) weights, optimizers (SGD with decay, Adam), global-norm clipping and the
+Polyak average of the weights."""
 
 from __future__ import annotations
 
@@ -119,3 +120,42 @@ class Adam:
         for i in range(len(self.params)):
             np.copyto(self.m[i], state[f"m{i}"])
             np.copyto(self.v[i], state[f"v{i}"])
+
+
+class ParamAverage:
+    """The running uniform (Polyak) average of parameters over the steps since averaging began.
+
+    Averaging the iterates is the "A" of AWD-LSTM's NT-ASGD; here it follows any optimiser's step (an averaged
+    Adam). `update()` after each step; `swap()` puts the averaged weights into the parameters for a while
+    (to validate or save them) and restores the live ones after.
+    """
+
+    def __init__(self, params: list[np.ndarray]):
+        self.params = params
+        self.avg = [p.copy() for p in params]
+        self.count = 0
+
+    def update(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            for a, p in zip(self.avg, self.params):
+                np.copyto(a, p)
+            return
+        w = 1.0 / self.count
+        for a, p in zip(self.avg, self.params):
+            a += w * (p - a)
+
+    def swap(self) -> None:
+        """Exchange the live and averaged weights in place (a second call swaps them back)."""
+        for a, p in zip(self.avg, self.params):
+            tmp = p.copy()
+            np.copyto(p, a)
+            np.copyto(a, tmp)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {f"a{i}": a for i, a in enumerate(self.avg)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], count: int) -> None:
+        for i, a in enumerate(self.avg):
+            np.copyto(a, state[f"a{i}"])
+        self.count = count

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnchat.nn.layers import Layer, Dropout, transposed, uniform_init
+from rnnchat.nn.layers import Layer, Dropout, keep_mask, transposed, uniform_init
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -78,6 +78,7 @@ class Recurrent(Layer):
         self._x = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)  # (T, N, D)
         self._m = None if mask is None else np.ascontiguousarray(mask.T[:, :, None], dtype=self.dtype)
         final = self._run(T, N)
+        self.final_state = final  # the state after the last step (also when not stateful)
         if self.stateful:
             self.state = tuple(s.copy() for s in final)
         return self._hs.transpose(1, 0, 2)
@@ -165,13 +166,31 @@ class LSTM(Recurrent):
 
     (PyTorch orders them i|f|g|o; `rnnchat`'s order keeps the three sigmoid gates contiguous.)
     c_t = f*c_{t-1} + i*g,  h_t = o*tanh(c_t).
+
+    weight_drop > 0 (with drop_rng) drops recurrent weights (DropConnect on Wh, Wan et al. 2013, the AWD-LSTM
+    regulariser): in training, each forward call draws one mask over Wh and uses Wh * mask at
+    every step; its gradient is masked the same way. Eval (training False) uses Wh as it is.
     """
 
     n_state = 2
 
-    def __init__(self, d_in: int, hidden: int, **kw):
+    def __init__(self, d_in: int, hidden: int, *, weight_drop: float = 0.0,
+                 drop_rng: np.random.Generator | None = None, **kw):
         super().__init__(d_in, hidden, 4, **kw)
+        if not 0.0 <= weight_drop < 1.0 or (weight_drop and drop_rng is None):
+            raise ValueError(f"weight_drop must be in [0, 1) with a drop_rng, got {weight_drop}")
+        self.weight_drop, self.drop_rng = weight_drop, drop_rng
+        self._wh_mask: np.ndarray | None = None
         self._init_grads()
+
+    def _recurrent_weight(self) -> np.ndarray:
+        """Wh for this forward call: masked when weight drop is on in training (the mask is kept for backward)."""
+        Wh = self.params["Wh"]
+        if not (self.training and self.weight_drop):
+            self._wh_mask = None
+            return Wh
+        self._wh_mask = keep_mask(self.drop_rng, Wh.shape, self.weight_drop, Wh.dtype)
+        return Wh * self._wh_mask
 
     def _run(self, T: int, N: int):
         H = self.hidden
@@ -182,7 +201,8 @@ class LSTM(Recurrent):
         rec = np.empty((N, 4 * H), self.dtype)
         tmp = np.empty((N, H), self.dtype)
         h, c = self._state0
-        Wh, b = self.params["Wh"], self.params["b"]
+        Wh, b = self._recurrent_weight(), self.params["b"]
+        self._Wh_used = Wh
         m = self._m
         for t in range(T):
             a = A[t]
@@ -222,7 +242,7 @@ class LSTM(Recurrent):
         dc = np.empty((N, H), self.dtype)
         tmp = np.empty((N, H), self.dtype)
         tmp3 = np.empty((N, 3 * H), self.dtype)
-        Wh_T = transposed(self.params["Wh"])  # row-major: the per-step dh product runs ~15% faster
+        Wh_T = transposed(self._Wh_used)  # row-major: the per-step dh product runs ~15% faster
         c0 = self._state0[1]
         db = np.zeros(4 * H, self.dtype)
         for t in reversed(range(T)):
@@ -265,7 +285,10 @@ class LSTM(Recurrent):
                 dh_next += carry_h
                 dc_next += carry_c
         self.dstate = (dh_next, dc_next)
-        return self._weight_grads(dA, self._h_prev_stack(), db)
+        dx = self._weight_grads(dA, self._h_prev_stack(), db)
+        if self._wh_mask is not None:
+            self.grads["Wh"] *= self._wh_mask
+        return dx
 
 
 class GRU(Recurrent):

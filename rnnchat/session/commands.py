@@ -32,18 +32,28 @@ class Commandable(Protocol):
     def saved_names(self) -> list[str]: ...
 
 SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens", "beam": "beam",
-                    "candidates": "candidates"}
+                    "candidates": "candidates", "cache": "cache"}
 COMMAND_HELP = (
     ("/temp 0.7", "temperature (0 = greedy)"), ("/topk 40", "top-k (0 = off)"), ("/topp 0.9", "top-p (1 = off)"),
     ("/max 60", "max tokens per reply"), ("/skip WORD", "never say WORD (/skip: clear)"),
     ("/beam 4", "seq2seq beam width (0 = off)"), ("/candidates 16", "replies made and ranked (1 = stream one)"),
+    ("/cache on|off", "LM cache of earlier words"),
     ("/retry", "replace the last reply (next candidate)"),
     ("/mode chat|lm|continue", "switch mode"), ("/reset", "forget the conversation"),
     ("/save NAME", "save the conversation"), ("/load NAME", "load one (/load: list)"),
     ("/help", "this help"), ("/quit", "leave"),
 )
+
+
+def _on_off(text: str) -> bool:
+    value = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}.get(text.lower())
+    if value is None:
+        raise ValueError(text)
+    return value
+
+
 _PARSE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "beam": int, "candidates": int,
-          "skip": lambda t: tuple(w for w in re.split(r"[,\s]+", t) if w)}
+          "skip": lambda t: tuple(w for w in re.split(r"[,\s]+", t) if w), "cache": _on_off}
 
 
 def set_setting(session: Commandable, name: str, text: str) -> None:
@@ -54,7 +64,8 @@ def set_setting(session: Commandable, name: str, text: str) -> None:
     try:
         value = _PARSE[name](text.strip())
     except ValueError:
-        raise SettingsError(f"{name.replace('_', '-')}: not a number: {text.strip()!r}") from None
+        what = "on or off" if name == "cache" else "a number"
+        raise SettingsError(f"{name.replace('_', '-')}: not {what}: {text.strip()!r}") from None
     if name == "beam":
         session.set_beam(value)
     elif name == "candidates":

@@ -54,6 +54,9 @@ class ReplyStats:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+MAX_MOOD_CHARS = 20_000
+
+
 class ChatSession:
     """One conversation with the models, its sampling settings and its files."""
 
@@ -121,8 +124,9 @@ class ChatSession:
     def describe_settings(self) -> str:
         s = self.settings
         beam = f", beam {self.beam}" if self.seq2seq is not None else ""
+        cache = f", cache {'on' if s.cache else 'off'}" if self.conv.cache is not None else ""
         return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}, "
-                f"skip {', '.join(s.skip) or '-'}{beam}, candidates {self.candidates}")
+                f"skip {', '.join(s.skip) or '-'}{beam}, candidates {self.candidates}{cache}")
 
     def command(self, line: str) -> str:
         """Run a slash command other than /help and /quit (see `session.commands`)."""
@@ -130,8 +134,9 @@ class ChatSession:
 
     # -- sentiment -------------------------------------------------------------------------------------------
     def mood(self, text: str) -> Sentiment | None:
-        """Sentiment of `text` (incremental: call it on every keystroke); None if unavailable or empty."""
-        if self.sentiment is None or not text.strip():
+        """Sentiment of `text` (incremental: call it on every keystroke); None if unavailable, empty or longer
+        than MAX_MOOD_CHARS (a pasted book would take the classifier ~40 s per MB: too slow to be live)."""
+        if self.sentiment is None or not text.strip() or len(text) > MAX_MOOD_CHARS:
             return None
         result = self.sentiment.set_text(text)
         return Sentiment(str(result.label), float(result.score))
@@ -328,8 +333,10 @@ class ChatSession:
 
 def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
                  fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = DEFAULT_CANDIDATES,
-                 backward_path: Path | None = None) -> tuple[ChatSession, list[str]]:
+                 backward_path: Path | None = None, directory: Path | None = None) -> tuple[ChatSession, list[str]]:
     """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
+
+    `directory`: the data directory (default `paths.data_dir()`); SessionError if it cannot be one.
 
     Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note;
     without the backward model, ranking goes without its term. SessionError if the LM is missing,
@@ -338,14 +345,17 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
     if not Path(lm_path).exists():
         raise SessionError(f"no language model at {lm_path}; train one with `rnnchat train lm`")
     check_candidates(candidates)
+    data_note = Store(directory or paths.data_dir()).prepare()
     sentiment, note = load_live_sentiment(sentiment_path)
     seq2seq, seq2seq_note = load_chat_model(seq2seq_path)
     backward, backward_note = load_backward_model(backward_path)
     engine = Engine(lm_path)
     ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
     session = ChatSession(engine, sentiment, sentiment_note=note, seq2seq=seq2seq, seq2seq_note=seq2seq_note,
-                          settings=settings, ranker=ranker, candidates=candidates)
+                          settings=settings, ranker=ranker, candidates=candidates, directory=directory)
     notes = [f"sentiment: unavailable ({note})"] if sentiment is None else []
+    if data_note:
+        notes.append(data_note)
     if seq2seq is None:
         notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
     if backward is None and candidates > 1:

@@ -7,7 +7,9 @@ all in one atomic write. `last.npz` is the autosaved conversation restored on st
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,21 @@ class Store:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
 
+    def prepare(self) -> str | None:
+        """Create the data directory if needed. SessionError if it cannot be one (a file is in the way, no
+        permission to create it); a note (str) if it is there but not writable: nothing will be saved."""
+        d = self.directory
+        if d.exists() and not d.is_dir():
+            raise SessionError(f"the data directory {d} is not a directory (set RNNCHAT_DATA_DIR to a directory)")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SessionError(f"cannot create the data directory {d} ({e.strerror or e}); set RNNCHAT_DATA_DIR "
+                               f"to a writable directory") from None
+        if not os.access(d, os.W_OK | os.X_OK):
+            return f"the data directory {d} is read-only: conversations and history will not be saved"
+        return None
+
     def path(self, name: str) -> Path:
         if name == LAST:
             return self.directory / f"{LAST}.npz"
@@ -59,8 +76,15 @@ class Store:
 
     def names(self) -> list[str]:
         """Saved conversations, newest first."""
-        files = (self.directory / "conversations").glob("*.npz")
-        return [p.stem for p in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)]
+        dated = []
+        for p in (self.directory / "conversations").glob("*.npz"):
+            try:  # a dangling link, a directory or a FIFO named *.npz is not a conversation
+                st = p.stat()
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and NAME_RE.fullmatch(p.stem):
+                dated.append((st.st_mtime, p.stem))
+        return [name for _, name in sorted(dated, reverse=True)]
 
     def write(self, name: str, conv: Conversation, transcript: list[Turn], chat: Seq2SeqChat | None,
               chat_state: ChatState | None) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 
 from rnnchat.data import corpora
 from rnnchat.checkpoint import read_header
-from rnnchat.models.lm import LanguageModel, LMConfig, load_lm, save_lm
+from rnnchat.models.lm import LanguageModel, LMConfig, LMRegularisation, load_lm, save_lm
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, conversation_ids, tokenize
 from rnnchat.data.batches import StreamBatches
@@ -103,6 +103,17 @@ class LMTrainArgs:
     set_lr: float | None = None   # on --resume: replace the saved learning rate (a manual decay step)
     mark_starts: bool = False     # train on a stream where each conversation opens with an extra <eot>
     init_from: Path | None = None  # start a new run from this checkpoint's weights (fresh optimizer)
+    locked: bool = False          # AWD-LSTM regularisers (see LMRegularisation), all off by default
+    weight_drop: float = 0.0
+    embed_drop: float = 0.0
+    ar: float = 0.0
+    tar: float = 0.0
+    vary_bptt: bool = False       # variable-length BPTT windows, cut anew each epoch
+    average_from: int | None = None  # average the weights from this step on; validate and save the average
+
+    def regularisation(self) -> LMRegularisation:
+        return LMRegularisation(locked=self.locked, weight_drop=self.weight_drop, embed_drop=self.embed_drop,
+                                ar=self.ar, tar=self.tar)
 
 
 # Flags that define the model or the token stream: a --resume with other values would train a different run.
@@ -147,9 +158,9 @@ def train_lm(a: LMTrainArgs) -> dict:
     print(f"vocab {len(vocab)}, train {len(train_tokens):,} tokens, val {len(val_tokens):,} tokens "
           f"({time.monotonic() - t0:.1f}s)", file=sys.stderr)
     config = LMConfig(vocab_size=len(vocab), hidden=a.hidden, layers=a.layers, dropout=a.dropout)
-    model = LanguageModel(config, seed=a.seed)
+    model = LanguageModel(config, seed=a.seed, reg=a.regularisation())
     opt = Adam(model.params.params, lr=a.lr)
-    batches = StreamBatches(train_tokens, a.batch_size, a.bptt)
+    batches = StreamBatches(train_tokens, a.batch_size, a.bptt, vary=a.vary_bptt, seed=a.seed)
     hyper = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
 
     def step_fn(batch):
@@ -161,7 +172,7 @@ def train_lm(a: LMTrainArgs) -> dict:
                 corpus=corpus_info(), extra={"training": hyper})
 
     trainer = Trainer(a.run_dir, model, opt, batches, step_fn, lambda: evaluate(model, val_tokens), save_best,
-                      TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every),
+                      TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every, average_from=a.average_from),
                       header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_info()})
     if a.resume and trainer.state_path.exists():
         check_resume(read_header(trainer.state_path).get("training", {}), hyper)

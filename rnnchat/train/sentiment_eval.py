@@ -86,13 +86,21 @@ def by_domain(domains: Sequence[str], ratings: np.ndarray, positive: np.ndarray,
     return out
 
 
+LONG_TEXT = 1024  # tokens; a longer text runs alone, a chunk at a time (a padded batch would be its length wide)
+
+
 def predict_ids(model: Classifier, ids: list[list[int]], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (N, 3) and scores (N,) for id lists (any lengths, empty allowed)."""
+    """Probabilities (N, 3) and scores (N,) for id lists (any lengths, empty allowed); time linear in the total
+    length and memory bounded, however long one text is."""
     probs = np.zeros((len(ids), 3))
     scores = np.zeros(len(ids))
-    for idx in bucket_batches([len(s) for s in ids], batch_size):
-        x, mask = pad([ids[i] for i in idx])
-        probs[idx], scores[idx] = model.predict(x, mask)
+    short = [i for i, s in enumerate(ids) if len(s) <= LONG_TEXT]
+    for idx in bucket_batches([len(ids[i]) for i in short], batch_size):
+        rows = [short[i] for i in idx]
+        x, mask = pad([ids[i] for i in rows])
+        probs[rows], scores[rows] = model.predict(x, mask)
+    for i in (i for i, s in enumerate(ids) if len(s) > LONG_TEXT):
+        probs[i], scores[i] = model.readout(model.advance_many(model.zero_state(), ids[i]))
     return probs, scores
 
 

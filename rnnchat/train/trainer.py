@@ -4,6 +4,9 @@ A run lives in a directory: `state.npz` (model + optimizer + RNG + data position
 every `checkpoint_every_s` seconds, at each validation and on Ctrl+C), `metrics.jsonl` (one JSON object per
 log/validation event) and whatever `save_best` writes when validation improves. `--resume` reloads
 `state.npz` and continues the same trajectory: same batches, same dropout masks, same optimizer moments.
+
+With `average_from` set, the weights are also averaged from that step on (`ParamAverage`); validation and the
+best checkpoint then use the averaged weights, while training goes on with the live ones.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from rnnchat.checkpoint import load_checkpoint, save_checkpoint
-from rnnchat.nn import ParamSet, clip_grad_norm
+from rnnchat.nn import ParamAverage, ParamSet, clip_grad_norm
 from rnnchat.progress import Progress
 
 
@@ -44,6 +47,7 @@ class TrainConfig:
     log_every: int = 50             # steps
     checkpoint_every_s: float = 600.0
     lr_decay_on_plateau: float = 0.5  # multiply lr when validation does not improve (1.0 = never)
+    average_from: int | None = None   # average the weights from this step on (None: no averaging)
     extra: dict = field(default_factory=dict)
 
 
@@ -69,6 +73,7 @@ class Trainer:
         self.position = 0       # next batch index within the epoch
         self.tokens_seen = 0
         self.best_loss = math.inf
+        self.average = None if config.average_from is None else ParamAverage(model.params.params)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -83,9 +88,12 @@ class Trainer:
     def save_state(self) -> None:
         arrays = {f"model.{k}": v for k, v in self.model.params.named().items()}
         arrays |= {f"optim.{k}": np.asarray(v) for k, v in self.opt.state_dict().items()}
+        if self.average is not None:
+            arrays |= {f"average.{k}": v for k, v in self.average.state_dict().items()}
         header = {**self.header, "model": "train-state", "config": {}, "metrics": {}, "progress": {
             "step": self.step, "lr": self.opt.lr, "opt_steps": self.opt.step_count, "epoch": self.epoch, "position": self.position, "tokens_seen": self.tokens_seen,
             "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
+            "average_count": None if self.average is None else self.average.count,
             "rng": self.model.rng.bit_generator.state,
             "carried_state": self._carried_state_names()}}
         arrays |= self._carried_state_arrays()
@@ -102,9 +110,12 @@ class Trainer:
 
     def load_state(self) -> None:
         arrays, header = load_checkpoint(self.state_path, model="train-state", dtype=np.float32)
+        p = header["progress"]
         self.model.params.load({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         self.opt.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
-        p = header["progress"]
+        if self.average is not None and p.get("average_count") is not None:
+            self.average.load_state_dict({k[8:]: v for k, v in arrays.items() if k.startswith("average.")},
+                                         p["average_count"])
         self.step, self.epoch, self.position = p["step"], p["epoch"], p["position"]
         self.opt.lr, self.opt.step_count = p["lr"], p["opt_steps"]
         self.tokens_seen = p["tokens_seen"]
@@ -128,6 +139,9 @@ class Trainer:
         bar = Progress(total_steps, desc="train", initial=self.step)
         last_save = time.monotonic()
         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+        set_epoch = getattr(self.batches, "set_epoch", None)  # batches whose windows change per epoch
+        if set_epoch:
+            set_epoch(self.epoch)
         try:
             while self.step < total_steps:
                 if self.position == 0:
@@ -142,6 +156,8 @@ class Trainer:
                 clip_grad_norm(grads, self.cfg.clip)
                 self.opt.step(grads)
                 self.step += 1
+                if self.average is not None and self.step > self.cfg.average_from:
+                    self.average.update()
                 self.tokens_seen += count
                 window_loss += loss * count
                 window_tokens += count
@@ -149,6 +165,8 @@ class Trainer:
                 if self.position == len(self.batches):
                     self.position = 0
                     self.epoch += 1
+                    if set_epoch:
+                        set_epoch(self.epoch)
                 bar.update(self.step, f"loss {loss:.3f}")
                 if self.step % self.cfg.log_every == 0:
                     elapsed = time.monotonic() - window_start
@@ -173,18 +191,26 @@ class Trainer:
 
     def validate(self) -> dict:
         carried = getattr(self.model, "state", None)
-        self.model.train(False)
-        metrics = self.evaluate()
+        averaged = self.average is not None and self.average.count > 0
+        if averaged:
+            self.average.swap()
+        try:
+            self.model.train(False)
+            metrics = self.evaluate()
+            improved = metrics["loss"] < self.best_loss
+            if improved:
+                self.best_loss = metrics["loss"]
+                self.save_best(metrics)
+        finally:
+            if averaged:
+                self.average.swap()
         self.model.train(True)
         if carried is not None:
             self.model.state = carried
-        improved = metrics["loss"] < self.best_loss
-        if improved:
-            self.best_loss = metrics["loss"]
-            self.save_best(metrics)
         elif self.cfg.lr_decay_on_plateau != 1.0:
             self.opt.lr *= self.cfg.lr_decay_on_plateau
-        self.log({**{f"val_{k}": v for k, v in metrics.items()}, "improved": improved, "lr": self.opt.lr})
+        self.log({**{f"val_{k}": v for k, v in metrics.items()}, "improved": improved, "lr": self.opt.lr,
+                  **({"averaged_steps": self.average.count} if averaged else {})})
         print(f"\nstep {self.step} epoch {self.epoch}: " +
               " ".join(f"val {k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)) +
               (" (best)" if improved else ""), file=sys.stderr)

@@ -6,15 +6,18 @@ Ctrl+C stops a reply (the memory keeps exactly the tokens printed) or clears the
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
-from prompt_toolkit.history import FileHistory
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
@@ -37,11 +40,26 @@ class Repl:
     """The read-eval-print loop over a `ChatSession`; `input`/`output` are for tests (pipe input, dummy output)."""
 
     def __init__(self, session: ChatSession, notes: Sequence[str] = (), *, input: Input | None = None,
-                 output: Output | None = None, out: TextIO | None = None):
-        self.session, self.notes, self.out = session, list(notes), out or sys.stdout
-        session.directory.mkdir(parents=True, exist_ok=True)
-        self.prompt = PromptSession(history=FileHistory(str(session.directory / "repl_history")),
-                                    bottom_toolbar=self.toolbar, input=input, output=output)
+                 output: Output | None = None, out: TextIO | None = None, lines: TextIO | None = None):
+        """lines: read plain lines from this stream (stdin that is a file or a pipe) instead of prompting."""
+        self.session, self.notes, self.out, self.lines = session, list(notes), out or sys.stdout, lines
+        self.prompt = None if lines is not None else PromptSession(
+            history=self._history(session.directory / "repl_history"), bottom_toolbar=self.toolbar, input=input,
+            output=output)
+
+    def _history(self, path: Path) -> History:
+        """The history file, or history in memory (with a note) where the file cannot be written: a failing
+        FileHistory would make prompt_toolkit stop after every line ("Unhandled exception ... Press ENTER")."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            usable = (path.is_file() and os.access(path, os.R_OK | os.W_OK)) or (
+                not path.exists() and not path.is_symlink() and os.access(path.parent, os.W_OK | os.X_OK))
+        except OSError:
+            usable = False
+        if usable:
+            return FileHistory(str(path))
+        self.notes.append(f"input history not saved: {path} cannot be written")
+        return InMemoryHistory()
 
     def toolbar(self) -> FormattedText:
         """Mode, settings and the live sentiment of the line being typed (re-rendered on every keystroke)."""
@@ -66,13 +84,26 @@ class Repl:
         self._print("rnnchat repl: /help for commands, Ctrl+C stops a reply, Ctrl+D exits")
         while True:
             try:
-                line = self.prompt.prompt(PROMPTS[self.session.mode])
+                line = self._read()
             except KeyboardInterrupt:
+                if self.lines is not None:  # no prompt to come back to: a script interrupted
+                    return 130
                 continue
             except EOFError:
                 return 0
             if not self.handle(line):
                 return 0
+
+    def _read(self) -> str:
+        """The next input line (EOFError at the end); piped lines are echoed after the prompt, as typed ones are."""
+        if self.lines is None:
+            return self.prompt.prompt(PROMPTS[self.session.mode])
+        line = self.lines.readline()
+        if not line:
+            raise EOFError
+        line = line.rstrip("\r\n")
+        self._print(PROMPTS[self.session.mode] + line)
+        return line
 
     def handle(self, line: str) -> bool:
         """Run one input line; False means quit."""
@@ -156,4 +187,11 @@ def sigint_sets(event: threading.Event) -> Iterator[None]:
 
 
 def run_repl(session: ChatSession, notes: Sequence[str] = ()) -> int:
+    """The REPL on the terminal; with stdin a file or a pipe, its lines run one by one (UTF-8, bad bytes
+    replaced) and the REPL ends at its end."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        if sys.stdin is None:
+            return Repl(session, notes, lines=io.StringIO()).run()
+        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        return Repl(session, notes, lines=lines).run()
     return Repl(session, notes).run()

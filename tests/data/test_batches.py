@@ -39,3 +39,25 @@ def test_bucket_batches_partition_and_group_similar_lengths():
     assert spread < 10  # random batches would spread ~55
     again = bucket_batches(lengths, 32, rng=np.random.default_rng(1), bucket_factor=10)
     assert all((a == b).all() for a, b in zip(batches, again))
+
+
+def test_variable_windows_tile_every_row_and_change_each_epoch():
+    tokens = np.arange(20_001, dtype=np.int32)
+    fixed = StreamBatches(tokens, 4, 32)
+    vary = StreamBatches(tokens, 4, 32, vary=True, seed=3)
+    assert len(vary) == len(fixed)
+
+    def cuts(b):
+        return [b[i][0].shape[1] for i in range(len(b))]
+
+    first = cuts(vary)
+    assert len(set(first)) > 10 and min(first) >= 4 and sum(first) == vary.x.shape[1]
+    np.testing.assert_array_equal(np.concatenate([vary[i][0] for i in range(len(vary))], axis=1), vary.x)
+    np.testing.assert_array_equal(np.concatenate([vary[i][1] for i in range(len(vary))], axis=1), vary.y)
+    vary.set_epoch(1)
+    assert cuts(vary) != first and sum(cuts(vary)) == vary.x.shape[1]
+    vary.set_epoch(0)
+    assert cuts(vary) == first  # from (seed, epoch) alone: a resumed run cuts the same windows
+    assert cuts(fixed) == [32] * (len(fixed) - 1) + [fixed.x.shape[1] - 32 * (len(fixed) - 1)]
+    with pytest.raises(ValueError, match="at least 10"):
+        StreamBatches(tokens, 4, 8, vary=True)

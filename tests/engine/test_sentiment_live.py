@@ -77,6 +77,45 @@ def test_random_edits_equal_classifying_from_scratch(model, edits):
         assert r.label == ("negative", "neutral", "positive")[int(np.argmax(r.probs))]
 
 
+@settings(max_examples=60, deadline=None)
+@given(edits=st.lists(edit, max_size=25))
+def test_sparse_states_of_long_texts_give_the_same_results(edits):
+    """Issue 20, item 9: only the last DENSE states and every STRIDE-th before are kept (bounded memory); edits
+    behind the dense tail re-run from a kept state and still equal classifying from scratch, bit for bit."""
+    import rnnchat.engine.sentiment_live as live_module
+    old = live_module.DENSE, live_module.STRIDE
+    live_module.DENSE, live_module.STRIDE = 3, 4
+    try:
+        live = LiveSentiment(MODEL, VOCAB)
+        text = "the food was good but the service was awful and slow, not great at all "
+        for e in edits:
+            text = apply(text, e)
+            r = live.set_text(text)
+            assert r == live.classify(text)
+            n = len(tokenize(text))
+            assert len(live._states) <= 3 + n // 4 + 1
+            assert live.steps_run <= n
+    finally:
+        live_module.DENSE, live_module.STRIDE = old
+
+
+def test_long_texts_are_scored_in_bounded_chunks_like_short_ones():
+    """A text longer than LONG_TEXT runs a chunk at a time (no padded batch as wide as the text), giving what
+    the batched forward gives."""
+    from rnnchat.train import sentiment_eval
+    ids = list(np.random.default_rng(0).integers(4, len(VOCAB), 3000))
+    chunked = ENSEMBLE.readout(ENSEMBLE.advance_many(ENSEMBLE.zero_state(), ids))
+    x, mask = np.array([ids]), np.ones((1, len(ids)), np.float32)
+    probs, scores = ENSEMBLE.predict(x, mask)
+    np.testing.assert_allclose(chunked[0], probs[0], rtol=1e-4, atol=1e-6)
+    assert chunked[1] == pytest.approx(scores[0], rel=1e-4, abs=1e-6)
+    p2, s2 = sentiment_eval.predict_ids(ENSEMBLE, [ids, ids[:5], []])
+    np.testing.assert_allclose(p2[0], chunked[0])
+    np.testing.assert_allclose(p2[1:], ENSEMBLE.predict(*[np.array(a) for a in ([ids[:5], [0] * 5],
+                                                                                 [[1] * 5, [0] * 5])])[0],
+                               rtol=1e-5)
+
+
 @pytest.mark.parametrize("model", [MODEL, ENSEMBLE], ids=["model", "ensemble"])
 def test_typing_costs_constant_model_steps(model):
     live = LiveSentiment(model, VOCAB)

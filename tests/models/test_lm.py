@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rnnchat.models.lm import LanguageModel, LMConfig, lm_spec
+from rnnchat.models.lm import LanguageModel, LMConfig, LMRegularisation, lm_spec
 from tests.nn.gradcheck import numerical_grad, rel_error
 
 
@@ -76,3 +76,46 @@ def test_blocked_transpose_copies_exactly():
     t = transposed(a, block=256)
     assert t.flags.c_contiguous and t.shape == (37, 1000)
     np.testing.assert_array_equal(t, a.T)
+
+
+def test_gradients_with_every_awd_regulariser():
+    """Locked dropout, weight drop, embedding dropout, AR and TAR: the masks are drawn from the model's RNG, so
+    restoring its state before each evaluation gives the same masks; the objective is CE + AR + TAR."""
+    reg = LMRegularisation(locked=True, weight_drop=0.4, embed_drop=0.3, ar=2.0, tar=1.0)
+    m = LanguageModel(LMConfig(vocab_size=11, hidden=5, layers=2, dropout=0.3), seed=0, dtype=np.float64, reg=reg)
+    for p in m.params.params:
+        p *= 8
+    ids = np.random.default_rng(1).integers(0, 11, (3, 7))
+    x, y = ids[:, :-1], ids[:, 1:]
+    rng_state = m.rng.bit_generator.state
+
+    def objective():
+        m.rng.bit_generator.state = rng_state
+        m.reset_state()
+        loss = m.loss(x, y)[0]
+        return loss + m.regulariser_loss()
+
+    objective()
+    assert m.regulariser_loss() > 0
+    assert m.drops[1]._mask.shape == (1, 3, 5)  # locked: one mask per sequence
+    assert any(l._wh_mask is not None and (l._wh_mask == 0).any() for l in m.lstms)
+    m.rng.bit_generator.state = rng_state
+    m.reset_state()
+    m.train_step(x, y)
+    grads = dict(zip(m.params.names, m.params.grads()))
+    for name, p in m.params.named().items():
+        assert rel_error(grads[name], numerical_grad(objective, p, eps=1e-5)) < 1e-6, name
+
+
+def test_regularisers_are_off_at_eval():
+    reg = LMRegularisation(locked=True, weight_drop=0.5, embed_drop=0.5, ar=2.0, tar=1.0)
+    m = LanguageModel(LMConfig(vocab_size=11, hidden=5, layers=2, dropout=0.5), seed=0, dtype=np.float64, reg=reg)
+    plain = LanguageModel(LMConfig(vocab_size=11, hidden=5, layers=2, dropout=0.5), seed=0, dtype=np.float64)
+    ids = np.random.default_rng(4).integers(0, 11, (2, 6))
+    m.train(False)
+    plain.train(False)
+    np.testing.assert_array_equal(m.forward(ids), plain.forward(ids))
+    assert m.regulariser_loss() == 0.0
+    m.train(True)
+    m.reset_state()
+    assert not np.allclose(m.forward(ids), plain.forward(ids))

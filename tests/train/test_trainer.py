@@ -1,11 +1,10 @@
 """Trainer: loss goes down, exact resume, Ctrl+C saves, divergence stops cleanly, metrics log and curve."""
 
-import json
 
 import numpy as np
 import pytest
 
-from rnnchat.models.lm import LanguageModel, LMConfig
+from rnnchat.models.lm import LanguageModel, LMConfig, LMRegularisation
 from rnnchat.nn import Adam
 from rnnchat.data.batches import StreamBatches
 from rnnchat.train.curves import curve_series, plot_curves, read_metrics
@@ -24,10 +23,14 @@ def synthetic_tokens(n=4000, seed=0):
     return t.astype(np.int32)
 
 
-def make_trainer(run_dir, epochs, saved=None, eval_every=10, step_hook=None):
-    model = LanguageModel(LMConfig(vocab_size=V, hidden=16, layers=2, dropout=0.1), seed=3)
+AWD = LMRegularisation(locked=True, weight_drop=0.3, embed_drop=0.1, ar=2.0, tar=1.0)
+
+
+def make_trainer(run_dir, epochs, saved=None, eval_every=10, step_hook=None, awd=False):
+    """awd: every AWD-LSTM regulariser, variable-length windows and weight averaging from step 20."""
+    model = LanguageModel(LMConfig(vocab_size=V, hidden=16, layers=2, dropout=0.1), seed=3, reg=AWD if awd else None)
     opt = Adam(model.params.params, lr=3e-2)
-    batches = StreamBatches(synthetic_tokens(), batch_size=8, bptt=10)
+    batches = StreamBatches(synthetic_tokens(), batch_size=8, bptt=10, vary=awd, seed=5)
     val = synthetic_tokens(600, seed=1)
 
     def step_fn(batch):
@@ -37,7 +40,8 @@ def make_trainer(run_dir, epochs, saved=None, eval_every=10, step_hook=None):
 
     trainer = Trainer(run_dir, model, opt, batches, step_fn, lambda: evaluate(model, val, 4, 10),
                       lambda m: saved.append(m) if saved is not None else None,
-                      TrainConfig(epochs=epochs, eval_every=eval_every, log_every=5),
+                      TrainConfig(epochs=epochs, eval_every=eval_every, log_every=5,
+                                  average_from=20 if awd else None),
                       header={"vocab": [], "corpus": {"name": "synthetic"}})
     return trainer, model
 
@@ -55,18 +59,43 @@ def test_loss_goes_down_and_metrics_are_logged(tmp_path):
     assert "perplexity" in plot_curves(tmp_path / "metrics.jsonl", 60, 15)
 
 
-def test_resume_continues_the_same_trajectory(tmp_path):
-    straight, m1 = make_trainer(tmp_path / "a", epochs=2)
+@pytest.mark.parametrize("awd", [False, True])
+def test_resume_continues_the_same_trajectory(tmp_path, awd):
+    saved_a, saved_b = [], []
+    straight, m1 = make_trainer(tmp_path / "a", epochs=2, saved=saved_a, awd=awd)
     straight.fit()
     # the same run, stopped after 1 epoch (50 steps, a multiple of eval_every) and resumed
-    first, _ = make_trainer(tmp_path / "b", epochs=1)
+    first, _ = make_trainer(tmp_path / "b", epochs=1, saved=saved_b, awd=awd)
     first.fit()
-    resumed, m2 = make_trainer(tmp_path / "b", epochs=2)
+    resumed, m2 = make_trainer(tmp_path / "b", epochs=2, saved=saved_b, awd=awd)
     resumed.load_state()
     assert resumed.step == 50 and resumed.epoch == 1 and resumed.position == 0
     resumed.fit()
     for a, b in zip(m1.params.params, m2.params.params):
         np.testing.assert_array_equal(a, b)
+    assert saved_a == saved_b  # the same validations (of the averaged weights, with awd)
+    if awd:
+        assert resumed.average.count == straight.average.count == 80
+        for a, b in zip(straight.average.avg, resumed.average.avg):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_validation_uses_the_averaged_weights_and_training_the_live_ones(tmp_path):
+    saved = []
+    trainer, model = make_trainer(tmp_path, epochs=1, saved=saved, awd=True)
+    trainer.fit()
+    live = [p.copy() for p in model.params.params]
+    trainer.average.swap()
+    averaged = evaluate(model, synthetic_tokens(600, seed=1), 4, 10)
+    trainer.average.swap()
+    for a, b in zip(live, model.params.params):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(live, trainer.average.avg))
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    last_val = [r for r in records if "val_loss" in r][-1]
+    assert last_val["averaged_steps"] == 30
+    assert last_val["val_loss"] == pytest.approx(averaged["loss"], rel=1e-6)
+    assert saved[-1]["loss"] == min(r["val_loss"] for r in records if "val_loss" in r)
 
 
 def test_ctrl_c_saves_state_and_reraises(tmp_path):

@@ -89,9 +89,10 @@ async def test_escape_stops_mid_reply_and_memory_holds_only_the_tokens_shown(mak
         await pilot.press(*"good")  # typing is not blocked while the reply is being generated
         assert app.query_one("#prompt", Input).value == "good"
         assert app.query_one(SentimentIndicator).mood.label == "positive"
-        await pilot.press("enter")  # a second message waits: the input keeps its text
-        assert app.query_one("#prompt", Input).value == "good"
-        await pilot.press("escape")
+        await pilot.press("enter")  # a second message is queued behind the reply
+        assert app.query_one("#prompt", Input).value == "" and app._queued == ["good"]
+        await pilot.press("escape")  # stops the reply; the queued message comes back into the box, unsent
+        assert app.query_one("#prompt", Input).value == "good" and not app._queued
         gate.set()
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -101,6 +102,24 @@ async def test_escape_stops_mid_reply_and_memory_holds_only_the_tokens_shown(mak
         assert s.conv.history == v.encode("hello") + [v.eom_id, v.eot_id] + [t.id for t in s.last_tokens]
         assert "(stopped)" in str(app.query(Bubble).last().query_one(".bubble-header").render())
         assert not app.generating
+
+
+async def test_messages_typed_while_a_reply_streams_are_sent_in_order_after_it(make_session):
+    """Issue 20, item 10: of 15 quick messages two vanished or merged; now each is queued and answered."""
+    s = make_session(max_tokens=6)
+    reached, gate = gate_stream(s, after=1)
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"hello", "enter")
+        await wait_until(pilot, lambda: reached.is_set())
+        for word in ("one", "two", "three"):
+            await pilot.press(*word, "enter")
+        assert app._queued == ["one", "two", "three"] and app.query_one("#prompt", Input).value == ""
+        gate.set()
+        await wait_until(pilot, lambda: not app.generating and not app._queued and
+                         [t.text for t in s.transcript if t.role == "user"] == ["hello", "one", "two", "three"]
+                         and len(s.transcript) == 8)
+        assert [t.role for t in s.transcript] == ["user", "assistant"] * 4
 
 
 async def test_quitting_mid_reply_stops_it_and_saves_what_was_shown(make_session, data_dir):
@@ -253,3 +272,22 @@ async def test_load_screen_lists_saved_conversations(make_session):
         assert app.screen.query_one(OptionList).option_count == 1
         await pilot.press("escape")
         assert not isinstance(app.screen, LoadScreen)
+
+
+async def test_a_long_transcript_shows_only_the_newest_messages(make_session, monkeypatch):
+    """Issue 20, item 9: 2,000 transcript entries took 14 s to start and 6 s per message: the log now holds at
+    most MAX_BUBBLES widgets, with a count of the earlier messages (all kept in the transcript)."""
+    from rnnchat.session.transcript import Mode, Turn
+    from rnnchat.ui.tui.widgets import ChatLog
+    monkeypatch.setattr(ChatLog, "MAX_BUBBLES", 10)
+    s = make_session(max_tokens=3)
+    s.transcript = [Turn(role, f"message {i}", Mode.LM) for i in range(300) for role in ("user", "assistant")]
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert len(app.query(Bubble)) == 10
+        assert "590 earlier message(s) not shown" in str(app.query_one("#earlier", Static).render())
+        await send(pilot, "hello")
+        assert len(app.query(Bubble)) == 10 and len(s.transcript) == 602
+        assert "592 earlier" in str(app.query_one("#earlier", Static).render())
+        assert app.query(Bubble).last().has_class("reply")

@@ -1,6 +1,7 @@
 """The prompt_toolkit REPL, driven through a pipe input with a dummy output."""
 
 import asyncio
+import os
 import io
 import signal
 import threading
@@ -11,6 +12,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from rnnchat.cli.main import main
+from rnnchat.sampling import SamplingSettings
 from rnnchat.session.transcript import to_json
 from rnnchat.ui.repl import Repl
 
@@ -151,3 +153,84 @@ def test_attention_prints_the_last_seq2seq_replys_grid(make_session, data_dir):
         assert line.split()[0] == tok.token.strip() or tok.token.strip() == ""
         assert [c.endswith("*") for c in cells].index(True) == int(tok.attention.argmax())
         assert abs(sum(int(c.rstrip("*")) for c in cells) - 100) <= 3  # percentages of one distribution
+
+
+def test_data_directory_that_cannot_be_one_is_a_clear_error(small_lm_path, tmp_path, monkeypatch, capsys):
+    """Issue 20, item 8: RNNCHAT_DATA_DIR naming a file is an error message, not a traceback."""
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("RNNCHAT_DATA_DIR", str(tmp_path / "afile"))
+    assert main(["repl", "--checkpoint", str(small_lm_path)]) == 1
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_unwritable_history_falls_back_to_memory_and_every_piped_line_runs(make_session, data_dir, monkeypatch):
+    """A directory where the history file should be, or a read-only data directory: the REPL says so once and
+    goes on (prompt_toolkit's failing FileHistory used to stop after each line and swallow the next one)."""
+    (data_dir / "repl_history").mkdir(parents=True)
+    s = make_session()
+    code, out = run(s, "hello\n/temp 0.5\nagain\n\x04")
+    assert code == 0 and "input history not saved" in out
+    assert [t.role for t in s.transcript].count("assistant") == 2 and s.settings.temperature == 0.5
+    (data_dir / "repl_history").rmdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(data_dir)) else real_access(p, mode))
+    code, out = run(make_session(), "hello\n\x04")
+    assert code == 0 and "input history not saved" in out and not (data_dir / "repl_history").exists()
+
+
+def test_read_only_data_directory_is_a_note(small_lm_path, data_dir, monkeypatch):
+    from rnnchat.session.session import open_session
+    data_dir.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(data_dir) else real_access(p, mode))
+    _, notes = open_session(small_lm_path, None, SamplingSettings(), candidates=1)
+    assert any("read-only" in n for n in notes)
+
+
+def test_dangling_links_and_odd_entries_are_not_listed_as_conversations(make_session, data_dir):
+    s = make_session()
+    s.save("real")
+    conversations = data_dir / "conversations"
+    (conversations / "dead.npz").symlink_to(conversations / "missing.npz")
+    (conversations / "adir.npz").mkdir()
+    assert s.saved_names() == ["real"]
+    code, out = run(s, "/load\n\x04")
+    assert "saved conversations: real" in out
+
+
+def test_repl_runs_the_lines_of_a_regular_file_on_stdin(small_lm_path, tmp_path):
+    """Issue 20, item 10: `rnnchat repl < cmds.txt` ran nothing and exited 0; now every line runs, bad bytes
+    are replaced, and the end of the file ends the REPL."""
+    import subprocess
+    import sys
+    cmds = tmp_path / "cmds.txt"
+    cmds.write_bytes(b"hello there\n/temp 0.5\nbad \xff byte\n")
+    env = {**os.environ, "RNNCHAT_DATA_DIR": str(tmp_path / "data")}
+    with open(cmds, "rb") as stdin:
+        r = subprocess.run([sys.executable, "-m", "rnnchat", "repl", "--checkpoint", str(small_lm_path),
+                            "--candidates", "1", "-n", "5"], stdin=stdin, capture_output=True, env=env, timeout=120)
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    assert "you> hello there\nrnnchat> " in out and "temperature 0.5" in out and "you> bad \ufffd byte" in out
+    assert out.count("tokens, ") == 2 and b"Traceback" not in r.stderr
+
+
+def test_chat_app_without_a_terminal_is_a_usage_error(small_lm_path, tmp_path):
+    """`rnnchat < /dev/null > out` used to draw the app into the file and never exit."""
+    import subprocess
+    import sys
+    env = {**os.environ, "RNNCHAT_DATA_DIR": str(tmp_path / "data")}
+    r = subprocess.run([sys.executable, "-m", "rnnchat", "--checkpoint", str(small_lm_path)],
+                       stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stdout == b""
+    assert b"needs a terminal" in r.stderr and b"rnnchat repl" in r.stderr
+
+
+def test_ctrl_c_during_start_up_is_a_quiet_exit_130(monkeypatch, capsys):
+    from rnnchat import runtime
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(runtime, "configure", interrupted)
+    assert main(["generate", "hi"]) == 130
+    assert capsys.readouterr().err == "rnnchat: interrupted\n"

@@ -80,6 +80,7 @@ class ChatApp(App):
         self._view: StreamText | None = None
         self._bubble: Bubble | None = None
         self._streamed = 0
+        self._queued: list[str] = []  # messages typed while a reply was streaming, sent in order after it
 
     # -- layout ----------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -133,7 +134,6 @@ class ChatApp(App):
     def _render_transcript(self) -> None:
         """Rebuild the chat pane from the session's transcript (on start, reset and load)."""
         log = self.query_one(ChatLog)
-        log.remove_children()
         entries, bubbles = self.session.transcript, []
         for i, m in enumerate(entries):
             if m.role == "user" and m.mode is Mode.CONTINUE:
@@ -144,7 +144,7 @@ class ChatApp(App):
                 bubbles.append(Bubble("you", Static(Text(m.text)), m.sentiment, classes="user"))
             elif m.mode is not Mode.CONTINUE:
                 bubbles.append(Bubble(WHO[m.mode], StreamText(m.text), note=stopped_note(m), classes="reply"))
-        log.mount_all(bubbles)
+        log.show_all(bubbles)
         self._show_stats()
 
     def _show_stats(self) -> None:
@@ -180,10 +180,14 @@ class ChatApp(App):
         text = event.value.strip()
         if not text:
             return
-        if self.generating:
-            self.notify("a reply is streaming: Esc stops it", severity="warning")
-            return
         self._prompt.value = ""
+        if self.generating:  # typed ahead: sent in order once the reply streaming now is done, never lost
+            self._queued.append(text)
+            self.notify(f"queued ({len(self._queued)}): sent when this reply is done (Esc: stop, and keep it here)")
+            return
+        self._submit(text)
+
+    def _submit(self, text: str) -> None:
         if text.startswith("/"):
             self._command(text)
         else:
@@ -200,10 +204,10 @@ class ChatApp(App):
             self._view = StreamText(prefix=text)
             self._bubble = Bubble(WHO[s.mode], self._view, mood, classes="continue")
         else:
-            log.mount(Bubble("you", Static(Text(text)), mood, classes="user"))
+            log.add(Bubble("you", Static(Text(text)), mood, classes="user"))
             self._view = StreamText()
             self._bubble = Bubble(WHO[s.mode], self._view, classes="reply")
-        log.mount(self._bubble)
+        log.add(self._bubble)
         self._start(partial(s.respond, text, mood=mood))
 
     def _start(self, reply) -> None:
@@ -252,6 +256,8 @@ class ChatApp(App):
         if stats and stats.save_error:
             self.notify(stats.save_error, severity="error")
         self._show_stats()
+        while self._queued and not self.generating:
+            self._submit(self._queued.pop(0))
 
     def _command(self, line: str) -> None:
         name = line[1:].split(maxsplit=1)[0] if len(line) > 1 else ""
@@ -301,9 +307,13 @@ class ChatApp(App):
         super().exit(*args, **kwargs)
 
     def action_stop(self) -> None:
-        """Stop the reply (the memory keeps exactly the tokens shown); otherwise back to the message box."""
+        """Stop the reply (the memory keeps exactly the tokens shown); messages queued behind it go back into the
+        message box, unsent. Otherwise back to the message box."""
         if self.generating:
             self._cancel.set()
+            if self._queued:
+                self._prompt.value = " ".join([*self._queued, self._prompt.value]).strip()
+                self._queued.clear()
         else:
             self._prompt.focus()
 
@@ -357,10 +367,10 @@ class ChatApp(App):
         if s.last_reply is None or not bubbles or "reply" not in bubbles.last().classes:
             self.notify("nothing to regenerate: send a message first (chat modes)", severity="warning")
             return
-        bubbles.last().remove()
+        log.remove_last()
         self._view = StreamText()
         self._bubble = Bubble(WHO[s.last_reply.mode], self._view, classes="reply")
-        log.mount(self._bubble)
+        log.add(self._bubble)
         self._start(s.regenerate)
 
     def action_candidates(self) -> None:

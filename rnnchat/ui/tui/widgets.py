@@ -168,10 +168,50 @@ class Bubble(Vertical):
 
 
 class ChatLog(VerticalScroll):
-    """The conversation: stays scrolled to the bottom while it grows, unless the user scrolled up."""
+    """The conversation: stays scrolled to the bottom while it grows, unless the user scrolled up.
+
+    It shows at most `MAX_BUBBLES` messages (the newest); a line at the top counts the earlier ones, which
+    stay in the transcript and its saved file. (Thousands of widgets made start-up and every message slow.)
+    """
+
+    MAX_BUBBLES = 200
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.earlier = 0  # messages not shown before the first one shown
+        self._shown: list[Widget] = []  # the message widgets shown, oldest first
 
     def on_mount(self) -> None:
         self.anchor()
+
+    def show_all(self, bubbles: list[Widget]) -> None:
+        """Replace the content with the newest MAX_BUBBLES of `bubbles`."""
+        self.remove_children()
+        self.earlier = max(0, len(bubbles) - self.MAX_BUBBLES)
+        self._shown = bubbles[-self.MAX_BUBBLES:]
+        note = [Static(self._hidden_text(self.earlier), id="earlier")] if self.earlier else []
+        self.mount_all(note + self._shown)
+
+    def add(self, bubble: Widget) -> None:
+        """Append a message, dropping the oldest one shown past MAX_BUBBLES."""
+        self.mount(bubble)
+        self._shown = [*self._shown, bubble]
+        if len(self._shown) <= self.MAX_BUBBLES:
+            return
+        self._shown.pop(0).remove()
+        self.earlier += 1
+        if self.earlier == 1:
+            self.mount(Static(self._hidden_text(1), id="earlier"), before=0)
+        else:
+            self.query_one("#earlier", Static).update(self._hidden_text(self.earlier))
+
+    def remove_last(self) -> None:
+        if self._shown:
+            self._shown.pop().remove()
+
+    @staticmethod
+    def _hidden_text(n: int) -> str:
+        return f"({n:,} earlier message(s) not shown; all are kept in the saved conversation)"
 
 
 class MoodLine(Vertical):
