@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from rnnchat import paths
 
 EXIT_USAGE = 2
 
@@ -209,28 +208,39 @@ def sampling_settings(args: argparse.Namespace):
         return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
                                 skip=tuple(args.skip), stop=tuple(args.stop), max_tokens=args.max_tokens,
-                                seed=args.seed, cache=not args.no_cache)
+                                seed=args.seed, ban_unk=args.ban_unk, cache=args.cache)
     except SettingsError as e:
         raise CommandError(str(e), EXIT_USAGE) from None
 
 
+def user_config():
+    """The config file's settings (`rnnchat.session.config`); a bad file is a usage error."""
+    from rnnchat.session.config import ConfigError, load_config
+    try:
+        return load_config()
+    except ConfigError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+
+
 def add_sampling_flags(p: argparse.ArgumentParser) -> None:
-    from rnnchat.sampling import SamplingSettings
-    d = SamplingSettings()
-    g = p.add_argument_group("sampling")
-    g.add_argument("--temperature", "--temp", type=float, default=d.temperature, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=d.top_k, help="0 = off")
-    g.add_argument("--top-p", type=float, default=d.top_p, help="nucleus mass in (0, 1]; 1 = off")
-    g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty, help="1 = off")
-    g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n, help="window of the repeat penalty")
-    g.add_argument("--skip", action="append", default=[], metavar="WORD",
+    """The sampling flags; their defaults are the config file's (`rnnchat config` shows them)."""
+    d = user_config().sampling
+    g = p.add_argument_group("sampling (defaults: the config file's, see `rnnchat config`)")
+    g.add_argument("--temperature", "--temp", type=float, default=d.temperature, help="0 = greedy (%(default)s)")
+    g.add_argument("--top-k", type=int, default=d.top_k, help="0 = off (%(default)s)")
+    g.add_argument("--top-p", type=float, default=d.top_p, help="nucleus mass in (0, 1]; 1 = off (%(default)s)")
+    g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty, help="1 = off (%(default)s)")
+    g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n,
+                   help="window of the repeat penalty (%(default)s)")
+    g.add_argument("--skip", action="append", default=list(d.skip), metavar="WORD",
                    help="never emit WORD (or token id #N); repeatable")
-    g.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at TEXT; repeatable")
-    g.add_argument("-n", "--max-tokens", type=int, default=d.max_tokens)
-    g.add_argument("-s", "--seed", type=int, default=None, help="same seed + prompt + settings = same text")
-    g.add_argument("--no-cache", action="store_true",
-                   help="sample from the LM alone, without the conversation cache (words seen earlier in the "
-                        "conversation made likelier; on where the LM has val-tuned settings for it)")
+    g.add_argument("--stop", action="append", default=list(d.stop), metavar="TEXT", help="stop at TEXT; repeatable")
+    g.add_argument("-n", "--max-tokens", type=int, default=d.max_tokens, help="%(default)s")
+    g.add_argument("-s", "--seed", type=int, default=d.seed, help="same seed + prompt + settings = same text")
+    g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=d.cache,
+                   help="mix in the LM's conversation cache (words seen earlier in the conversation made likelier; "
+                        "used where the LM has val-tuned settings for it)")
+    g.set_defaults(ban_unk=d.ban_unk)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -242,6 +252,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CommandError("--num-samples and --batch-size must be >= 1", EXIT_USAGE)
     if args.batch and args.out is None:
         raise CommandError("--batch needs --out FILE for the JSONL results", EXIT_USAGE)
+    if not args.batch and args.prompt is None:
+        if sys.stdin.isatty():
+            raise CommandError("give PROMPT ('' continues from nothing), or '-' / a pipe for the prompt",
+                               EXIT_USAGE)
+        args.prompt = "-"
     engine = Engine(args.checkpoint)
     try:
         skip_ids(settings, engine.vocab)
@@ -249,51 +264,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             bad = run_batch(engine, Path(args.batch), Path(args.out), settings, args.batch_size,
                             progress=not args.quiet)
             return 1 if bad else 0
-        prompt = args.prompt
-        if prompt is None:
-            prompt = "-" if not sys.stdin.isatty() else ""
-        stream_samples(engine, read_prompt(prompt), settings, args.num_samples, args.json)
+        stream_samples(engine, read_prompt(args.prompt), settings, args.num_samples, args.json, echo=args.echo)
     except SettingsError as e:
         raise CommandError(str(e), EXIT_USAGE) from None
     except InputError as e:
         raise CommandError(str(e)) from None
     return 0
-
-
-# -- chat / repl (issue 7) ------------------------------------------------------------------------------------
-def cmd_ui(args: argparse.Namespace) -> int:
-    """`rnnchat chat` (Textual) and `rnnchat repl` (prompt_toolkit) on one session: models, memory, settings."""
-    from rnnchat.sampling import SettingsError
-    from rnnchat.session.session import open_session
-    from rnnchat.session.store import SessionError
-    try:
-        session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=args.fresh,
-                                      seq2seq_path=args.seq2seq, candidates=args.candidates,
-                                      backward_path=args.backward)
-    except SessionError as e:
-        raise CommandError(str(e)) from None
-    except SettingsError as e:
-        raise CommandError(str(e), EXIT_USAGE) from None
-    if args.command == "repl":
-        from rnnchat.ui.repl import run_repl
-        return run_repl(session, notes)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise CommandError("the chat app needs a terminal (stdin and stdout); for pipes and files use "
-                           "`rnnchat repl < FILE`", EXIT_USAGE)
-    from rnnchat.ui.tui.app import ChatApp
-    ChatApp(session, notes).run()
-    return 0
-
-
-def add_ui_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint(), help="language-model checkpoint")
-    p.add_argument("--sentiment", type=Path, default=None,
-                   help="sentiment checkpoint (default: checkpoints/sentiment.npz; missing = no indicator)")
-    p.add_argument("--seq2seq", type=Path, default=None,
-                   help="seq2seq chat checkpoint (default: checkpoints/seq2seq_chat.npz; missing = no chat mode)")
-    p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
-    p.add_argument("--candidates", type=int, default=16, metavar="N",
-                   help="make N replies per message and show the best ranked one (1 = one sample, streamed)")
-    p.add_argument("--backward", type=Path, default=None,
-                   help="backward scorer for the ranking (default: checkpoints/seq2seq_chat_backward.npz)")
-    add_sampling_flags(p)

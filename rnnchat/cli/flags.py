@@ -58,14 +58,17 @@ def fraction(text: str) -> float:
 
 
 def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
-    gen.add_argument("prompt", nargs="?", help="the text to continue ('-' = stdin; default: empty)")
+    gen.add_argument("prompt", nargs="?", help="the text to continue ('-' or a pipe: stdin; '' continues from "
+                                               "nothing)")
     gen.add_argument("--num-samples", type=int, default=1, help="independent continuations of the prompt")
     gen.add_argument("--json", action="store_true", help="one JSON object per sample (text, tokens, timing)")
     gen.add_argument("--batch", metavar="FILE", help="prompts file: one per line, or .jsonl objects with "
                      '"prompt" and their own settings/"seed"/"id"')
     gen.add_argument("--out", metavar="FILE", help="batch results (JSONL, input order; re-run to resume)")
     gen.add_argument("--batch-size", type=int, default=64, help="prompts run through the network together")
-    gen.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint(), help="language-model checkpoint")
+    gen.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
+                     help="language-model checkpoint")
+    gen.add_argument("--echo", action="store_true", help="print the prompt before its continuation")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_sampling_flags(gen)
 
@@ -139,7 +142,7 @@ def add_train_plot_arguments(plot: argparse.ArgumentParser) -> None:
 
 
 def add_eval_lm_arguments(el: argparse.ArgumentParser) -> None:
-    el.add_argument("--checkpoint", type=Path, default=paths.lm_checkpoint())
+    el.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint())
     el.add_argument("--split", choices=["val", "test"], default="val")
     el.add_argument("--json", action="store_true")
     el.add_argument("--memory", action="store_true",

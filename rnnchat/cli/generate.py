@@ -13,6 +13,7 @@ from rnnchat.runtime import one_blas_thread
 from rnnchat.engine.batch import (BadLine, Job, ResumeError, duplicate_ids, generate_rows, read_jobs, run_manifest,
                                   start_run)
 from rnnchat.engine.engine import Engine
+from rnnchat.engine.tokens import continued
 from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids
 from rnnchat.progress import Progress
 
@@ -35,8 +36,12 @@ def read_prompt(arg: str, stdin: TextIO | None = None) -> str:
 
 
 def stream_samples(engine: Engine, prompt: str, settings: SamplingSettings, num_samples: int, as_json: bool,
-                   out: TextIO | None = None) -> None:
-    """Each sample streams token by token to `out` (text only) or, with as_json, one JSON object per sample."""
+                   out: TextIO | None = None, echo: bool = False) -> None:
+    """Each sample streams token by token to `out` (text only) or, with as_json, one JSON object per sample.
+
+    The text continues the prompt as one text would (spacing and capitals: "the movie was" + " great");
+    echo prints the prompt before it. Several plain-text samples are each headed by a `--- sample K ---` line.
+    """
     out = out or sys.stdout
     with one_blas_thread():
         base = engine.conversation()
@@ -49,7 +54,11 @@ def stream_samples(engine: Engine, prompt: str, settings: SamplingSettings, num_
             t1 = time.perf_counter()
             first = None
             toks = []
-            for tok in conv.stream(s, stop_ids=(engine.vocab.eot_id,)):
+            if not as_json and num_samples > 1:
+                out.write(f"--- sample {k + 1} ---\n")
+            if not as_json and echo:
+                out.write(prompt)
+            for tok in continued(prompt, conv.stream(s, stop_ids=(engine.vocab.eot_id,))):
                 first = first or time.perf_counter() - t1
                 toks.append(tok)
                 if not as_json:

@@ -28,14 +28,19 @@ class Command:
 
 _C, _F = "rnnchat.cli.commands", "rnnchat.cli.flags"
 COMMANDS: dict[tuple[str, ...], Command] = {
-    ("chat",): Command("Textual chat app (default)", f"{_C}:add_ui_arguments", f"{_C}:cmd_ui"),
-    ("repl",): Command("line REPL (prompt_toolkit)", f"{_C}:add_ui_arguments", f"{_C}:cmd_ui"),
+    ("chat",): Command("Textual chat app (default); -p MESSAGE: one reply", "rnnchat.cli.ui:add_arguments",
+                       "rnnchat.cli.ui:run"),
+    ("repl",): Command("line REPL (prompt_toolkit)", "rnnchat.cli.ui:add_arguments", "rnnchat.cli.ui:run"),
     ("generate",): Command("continue a prompt (streams to stdout); batch mode to JSONL",
                            f"{_F}:add_generate_arguments", f"{_C}:cmd_generate",
                            "Continue PROMPT with the language model. stdout carries only the text; status goes to "
                            "stderr. '-' or a pipe reads the prompt from stdin."),
     ("sentiment",): Command("label and score text (negative/neutral/positive, -1..1)",
                             f"{_F}:add_sentiment_arguments", f"{_C}:cmd_sentiment"),
+    ("export",): Command("a saved conversation's transcript as Markdown, text or JSON",
+                         "rnnchat.cli.export:add_arguments", "rnnchat.cli.export:run"),
+    ("config",): Command("where the config file is and the settings in force", "rnnchat.cli.config:add_arguments",
+                         "rnnchat.cli.config:run"),
     ("info",): Command("print a checkpoint's header", f"{_F}:add_info_arguments", f"{_C}:cmd_info"),
     ("corpus", "build"): Command("build corpora from their PyPI packages into corpora/build",
                                  f"{_F}:add_corpus_build_arguments", f"{_C}:cmd_corpus_build"),
@@ -113,11 +118,15 @@ def _main(argv: list[str]) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["chat", *argv]  # `rnnchat [chat flags]` is `rnnchat chat [chat flags]`
     runtime.configure()
-    args = build_parser(argv).parse_args(argv)
-    if not hasattr(args, "func"):
-        args = build_parser(["chat", *argv]).parse_args(["chat", *argv])
-    from rnnchat.checkpoint import CheckpointError
     from rnnchat.cli.commands import CommandError
+    try:  # building a subcommand's flags reads the config file, which may be unusable
+        args = build_parser(argv).parse_args(argv)
+        if not hasattr(args, "func"):
+            args = build_parser(["chat", *argv]).parse_args(["chat", *argv])
+    except CommandError as e:
+        print(f"rnnchat: error: {e}", file=sys.stderr)
+        return e.code
+    from rnnchat.checkpoint import CheckpointError
     from rnnchat.data.corpora import CorpusError
     if sys.stdout is None:  # started with stdout closed (`rnnchat generate hi >&-`)
         print("rnnchat: error: standard output is closed", file=sys.stderr)

@@ -1,10 +1,16 @@
-"""The one token type every stream yields (the LM conversation, seq2seq chat replies) and the UIs render."""
+"""The one token type every stream yields (the LM conversation, seq2seq chat replies) and the UIs render, and
+the re-spacing of a continuation so it reads right after its prompt."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rnnchat.text import EOM, EOT, Detokenizer, tokenize
 
 
 @dataclass(frozen=True)
@@ -16,3 +22,18 @@ class Token:
     # seq2seq replies: the decoder's attention (S,) over `source`, the user's turn as encoder tokens
     attention: np.ndarray | None = field(default=None, compare=False)
     source: tuple[str, ...] = ()
+
+
+def continued(text: str, tokens: Iterator[Token]) -> Iterator[Token]:
+    """Re-detokenize a continuation after `text`: spacing and capitals as if it were one text ("the movie was"
+    + "great" reads "the movie was great", not "...was Great"); a message end starts afresh."""
+    detok = Detokenizer()
+    for t in tokenize(text):
+        detok.push(t)
+    with contextlib.closing(tokens):
+        for tok in tokens:
+            if tok.token == EOM:
+                detok.reset()
+                yield tok
+            else:
+                yield tok if tok.token == EOT else dataclasses.replace(tok, text=detok.push(tok.token))

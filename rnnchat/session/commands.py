@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rnnchat.sampling import SamplingSettings, SettingsError
-from rnnchat.session.store import SessionError, default_name
-from rnnchat.session.transcript import MODE_TITLES, Mode
+from rnnchat.session.export import FORMATS, default_export_path, format_for, write_export
+from rnnchat.session.store import SessionError, Store, default_name
+from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
 
 
 class Commandable(Protocol):
@@ -20,27 +21,32 @@ class Commandable(Protocol):
 
     settings: SamplingSettings
     mode: Mode
+    store: Store
+    transcript: list[Turn]
 
     def set_beam(self, width: int) -> None: ...
     def set_candidates(self, n: int) -> None: ...
     def update_settings(self, **changes: Any) -> None: ...
     def describe_settings(self) -> str: ...
     def set_mode(self, mode: Mode | str) -> None: ...
-    def reset(self) -> None: ...
-    def save(self, name: str) -> Path: ...
+    def reset(self) -> str | None: ...
+    def save(self, name: str, replace: bool = True) -> Path: ...
     def load(self, name: str) -> str | None: ...
     def saved_names(self) -> list[str]: ...
 
 SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens", "beam": "beam",
-                    "candidates": "candidates", "cache": "cache"}
+                    "candidates": "candidates", "cache": "cache",
+                    # the flags' names work too: /temperature, /top-k, /top-p, /max-tokens
+                    "temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "max-tokens": "max_tokens"}
 COMMAND_HELP = (
     ("/temp 0.7", "temperature (0 = greedy)"), ("/topk 40", "top-k (0 = off)"), ("/topp 0.9", "top-p (1 = off)"),
     ("/max 60", "max tokens per reply"), ("/skip WORD", "never say WORD (/skip: clear)"),
     ("/beam 4", "seq2seq beam width (0 = off)"), ("/candidates 16", "replies made and ranked (1 = stream one)"),
     ("/cache on|off", "LM cache of earlier words"),
     ("/retry", "replace the last reply (next candidate)"),
-    ("/mode chat|lm|continue", "switch mode"), ("/reset", "forget the conversation"),
-    ("/save NAME", "save the conversation"), ("/load NAME", "load one (/load: list)"),
+    ("/mode chat|lm|continue", "switch mode"), ("/reset", "new conversation (old one kept)"),
+    ("/save [-f] NAME", "save (-f: replace NAME)"), ("/load NAME", "load one (/load: list)"),
+    ("/export [FMT] [FILE]", "transcript: md, txt, json"),
     ("/help", "this help"), ("/quit", "leave"),
 )
 
@@ -74,6 +80,17 @@ def set_setting(session: Commandable, name: str, text: str) -> None:
         session.update_settings(**{name: value})
 
 
+def _export(session: Commandable, arg: str) -> str:
+    """/export [md|txt|json] [FILE]: the transcript to FILE (default: exports/ in the data directory)."""
+    words = arg.split(maxsplit=1)
+    fmt = words.pop(0) if words and words[0] in FORMATS else None
+    path = Path(words[0]).expanduser() if words else None
+    fmt = format_for(path, fmt)
+    path = path or default_export_path(session.store, fmt)
+    write_export(session.transcript, path, fmt, "rnnchat conversation")
+    return f"exported {len(session.transcript)} message(s) to {path}"
+
+
 def run(session: Commandable, line: str) -> str:
     name, _, arg = line.strip().lstrip("/").partition(" ")
     arg = arg.strip()
@@ -89,10 +106,15 @@ def run(session: Commandable, line: str) -> str:
             session.set_mode(arg)
         return f"mode: {MODE_TITLES[session.mode]}"
     if name == "reset":
-        session.reset()
-        return "memory reset: new conversation"
+        kept = session.reset()
+        return "memory reset: new conversation" + (f" (the previous one is kept: /load {kept})" if kept else "")
     if name == "save":
-        return f"saved to {session.save(arg or default_name())}"
+        force, _, rest = arg.partition(" ")
+        if force == "-f":
+            return f"saved to {session.save(rest.strip() or default_name())}"
+        return f"saved to {session.save(arg or default_name(), replace=False)}"
+    if name == "export":
+        return _export(session, arg)
     if name == "load":
         if not arg:
             return "saved conversations: " + (", ".join(session.saved_names()) or "none")

@@ -8,7 +8,6 @@ touch the session (the UIs refuse reset/save/load/send until the reply is finish
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,19 +20,15 @@ from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model, load_live_sentiment
 from rnnchat.engine.ranking import Ranker, check_candidates
 from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
-from rnnchat.engine.tokens import Token
+from rnnchat.engine.tokens import Token, continued
 from rnnchat.models.sentiment import Sentiment
 from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids, skip_ids_as_words
 from rnnchat.session import commands, replies
-from rnnchat.session.store import LAST, SessionError, Store
-from rnnchat.session.transcript import Mode, Turn
-from rnnchat.text import EOM, EOT, Detokenizer, tokenize
+from rnnchat.session.config import DEFAULT_CANDIDATES, DEFAULT_MODE
+from rnnchat.session.store import LAST, SessionError, Store, default_name
+from rnnchat.session.transcript import Mode, Turn, now
 
 MAX_BEAM = 16
-# What a user gets by default: the system with the higher judged SSA on the team's prompts
-# (bench/chat_judging/round2: LM chat, best of 16 ranked, 16.8%; seq2seq chat, one sample, 3.7%).
-DEFAULT_MODE = Mode.LM
-DEFAULT_CANDIDATES = 16
 
 
 class SentimentLike(Protocol):
@@ -80,6 +75,7 @@ class ChatSession:
         self.last_tokens: list[Token] = []
         self.last_stats: ReplyStats | None = None
         self.autosave_blocked: str | None = None  # why `last` must not be written (an unreadable one is there)
+        self.autosave_off = False  # another process autosaves into this data directory (said once, at start)
         self.ranker = ranker or Ranker(engine.decoder, engine.vocab)
         self.candidates = check_candidates(candidates)  # replies made per message and ranked (1 = streamed)
         self.last_reply: replies.RankedReply | None = None  # what the last reply was made from (regenerate)
@@ -160,7 +156,7 @@ class ChatSession:
         settings = self.settings
         if settings.seed is not None:  # reproducible, but not the same draws every turn
             settings = settings.with_(seed=settings.seed + sum(t.role == "assistant" for t in self.transcript))
-        self.transcript.append(Turn("user", text, mode, sentiment=mood))
+        self.transcript.append(Turn("user", text, mode, sentiment=mood, time=now()))
         shown: list[Token] = []
         t0 = self.clock()
         try:
@@ -169,7 +165,8 @@ class ChatSession:
                 yield tok
         finally:
             seconds = self.clock() - t0
-            self.transcript.append(Turn("assistant", "".join(t.text for t in shown), mode, stopped=cancel.is_set()))
+            self.transcript.append(Turn("assistant", "".join(t.text for t in shown), mode, stopped=cancel.is_set(),
+                                        time=now()))
             self.last_tokens = shown
             self.last_stats = ReplyStats(len(shown), seconds, cancel.is_set(), self._autosave_error())
 
@@ -194,7 +191,7 @@ class ChatSession:
             source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,))
         else:
             self.conv.feed(text)
-            source = self._continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)))
+            source = continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)))
         try:
             with contextlib.closing(source):
                 yield from source
@@ -231,7 +228,7 @@ class ChatSession:
         self.conv.feed(reply, end_turn=True)
         if self.seq2seq is not None:
             self.seq2seq.prime(self.chat_state, user, reply)
-        self.transcript += [Turn("user", user, self.mode), Turn("assistant", reply, self.mode)]
+        self.transcript += [Turn("user", user, self.mode, time=now()), Turn("assistant", reply, self.mode, time=now())]
         self.last_reply = None
 
     def regenerate(self, cancel: threading.Event | None = None) -> Iterator[Token]:
@@ -253,38 +250,36 @@ class ChatSession:
                     yield tok
         finally:
             self.transcript.append(Turn("assistant", "".join(t.text for t in shown), reply.mode,
-                                        stopped=cancel.is_set()))
+                                        stopped=cancel.is_set(), time=now()))
             self.last_tokens = shown
             self.last_stats = ReplyStats(len(shown), self.clock() - t0, cancel.is_set(), self._autosave_error())
 
-    @staticmethod
-    def _continued(text: str, tokens: Iterator[Token]) -> Iterator[Token]:
-        """Re-detokenize a continuation after `text` (spacing and capitals as if it were one text)."""
-        detok = Detokenizer()
-        for t in tokenize(text):
-            detok.push(t)
-        with contextlib.closing(tokens):
-            for tok in tokens:
-                if tok.token == EOM:
-                    detok.reset()
-                    yield tok
-                else:
-                    yield tok if tok.token == EOT else dataclasses.replace(tok, text=detok.push(tok.token))
-
     # -- memory and files ------------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the conversation ((h, c), history, transcript, the seq2seq memory) and autosave the empty one."""
+    def reset(self) -> str | None:
+        """Start a new conversation: forget (h, c), history, transcript and the seq2seq memory, and autosave the
+        empty one. A conversation with any message is first kept under a dated name (`/load` lists it), so a
+        reset never loses one; returns that name (None when there was nothing to keep)."""
+        kept = None
+        if self.transcript or self.conv.history:
+            kept = f"reset-{default_name()}"
+            k = 1
+            while self.path(kept).exists():
+                kept, k = f"reset-{default_name()}-{k}", k + 1
+            self.save(kept, replace=False)
         self.conv.reset()
         self.chat_state, self.transcript, self.last_reply = ChatState(), [], None
         self.last_tokens, self.last_stats = [], None
         self.autosave()
+        return kept
 
     def path(self, name: str) -> Path:
         return self.store.path(name)
 
-    def save(self, name: str) -> Path:
-        """Save the conversation (and the seq2seq memory) under `name`, in one atomic write."""
-        return self.store.write(name, self.conv, self.transcript, self.seq2seq, self.chat_state)
+    def save(self, name: str, replace: bool = True) -> Path:
+        """Save the conversation (and the seq2seq memory) under `name`, in one atomic write (replace=False:
+        refuse a name in use)."""
+        settings = {"mode": self.mode.value, "candidates": self.candidates, "sampling": self.settings.to_dict()}
+        return self.store.write(name, self.conv, self.transcript, self.seq2seq, self.chat_state, replace, settings)
 
     def load(self, name: str) -> str | None:
         """Replace the conversation with a saved one (it becomes the one restored on start).
@@ -307,7 +302,8 @@ class ChatSession:
     def autosave(self) -> None:
         if self.autosave_blocked:
             raise SessionError(self.autosave_blocked)
-        self.save(LAST)
+        if not self.autosave_off:
+            self.save(LAST)
 
     def _autosave_error(self) -> str | None:
         try:
@@ -333,10 +329,12 @@ class ChatSession:
 
 def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
                  fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = DEFAULT_CANDIDATES,
-                 backward_path: Path | None = None, directory: Path | None = None) -> tuple[ChatSession, list[str]]:
+                 backward_path: Path | None = None, directory: Path | None = None,
+                 mode: Mode | str = DEFAULT_MODE) -> tuple[ChatSession, list[str]]:
     """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
 
-    `directory`: the data directory (default `paths.data_dir()`); SessionError if it cannot be one.
+    `directory`: the data directory (default `paths.data_dir()`); SessionError if it cannot be one. `mode`: the
+    mode to start in (LM chat, with a note, where it needs a model that is missing).
 
     Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note;
     without the backward model, ranking goes without its term. SessionError if the LM is missing,
@@ -345,7 +343,8 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
     if not Path(lm_path).exists():
         raise SessionError(f"no language model at {lm_path}; train one with `rnnchat train lm`")
     check_candidates(candidates)
-    data_note = Store(directory or paths.data_dir()).prepare()
+    store = Store(directory or paths.data_dir())
+    data_note = store.prepare()
     sentiment, note = load_live_sentiment(sentiment_path)
     seq2seq, seq2seq_note = load_chat_model(seq2seq_path)
     backward, backward_note = load_backward_model(backward_path)
@@ -356,10 +355,20 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
     notes = [f"sentiment: unavailable ({note})"] if sentiment is None else []
     if data_note:
         notes.append(data_note)
+    else:
+        store.remove_stale_temporaries()
+        if not session.store.lock():
+            session.autosave_off = True
+            notes.append(f"another rnnchat is using {store.directory}: this one does not autosave (save by name "
+                         f"with Ctrl+S or /save)")
     if seq2seq is None:
         notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
     if backward is None and candidates > 1:
         notes.append(f"reply ranking without the backward model ({backward_note})")
     if not fresh and (problem := session.restore()):
         notes.append(problem)
+    if (why := session.unavailable(Mode(mode))) is None:
+        session.set_mode(mode)
+    else:
+        notes.append(f"starting in LM chat: {why}")
     return session, notes

@@ -23,6 +23,7 @@ from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
 from rnnchat.session.transcript import TranscriptError, Turn, from_json, to_json
 
 LAST = "last"          # the autosaved conversation, restored on start
+LOCK_FILE = "lock"      # held (flock) by the process that autosaves into this data directory
 MEMORY_KEY = "seq2seq"  # the seq2seq memory in a conversation file: header entry and array name prefix
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -67,6 +68,34 @@ class Store:
             return f"the data directory {d} is read-only: conversations and history will not be saved"
         return None
 
+    def lock(self) -> bool:
+        """Hold the data directory's lock for this process's lifetime; False if another process holds it (or it
+        cannot be taken), so this one must not autosave over that one's conversation."""
+        try:
+            import fcntl
+        except ImportError:  # no POSIX locks (Windows): one process per data directory is the user's care
+            return True
+        try:
+            self._lock = open(self.directory / LOCK_FILE, "a")
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def remove_stale_temporaries(self, older_than_s: float = 3600) -> int:
+        """Delete temporary files of interrupted saves (`.NAME.*.tmp`, left by a kill mid-write) older than an
+        hour (a younger one may be another process's save in progress); returns how many went."""
+        removed, now = 0, time.time()
+        for folder in (self.directory, self.directory / "conversations"):
+            for tmp in folder.glob(".*.npz.*.tmp"):
+                try:
+                    if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
+                        tmp.unlink()
+                        removed += 1
+                except OSError:
+                    continue
+        return removed
+
     def path(self, name: str) -> Path:
         if name == LAST:
             return self.directory / f"{LAST}.npz"
@@ -87,12 +116,19 @@ class Store:
         return [name for _, name in sorted(dated, reverse=True)]
 
     def write(self, name: str, conv: Conversation, transcript: list[Turn], chat: Seq2SeqChat | None,
-              chat_state: ChatState | None) -> Path:
-        """Save a conversation (and the seq2seq memory) under `name`, in one atomic write."""
+              chat_state: ChatState | None, replace: bool = True, settings: dict | None = None) -> Path:
+        """Save a conversation (and the seq2seq memory) under `name`, in one atomic write; with replace=False
+        an existing conversation of that name is an error (SessionError) and stays as it is. `settings` are
+        recorded in the header."""
         path = self.path(name)
+        if not replace and path.exists():
+            raise SessionError(f"a conversation named {name!r} exists: choose another name, or replace it "
+                               f"(/save -f {name})")
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         header: dict[str, Any] = {"transcript": to_json(transcript)}
+        if settings is not None:  # what it was made with (mode, candidates, sampling): for the record
+            header["settings"] = settings
         if chat is not None and chat_state is not None:
             memory, meta = chat.save_memory(chat_state)
             arrays = {f"{MEMORY_KEY}.{k}": v for k, v in memory.items()}
@@ -102,6 +138,21 @@ class Store:
         except ValueError as e:  # e.g. a transcript too large for a file a reader accepts: nothing is written
             raise SessionError(f"cannot save the conversation: {e}") from None
         return path
+
+    def delete(self, name: str) -> None:
+        path = self.path(name)
+        if name == LAST or not path.is_file():
+            raise SessionError(f"no saved conversation named {name!r}")
+        path.unlink()
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a saved conversation; SessionError if `new` is a bad name or taken."""
+        source, dest = self.path(old), self.path(new)
+        if old == LAST or not source.is_file():
+            raise SessionError(f"no saved conversation named {old!r}")
+        if new == LAST or dest.exists():
+            raise SessionError(f"a conversation named {new!r} exists: choose another name")
+        os.rename(source, dest)
 
     def set_aside(self, name: str) -> Path:
         """Move a conversation file that cannot be read out of the way (under a dated name in `unreadable/`),

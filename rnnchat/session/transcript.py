@@ -1,7 +1,8 @@
 """A conversation's transcript as typed turns, and its checked conversion from and to the JSON in a file.
 
 A file's transcript is a list of {"role": "user", "text", "mode", "sentiment": {"label", "score"} | null} and
-{"role": "assistant", "text", "mode", "stopped"} objects. `from_json` refuses anything else with a
+{"role": "assistant", "text", "mode", "stopped"} objects, each with an optional "time" (ISO 8601, UTC, when it
+was said; files from before timestamps have none). `from_json` refuses anything else with a
 `TranscriptError` that says what is wrong, so a damaged or hand-edited file is never half loaded.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
 
 from rnnchat.models.sentiment import LABELS, Sentiment
@@ -36,13 +38,20 @@ class Turn:
     mode: Mode
     sentiment: Sentiment | None = None  # the user's message as scored when it was sent
     stopped: bool = False               # an assistant reply cut short by the user
+    time: str | None = None             # when it was said: ISO 8601 in UTC
 
     def to_json(self) -> dict:
+        stamp = {} if self.time is None else {"time": self.time}
         if self.role == "user":
             mood = None if self.sentiment is None else {"label": self.sentiment.label,
                                                         "score": round(self.sentiment.score, 4)}
-            return {"role": "user", "text": self.text, "mode": self.mode.value, "sentiment": mood}
-        return {"role": "assistant", "text": self.text, "mode": self.mode.value, "stopped": self.stopped}
+            return {"role": "user", "text": self.text, "mode": self.mode.value, "sentiment": mood, **stamp}
+        return {"role": "assistant", "text": self.text, "mode": self.mode.value, "stopped": self.stopped, **stamp}
+
+
+def now() -> str:
+    """The time stamp of a turn said now."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _turn(i: int, d: object) -> Turn:
@@ -60,19 +69,27 @@ def _turn(i: int, d: object) -> Turn:
         mode = Mode(mode)
     except ValueError:
         raise bad(f"unknown mode {mode!r}") from None
+    stamp = d.get("time")
+    if stamp is not None:
+        try:
+            if not isinstance(stamp, str) or len(stamp) > 40:
+                raise ValueError
+            datetime.fromisoformat(stamp)
+        except ValueError:
+            raise bad(f"time must be an ISO 8601 date and time, not {str(stamp)[:40]!r}") from None
     if role == "assistant":
         stopped = d.get("stopped", False)
         if not isinstance(stopped, bool):
             raise bad("'stopped' must be true or false")
-        return Turn(role, text, mode, stopped=stopped)
+        return Turn(role, text, mode, stopped=stopped, time=stamp)
     mood = d.get("sentiment")
     if mood is None:
-        return Turn(role, text, mode)
+        return Turn(role, text, mode, time=stamp)
     if not (isinstance(mood, dict) and mood.get("label") in LABELS and isinstance(mood.get("score"), (int, float))
             and not isinstance(mood.get("score"), bool) and math.isfinite(mood["score"])
             and -1 <= mood["score"] <= 1):
         raise bad("sentiment must be {'label': negative|neutral|positive, 'score': a number in [-1, 1]}")
-    return Turn(role, text, mode, sentiment=Sentiment(mood["label"], float(mood["score"])))
+    return Turn(role, text, mode, sentiment=Sentiment(mood["label"], float(mood["score"])), time=stamp)
 
 
 def from_json(entries: object) -> list[Turn]:

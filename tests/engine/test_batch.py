@@ -90,3 +90,32 @@ def test_cli_generate_json_samples(small_lm_path, capsys):
 def test_cli_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["generate", "hi", "--checkpoint", str(tmp_path / "nope.npz")]) == 1
     assert "nope.npz" in capsys.readouterr().err
+
+
+def test_cli_generate_reads_as_one_text_with_its_prompt(small_lm_path, capsys, monkeypatch):
+    """Issue 15, item 2: a continuation is spaced and capitalised as part of its prompt; --echo prints the
+    prompt first; several samples are headed; -m names the model; no prompt on a terminal is a usage error."""
+    from rnnchat.engine.engine import Engine
+    from rnnchat.engine.tokens import continued
+    from rnnchat.sampling import SamplingSettings
+    argv = ["generate", "the cat sat on", "-m", str(small_lm_path), "-s", "4", "-n", "8"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    conv = Engine(small_lm_path).conversation()
+    conv.feed("the cat sat on")
+    tokens = list(conv.stream(SamplingSettings(seed=4, max_tokens=8), stop_ids=(conv.vocab.eot_id,)))
+    expect = "".join(t.text for t in continued("the cat sat on", (t for t in tokens)))
+    assert text == expect + "\n"
+    assert not text[:1].isupper()  # a continuation, not a new sentence
+    assert main([*argv, "--echo"]) == 0
+    assert capsys.readouterr().out == "the cat sat on" + expect + "\n"
+    assert main([*argv, "--num-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("--- sample 1 ---\n") and "\n--- sample 2 ---\n" in out
+
+    class Tty:
+        def isatty(self):
+            return True
+    monkeypatch.setattr("sys.stdin", Tty())
+    assert main(["generate", "-m", str(small_lm_path)]) == 2
+    assert "give PROMPT" in capsys.readouterr().err

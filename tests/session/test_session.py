@@ -193,3 +193,66 @@ def test_mood_uses_the_incremental_classifier(make_session):
     assert s.mood("   ") is None
     assert s.mood("i love it") == Mood("positive", 0.5)
     assert s.sentiment.calls == ["i love it"]
+
+
+def test_save_by_name_refuses_an_existing_name_unless_forced(make_session, data_dir):
+    """Issue 20, item 14: `/save NAME` replaced an existing conversation silently."""
+    s = make_session()
+    reply(s, "hello there")
+    assert "saved to" in s.command("/save keep")
+    before = (data_dir / "conversations" / "keep.npz").read_bytes()
+    reply(s, "and more")
+    with pytest.raises(SessionError, match="exists"):
+        s.command("/save keep")
+    assert (data_dir / "conversations" / "keep.npz").read_bytes() == before
+    assert "saved to" in s.command("/save -f keep")
+    assert (data_dir / "conversations" / "keep.npz").read_bytes() != before
+
+
+def test_stale_temporaries_are_cleaned_and_a_second_process_does_not_autosave(small_lm_path, data_dir):
+    """Issue 20, item 14: a kill mid-save leaves `.last.npz.XXXX.tmp`; two processes on one data directory:
+    the last writer won silently. Old temporaries go at start (fresh ones may be a save in progress); a second
+    session on a locked directory says so once and never autosaves over the first one's conversation."""
+    import os
+    import subprocess
+    import sys
+    import time
+    (data_dir / "conversations").mkdir(parents=True)
+    old, fresh = data_dir / ".last.npz.abc123.tmp", data_dir / "conversations" / ".x.npz.def456.tmp"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(60)"), str(data_dir / "lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        s, notes = open_session(small_lm_path, None, SamplingSettings(max_tokens=3), candidates=1, fresh=True)
+        assert not old.exists() and fresh.exists()
+        assert any("another rnnchat is using" in n for n in notes)
+        reply(s, "hello")
+        assert not (data_dir / "last.npz").exists() and s.last_stats.save_error is None
+        s.save("by_name")  # saving by name still works
+    finally:
+        holder.kill()
+        holder.wait()
+    s2, notes2 = open_session(small_lm_path, None, SamplingSettings(max_tokens=3), candidates=1, fresh=True)
+    assert not any("another rnnchat" in n for n in notes2)
+    reply(s2, "hello")
+    assert (data_dir / "last.npz").exists()
+
+
+def test_reset_keeps_the_previous_conversation_and_loses_nothing_when_it_cannot(make_session, data_dir, monkeypatch):
+    s = make_session()
+    assert s.reset() is None  # nothing said yet: nothing to keep
+    reply(s, "hello there")
+    said, history = to_json(s.transcript), list(s.conv.history)
+    message = s.command("/reset")
+    [kept] = s.saved_names()
+    assert f"/load {kept}" in message and s.transcript == [] and s.conv.history == []
+    s.load(kept)
+    assert to_json(s.transcript) == said and s.conv.history == history
+    monkeypatch.setattr(s.store, "write", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError):
+        s.reset()
+    assert to_json(s.transcript) == said and s.conv.history == history  # nothing was forgotten

@@ -30,8 +30,9 @@ def test_chat_mode_is_the_default_and_replies_carry_attention_over_the_users_wor
         assert t.source == ("i", "love", "the", "dog", "<eom>", "<eot>") and t.attention.shape == (6,)
         assert abs(t.attention.sum() - 1) < 1e-5 and 0 < t.prob <= 1
     assert s.last_tokens == toks and s.conv.history == []  # the LM's memory is not involved
-    assert to_json(s.transcript)[-1] == {"role": "assistant", "text": "".join(t.text for t in toks), "mode": "chat",
-                                     "stopped": False}
+    last = to_json(s.transcript)[-1]
+    assert last.pop("time")[:2] == "20"  # when it was said, ISO 8601
+    assert last == {"role": "assistant", "text": "".join(t.text for t in toks), "mode": "chat", "stopped": False}
     assert memory_of(s).h is not None and memory_of(s).transcript[0]["user"] == "i love the dog"
     s.reset()
     assert memory_of(s).h is None and memory_of(s).transcript == [] and to_json(s.transcript) == []

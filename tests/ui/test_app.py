@@ -291,3 +291,48 @@ async def test_a_long_transcript_shows_only_the_newest_messages(make_session, mo
         assert len(app.query(Bubble)) == 10 and len(s.transcript) == 602
         assert "592 earlier" in str(app.query_one("#earlier", Static).render())
         assert app.query(Bubble).last().has_class("reply")
+
+
+async def test_reset_keeps_the_conversation_and_the_load_screen_renames_and_deletes(make_session, data_dir):
+    """Issue 15, item 6: Ctrl+R used to autosave the empty conversation over the last one. Now the previous
+    conversation is kept under a dated name; the load screen renames (F2) and deletes (Del twice) them."""
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello there")
+        said = list(to_json(s.transcript))
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert s.transcript == [] and not app.query(Bubble)
+        [kept] = s.saved_names()
+        assert kept.startswith("reset-")
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, LoadScreen)
+        await pilot.press("f2")
+        field = app.screen.query_one("#rename", Input)
+        field.value = "greeting"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert s.saved_names() == ["greeting"] and isinstance(app.screen, LoadScreen)
+        await pilot.press("enter")  # loads it
+        await pilot.pause()
+        assert list(to_json(s.transcript)) == said
+        s.save("spare")
+        await pilot.press("ctrl+o")
+        await pilot.press("delete")  # armed: nothing deleted yet
+        assert set(s.saved_names()) == {"greeting", "spare"}
+        await pilot.press("delete")
+        await pilot.pause()
+        assert len(s.saved_names()) == 1
+
+
+async def test_ctrl_e_exports_the_transcript(make_session, data_dir):
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello there")
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        [written] = (data_dir / "exports").glob("rnnchat-*.md")
+        text = written.read_text()
+        assert "**you** · LM chat" in text and "> hello there" in text

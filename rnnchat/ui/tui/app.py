@@ -62,6 +62,7 @@ class ChatApp(App):
         Binding("ctrl+r", "reset", "Reset"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "load", "Load"),
+        Binding("ctrl+e", "export", "Export", show=False, priority=True),  # over the Input's end-of-line (End does it)
         Binding("f1", "help", "Help"),
         Binding("f2", "next_mode", "Mode"),
         Binding("f3", "tokens", "Probs"),
@@ -323,22 +324,35 @@ class ChatApp(App):
         return not self.generating
 
     def action_reset(self) -> None:
-        if self._idle("reset"):
-            self._run(self.session.reset, "memory reset: new conversation", rerender=True)
+        """A new conversation; the previous one is kept under a dated name (Ctrl+O loads it back)."""
+        if not self._idle("reset"):
+            return
+        try:
+            kept = self.session.reset()
+        except (SessionError, OSError) as e:
+            self.notify(f"nothing was reset: {e}", severity="error")
+            return
+        self._render_transcript()
+        self.notify("memory reset: new conversation" + (f"; the previous one is kept as {kept!r} (Ctrl+O)"
+                                                        if kept else ""))
 
     def action_save(self) -> None:
         if self._idle("save"):
-            self.push_screen(SaveScreen(default_name()), self._save_as)
+            self.push_screen(SaveScreen(default_name(), self.session.saved_names()), self._save_as)
 
     def _save_as(self, name: str | None) -> None:
         if name:
             self._run(partial(self.session.save, name), f"saved as {name!r}")
 
+    def action_export(self) -> None:
+        """The transcript as Markdown in the data directory's exports/ (`/export` chooses format and file)."""
+        self._run(partial(self.session.command, "/export md"), "exported", announce=True)
+
     def action_load(self) -> None:
         if not self._idle("load"):
             return
         if names := self.session.saved_names():
-            self.push_screen(LoadScreen(names), self._load)
+            self.push_screen(LoadScreen(names, self.session.store), self._load)
         else:
             self.notify("no saved conversations yet (Ctrl+S saves one)")
 
@@ -346,7 +360,8 @@ class ChatApp(App):
         if name:
             self._run(partial(self.session.load, name), f"loaded {name!r}", rerender=True)
 
-    def _run(self, fn, done: str, rerender: bool = False) -> None:
+    def _run(self, fn, done: str, rerender: bool = False, announce: bool = False) -> None:
+        """Run fn(); notify `done` (announce: fn's own message instead), or the error."""
         try:
             note = fn()
         except (SessionError, OSError) as e:
@@ -354,6 +369,9 @@ class ChatApp(App):
             return
         if rerender:
             self._render_transcript()
+        if announce:
+            self.notify(note)
+            return
         self.notify(done)
         if isinstance(note, str):  # a partial success (e.g. a load whose seq2seq memory starts fresh)
             self.notify(note, severity="warning")
@@ -395,6 +413,8 @@ class ChatApp(App):
         yield SystemCommand("Reset memory", "Forget the conversation, start a new one (Ctrl+R)", self.action_reset)
         yield SystemCommand("Save conversation", "Save the conversation under a name (Ctrl+S)", self.action_save)
         yield SystemCommand("Load conversation", "Load a saved conversation (Ctrl+O)", self.action_load)
+        yield SystemCommand("Export transcript", "The conversation as Markdown in exports/ (Ctrl+E)",
+                            self.action_export)
         for m in Mode:
             if self.session.unavailable(m) is None:
                 yield SystemCommand(f"Mode: {MODE_TITLES[m]}", f"Switch to {m.value} mode (F2 cycles)",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,14 +16,14 @@ from rnnchat.engine.tokens import Token
 from rnnchat.engine.ranking import RankWeights
 from rnnchat.session.commands import COMMAND_HELP
 from rnnchat.session.replies import RankedReply
-from rnnchat.session.store import NAME_RE
+from rnnchat.session.store import NAME_RE, SessionError, Store
 from rnnchat.session.transcript import MODE_TITLES, Mode
 from rnnchat.ui.render import NO_ATTENTION, AttentionGrid, attention_grid
 
 KEYS = (
     ("Enter", "send the message"), ("Esc", "stop the reply mid-stream"),
     ("Ctrl+R", "reset memory (new conversation)"), ("Ctrl+S", "save the conversation"),
-    ("Ctrl+O", "load a conversation"), ("F2", "next mode"), ("F3", "last reply by token probability"),
+    ("Ctrl+O", "load a conversation"), ("Ctrl+E", "export the transcript"), ("F2", "next mode"), ("F3", "last reply by token probability"),
     ("F4", "last reply's attention (seq2seq)"), ("F5", "last reply's ranked candidates"),
     ("Ctrl+G", "regenerate the last reply"),
     ("Tab", "message box / settings"), ("Ctrl+P", "command palette"),
@@ -194,9 +196,10 @@ class CandidatesScreen(Dialog):
 class SaveScreen(Dialog):
     """Asks for a name; dismisses with it (or None)."""
 
-    def __init__(self, default: str):
+    def __init__(self, default: str, existing: Collection[str] = ()):
         super().__init__()
-        self.default = default
+        self.default, self.existing = default, set(existing)
+        self._confirmed: str | None = None  # an existing name the user was warned about
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="save"):
@@ -205,24 +208,91 @@ class SaveScreen(Dialog):
             yield Static("Enter saves, Esc cancels", classes="dim")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if NAME_RE.fullmatch(event.value):
-            self.dismiss(event.value)
-        else:
+        name = event.value
+        if not NAME_RE.fullmatch(name):
             self.notify("use letters, digits, '_', '-' and '.'", severity="warning")
+        elif name in self.existing and self._confirmed != name:
+            self._confirmed = name
+            self.notify(f"{name!r} exists: Enter again replaces it, or type another name", severity="warning")
+        else:
+            self.dismiss(name)
 
 
 class LoadScreen(Dialog):
-    """Lists the saved conversations (newest first); dismisses with the chosen name (or None)."""
+    """Lists the saved conversations (newest first); dismisses with the chosen name (or None).
 
-    def __init__(self, names: list[str]):
+    Delete (pressed twice) deletes the highlighted one and F2 renames it, through `store` (the session's
+    `Store`); errors are notifications and change nothing.
+    """
+
+    BINDINGS = [Binding("delete", "delete", "Delete"), Binding("f2", "rename", "Rename")]
+
+    def __init__(self, names: list[str], store: Store | None = None):
         super().__init__()
-        self.names = names
+        self.names, self.store = list(names), store
+        self._armed: str | None = None  # the name a first Delete asked about
+        self._renaming: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="load"):
             yield Label("Load a conversation", classes="dialog-title")
             yield OptionList(*self.names, id="load-list")
-            yield Static("Enter loads, Esc cancels", classes="dim")
+            yield Input(id="rename", restrict=r"[A-Za-z0-9_.-]*", max_length=64, classes="hidden")
+            keys = ", Del deletes, F2 renames" if self.store is not None else ""
+            yield Static(f"Enter loads{keys}, Esc cancels", classes="dim")
+
+    def _highlighted(self) -> str | None:
+        index = self.query_one(OptionList).highlighted
+        return None if index is None or not self.names else self.names[index]
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(self.names[event.option_index])
+
+    def action_delete(self) -> None:
+        name = self._highlighted()
+        if self.store is None or name is None:
+            return
+        if self._armed != name:
+            self._armed = name
+            self.notify(f"Del again deletes {name!r}", severity="warning")
+            return
+        try:
+            self.store.delete(name)
+        except (SessionError, OSError) as e:
+            self.notify(str(e), severity="error")
+            return
+        self._armed = None
+        self._refresh(self.store.names())
+        self.notify(f"deleted {name!r}")
+
+    def action_rename(self) -> None:
+        name = self._highlighted()
+        if self.store is None or name is None:
+            return
+        field = self.query_one("#rename", Input)
+        field.value, self._renaming = name, name
+        field.remove_class("hidden")
+        field.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        old, new = self._renaming, event.value
+        try:
+            self.store.rename(old, new)
+        except (SessionError, OSError) as e:
+            self.notify(str(e), severity="error")
+            return
+        event.input.add_class("hidden")
+        self._refresh(self.store.names())
+        self.query_one(OptionList).focus()
+        self.notify(f"renamed {old!r} to {new!r}")
+
+    def _refresh(self, names: list[str]) -> None:
+        self.names = names
+        options = self.query_one(OptionList)
+        options.clear_options()
+        options.add_options(names)
+        if not names:
+            self.dismiss(None)
+        else:
+            options.highlighted = 0

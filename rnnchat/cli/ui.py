@@ -1,0 +1,59 @@
+"""`rnnchat chat` (the Textual app, the default command), `rnnchat repl` (prompt_toolkit) and `rnnchat chat -p`
+(one reply, `rnnchat.cli.oneshot`): one session, its models, memory and settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rnnchat import paths
+from rnnchat.cli import oneshot
+from rnnchat.cli.commands import EXIT_USAGE, CommandError, add_sampling_flags, sampling_settings, user_config
+
+
+def run(args: argparse.Namespace) -> int:
+    """`rnnchat chat` (Textual) and `rnnchat repl` (prompt_toolkit) on one session: models, memory, settings."""
+    from rnnchat.sampling import SettingsError
+    from rnnchat.session.session import open_session
+    from rnnchat.session.store import SessionError
+    oneshot.check(args)
+    fresh = args.fresh or (args.prompt is not None and not args.continue_last)
+    try:
+        session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=fresh,
+                                      seq2seq_path=args.seq2seq, candidates=args.candidates,
+                                      backward_path=args.backward, mode=args.mode)
+    except SessionError as e:
+        raise CommandError(str(e)) from None
+    except SettingsError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+    if args.prompt is not None:
+        return oneshot.run(session, notes, args)
+    if args.command == "repl":
+        from rnnchat.ui.repl import run_repl
+        return run_repl(session, notes)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandError("the chat app needs a terminal (stdin and stdout); for pipes and files use "
+                           "`rnnchat repl < FILE`", EXIT_USAGE)
+    from rnnchat.ui.tui.app import ChatApp
+    ChatApp(session, notes).run()
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
+                   help="language-model checkpoint")
+    p.add_argument("--sentiment", type=Path, default=None,
+                   help="sentiment checkpoint (default: checkpoints/sentiment.npz; missing = no indicator)")
+    p.add_argument("--seq2seq", type=Path, default=None,
+                   help="seq2seq chat checkpoint (default: checkpoints/seq2seq_chat.npz; missing = no chat mode)")
+    p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
+    config = user_config()
+    p.add_argument("--candidates", type=int, default=config.candidates, metavar="N",
+                   help="make N replies per message and show the best ranked one (1 = one sample, streamed)")
+    p.add_argument("--mode", choices=("lm", "chat", "continue"), default=config.mode.value,
+                   help="start in this mode: lm (LM chat), chat (seq2seq chat), continue (extend the text)")
+    p.add_argument("--backward", type=Path, default=None,
+                   help="backward scorer for the ranking (default: checkpoints/seq2seq_chat_backward.npz)")
+    add_sampling_flags(p)
+    oneshot.add_arguments(p)

@@ -1,0 +1,96 @@
+"""A conversation's transcript as a document: Markdown, plain text or JSON, with speakers, modes, times and
+each message's sentiment. Used by `rnnchat export`, the app's Ctrl+E and the REPL's /export.
+
+Reading a saved conversation for export needs only its header (no model is loaded, no memory checked).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rnnchat.checkpoint import CheckpointError, read_header
+from rnnchat.atomic import atomic_write_bytes
+from rnnchat.session.store import SessionError, Store, default_name
+from rnnchat.session.transcript import MODE_TITLES, Mode, TranscriptError, Turn, from_json, to_json
+
+FORMATS = ("md", "txt", "json")
+SPEAKERS = {Mode.CHAT: "seq2seq", Mode.LM: "rnnchat", Mode.CONTINUE: "rnnchat"}
+
+
+def speaker(turn: Turn) -> str:
+    return "you" if turn.role == "user" else SPEAKERS[turn.mode]
+
+
+def _when(turn: Turn) -> str:
+    if turn.time is None:
+        return ""
+    return datetime.fromisoformat(turn.time).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _about(turn: Turn) -> list[str]:
+    """The details shown next to the speaker: mode, time, sentiment, stopped."""
+    parts = [MODE_TITLES[turn.mode]]
+    if when := _when(turn):
+        parts.append(when)
+    if turn.sentiment is not None:
+        parts.append(f"{turn.sentiment.label} {turn.sentiment.score:+.2f}")
+    if turn.stopped:
+        parts.append("stopped")
+    return parts
+
+
+def to_markdown(turns: list[Turn], title: str) -> str:
+    lines = [f"# {title}", ""]
+    for t in turns:
+        lines += [f"**{speaker(t)}** · {' · '.join(_about(t))}", ""]
+        lines += [f"> {line}" if line else ">" for line in t.text.rstrip().split("\n")] + [""]
+    return "\n".join(lines)
+
+
+def to_text(turns: list[Turn], title: str) -> str:
+    lines = [title, ""]
+    for t in turns:
+        lines.append(f"[{', '.join(_about(t))}] {speaker(t)}: " + t.text.rstrip().replace("\n", "\n    "))
+    return "\n".join(lines) + "\n"
+
+
+def render(turns: list[Turn], fmt: str, title: str) -> str:
+    if fmt == "md":
+        return to_markdown(turns, title)
+    if fmt == "txt":
+        return to_text(turns, title)
+    if fmt == "json":
+        return json.dumps({"title": title, "turns": to_json(turns)}, ensure_ascii=False, indent=1) + "\n"
+    raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+def format_for(path: Path | None, fmt: str | None) -> str:
+    """The format asked for, else the one the output file's suffix names, else Markdown."""
+    if fmt is not None:
+        return fmt
+    suffix = path.suffix.lstrip(".").lower() if path is not None else ""
+    return {"markdown": "md", "text": "txt"}.get(suffix, suffix) if suffix in (*FORMATS, "markdown", "text") else "md"
+
+
+def write_export(turns: list[Turn], path: Path, fmt: str, title: str) -> Path:
+    """Write the document atomically (creating the folder); OSError as it comes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, render(turns, fmt, title).encode("utf-8"))
+    return path
+
+
+def default_export_path(store: Store, fmt: str) -> Path:
+    return store.directory / "exports" / f"rnnchat-{default_name()}.{fmt}"
+
+
+def read_transcript(store: Store, name: str) -> list[Turn]:
+    """The transcript of a saved conversation (SessionError if there is none or it is unreadable)."""
+    path = store.path(name)
+    if not path.exists():
+        raise SessionError(f"no saved conversation named {name!r} in {store.directory}")
+    try:
+        return from_json(read_header(path).get("transcript"))
+    except (CheckpointError, TranscriptError) as e:
+        raise SessionError(f"{path}: {e}") from None

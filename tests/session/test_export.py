@@ -1,0 +1,58 @@
+"""Exporting a transcript (issue 15, item 4): `rnnchat export`, /export and Ctrl+E, in md, txt and json, with
+speakers, modes, times and the sentiment of each message."""
+
+import json
+
+import pytest
+
+from rnnchat.cli.main import main
+from rnnchat.models.sentiment import Sentiment
+from rnnchat.session.export import render
+from rnnchat.session.transcript import Mode, Turn, from_json
+
+
+def test_documents_carry_speaker_mode_time_and_sentiment():
+    turns = [Turn("user", "I love\nthis", Mode.LM, Sentiment("positive", 0.5), time="2026-12-01T12:30:05+00:00"),
+             Turn("assistant", "Me too!\n", Mode.LM, stopped=True, time="2026-12-01T12:30:06+00:00"),
+             Turn("user", "hi", Mode.CHAT), Turn("assistant", "hello", Mode.CHAT)]
+    md = render(turns, "md", "T")
+    assert md.startswith("# T\n")
+    assert "**you** · LM chat · 2026-12-01 12:30 UTC · positive +0.50\n\n> I love\n> this" in md
+    assert "**rnnchat** · LM chat · 2026-12-01 12:30 UTC · stopped\n\n> Me too!\n" in md
+    assert "**seq2seq** · seq2seq chat\n\n> hello" in md
+    txt = render(turns, "txt", "T")
+    assert "[LM chat, 2026-12-01 12:30 UTC, positive +0.50] you: I love\n    this\n" in txt
+    data = json.loads(render(turns, "json", "T"))
+    assert from_json(data["turns"]) == turns
+    with pytest.raises(ValueError):
+        render(turns, "pdf", "T")
+
+
+def test_cli_export_of_saved_conversations(make_session, data_dir, tmp_path, capsys):
+    s = make_session()
+    list(s.respond("hello there"))
+    s.autosave()
+    s.save("greeting")
+    assert main(["export"]) == 0
+    out = capsys.readouterr().out
+    assert "**you** · LM chat" in out and "> hello there" in out and s.transcript[0].time[:4] in out
+    assert main(["export", "greeting", "-o", str(tmp_path / "g.json")]) == 0
+    assert from_json(json.loads((tmp_path / "g.json").read_text())["turns"]) == s.transcript
+    assert main(["export", "greeting", "--format", "txt"]) == 0
+    assert "] you: hello there" in capsys.readouterr().out
+    assert main(["export", "missing"]) == 1
+    assert "no saved conversation named 'missing'" in capsys.readouterr().err
+    assert main(["export", "greeting", "-o", str(tmp_path / "no" / "such" / "dir.md")]) == 0  # folders made
+
+
+def test_export_command_writes_the_current_transcript(make_session, data_dir, tmp_path):
+    s = make_session()
+    list(s.respond("hello there"))
+    message = s.command("/export")
+    assert "exported 2 message(s) to" in message
+    [written] = (data_dir / "exports").glob("rnnchat-*.md")
+    assert "> hello there" in written.read_text()
+    s.command(f"/export json {tmp_path / 'x.out'}")
+    assert json.loads((tmp_path / "x.out").read_text())["turns"][0]["text"] == "hello there"
+    s.command(f"/export {tmp_path / 'y.txt'}")  # the format follows the suffix
+    assert "] you: hello there" in (tmp_path / "y.txt").read_text()

@@ -1,0 +1,47 @@
+"""`rnnchat chat -p MESSAGE` (issue 15, item 3): one reply on stdout; -c and --conversation hold a conversation
+across calls; nothing else is saved."""
+
+import io
+import json
+
+import pytest
+
+from rnnchat.cli.main import main
+from rnnchat.session.export import read_transcript
+from rnnchat.session.store import Store
+
+
+def chat(small_lm_path, *argv):
+    return main(["chat", "--checkpoint", str(small_lm_path), "--candidates", "1", "-n", "6", "-s", "1", *argv])
+
+
+def test_one_reply_saves_nothing(small_lm_path, data_dir, capsys):
+    assert chat(small_lm_path, "-p", "hello there") == 0
+    out = capsys.readouterr().out
+    assert out.strip() and out.endswith("\n")
+    assert not (data_dir / "last.npz").exists()
+
+
+def test_continue_and_named_conversations_hold_turns_across_calls(small_lm_path, data_dir, capsys):
+    store = Store(data_dir)
+    assert chat(small_lm_path, "-p", "hello there", "-c") == 0
+    assert chat(small_lm_path, "-p", "and then", "-c", "--json") == 0
+    reply = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert reply["mode"] == "lm" and reply["conversation"] == "last" and reply["tokens"] >= 1
+    said = [t.text for t in read_transcript(store, "last") if t.role == "user"]
+    assert said == ["hello there", "and then"]
+    assert chat(small_lm_path, "-p", "one", "--conversation", "s1") == 0
+    assert chat(small_lm_path, "-p", "two", "--conversation", "s1") == 0
+    assert [t.text for t in read_transcript(store, "s1") if t.role == "user"] == ["one", "two"]
+    assert [t.text for t in read_transcript(store, "last") if t.role == "user"] == said  # untouched
+
+
+def test_message_from_stdin_and_usage_errors(small_lm_path, data_dir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"from a pipe\n")))
+    assert chat(small_lm_path, "-p", "-", "--conversation", "p") == 0
+    assert [t.text for t in read_transcript(Store(data_dir), "p")][0] == "from a pipe"
+    capsys.readouterr()
+    assert chat(small_lm_path, "-c") == 2
+    assert "only with -p" in capsys.readouterr().err
+    assert chat(small_lm_path, "-p", "x", "-c", "--conversation", "n") == 2
+    assert chat(small_lm_path, "-p", "   ") == 2
