@@ -1,6 +1,6 @@
 """Decode speed of the engine against PyTorch eager (CPU) and against the bare matrix-vector products.
 
-    python bench/decode_torch.py [--checkpoint checkpoints/lm.npz] [--tokens 300] [--batch 64] [--rounds 5] [--compete]
+    python bench/decode_torch.py [--checkpoint rnnchat/checkpoints/lm.npz] [--tokens 300] [--batch 64] [--rounds 5] [--compete]
 
 batch 1:  per-token latency of sampling (temperature 0.8, top-k 40, top-p 0.95, repeat penalty 1.1) with
           rnnchat's Conversation.stream vs a PyTorch eager LSTMCell loop doing the same sampling, and vs the

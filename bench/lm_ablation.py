@@ -1,6 +1,6 @@
 """Ablation of the AWD-LSTM regularisers on the shipped LM (issue 17): each technique alone, at equal tokens.
 
-Every variant fine-tunes the same starting weights (`--init-from`, default the shipped `checkpoints/lm.npz`) on
+Every variant fine-tunes the same starting weights (`--init-from`, default the shipped `rnnchat/checkpoints/lm.npz`) on
 the same token stream for the same number of steps, and is scored by validation perplexity (carried state,
 dropout off) at the end: val only, never test. Variants run as `rnnchat train lm` subprocesses, `--jobs` at a
 time, each with `--threads` BLAS threads (two one-thread jobs use two cores better than one two-thread job).
@@ -62,7 +62,7 @@ def steps_in_epoch(batch_size: int, bptt: int) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--init-from", type=Path, default=Path("checkpoints/lm.npz"))
+    p.add_argument("--init-from", type=Path, default=Path("rnnchat/checkpoints/lm.npz"))
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--bptt", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)

@@ -1,7 +1,7 @@
 """Keystroke latency of LiveSentiment.set_text: type a paragraph character by character (with some
 backspacing and an edit in the middle), single BLAS thread, and print mean / p50 / p99 / max.
 
-    python bench/sentiment_keystroke.py [--checkpoint checkpoints/sentiment.npz] [--repeat 5]
+    python bench/sentiment_keystroke.py [--checkpoint rnnchat/checkpoints/sentiment.npz] [--repeat 5]
 
 Without a checkpoint a randomly initialised model of the default size is timed (the cost is the same).
 An ensemble checkpoint runs one step per member on each keystroke.
@@ -60,7 +60,7 @@ def describe(model) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(__file__).resolve().parents[1] / "checkpoints" / "sentiment.npz"
+    default = Path(__file__).resolve().parents[1] / "rnnchat" / "checkpoints" / "sentiment.npz"
     p.add_argument("--checkpoint", type=Path, default=default)
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()

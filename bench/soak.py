@@ -1,6 +1,6 @@
 """Soak test of the engine (issue 8): one long conversation, then a large batch file.
 
-    python bench/soak.py [--checkpoint checkpoints/lm.npz] [--tokens 100000] [--window 5000]
+    python bench/soak.py [--checkpoint rnnchat/checkpoints/lm.npz] [--tokens 100000] [--window 5000]
                          [--prompts 10000] [--batch-tokens 4] [--json bench/results/soak.json]
 
 1. Generation: one conversation streams --tokens tokens in a single reply (default sampling, seed 0, one BLAS
@@ -204,7 +204,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "soak.json")
     args = ap.parse_args()
 
-    # A private copy: the training run may replace checkpoints/lm.npz while this runs.
+    # A private copy: the training run may replace rnnchat/checkpoints/lm.npz while this runs.
     workdir = Path(tempfile.mkdtemp(prefix="rnnchat-soak-"))
     data = args.checkpoint.read_bytes()
     checkpoint = workdir / "lm.npz"

@@ -7,7 +7,7 @@ chat mode:
   (target <= 300 ms at N = 16), in both chat modes, ranked with the backward model when it is present.
 
 Times run from just before the key is posted to the first paint (`render_lines`) of the widget showing the new
-state. Uses checkpoints/lm.npz, checkpoints/seq2seq_chat.npz and checkpoints/sentiment.npz when present;
+state. Uses rnnchat/checkpoints/lm.npz, rnnchat/checkpoints/seq2seq_chat.npz and rnnchat/checkpoints/sentiment.npz when present;
 otherwise random-weight models of the default sizes (the arithmetic per keystroke/token is the same).
 
     OPENBLAS_NUM_THREADS=1 python bench/ui_latency.py [--lm PATH] [--seq2seq PATH] [--sentiment PATH] \
@@ -119,9 +119,9 @@ async def measure(session: ChatSession, replies: int, indicator_paints: list, te
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--lm", type=Path, default=ROOT / "checkpoints" / "lm.npz")
-    p.add_argument("--seq2seq", type=Path, default=ROOT / "checkpoints" / "seq2seq_chat.npz")
-    p.add_argument("--sentiment", type=Path, default=ROOT / "checkpoints" / "sentiment.npz")
+    p.add_argument("--lm", type=Path, default=ROOT / "rnnchat" / "checkpoints" / "lm.npz")
+    p.add_argument("--seq2seq", type=Path, default=ROOT / "rnnchat" / "checkpoints" / "seq2seq_chat.npz")
+    p.add_argument("--sentiment", type=Path, default=ROOT / "rnnchat" / "checkpoints" / "sentiment.npz")
     p.add_argument("--replies", type=int, default=10)
     p.add_argument("--candidates", type=int, default=16, help="also measure ranked replies of N candidates (1: not)")
     p.add_argument("--json", type=Path)

@@ -1,7 +1,9 @@
 """Every default location in one place: shipped checkpoints, corpus manifests and builds, user data.
 
-Overrides: `RNNCHAT_CHECKPOINTS` (the models directory), `RNNCHAT_CORPORA` (the corpus build directory),
-`RNNCHAT_DATA_DIR` (conversations and the REPL history; default: the user data directory of `platformdirs`).
+The shipped checkpoints are package data (`rnnchat/checkpoints/`), so a wheel or `pip install .` carries them
+and they are found from any directory. Overrides: `RNNCHAT_CHECKPOINTS` (the models directory),
+`RNNCHAT_CORPORA` (the corpus build directory), `RNNCHAT_DATA_DIR` (conversations and the REPL history; default:
+the user data directory of `platformdirs`), `RNNCHAT_CONFIG` (the config file).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from pathlib import Path
 
 import platformdirs
 
-ROOT = Path(__file__).resolve().parent.parent  # the source tree (an editable install or a clone)
+PACKAGE = Path(__file__).resolve().parent     # the installed package (its data: the shipped checkpoints)
+ROOT = PACKAGE.parent                          # the source tree, in a clone (training tools and corpora)
 MANIFESTS = ROOT / "corpora"                   # corpus manifests (committed); builds go under build/
 
 
 def checkpoints_dir() -> Path:
-    return Path(os.environ.get("RNNCHAT_CHECKPOINTS") or ROOT / "checkpoints")
+    return Path(os.environ.get("RNNCHAT_CHECKPOINTS") or PACKAGE / "checkpoints")
 
 
 def lm_checkpoint() -> Path:

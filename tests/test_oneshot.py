@@ -4,7 +4,6 @@ across calls; nothing else is saved."""
 import io
 import json
 
-import pytest
 
 from rnnchat.cli.main import main
 from rnnchat.session.export import read_transcript

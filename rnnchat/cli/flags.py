@@ -21,6 +21,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_SAMPLES = 10_000
+
+
+def bounded_int(most: int):
+    """An argparse type: an integer in [1, most] (a request that would run for ages is a usage error)."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
+        return value
+    parse.__name__ = f"integer in [1, {most}]"
+    return parse
+
+
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer >= 0."""
     return 0 if _is_zero(text) else positive_int(text)
@@ -60,12 +74,13 @@ def fraction(text: str) -> float:
 def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("prompt", nargs="?", help="the text to continue ('-' or a pipe: stdin; '' continues from "
                                                "nothing)")
-    gen.add_argument("--num-samples", type=int, default=1, help="independent continuations of the prompt")
+    gen.add_argument("--num-samples", type=bounded_int(MAX_SAMPLES), default=1,
+                     help=f"independent continuations of the prompt (at most {MAX_SAMPLES:,})")
     gen.add_argument("--json", action="store_true", help="one JSON object per sample (text, tokens, timing)")
     gen.add_argument("--batch", metavar="FILE", help="prompts file: one per line, or .jsonl objects with "
                      '"prompt" and their own settings/"seed"/"id"')
     gen.add_argument("--out", metavar="FILE", help="batch results (JSONL, input order; re-run to resume)")
-    gen.add_argument("--batch-size", type=int, default=64, help="prompts run through the network together")
+    gen.add_argument("--batch-size", type=bounded_int(4096), default=64, help="prompts run through the network together")
     gen.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
                      help="language-model checkpoint")
     gen.add_argument("--echo", action="store_true", help="print the prompt before its continuation")

@@ -39,6 +39,8 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                             f"{_F}:add_sentiment_arguments", f"{_C}:cmd_sentiment"),
     ("export",): Command("a saved conversation's transcript as Markdown, text or JSON",
                          "rnnchat.cli.export:add_arguments", "rnnchat.cli.export:run"),
+    ("paths",): Command("where models, conversations, history, exports and config live",
+                        "rnnchat.cli.paths:add_arguments", "rnnchat.cli.paths:run"),
     ("config",): Command("where the config file is and the settings in force", "rnnchat.cli.config:add_arguments",
                          "rnnchat.cli.config:run"),
     ("info",): Command("print a checkpoint's header", f"{_F}:add_info_arguments", f"{_C}:cmd_info"),

@@ -44,9 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
                    help="language-model checkpoint")
     p.add_argument("--sentiment", type=Path, default=None,
-                   help="sentiment checkpoint (default: checkpoints/sentiment.npz; missing = no indicator)")
+                   help="sentiment checkpoint (default: rnnchat/checkpoints/sentiment.npz; missing = no indicator)")
     p.add_argument("--seq2seq", type=Path, default=None,
-                   help="seq2seq chat checkpoint (default: checkpoints/seq2seq_chat.npz; missing = no chat mode)")
+                   help="seq2seq chat checkpoint (default: rnnchat/checkpoints/seq2seq_chat.npz; missing = no chat mode)")
     p.add_argument("--fresh", action="store_true", help="start a new conversation instead of the last one")
     config = user_config()
     p.add_argument("--candidates", type=int, default=config.candidates, metavar="N",
@@ -54,6 +54,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("lm", "chat", "continue"), default=config.mode.value,
                    help="start in this mode: lm (LM chat), chat (seq2seq chat), continue (extend the text)")
     p.add_argument("--backward", type=Path, default=None,
-                   help="backward scorer for the ranking (default: checkpoints/seq2seq_chat_backward.npz)")
+                   help="backward scorer for the ranking (default: rnnchat/checkpoints/seq2seq_chat_backward.npz)")
     add_sampling_flags(p)
     oneshot.add_arguments(p)

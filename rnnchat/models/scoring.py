@@ -13,7 +13,7 @@ Both are exact sums of log-softmax probabilities, computed in float64 from the m
 free. `token_counts(replies)` gives the number of scored tokens per reply (its ids plus the closing token).
 
     from rnnchat.models.lm import LMDecoder, load_lm
-    lm, vocab, _ = load_lm("checkpoints/lm.npz")
+    lm, vocab, _ = load_lm("rnnchat/checkpoints/lm.npz")
     scores = lm_reply_logprobs(LMDecoder(lm), vocab, conversation_ids(turns, vocab), [turn_ids(r, vocab) ...])
 """
 

@@ -331,10 +331,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--positions", type=_count, default=200, help="positions ranked (default 200)")
     p.add_argument("--seed", type=int, default=0, help="draws the positions and their distractors")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--lm", metavar="PATH", help="language model (default checkpoints/lm.npz; 'none': leave out)")
-    p.add_argument("--seq2seq", metavar="PATH", help="chat model (default checkpoints/seq2seq_chat.npz)")
+    p.add_argument("--lm", metavar="PATH", help="language model (default rnnchat/checkpoints/lm.npz; 'none': leave out)")
+    p.add_argument("--seq2seq", metavar="PATH", help="chat model (default rnnchat/checkpoints/seq2seq_chat.npz)")
     p.add_argument("--backward", metavar="PATH",
-                   help="backward model p(message | reply) (default checkpoints/seq2seq_chat_backward.npz)")
+                   help="backward model p(message | reply) (default rnnchat/checkpoints/seq2seq_chat_backward.npz)")
     p.add_argument("--weights", type=_weights, default=None, metavar="JSON",
                    help=f"combined scorer's weights, e.g. '{json.dumps(DEFAULT_WEIGHTS)}' (that is the default)")
     p.add_argument("--tune", action="store_true", help="also grid-search the combined weights (val only)")

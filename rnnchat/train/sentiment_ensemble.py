@@ -5,7 +5,7 @@ is the argmax of the mean probabilities. Members are chosen on the ``val`` split
 the checkpoint's metrics are the ensemble's val and test tables against VADER, like a single model's,
 and its header lists each member's source, training settings and own numbers.
 
-    rnnchat train sentiment-ensemble runs/a/best.npz runs/b/best.npz --out checkpoints/sentiment.npz
+    rnnchat train sentiment-ensemble runs/a/best.npz runs/b/best.npz --out rnnchat/checkpoints/sentiment.npz
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def add_ensemble_arguments(p) -> None:
     """`rnnchat train sentiment-ensemble` flags."""
     p.add_argument("members", nargs="+", type=Path, help="member checkpoints (same vocabulary), e.g. runs/x/best.npz")
     p.add_argument("--out", type=Path, required=True,
-                   help="the ensemble checkpoint (e.g. checkpoints/sentiment.npz to replace the shipped one)")
+                   help="the ensemble checkpoint (e.g. rnnchat/checkpoints/sentiment.npz to replace the shipped one)")
     p.add_argument("--no-float16", dest="float16", action="store_false", help="store float32 weights")
     p.add_argument("--no-compare-vader", dest="compare_vader", action="store_false", help="skip VADER's tables")
     p.add_argument("--rule", default="members chosen on the val split",

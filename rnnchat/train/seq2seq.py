@@ -50,7 +50,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=TASK_NAMES, default="addition")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/seq2seq_TASK)")
-    p.add_argument("--out", type=Path, default=None, help="best checkpoint (default checkpoints/seq2seq_TASK.npz)")
+    p.add_argument("--out", type=Path, default=None, help="best checkpoint (default rnnchat/checkpoints/seq2seq_TASK.npz)")
     for name in ("embed", "hidden", "proj", "batch_size", "eval_every", "n_examples", "vocab_size", "max_src",
                  "max_tgt", "window", "max_train_convs"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
@@ -71,7 +71,7 @@ def run_train_command(args: argparse.Namespace) -> int:
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=TASK_NAMES, default="addition")
-    p.add_argument("--checkpoint", type=Path, default=None, help="default checkpoints/seq2seq_TASK.npz")
+    p.add_argument("--checkpoint", type=Path, default=None, help="default rnnchat/checkpoints/seq2seq_TASK.npz")
     p.add_argument("--split", choices=("val", "test"), default="test", help="chat: held-out split")
     p.add_argument("--beam", type=int, default=0, help="tasks: also exact match with beam search of this width")
     p.add_argument("--samples", type=int, default=500, help="chat: replies sampled for distinct-n")

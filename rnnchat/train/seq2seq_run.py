@@ -54,7 +54,7 @@ class Seq2SeqTrainArgs:
     max_train_convs: int | None = None  # chat: use only the first N training conversations
 
 
-# The defaults are the configurations of the shipped checkpoints (checkpoints/seq2seq_<task>.npz).
+# The defaults are the configurations of the shipped checkpoints (rnnchat/checkpoints/seq2seq_<task>.npz).
 TASK_DEFAULTS: dict[str, dict] = {
     "addition": dict(embed=32, hidden=128, bidirectional=True, reverse=True, peeky=False, attention="dot",
                      proj=128, tie=False, dropout=0.0, batch_size=128, lr=3e-3, clip=5.0, epochs=30,

@@ -140,7 +140,7 @@ def test_empty_text_and_result_shape():
     assert set(r.as_dict()["probs"]) == {"negative", "neutral", "positive"}
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="checkpoints/sentiment.npz not present")
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="rnnchat/checkpoints/sentiment.npz not present")
 def test_shipped_checkpoint_live_matches_score_texts():
     live = LiveSentiment.from_checkpoint()
     text = "The food was great but the service was awful :( not bad at all though, really really good!"

@@ -214,7 +214,7 @@ def test_interrupted_run_resumes_on_the_same_trajectory(tmp_path):
 
 
 # -- the shipped checkpoint -------------------------------------------------------------------------------
-shipped = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="checkpoints/sentiment.npz not present")
+shipped = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="rnnchat/checkpoints/sentiment.npz not present")
 
 
 def read_cases():

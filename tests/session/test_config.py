@@ -7,7 +7,7 @@ import pytest
 
 from rnnchat.checkpoint import read_header
 from rnnchat.cli.main import main
-from rnnchat.session.config import Config, ConfigError, load_config, write_default_config
+from rnnchat.session.config import Config, ConfigError, load_config
 from rnnchat.session.transcript import Mode
 
 
