@@ -19,6 +19,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import Output
 
 from rnnchat.runtime import decode_threads
@@ -45,7 +46,7 @@ class Repl:
         self.session, self.notes, self.out, self.lines = session, list(notes), out or sys.stdout, lines
         self.prompt = None if lines is not None else PromptSession(
             history=self._history(session.directory / "repl_history"), bottom_toolbar=self.toolbar, input=input,
-            output=output)
+            output=output, key_bindings=_newline_keys())
 
     def _history(self, path: Path) -> History:
         """The history file, or history in memory (with a note) where the file cannot be written: a failing
@@ -95,14 +96,31 @@ class Repl:
                 return 0
 
     def _read(self) -> str:
-        """The next input line (EOFError at the end); piped lines are echoed after the prompt, as typed ones are."""
+        """The next message (EOFError at the end). A line starting with \"\"\" opens a block that runs to a line
+        ending with \"\"\" (as `ollama run` reads them); Alt+Enter also starts a new line in a typed message.
+        Piped lines are echoed after the prompt, as typed ones are."""
+        first = self._line(PROMPTS[self.session.mode])
+        if not first.lstrip().startswith(BLOCK):
+            return first
+        text = first.lstrip()[len(BLOCK):]
+        parts = []
+        while not text.rstrip().endswith(BLOCK):
+            parts.append(text)
+            try:
+                text = self._line("... ")
+            except EOFError:  # an unclosed block at the end of input: send what there is
+                return "\n".join(parts)
+        parts.append(text.rstrip()[:-len(BLOCK)])
+        return "\n".join(parts).strip("\n")
+
+    def _line(self, prompt: str) -> str:
         if self.lines is None:
-            return self.prompt.prompt(PROMPTS[self.session.mode])
+            return self.prompt.prompt(prompt)
         line = self.lines.readline()
         if not line:
             raise EOFError
         line = line.rstrip("\r\n")
-        self._print(PROMPTS[self.session.mode] + line)
+        self._print(prompt + line)
         return line
 
     def handle(self, line: str) -> bool:
@@ -170,6 +188,19 @@ class Repl:
     def _print(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+
+BLOCK = '"""'
+
+
+def _newline_keys() -> KeyBindings:
+    """Alt+Enter (Esc then Enter) inserts a new line in the message; Enter sends it."""
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")
+    def _(event) -> None:
+        event.current_buffer.insert_text("\n")
+    return keys
 
 
 @contextlib.contextmanager

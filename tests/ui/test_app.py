@@ -336,3 +336,26 @@ async def test_ctrl_e_exports_the_transcript(make_session, data_dir):
         [written] = (data_dir / "exports").glob("rnnchat-*.md")
         text = written.read_text()
         assert "**you** · LM chat" in text and "> hello there" in text
+
+
+async def test_up_and_down_recall_messages_shared_with_the_repl_and_f6_copies_the_reply(make_session, data_dir):
+    from rnnchat.ui.history import append_history
+    data_dir.mkdir(parents=True, exist_ok=True)
+    append_history(data_dir / "repl_history", "typed in the repl")
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello there")
+        prompt = app.query_one("#prompt", Input)
+        await pilot.press(*"draft")
+        await pilot.press("up")
+        assert prompt.value == "hello there"
+        await pilot.press("up")
+        assert prompt.value == "typed in the repl"
+        await pilot.press("down", "down")
+        assert prompt.value == "draft"  # back to what was being typed
+        await pilot.press("f6")
+        assert app.clipboard == [t.text for t in s.transcript if t.role == "assistant"][-1].strip()
+    from prompt_toolkit.history import FileHistory
+    assert list(FileHistory(str(data_dir / "repl_history")).load_history_strings())[:2] == [
+        "hello there", "typed in the repl"]  # the app writes what the REPL reads

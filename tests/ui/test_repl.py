@@ -234,3 +234,18 @@ def test_ctrl_c_during_start_up_is_a_quiet_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(runtime, "configure", interrupted)
     assert main(["generate", "hi"]) == 130
     assert capsys.readouterr().err == "rnnchat: interrupted\n"
+
+
+def test_multi_line_messages_by_block_and_by_alt_enter(make_session):
+    """Issue 15, item 5: \"\"\" blocks (as `ollama run` reads them) and Alt+Enter make one message of several
+    lines."""
+    s = make_session()
+    code, out = run(s, '"""first line\nsecond line\n"""\nhello\x1b\rthere\n\x04')
+    assert code == 0
+    said = [t.text for t in s.transcript if t.role == "user"]
+    assert said == ["first line\nsecond line", "hello\nthere"]
+    piped = make_session()
+    out = io.StringIO()
+    assert Repl(piped, out=out, lines=io.StringIO('"""one\ntwo"""\n')).run() == 0
+    assert [t.text for t in piped.transcript if t.role == "user"] == ["one\ntwo"]
+    assert 'you> """one\n... two"""\n' in out.getvalue()

@@ -24,7 +24,8 @@ from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
 from rnnchat.sampling import SettingsError
 from rnnchat.ui.tui.screens import (AttentionScreen, CandidatesScreen, HelpScreen, LoadScreen, SaveScreen,
                                     TokensScreen)
-from rnnchat.ui.tui.widgets import Bubble, ChatLog, MoodLine, SentimentIndicator, StreamText
+from rnnchat.ui.history import Recall, append_history, load_history
+from rnnchat.ui.tui.widgets import Bubble, ChatLog, MessageInput, MoodLine, SentimentIndicator, StreamText
 
 FLUSH_S = 1 / 30  # tokens reach the screen in batches, at most ~30 updates a second
 SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"), ("max_tokens", "max tokens"),
@@ -62,7 +63,8 @@ class ChatApp(App):
         Binding("ctrl+r", "reset", "Reset"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "load", "Load"),
-        Binding("ctrl+e", "export", "Export", show=False, priority=True),  # over the Input's end-of-line (End does it)
+        Binding("ctrl+e", "export", "Export", show=False, priority=True),
+        Binding("f6", "copy_reply", "Copy", show=False),  # over the Input's end-of-line (End does it)
         Binding("f1", "help", "Help"),
         Binding("f2", "next_mode", "Mode"),
         Binding("f3", "tokens", "Probs"),
@@ -82,6 +84,8 @@ class ChatApp(App):
         self._bubble: Bubble | None = None
         self._streamed = 0
         self._queued: list[str] = []  # messages typed while a reply was streaming, sent in order after it
+        self._history_path = session.directory / "repl_history"  # shared with the REPL (its file format)
+        self._recall = Recall(load_history(self._history_path))
 
     # -- layout ----------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -91,7 +95,8 @@ class ChatApp(App):
             with Vertical(id="main"):
                 yield ChatLog(id="chat")
                 with Horizontal(id="input-row"):
-                    yield Input(placeholder="Message, or /help", id="prompt")
+                    yield MessageInput(self._recall, placeholder="Message, or /help (Up: earlier ones)",
+                                       id="prompt")
                     yield SentimentIndicator(s.sentiment is not None, id="indicator")
             with VerticalScroll(id="side"):
                 yield Label("Mode", classes="side-title")
@@ -182,6 +187,8 @@ class ChatApp(App):
         if not text:
             return
         self._prompt.value = ""
+        self._recall.add(text)
+        append_history(self._history_path, text)
         if self.generating:  # typed ahead: sent in order once the reply streaming now is done, never lost
             self._queued.append(text)
             self.notify(f"queued ({len(self._queued)}): sent when this reply is done (Esc: stop, and keep it here)")
@@ -344,6 +351,15 @@ class ChatApp(App):
         if name:
             self._run(partial(self.session.save, name), f"saved as {name!r}")
 
+    def action_copy_reply(self) -> None:
+        """The last reply to the system clipboard (OSC 52: most terminals, also over ssh)."""
+        replies = [t.text for t in self.session.transcript if t.role == "assistant"]
+        if not replies:
+            self.notify("no reply to copy yet", severity="warning")
+            return
+        self.copy_to_clipboard(replies[-1].strip())
+        self.notify("copied the last reply")
+
     def action_export(self) -> None:
         """The transcript as Markdown in the data directory's exports/ (`/export` chooses format and file)."""
         self._run(partial(self.session.command, "/export md"), "exported", announce=True)
@@ -413,6 +429,7 @@ class ChatApp(App):
         yield SystemCommand("Reset memory", "Forget the conversation, start a new one (Ctrl+R)", self.action_reset)
         yield SystemCommand("Save conversation", "Save the conversation under a name (Ctrl+S)", self.action_save)
         yield SystemCommand("Load conversation", "Load a saved conversation (Ctrl+O)", self.action_load)
+        yield SystemCommand("Copy last reply", "The last reply to the clipboard (F6)", self.action_copy_reply)
         yield SystemCommand("Export transcript", "The conversation as Markdown in exports/ (Ctrl+E)",
                             self.action_export)
         for m in Mode:

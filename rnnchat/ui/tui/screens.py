@@ -25,7 +25,7 @@ KEYS = (
     ("Ctrl+R", "reset memory (new conversation)"), ("Ctrl+S", "save the conversation"),
     ("Ctrl+O", "load a conversation"), ("Ctrl+E", "export the transcript"), ("F2", "next mode"), ("F3", "last reply by token probability"),
     ("F4", "last reply's attention (seq2seq)"), ("F5", "last reply's ranked candidates"),
-    ("Ctrl+G", "regenerate the last reply"),
+    ("Ctrl+G", "regenerate the last reply"), ("F6", "copy the last reply"), ("Up / Down", "earlier messages"),
     ("Tab", "message box / settings"), ("Ctrl+P", "command palette"),
     ("F1 / ?", "this help"), ("Ctrl+Q", "quit"),
 )

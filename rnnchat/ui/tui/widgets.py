@@ -11,9 +11,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Sparkline, Static
+from textual.binding import Binding
+from textual.widgets import Input, Sparkline, Static
 
 from rnnchat.models.sentiment import Sentiment
+from rnnchat.ui.history import Recall
 from rnnchat.ui.render import score_bar
 
 _CHUNK = re.compile(r"([^\S\n]*)(\S+)")  # spaces (not newlines) and the word after them
@@ -227,3 +229,22 @@ class MoodLine(Vertical):
         mean = sum(scores) / len(scores) if scores else None
         label = "mood: -" if mean is None else f"mood: {mean:+.2f} over {len(scores)} message(s)"
         self.query_one("#mood-label", Static).update(label)
+
+
+class MessageInput(Input):
+    """The message box: Up / Down recall earlier messages (`recall`, shared with the REPL's history file)."""
+
+    BINDINGS = [Binding("up", "recall_up", "Earlier message", show=False),
+                Binding("down", "recall_down", "Later message", show=False)]
+
+    def __init__(self, recall: Recall, **kwargs):
+        super().__init__(**kwargs)
+        self.recall = recall
+
+    def action_recall_up(self) -> None:
+        if (text := self.recall.up(self.value)) is not None:
+            self.value, self.cursor_position = text, len(text)
+
+    def action_recall_down(self) -> None:
+        if (text := self.recall.down()) is not None:
+            self.value, self.cursor_position = text, len(text)
