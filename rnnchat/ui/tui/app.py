@@ -19,12 +19,12 @@ from textual.widgets import Footer, Header, Input, Label, RadioButton, RadioSet,
 from rnnchat.runtime import decode_threads
 from rnnchat.engine.tokens import Token
 from rnnchat.session.session import ChatSession
-from rnnchat.session.store import SessionError, default_name
+from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
 from rnnchat.sampling import SettingsError
-from rnnchat.ui.tui.screens import (AttentionScreen, CandidatesScreen, HelpScreen, LoadScreen, SaveScreen,
-                                    TokensScreen)
+from rnnchat.ui.tui.screens import AttentionScreen, CandidatesScreen, HelpScreen, TokensScreen
 from rnnchat.ui.history import Recall, append_history, load_history
+from rnnchat.ui.tui.conversation_actions import ConversationActions
 from rnnchat.ui.tui.widgets import Bubble, ChatLog, MessageInput, MoodLine, SentimentIndicator, StreamText
 
 FLUSH_S = 1 / 30  # tokens reach the screen in batches, at most ~30 updates a second
@@ -53,7 +53,7 @@ class ReplyDone(Message):
         self.error = error
 
 
-class ChatApp(App):
+class ChatApp(ConversationActions, App):
     """Chat with the models; the conversation's memory carries across turns and is saved after each reply."""
 
     CSS_PATH = "app.tcss"
@@ -329,68 +329,6 @@ class ChatApp(App):
         if self.generating:
             self.notify(f"a reply is streaming: stop it (Esc) before you {what}", severity="warning")
         return not self.generating
-
-    def action_reset(self) -> None:
-        """A new conversation; the previous one is kept under a dated name (Ctrl+O loads it back)."""
-        if not self._idle("reset"):
-            return
-        try:
-            kept = self.session.reset()
-        except (SessionError, OSError) as e:
-            self.notify(f"nothing was reset: {e}", severity="error")
-            return
-        self._render_transcript()
-        self.notify("memory reset: new conversation" + (f"; the previous one is kept as {kept!r} (Ctrl+O)"
-                                                        if kept else ""))
-
-    def action_save(self) -> None:
-        if self._idle("save"):
-            self.push_screen(SaveScreen(default_name(), self.session.saved_names()), self._save_as)
-
-    def _save_as(self, name: str | None) -> None:
-        if name:
-            self._run(partial(self.session.save, name), f"saved as {name!r}")
-
-    def action_copy_reply(self) -> None:
-        """The last reply to the system clipboard (OSC 52: most terminals, also over ssh)."""
-        replies = [t.text for t in self.session.transcript if t.role == "assistant"]
-        if not replies:
-            self.notify("no reply to copy yet", severity="warning")
-            return
-        self.copy_to_clipboard(replies[-1].strip())
-        self.notify("copied the last reply")
-
-    def action_export(self) -> None:
-        """The transcript as Markdown in the data directory's exports/ (`/export` chooses format and file)."""
-        self._run(partial(self.session.command, "/export md"), "exported", announce=True)
-
-    def action_load(self) -> None:
-        if not self._idle("load"):
-            return
-        if names := self.session.saved_names():
-            self.push_screen(LoadScreen(names, self.session.store), self._load)
-        else:
-            self.notify("no saved conversations yet (Ctrl+S saves one)")
-
-    def _load(self, name: str | None) -> None:
-        if name:
-            self._run(partial(self.session.load, name), f"loaded {name!r}", rerender=True)
-
-    def _run(self, fn, done: str, rerender: bool = False, announce: bool = False) -> None:
-        """Run fn(); notify `done` (announce: fn's own message instead), or the error."""
-        try:
-            note = fn()
-        except (SessionError, OSError) as e:
-            self.notify(str(e), severity="error")
-            return
-        if rerender:
-            self._render_transcript()
-        if announce:
-            self.notify(note)
-            return
-        self.notify(done)
-        if isinstance(note, str):  # a partial success (e.g. a load whose seq2seq memory starts fresh)
-            self.notify(note, severity="warning")
 
     def action_retry(self) -> None:
         """Replace the last reply by the next ranked candidate (or a fresh draw)."""
