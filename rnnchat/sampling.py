@@ -56,7 +56,8 @@ class SamplingSettings:
     max_tokens: int = 60
     seed: int | None = None
     ban_unk: bool = True
-    cache: bool = True           # mix in the LM's conversation cache, where the model has tuned settings for one
+    cache: bool = False          # mix in the LM's conversation cache (where the model has val-tuned settings);
+                                 # off by default: it lowers perplexity but did not raise judged SSA (round 3)
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)

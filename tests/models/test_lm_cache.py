@@ -60,7 +60,7 @@ def cached(engine):
 def test_conversation_cache_follows_every_fed_and_streamed_token(engine, tmp_path):
     conv = cached(engine)
     conv.feed("the cat sat on the mat", end_turn=True)
-    out = list(conv.stream(SamplingSettings(seed=3, max_tokens=8, temperature=1.0)))
+    out = list(conv.stream(SamplingSettings(seed=3, max_tokens=8, temperature=1.0, cache=True)))
     assert conv.cache.count == len(conv.history) and len(conv.cache) == min(len(conv.history), 6)
     assert out
     # the cache's last values are the last tokens fed, keyed by the states they followed
@@ -82,7 +82,7 @@ def test_conversation_cache_follows_every_fed_and_streamed_token(engine, tmp_pat
 def test_settings_cache_off_samples_from_the_model_alone(engine):
     conv = cached(engine)
     conv.feed("the cat sat on the mat the cat", end_turn=False)
-    off, on = SamplingSettings(cache=False), SamplingSettings()
+    off, on = SamplingSettings(), SamplingSettings(cache=True)  # off by default
     np.testing.assert_array_equal(conv.next_logits(off), conv.logits)
     assert not np.allclose(conv.next_logits(on), conv.logits)
     assert engine.conversation().cache is None  # the test model's header has no tuned cache
