@@ -122,6 +122,14 @@ class Adam:
             np.copyto(self.v[i], state[f"v{i}"])
 
 
+def swap_arrays(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    """Exchange the contents of two lists of same-shaped arrays in place (averaged <-> live weights)."""
+    for x, y in zip(a, b):
+        tmp = x.copy()
+        np.copyto(x, y)
+        np.copyto(y, tmp)
+
+
 class ParamAverage:
     """The running uniform (Polyak) average of parameters over the steps since averaging began.
 
@@ -147,10 +155,7 @@ class ParamAverage:
 
     def swap(self) -> None:
         """Exchange the live and averaged weights in place (a second call swaps them back)."""
-        for a, p in zip(self.avg, self.params):
-            tmp = p.copy()
-            np.copyto(p, a)
-            np.copyto(a, tmp)
+        swap_arrays(self.avg, self.params)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {f"a{i}": a for i, a in enumerate(self.avg)}

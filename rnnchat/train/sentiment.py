@@ -22,6 +22,7 @@ from rnnchat.data.batches import bucket_batches
 from rnnchat.models.lm import load_lm
 from rnnchat.models.sentiment import Classifier, SentimentConfig, SentimentModel, load_sentiment, save_sentiment
 from rnnchat.nn import Adam
+from rnnchat.nn.optim import swap_arrays
 from rnnchat.text import Vocab, tokenize
 from rnnchat.train.sentiment_eval import (DECISION, DOMAINS, SentimentData, corpus_info, encode, format_comparison,
                                           model_table, predict_ids, vader_table, validation_metrics)
@@ -73,10 +74,7 @@ class AdamEMA(Adam):
             a += (1 - d) * p
 
     def swap(self) -> None:
-        for a, p in zip(self.avg, self.params):
-            tmp = p.copy()
-            np.copyto(p, a)
-            np.copyto(a, tmp)
+        swap_arrays(self.avg, self.params)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return super().state_dict() | {f"ema{i}": a for i, a in enumerate(self.avg)}
