@@ -10,7 +10,7 @@ from textual.widgets import Input, OptionList, RadioButton, Static
 from rnnchat.session.transcript import to_json
 from rnnchat.ui.tui.app import ChatApp, ReplyTokens
 from rnnchat.ui.tui.screens import HelpScreen, LoadScreen, SaveScreen, TokensScreen
-from rnnchat.ui.tui.widgets import Bubble, SentimentIndicator, StreamText
+from rnnchat.ui.tui.widgets import Bubble, MessageInput, SentimentIndicator, StreamText
 
 pytestmark = pytest.mark.asyncio
 SIZE = (110, 32)
@@ -68,7 +68,7 @@ async def test_send_streams_the_reply_and_keeps_a_badge(make_session):
         await send(pilot, "i love the dog")
         user, rep = app.query(Bubble)
         assert user.mood.label == "positive" and "positive +0.50" in str(user.query_one(".bubble-header").render())
-        assert app.query_one("#prompt", Input).value == ""
+        assert app.query_one("#prompt", MessageInput).value == ""
         shown = rep.query_one(StreamText).text
         assert shown and shown == to_json(s.transcript)[-1]["text"] == "".join(t.text for t in s.last_tokens)
         assert sum(len(b.tokens) for b in batches) == len(s.last_tokens) and batches
@@ -87,12 +87,12 @@ async def test_escape_stops_mid_reply_and_memory_holds_only_the_tokens_shown(mak
         await wait_until(pilot, lambda: reached.is_set() and app._streamed > 0)
         assert app.generating
         await pilot.press(*"good")  # typing is not blocked while the reply is being generated
-        assert app.query_one("#prompt", Input).value == "good"
+        assert app.query_one("#prompt", MessageInput).value == "good"
         assert app.query_one(SentimentIndicator).mood.label == "positive"
         await pilot.press("enter")  # a second message is queued behind the reply
-        assert app.query_one("#prompt", Input).value == "" and app._queued == ["good"]
+        assert app.query_one("#prompt", MessageInput).value == "" and app._queued == ["good"]
         await pilot.press("escape")  # stops the reply; the queued message comes back into the box, unsent
-        assert app.query_one("#prompt", Input).value == "good" and not app._queued
+        assert app.query_one("#prompt", MessageInput).value == "good" and not app._queued
         gate.set()
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -114,7 +114,7 @@ async def test_messages_typed_while_a_reply_streams_are_sent_in_order_after_it(m
         await wait_until(pilot, lambda: reached.is_set())
         for word in ("one", "two", "three"):
             await pilot.press(*word, "enter")
-        assert app._queued == ["one", "two", "three"] and app.query_one("#prompt", Input).value == ""
+        assert app._queued == ["one", "two", "three"] and app.query_one("#prompt", MessageInput).value == ""
         gate.set()
         await wait_until(pilot, lambda: not app.generating and not app._queued and
                          [t.text for t in s.transcript if t.role == "user"] == ["hello", "one", "two", "three"]
@@ -346,7 +346,7 @@ async def test_up_and_down_recall_messages_shared_with_the_repl_and_f6_copies_th
     app = ChatApp(s, cursor_blink=False)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "hello there")
-        prompt = app.query_one("#prompt", Input)
+        prompt = app.query_one("#prompt", MessageInput)
         await pilot.press(*"draft")
         await pilot.press("up")
         assert prompt.value == "hello there"
@@ -359,3 +359,20 @@ async def test_up_and_down_recall_messages_shared_with_the_repl_and_f6_copies_th
     from prompt_toolkit.history import FileHistory
     assert list(FileHistory(str(data_dir / "repl_history")).load_history_strings())[:2] == [
         "hello there", "typed in the repl"]  # the app writes what the REPL reads
+
+
+async def test_multi_line_messages_with_shift_enter_or_ctrl_j(make_session):
+    """Issue 15, item 5: Shift+Enter or Ctrl+J start a new line in the message; Enter sends the whole of it."""
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        box = app.query_one("#prompt", MessageInput)
+        await pilot.click("#prompt")
+        await pilot.press(*"first", "shift+enter", *"second", "ctrl+j", *"third")
+        assert box.value == "first\nsecond\nthird" and box.document.line_count == 3
+        await pilot.press("up")  # on a later line: moves the cursor, recalls nothing
+        assert box.value == "first\nsecond\nthird"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [t.text for t in s.transcript if t.role == "user"] == ["first\nsecond\nthird"] and box.value == ""

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Footer, Header, Input, Label, RadioButton, RadioSet, Static, TextArea
 
 from rnnchat.runtime import decode_threads
 from rnnchat.engine.tokens import Token
@@ -63,8 +63,9 @@ class ChatApp(ConversationActions, App):
         Binding("ctrl+r", "reset", "Reset"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "load", "Load"),
+        # over the message box's own ctrl+e (end of line: End does it) and f6 (select line)
         Binding("ctrl+e", "export", "Export", show=False, priority=True),
-        Binding("f6", "copy_reply", "Copy", show=False),  # over the Input's end-of-line (End does it)
+        Binding("f6", "copy_reply", "Copy", show=False, priority=True),
         Binding("f1", "help", "Help"),
         Binding("f2", "next_mode", "Mode"),
         Binding("f3", "tokens", "Probs"),
@@ -95,8 +96,8 @@ class ChatApp(ConversationActions, App):
             with Vertical(id="main"):
                 yield ChatLog(id="chat")
                 with Horizontal(id="input-row"):
-                    yield MessageInput(self._recall, placeholder="Message, or /help (Up: earlier ones)",
-                                       id="prompt")
+                    yield MessageInput(self._recall, placeholder="Message, or /help (Shift+Enter or Ctrl+J: new "
+                                                                 "line; Up: earlier ones)", id="prompt")
                     yield SentimentIndicator(s.sentiment is not None, id="indicator")
             with VerticalScroll(id="side"):
                 yield Label("Mode", classes="side-title")
@@ -122,9 +123,9 @@ class ChatApp(ConversationActions, App):
 
     def on_mount(self) -> None:
         self.sub_title = MODE_TITLES[self.session.mode]
-        for field in self.query(Input):
+        for field in [*self.query(Input), *self.query(MessageInput)]:
             field.cursor_blink = self.blink
-        self._prompt = self.query_one("#prompt", Input)
+        self._prompt = self.query_one("#prompt", MessageInput)
         self._indicator = self.query_one(SentimentIndicator)
         self._render_transcript()
         self._prompt.focus()
@@ -160,10 +161,12 @@ class ChatApp(ConversationActions, App):
         self.query_one(MoodLine).show(self.session.moods())
 
     # -- typing and sending ----------------------------------------------------------------------------------
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        if event.text_area.id == "prompt":
+            self._indicator.show(self.session.mood(event.text_area.text))
+
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "prompt":
-            self._indicator.show(self.session.mood(event.value))
-        elif event.input.id and event.input.id.startswith("set-"):
+        if event.input.id and event.input.id.startswith("set-"):
             self._apply_setting(event.input)
 
     def _apply_setting(self, field: Input) -> None:
@@ -180,9 +183,9 @@ class ChatApp(ConversationActions, App):
             error.display = False
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "prompt":
-            self._prompt.focus()
-            return
+        self._prompt.focus()  # Enter in a setting: back to the message box
+
+    def on_message_input_submitted(self, event: MessageInput.Submitted) -> None:
         text = event.value.strip()
         if not text:
             return

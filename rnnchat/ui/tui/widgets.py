@@ -11,8 +11,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.binding import Binding
-from textual.widgets import Input, Sparkline, Static
+from textual import events
+from textual.message import Message
+from textual.widgets import Sparkline, Static, TextArea
 
 from rnnchat.models.sentiment import Sentiment
 from rnnchat.ui.history import Recall
@@ -231,20 +232,45 @@ class MoodLine(Vertical):
         self.query_one("#mood-label", Static).update(label)
 
 
-class MessageInput(Input):
-    """The message box: Up / Down recall earlier messages (`recall`, shared with the REPL's history file)."""
+class MessageInput(TextArea):
+    """The message box: Enter sends, Shift+Enter or Ctrl+J starts a new line (the box grows to a few lines; as in
+    oterm), Up on the first line and Down on the last recall earlier messages (`recall`, shared with the REPL's
+    history file)."""
 
-    BINDINGS = [Binding("up", "recall_up", "Earlier message", show=False),
-                Binding("down", "recall_down", "Later message", show=False)]
+    class Submitted(Message):
+        """Enter was pressed: send `value`."""
+
+        def __init__(self, box: "MessageInput", value: str):
+            super().__init__()
+            self.box, self.value = box, value
 
     def __init__(self, recall: Recall, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(soft_wrap=True, tab_behavior="focus", highlight_cursor_line=False, compact=True, **kwargs)
         self.recall = recall
 
-    def action_recall_up(self) -> None:
-        if (text := self.recall.up(self.value)) is not None:
-            self.value, self.cursor_position = text, len(text)
+    @property
+    def value(self) -> str:
+        return self.text
 
-    def action_recall_down(self) -> None:
-        if (text := self.recall.down()) is not None:
-            self.value, self.cursor_position = text, len(text)
+    @value.setter
+    def value(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+
+    async def _on_key(self, event: events.Key) -> None:
+        row, last = self.cursor_location[0], self.document.line_count - 1
+        if event.key == "enter":
+            self.post_message(self.Submitted(self, self.text))
+        elif event.key in ("shift+enter", "ctrl+j"):
+            self.insert("\n")
+        elif event.key == "up" and row == 0:
+            if (text := self.recall.up(self.text)) is not None:
+                self.value = text
+        elif event.key == "down" and row == last:
+            if (text := self.recall.down()) is not None:
+                self.value = text
+        else:
+            await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
