@@ -21,7 +21,7 @@ from rnnchat.session.transcript import MODE_TITLES, Mode
 from rnnchat.ui.render import NO_ATTENTION, AttentionGrid, attention_grid
 
 KEYS = (
-    ("Enter", "send the message"), ("Shift+Enter / Ctrl+J", "new line in the message"), ("Esc", "stop the reply mid-stream"),
+    ("Enter", "send the message"), ("Shift+Enter", "new line (also Ctrl+J)"), ("Esc", "stop the reply mid-stream"),
     ("Ctrl+R", "reset memory (new conversation)"), ("Ctrl+S", "save the conversation"),
     ("Ctrl+O", "load a conversation"), ("Ctrl+E", "export the transcript"), ("F2", "next mode"), ("F3", "last reply by token probability"),
     ("F4", "last reply's attention (seq2seq)"), ("F5", "last reply's ranked candidates"),
