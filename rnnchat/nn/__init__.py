@@ -8,7 +8,8 @@ tests/nn/test_gradients.py (the seq2seq encoder runs its own bidirectional pass 
 from rnnchat.nn.attention import Attention
 from rnnchat.nn.layers import Dropout, Embedding, Layer, Linear, SoftmaxCrossEntropy, TiedOutput
 from rnnchat.nn.optim import Adam, ParamAverage, ParamSet, clip_grad_norm
-from rnnchat.nn.recurrent import GRU, LSTM, RNN, Bidirectional, Recurrent, Stack
+from rnnchat.nn.recurrent import GRU, LSTM, RNN, Recurrent
+from rnnchat.nn.recurrent_wrappers import Bidirectional, Stack
 
 __all__ = ["Attention", "Dropout", "Embedding", "Layer", "Linear", "SoftmaxCrossEntropy", "TiedOutput",
            "Adam", "ParamAverage", "ParamSet", "clip_grad_norm", "GRU", "LSTM", "RNN", "Bidirectional", "Recurrent", "Stack"]
