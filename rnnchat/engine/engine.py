@@ -16,7 +16,7 @@ from rnnchat import paths
 from rnnchat.checkpoint import CheckpointError
 from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.sentiment_live import LiveSentiment
-from rnnchat.engine.seq2seq_chat import Seq2SeqChat
+from rnnchat.engine.seq2seq_chat import Seq2SeqChat, max_src_of
 from rnnchat.models.lm import LMDecoder, load_lm
 from rnnchat.models.lm_cache import CacheSettings
 from rnnchat.models.seq2seq import Seq2Seq, load_seq2seq
@@ -78,8 +78,5 @@ def load_backward_model(path: Path | str | None = None) -> tuple[tuple[Seq2Seq, 
         model, vocab, header = load_seq2seq(path)
         if header.get("task") != "chat_backward":
             raise ValueError(f"{path}: not a backward chat model (task {header.get('task')!r})")
-        max_src = header["decoding"].get("max_src", 40)
-        if isinstance(max_src, bool) or not isinstance(max_src, int) or max_src < 1:
-            raise ValueError(f"{path}: decoding.max_src must be a positive integer, not {max_src!r}")
-        return model, vocab, max_src
+        return model, vocab, max_src_of(path, header)
     return _optional(Path(path or paths.seq2seq_checkpoint("chat_backward")), "backward model", load)

@@ -42,6 +42,16 @@ class ChatState:
         self.h = self.c = None
         self.transcript.clear()
 
+def max_src_of(path: Path | str, header: dict) -> int:
+    """The header's `decoding.max_src` (source tokens kept), checked: a positive integer (ValueError otherwise,
+    at load, not at the first reply)."""
+    decoding = header.get("decoding")
+    max_src = decoding.get("max_src", 40) if isinstance(decoding, dict) else None
+    if isinstance(max_src, bool) or not isinstance(max_src, int) or max_src < 1:
+        raise ValueError(f"{path}: decoding.max_src must be a positive integer, not {max_src!r}")
+    return max_src
+
+
 class Seq2SeqChat:
     """The loaded seq2seq chat model: `reply(state, user_text, settings, cancel)` streams `Token`s (with their
     attention) and leaves in `state` the decoder state after the reply, from which the next turn's encoder starts.
@@ -64,7 +74,7 @@ class Seq2SeqChat:
         model, vocab, header = load_seq2seq(path)
         if header.get("task") != "chat":
             raise ValueError(f"{path}: not a chat model (task {header.get('task')!r})")
-        return cls(model, vocab, header["decoding"].get("max_src", 40), header)
+        return cls(model, vocab, max_src_of(path, header), header)
 
     # -- a conversation's memory in a file -------------------------------------------------------------------
     def save_memory(self, state: ChatState) -> tuple[dict[str, np.ndarray], dict]:

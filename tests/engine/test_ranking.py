@@ -102,12 +102,14 @@ def test_backward_model_loader_refuses_what_it_cannot_use(tmp_path, seq2seq_chat
                  decoding={"bos": 3, "eos": 3, "max_src": 20})
     model, note = load_backward_model(chat)
     assert model is None and "not a backward chat model" in note
-    for bad in ("x", 2.5, 0):
-        path = tmp_path / f"bad{bad}.npz"
-        save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, path, task="chat_backward", metrics={}, corpus={},
-                     decoding={"bos": 3, "eos": 3, "max_src": bad})
-        model, note = load_backward_model(path)
-        assert model is None and "max_src" in note
+    from rnnchat.engine.engine import load_chat_model
+    for bad in ("x", 2.5, 0, True):
+        for task, load in (("chat_backward", load_backward_model), ("chat", load_chat_model)):
+            path = tmp_path / f"bad{bad}{task}.npz"
+            save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, path, task=task, metrics={}, corpus={},
+                         decoding={"bos": 3, "eos": 3, "max_src": bad})
+            model, note = load(path)
+            assert model is None and "max_src" in note  # refused at load (the chat model crashed at a reply)
     good = tmp_path / "good.npz"
     save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, good, task="chat_backward", metrics={}, corpus={},
                  decoding={"bos": 3, "eos": 3, "max_src": 20})
