@@ -159,6 +159,7 @@ def test_any_sampling_flags_run_or_are_usage_errors(flags, cli, small_lm_path):
         assert "error" in r.err and "Traceback" not in r.err
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_checkpoint_loader_refuses_every_mutation_type_with_its_error(tmp_path, saved_conversation):
     """The loader itself (below the store): damaged bytes are CheckpointError, never another exception."""
     path = tmp_path / "c.npz"
