@@ -44,3 +44,4 @@ def test_message_from_stdin_and_usage_errors(small_lm_path, data_dir, capsys, mo
     assert "only with -p" in capsys.readouterr().err
     assert chat(small_lm_path, "-p", "x", "-c", "--conversation", "n") == 2
     assert chat(small_lm_path, "-p", "   ") == 2
+    assert chat(small_lm_path, "-p", "x", "--conversation", "last") == 2  # the autosaved one: that is -c

@@ -42,6 +42,8 @@ def check(args: argparse.Namespace) -> None:
             raise CommandError(f"{', '.join(used)}: only with -p MESSAGE", EXIT_USAGE)
     elif args.continue_last and args.conversation:
         raise CommandError("-c continues the last conversation, --conversation a named one: give one", EXIT_USAGE)
+    elif args.conversation == LAST:
+        raise CommandError(f"--conversation {LAST} is the autosaved conversation: use -c", EXIT_USAGE)
 
 
 def run(session: ChatSession, notes: list[str], args: argparse.Namespace) -> int:

@@ -92,6 +92,8 @@ def row_seeds(seed: int | None, n: int) -> list[int | None]:
 def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> list[Candidate]:
     """N replies sampled together from the conversation's current state (the user's turn already fed).
 
+    With the cache on, every row reads the conversation's cache as it was before the reply (a row's own
+    tokens are not added while it is decoded, as a streamed reply's are); the chosen reply joins it when fed.
     The conversation itself is not changed: `Conversation.feed_ids` of the chosen one's ids (and <eot> when it
     finished) leaves the memory exactly as if that reply had been streamed.
     """

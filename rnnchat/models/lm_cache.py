@@ -112,7 +112,7 @@ class ConversationCache:
         p_cache = self.probs(h)
         lam = self.settings.lam
         if p_cache is None or lam == 0:
-            return logits
+            return logits.copy()  # a new array either way: the sampler writes into what it is given
         z = logits.astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
         z -= np.log(np.exp(z).sum(axis=1, keepdims=True))

@@ -255,17 +255,24 @@ class ChatSession:
             self.last_stats = ReplyStats(len(shown), self.clock() - t0, cancel.is_set(), self._autosave_error())
 
     # -- memory and files ------------------------------------------------------------------------------------
-    def reset(self) -> str | None:
+    def reset(self, force: bool = False) -> str | None:
         """Start a new conversation: forget (h, c), history, transcript and the seq2seq memory, and autosave the
         empty one. A conversation with any message is first kept under a dated name (`/load` lists it), so a
-        reset never loses one; returns that name (None when there was nothing to keep)."""
+        reset never loses one; returns that name (None when there was nothing to keep). If it cannot be kept
+        (a read-only or full disk), SessionError and nothing is reset, unless `force` (`/reset -f`)."""
         kept = None
         if self.transcript or self.conv.history:
             kept = f"reset-{default_name()}"
             k = 1
             while self.path(kept).exists():
                 kept, k = f"reset-{default_name()}-{k}", k + 1
-            self.save(kept, replace=False)
+            try:
+                self.save(kept, replace=False)
+            except (OSError, SessionError) as e:
+                if not force:
+                    raise SessionError(f"the conversation could not be kept ({e}), so nothing was reset; "
+                                       f"/reset -f (or Ctrl+R again) resets anyway") from None
+                kept = None
         self.conv.reset()
         self.chat_state, self.transcript, self.last_reply = ChatState(), [], None
         self.last_tokens, self.last_stats = [], None

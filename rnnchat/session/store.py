@@ -76,10 +76,15 @@ class Store:
         except ImportError:  # no POSIX locks (Windows): one process per data directory is the user's care
             return True
         try:
-            self._lock = open(self.directory / LOCK_FILE, "a")
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock = open(self.directory / LOCK_FILE, "a")
         except OSError:
             return False
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            return False
+        self._lock = lock  # held until this store (the session) goes
         return True
 
     def remove_stale_temporaries(self, older_than_s: float = 3600) -> int:
@@ -152,7 +157,11 @@ class Store:
             raise SessionError(f"no saved conversation named {old!r}")
         if new == LAST or dest.exists():
             raise SessionError(f"a conversation named {new!r} exists: choose another name")
-        os.rename(source, dest)
+        try:
+            os.link(source, dest)  # fails if dest appeared meanwhile (os.rename would replace it)
+        except FileExistsError:
+            raise SessionError(f"a conversation named {new!r} exists: choose another name") from None
+        source.unlink()
 
     def set_aside(self, name: str) -> Path:
         """Move a conversation file that cannot be read out of the way (under a dated name in `unreadable/`),

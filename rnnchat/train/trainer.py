@@ -207,7 +207,7 @@ class Trainer:
         self.model.train(True)
         if carried is not None:
             self.model.state = carried
-        elif self.cfg.lr_decay_on_plateau != 1.0:
+        if not improved and self.cfg.lr_decay_on_plateau != 1.0:
             self.opt.lr *= self.cfg.lr_decay_on_plateau
         self.log({**{f"val_{k}": v for k, v in metrics.items()}, "improved": improved, "lr": self.opt.lr,
                   **({"averaged_steps": self.average.count} if averaged else {})})

@@ -17,7 +17,8 @@ def load_history(path: Path) -> list[str]:
     except OSError:
         return []
     entries, lines = [], []
-    for line in raw.decode("utf-8", errors="replace").splitlines(keepends=True):
+    for line in raw.decode("utf-8", errors="replace").split("\n"):  # only \n, as prompt_toolkit writes them
+        line += "\n"
         if line.startswith("+"):
             lines.append(line[1:])
         elif lines:

@@ -44,6 +44,7 @@ class Repl:
                  output: Output | None = None, out: TextIO | None = None, lines: TextIO | None = None):
         """lines: read plain lines from this stream (stdin that is a file or a pipe) instead of prompting."""
         self.session, self.notes, self.out, self.lines = session, list(notes), out or sys.stdout, lines
+        self._block = False  # the last input was a """ block
         self.prompt = None if lines is not None else PromptSession(
             history=self._history(session.directory / "repl_history"), bottom_toolbar=self.toolbar, input=input,
             output=output, key_bindings=_newline_keys())
@@ -92,7 +93,10 @@ class Repl:
                 continue
             except EOFError:
                 return 0
-            if not self.handle(line):
+            if self._block:  # a block is a message, even one that starts with "/"
+                if line.strip():
+                    self.reply(line.strip())
+            elif not self.handle(line):
                 return 0
 
     def _read(self) -> str:
@@ -100,7 +104,8 @@ class Repl:
         ending with \"\"\" (as `ollama run` reads them); Alt+Enter also starts a new line in a typed message.
         Piped lines are echoed after the prompt, as typed ones are."""
         first = self._line(PROMPTS[self.session.mode])
-        if not first.lstrip().startswith(BLOCK):
+        self._block = first.lstrip().startswith(BLOCK)
+        if not self._block:
             return first
         text = first.lstrip()[len(BLOCK):]
         parts = []

@@ -44,7 +44,9 @@ def test_mixture_is_a_distribution_and_matches_the_formula():
     got = mix_log_probs(log_p, np.array([np.nan, 0.0, 0.5]), 0.25)
     np.testing.assert_allclose(got, [log_p[0], np.log(0.75 * p_model[1, 3]), np.log(0.75 * p_model[2, 3] + 0.125)],
                                rtol=1e-6)
-    assert ConversationCache(4, 7, SET).mix(logits, h) is logits  # empty: the model alone
+    empty = ConversationCache(4, 7, SET).mix(logits, h)
+    np.testing.assert_array_equal(empty, logits)  # empty: the model alone (a copy)
+    assert empty is not logits
 
 
 def test_bad_settings_are_refused():

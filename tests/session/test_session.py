@@ -253,6 +253,9 @@ def test_reset_keeps_the_previous_conversation_and_loses_nothing_when_it_cannot(
     s.load(kept)
     assert to_json(s.transcript) == said and s.conv.history == history
     monkeypatch.setattr(s.store, "write", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
-    with pytest.raises(OSError):
-        s.reset()
+    with pytest.raises(SessionError, match="nothing was reset"):
+        s.command("/reset")
     assert to_json(s.transcript) == said and s.conv.history == history  # nothing was forgotten
+    monkeypatch.setattr(s, "autosave", lambda: None)
+    assert "memory reset" in s.command("/reset -f")  # asked for anyway: reset without keeping it
+    assert s.transcript == [] and s.conv.history == []

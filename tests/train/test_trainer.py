@@ -124,3 +124,21 @@ def test_divergence_stops_with_clear_message_and_keeps_last_state(tmp_path):
     with pytest.raises(TrainingDiverged, match="last good state"):
         trainer.fit()
     assert (tmp_path / "state.npz").read_bytes() == before
+
+
+@pytest.mark.parametrize("carry", [True, False])
+def test_learning_rate_halves_only_when_validation_does_not_improve(tmp_path, carry):
+    """With a carried state (the LM) or without (seq2seq, sentiment): improved -> same lr, plateau -> halved."""
+    trainer, model = make_trainer(tmp_path, epochs=1)
+    losses = iter([3.0, 2.0, 2.5, 2.5, 1.0])
+    trainer.evaluate = lambda: {"loss": next(losses)}
+    if not carry:  # a model without a carried `state`
+        trainer.model = type("Stateless", (), {"params": model.params, "rng": model.rng, "train": model.train,
+                                                "reset_state": model.reset_state})()
+    else:
+        model.state = [(np.zeros((1, 16), np.float32),) * 2] * 2
+    lrs = []
+    for _ in range(5):
+        trainer.validate()
+        lrs.append(trainer.opt.lr)
+    assert lrs == pytest.approx([3e-2, 3e-2, 1.5e-2, 7.5e-3, 7.5e-3])

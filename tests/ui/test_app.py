@@ -10,7 +10,7 @@ from textual.widgets import Input, OptionList, RadioButton, Static
 from rnnchat.session.transcript import to_json
 from rnnchat.ui.tui.app import ChatApp, ReplyTokens
 from rnnchat.ui.tui.screens import HelpScreen, LoadScreen, SaveScreen, TokensScreen
-from rnnchat.ui.tui.widgets import Bubble, MessageInput, SentimentIndicator, StreamText
+from rnnchat.ui.tui.widgets import Bubble, ChatLog, MessageInput, SentimentIndicator, StreamText
 
 pytestmark = pytest.mark.asyncio
 SIZE = (110, 32)
@@ -278,7 +278,7 @@ async def test_a_long_transcript_shows_only_the_newest_messages(make_session, mo
     """Issue 20, item 9: 2,000 transcript entries took 14 s to start and 6 s per message: the log now holds at
     most MAX_BUBBLES widgets, with a count of the earlier messages (all kept in the transcript)."""
     from rnnchat.session.transcript import Mode, Turn
-    from rnnchat.ui.tui.widgets import ChatLog
+
     monkeypatch.setattr(ChatLog, "MAX_BUBBLES", 10)
     s = make_session(max_tokens=3)
     s.transcript = [Turn(role, f"message {i}", Mode.LM) for i in range(300) for role in ("user", "assistant")]
@@ -286,11 +286,15 @@ async def test_a_long_transcript_shows_only_the_newest_messages(make_session, mo
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert len(app.query(Bubble)) == 10
-        assert "590 earlier message(s) not shown" in str(app.query_one("#earlier", Static).render())
+        assert "590 earlier message(s) not shown" in str(app.query_one(".earlier", Static).render())
         await send(pilot, "hello")
         assert len(app.query(Bubble)) == 10 and len(s.transcript) == 602
-        assert "592 earlier" in str(app.query_one("#earlier", Static).render())
+        assert "592 earlier" in str(app.query_one(".earlier", Static).render())
         assert app.query(Bubble).last().has_class("reply")
+        app.query_one(ChatLog).show_all([Bubble("you", Static("x")) for _ in range(30)])  # twice, no DuplicateIds
+        app.query_one(ChatLog).show_all([Bubble("you", Static("y")) for _ in range(30)])
+        await pilot.pause()
+        assert len(app.query(Bubble)) == 10 and len(app.query(".earlier")) == 1
 
 
 async def test_reset_keeps_the_conversation_and_the_load_screen_renames_and_deletes(make_session, data_dir):

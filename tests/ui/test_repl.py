@@ -249,3 +249,16 @@ def test_multi_line_messages_by_block_and_by_alt_enter(make_session):
     assert Repl(piped, out=out, lines=io.StringIO('"""one\ntwo"""\n')).run() == 0
     assert [t.text for t in piped.transcript if t.role == "user"] == ["one\ntwo"]
     assert 'you> """one\n... two"""\n' in out.getvalue()
+    assert Repl(piped, out=io.StringIO(), lines=io.StringIO('"""/quit is not a command\n"""\nhi\n')).run() == 0
+    assert [t.text for t in piped.transcript if t.role == "user"][-2:] == ["/quit is not a command", "hi"]
+
+
+def test_history_file_entries_keep_any_line_separator_but_newline(tmp_path):
+    """prompt_toolkit splits its history file on \\n only; so does the app's reader (\\r, \\u2028 stay inside)."""
+    from prompt_toolkit.history import FileHistory
+    from rnnchat.ui.history import append_history, load_history
+    path = tmp_path / "h"
+    for text in ("one\rtwo", "a\u2028b", "multi\nline", "plain"):
+        append_history(path, text)
+    assert load_history(path) == ["one\rtwo", "a\u2028b", "multi\nline", "plain"]
+    assert list(FileHistory(str(path)).load_history_strings())[::-1] == load_history(path)

@@ -85,6 +85,7 @@ class ChatApp(ConversationActions, App):
         self._bubble: Bubble | None = None
         self._streamed = 0
         self._queued: list[str] = []  # messages typed while a reply was streaming, sent in order after it
+        self._reset_armed = False  # a reset failed to keep the conversation: the next Ctrl+R resets anyway
         self._history_path = session.directory / "repl_history"  # shared with the REPL (its file format)
         self._recall = Recall(load_history(self._history_path))
 

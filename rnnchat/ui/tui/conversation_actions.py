@@ -14,13 +14,16 @@ from rnnchat.ui.tui.screens import LoadScreen, SaveScreen
 
 class ConversationActions:
     def action_reset(self) -> None:
-        """A new conversation; the previous one is kept under a dated name (Ctrl+O loads it back)."""
+        """A new conversation; the previous one is kept under a dated name (Ctrl+O loads it back). If it cannot be
+        kept, a second Ctrl+R resets anyway."""
         if not self._idle("reset"):
             return
+        force, self._reset_armed = self._reset_armed, False
         try:
-            kept = self.session.reset()
+            kept = self.session.reset(force=force)
         except (SessionError, OSError) as e:
-            self.notify(f"nothing was reset: {e}", severity="error")
+            self._reset_armed = True
+            self.notify(str(e).replace("/reset -f (or Ctrl+R again)", "Ctrl+R again"), severity="error")
             return
         self._render_transcript()
         self.notify("memory reset: new conversation" + (f"; the previous one is kept as {kept!r} (Ctrl+O)"

@@ -183,6 +183,7 @@ class ChatLog(VerticalScroll):
         super().__init__(*args, **kwargs)
         self.earlier = 0  # messages not shown before the first one shown
         self._shown: list[Widget] = []  # the message widgets shown, oldest first
+        self._note: Static | None = None  # the "N earlier messages not shown" line
 
     def on_mount(self) -> None:
         self.anchor()
@@ -192,8 +193,9 @@ class ChatLog(VerticalScroll):
         self.remove_children()
         self.earlier = max(0, len(bubbles) - self.MAX_BUBBLES)
         self._shown = bubbles[-self.MAX_BUBBLES:]
-        note = [Static(self._hidden_text(self.earlier), id="earlier")] if self.earlier else []
-        self.mount_all(note + self._shown)
+        # no fixed id: the old note may still be mounted until remove_children() completes
+        self._note = Static(self._hidden_text(self.earlier), classes="earlier") if self.earlier else None
+        self.mount_all(([self._note] if self._note else []) + self._shown)
 
     def add(self, bubble: Widget) -> None:
         """Append a message, dropping the oldest one shown past MAX_BUBBLES."""
@@ -203,10 +205,11 @@ class ChatLog(VerticalScroll):
             return
         self._shown.pop(0).remove()
         self.earlier += 1
-        if self.earlier == 1:
-            self.mount(Static(self._hidden_text(1), id="earlier"), before=0)
+        if self._note is None:
+            self._note = Static(self._hidden_text(self.earlier), classes="earlier")
+            self.mount(self._note, before=0)
         else:
-            self.query_one("#earlier", Static).update(self._hidden_text(self.earlier))
+            self._note.update(self._hidden_text(self.earlier))
 
     def remove_last(self) -> None:
         if self._shown:
