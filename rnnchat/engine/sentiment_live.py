@@ -75,18 +75,22 @@ class LiveSentiment:
         if k == len(tokens) == len(self._tokens) and self._result is not None:
             self.steps_run = 0
             return self._result  # same tokens (e.g. a space was typed)
-        for pos in [p for p in self._states if p > k]:
-            del self._states[pos]
-        start = max(self._states)  # the last kept state within the common prefix
-        n = len(tokens)
+        n, old_n = len(tokens), len(self._tokens)
+        for pos in range(old_n, k, -1):  # states past the common prefix (the keystroke path: one or none)
+            self._states.pop(pos, None)
+        start = k
+        while start not in self._states:  # the last kept state within the common prefix
+            start -= 1
         stoi, unk, advance = self.vocab.stoi, self.vocab.unk_id, self.model.advance
         state = self._states[start]
         for pos in range(start, n):
             state = advance(state, stoi.get(tokens[pos], unk))
             if (pos + 1) % STRIDE == 0 or pos + 1 > n - DENSE:
                 self._states[pos + 1] = state
-        for pos in [p for p in self._states if p % STRIDE and p <= n - DENSE]:
-            del self._states[pos]  # fell out of the dense tail
+        # off-stride states kept before this call lie in (old_n - DENSE, old_n]: those now behind the tail go
+        for pos in range(max(1, old_n - DENSE + 1), n - DENSE + 1):
+            if pos % STRIDE:
+                self._states.pop(pos, None)
         self.steps_run = n - start
         self._tokens = tokens
         probs, score = self.model.readout(state)
