@@ -44,7 +44,7 @@ def stream_samples(engine: Engine, prompt: str, settings: SamplingSettings, num_
     """
     out = out or sys.stdout
     with one_blas_thread():
-        base = engine.conversation()
+        base = engine.conversation(cache=settings.cache)
         t0 = time.perf_counter()
         n_prompt = base.feed(prompt)
         prefill_s = time.perf_counter() - t0

@@ -5,9 +5,10 @@ the tokens emitted by streams), and `logits` are the next-token logits in that s
 token it emitted before drawing the next one, and on early stop (consumer breaks, `cancel` set from another
 thread, stop sequence, max tokens) feeds the last emitted token, so the invariant holds however it ends.
 
-With cache settings (the LM header's val-tuned `cache_settings`), the conversation also keeps a continuous cache
-(`rnnchat.models.lm_cache`): each fed token is stored with the top-layer state it followed, and streams sample
-from the model mixed with the cache (unless `settings.cache` is off). It is saved and forked with the memory.
+With cache settings (the LM header's val-tuned `cache_settings`, given while the cache is on), the conversation
+also keeps a continuous cache (`rnnchat.models.lm_cache`): each fed token is stored with the top-layer state it
+followed, and streams sample from the model mixed with the cache (while `settings.cache` is on). It is saved and
+forked with the memory; without settings nothing of it is kept or written.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class Conversation:
         other.state = [(h.copy(), c.copy()) for h, c in self.state]
         other.cache = None if self.cache is None else self.cache.copy()
         return other
+
+    def use_cache(self, settings: CacheSettings | None) -> None:
+        """Start keeping the LM cache from here (an empty one), or stop and drop it (None)."""
+        if settings is None:
+            self.cache = None
+        elif self.cache is None or self.cache.settings != settings:
+            self.cache = ConversationCache(self.decoder.hidden, self.decoder.vocab_size, settings)
 
     def next_logits(self, settings: SamplingSettings) -> np.ndarray:
         """(1, V) logits to sample the next token from: the model's, mixed with the cache when it is on."""

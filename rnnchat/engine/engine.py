@@ -36,8 +36,9 @@ class Engine:
         self.model_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.cache_settings = _cache_settings(self.lm_path, self.lm_header)
 
-    def conversation(self) -> Conversation:
-        return Conversation(self.decoder, self.vocab, self.model_id, self.cache_settings)
+    def conversation(self, cache: bool = False) -> Conversation:
+        """A new conversation; with cache (and val-tuned settings in the LM's header) it keeps the LM cache."""
+        return Conversation(self.decoder, self.vocab, self.model_id, self.cache_settings if cache else None)
 
 
 def _cache_settings(path: Path, header: dict) -> CacheSettings | None:

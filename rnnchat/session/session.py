@@ -62,10 +62,10 @@ class ChatSession:
         self.engine, self.sentiment, self.seq2seq, self.clock = engine, sentiment, seq2seq, clock
         self.sentiment_note = sentiment_note if sentiment is None else ""
         self.seq2seq_note = seq2seq_note if seq2seq is None else ""
-        self.conv = engine.conversation()
+        self.settings = settings or SamplingSettings()
+        self.conv = engine.conversation(cache=self.settings.cache)
         self.chat_state = ChatState()  # the seq2seq model's memory of this conversation
         self.transcript: list[Turn] = []
-        self.settings = settings or SamplingSettings()
         skip_ids(self.settings, engine.vocab)  # unknown skip words fail now, not at the first reply
         self.store = Store(directory or paths.data_dir())
         self.directory = self.store.directory
@@ -101,6 +101,8 @@ class ChatSession:
         new = self.settings.with_(**changes)
         skip_ids(new, self.engine.vocab)
         self.settings = new
+        if "cache" in changes:  # the cache is kept only while it is on (it starts empty when turned on)
+            self.conv.use_cache(self.engine.cache_settings if new.cache else None)
 
     def set_beam(self, width: int) -> None:
         """Reply in seq2seq chat mode by beam search of this width (0 = sample); SettingsError if not possible."""
@@ -120,7 +122,7 @@ class ChatSession:
     def describe_settings(self) -> str:
         s = self.settings
         beam = f", beam {self.beam}" if self.seq2seq is not None else ""
-        cache = f", cache {'on' if s.cache else 'off'}" if self.conv.cache is not None else ""
+        cache = f", cache {'on' if s.cache else 'off'}" if self.engine.cache_settings is not None else ""
         return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}, "
                 f"skip {', '.join(s.skip) or '-'}{beam}, candidates {self.candidates}{cache}")
 
@@ -294,7 +296,7 @@ class ChatSession:
         Returns a note when the seq2seq memory in the file cannot be used (saved with another chat model, or
         damaged): the LM conversation and transcript are loaded and the seq2seq memory starts fresh.
         """
-        loaded = self.store.read(name, self.engine.conversation(), self.seq2seq)
+        loaded = self.store.read(name, self.engine.conversation(cache=self.settings.cache), self.seq2seq)
         self.conv, self.transcript = loaded.conv, loaded.transcript
         self.chat_state, self.last_reply = loaded.chat_state or ChatState(), None
         self.last_tokens, self.last_stats = [], None

@@ -96,7 +96,22 @@ def test_engine_uses_the_val_tuned_settings_from_the_header(small_lm_path, tmp_p
     path = tmp_path / "lm.npz"
     shutil.copy(small_lm_path, path)
     update_metrics(path, {"cache_settings": {"theta": 0.2, "lam": 0.1, "size": 50}})
-    assert Engine(path).conversation().cache.settings == CacheSettings(0.2, 0.1, 50)
+    engine = Engine(path)
+    assert engine.conversation(cache=True).cache.settings == CacheSettings(0.2, 0.1, 50)
+    assert engine.conversation().cache is None  # off (the default): nothing kept, nothing saved
+
+    from rnnchat.session.session import ChatSession
+    s = ChatSession(engine, directory=tmp_path / "data", candidates=1)
+    list(s.respond("the cat sat"))
+    s.save("plain")
+    assert "cache_keys" not in np.load(tmp_path / "data" / "conversations" / "plain.npz").files
+    assert "cache on" in s.command("/cache on")
+    assert s.conv.cache is not None and len(s.conv.cache) == 0  # starts empty, from here on
+    before = len(s.conv.history)
+    list(s.respond("and the dog"))
+    assert s.conv.cache.count == len(s.conv.history) - before > 0  # every token fed since
+    assert "cache off" in s.command("/cache off")
+    assert s.conv.cache is None
     update_metrics(path, {"cache_settings": {"theta": 0.2, "lam": 2, "size": 50}})
     with pytest.raises(CheckpointError, match="cache_settings"):
         Engine(path)
