@@ -91,12 +91,12 @@ class ConversationCache:
         self.count = 0
 
     def add(self, states: np.ndarray, next_ids) -> None:
-        """states (T, H) and the (T,) tokens that followed each, oldest first."""
-        size = self.settings.size
-        for h, w in zip(states[-size:], np.asarray(next_ids)[-size:]):
-            i = self.count % size
-            self.keys[i], self.values[i] = h, w
-            self.count += 1
+        """states (T, H) and the (T,) tokens that followed each, oldest first (one ring write, no loop)."""
+        T, size = len(states), self.settings.size
+        n = min(T, size)  # only the newest `size` can stay
+        slots = (self.count + T - n + np.arange(n)) % size
+        self.keys[slots], self.values[slots] = states[T - n:], np.asarray(next_ids)[T - n:]
+        self.count += T
 
     def probs(self, h: np.ndarray) -> np.ndarray | None:
         """(B, V) p_cache at the states h (B, H), or None while the cache is empty."""
@@ -116,9 +116,7 @@ class ConversationCache:
         z = logits.astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
         z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
-        with np.errstate(divide="ignore"):
-            mixed = np.logaddexp(np.log1p(-lam) + z, np.log(lam) + np.log(p_cache))
-        return mixed.astype(logits.dtype)
+        return mix_log_probs(z, p_cache, lam).astype(logits.dtype)
 
     # -- persistence (inside a conversation file) ------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
