@@ -342,7 +342,7 @@ def load_vocab_model(path: PathLike, model: str, spec: Callable[[dict], dict], b
     if ints := sorted(n for n, a in arrays.items() if a.dtype.kind != "f"):  # e.g. an int64 1e18 bias
         raise CheckpointError(f"{path}: model weights must be floating-point arrays, not {ints[:3]}")
     try:
-        vocab = Vocab.from_list(header["vocab"])
+        vocab = Vocab.from_list(header["vocab"], header.get("vocab_level", "word"))
     except ValueError as e:
         raise CheckpointError(f"{path}: bad vocabulary: {e}") from None
     for key in sizes:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from rnnchat.nn.parallel import blocked
-from rnnchat.text import Detokenizer, Vocab, tokenize
+from rnnchat.text import Vocab
 
 
 class SettingsError(ValueError):
@@ -137,11 +137,12 @@ def skip_ids(settings: SamplingSettings, vocab: Vocab, strict: bool = True) -> n
         if item in vocab.stoi:  # a token as the vocabulary spells it, specials such as <eom> included
             ids.add(vocab.stoi[item])
             continue
-        toks = tokenize(item)
+        toks = vocab.tokens(item)
         if len(toks) != 1 or toks[0] not in vocab:
             if not strict:
                 continue
-            raise SettingsError(f"cannot skip {item!r}: not a single word of the model's vocabulary")
+            what = "character" if vocab.level == "char" else "word"
+            raise SettingsError(f"cannot skip {item!r}: not a single {what} of the model's vocabulary")
         ids.add(vocab.stoi[toks[0]])
     if len(ids) >= len(vocab):
         raise SettingsError(f"the skip list bans every token of the vocabulary ({len(vocab)}): nothing could be said")
@@ -297,8 +298,8 @@ class StopWatch:
     """One generated text as it grows: `push(id)` appends the token's text (as `Detokenizer.push_generated`
     shows it) and returns the piece; `hit` says whether the text now ends with one of the stop sequences."""
 
-    def __init__(self, stop: Sequence[str], itos: Sequence[str]):
-        self.stop, self.itos, self.text, self._detok = tuple(stop), itos, "", Detokenizer()
+    def __init__(self, stop: Sequence[str], vocab: Vocab):
+        self.stop, self.itos, self.text, self._detok = tuple(stop), vocab.itos, "", vocab.detokenizer()
 
     def push(self, token_id: int) -> str:
         piece = self._detok.push_generated(self.itos[token_id])

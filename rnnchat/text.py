@@ -1,9 +1,12 @@
-"""Word-level tokenizer, vocabulary, (streaming) detokenizer and the one turn encoding.
+"""Tokenizers (word and character level), vocabulary, (streaming) detokenizers and the one turn encoding.
 
 ``tokenize`` lowercases text into words (contractions kept whole), numbers,
 punctuation, emoticons, emoji and URLs.  It is a pure function that never
 raises on a ``str`` and runs in linear time.  ``detokenize`` and the streaming
 ``Detokenizer`` turn tokens back into readable, capitalised text.
+
+A ``Vocab`` knows its level: ``"word"`` (``tokenize`` / ``Detokenizer``) or ``"char"`` (every character a
+token, newlines and tabs kept, ``\r\n`` read as ``\n``; ``CharDetokenizer`` joins them as they are).
 
 Turns: every model reads a conversation the same way, each message's tokens followed by ``<eom>`` and each
 turn closed by ``<eot>`` (``turn_ids``, ``conversation_ids``, ``closing_ids``; ``source_ids`` for a seq2seq
@@ -143,6 +146,33 @@ class Detokenizer:
         return " " + token if space else token
 
 
+class CharDetokenizer:
+    """The character-level twin of ``Detokenizer``: each character is its own text; ``<unk>`` shows as U+FFFD,
+    the other specials as nothing (``<eom>`` generated: a new line)."""
+
+    def reset(self) -> None:
+        pass
+
+    def push_generated(self, token: str) -> str:
+        return "\n" if token == EOM else self.push(token)
+
+    def push(self, token: str) -> str:
+        if token in _SPECIAL_SET:
+            return "\ufffd" if token == UNK else ""
+        return token
+
+
+LEVELS = ("word", "char")
+# Characters a char-level vocabulary may not hold (they read as <unk>): controls other than newline and tab,
+# which a terminal could act on (escape sequences), line separators and lone surrogates.
+_CHAR_REFUSED_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def char_tokens(text: str) -> list[str]:
+    """Character-level tokens: every character, with \r\n and a lone \r read as \n."""
+    return list(text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def detokenize(tokens: Iterable[str]) -> str:
     """Join tokens into readable text with natural spacing and capitalisation."""
     detok = Detokenizer()
@@ -150,21 +180,29 @@ def detokenize(tokens: Iterable[str]) -> str:
 
 
 class Vocab:
-    """Token <-> id mapping; ids 0..3 are always ``SPECIALS``."""
+    """Token <-> id mapping; ids 0..3 are always ``SPECIALS``; `level` says how text becomes tokens."""
 
-    def __init__(self, itos: Sequence[str]) -> None:
+    def __init__(self, itos: Sequence[str], level: str = "word") -> None:
+        if level not in LEVELS:
+            raise ValueError(f"vocab level must be one of {LEVELS}, got {level!r}")
         if not isinstance(itos, (list, tuple)):
             raise ValueError(f"vocab must be a list of strings, got {type(itos).__name__}")
         for i, tok in enumerate(itos):
             if not isinstance(tok, str) or not tok:
                 raise ValueError(f"vocab entry {i} must be a non-empty string, got {tok!r}")
-            if _SPACE_RE.search(tok):  # tokenize never makes one: a terminal could act on it (escape sequences)
+            if level == "char" and i >= len(SPECIALS):
+                if len(tok) != 1:
+                    raise ValueError(f"char vocab entry {i} must be one character, got {tok!r}")
+                if _CHAR_REFUSED_RE.match(tok):
+                    raise ValueError(f"char vocab entry {i} is a control or separator character: {tok!r}")
+            elif _SPACE_RE.search(tok):  # tokenize never makes one: a terminal could act on it (escape sequences)
                 raise ValueError(f"vocab entry {i} contains a control or separator character: {tok!r}")
         if tuple(itos[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(
                 f"vocab must start with the special tokens {list(SPECIALS)}, "
                 f"got {list(itos[: len(SPECIALS)])}"
             )
+        self.level = level
         self.itos: list[str] = list(itos)
         self.stoi: dict[str, int] = {tok: i for i, tok in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
@@ -201,9 +239,21 @@ class Vocab:
         return cls([*SPECIALS, *ranked])
 
     @classmethod
-    def from_list(cls, tokens: list[str]) -> Vocab:
-        """Rebuild from ``to_list`` output; raises ValueError if it is malformed."""
-        return cls(tokens)
+    def build_chars(cls, texts: Iterable[str], max_size: int | None = None) -> Vocab:
+        """A char-level vocabulary: every character of `texts` a terminal may show, most frequent first (ties
+        by character), at most `max_size` entries with the specials; the rest read as <unk>."""
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(char_tokens(text))
+        ranked = sorted((c for c in counts if not _CHAR_REFUSED_RE.match(c)), key=lambda c: (-counts[c], c))
+        if max_size is not None:
+            ranked = ranked[: max(max_size - len(SPECIALS), 0)]
+        return cls([*SPECIALS, *ranked], level="char")
+
+    @classmethod
+    def from_list(cls, tokens: list[str], level: str = "word") -> Vocab:
+        """Rebuild from ``to_list`` output (and the level); raises ValueError if it is malformed."""
+        return cls(tokens, level)
 
     def to_list(self) -> list[str]:
         """The tokens in id order (JSON-serialisable)."""
@@ -235,9 +285,17 @@ class Vocab:
         """Map tokens to ids; unknown tokens become ``unk_id``."""
         return [self.stoi.get(t, self.unk_id) for t in tokens]
 
+    def tokens(self, text: str) -> list[str]:
+        """``text`` as this vocabulary's tokens (words, or characters), before unknown ones are mapped."""
+        return char_tokens(text) if self.level == "char" else tokenize(text)
+
+    def detokenizer(self) -> Detokenizer | CharDetokenizer:
+        """A fresh streaming detokenizer for this vocabulary's tokens."""
+        return CharDetokenizer() if self.level == "char" else Detokenizer()
+
     def encode(self, text: str) -> list[int]:
         """Tokenize ``text`` and map it to ids."""
-        return self.encode_tokens(tokenize(text))
+        return self.encode_tokens(self.tokens(text))
 
     def ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
         """Map ids (Python or NumPy ints) to tokens; raises ValueError if out of range."""
@@ -254,7 +312,8 @@ class Vocab:
         tokens = self.ids_to_tokens(ids)
         if skip_special:
             tokens = [t for t in tokens if t not in _SPECIAL_SET]
-        return detokenize(tokens)
+        detok = self.detokenizer()
+        return "".join(detok.push(t) for t in tokens)
 
     def coverage(self, token_lists: Iterable[Iterable[str]]) -> float:
         """Fraction of tokens that are in the vocab (1.0 when there are none)."""

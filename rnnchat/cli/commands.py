@@ -83,6 +83,8 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     from rnnchat.models.lm import load_lm
     from rnnchat.train.lm import evaluate, evaluate_memory, stream
     model, vocab, header = load_lm(args.checkpoint)
+    if args.text:
+        return _eval_lm_text(args, model, vocab, header)
     convs = corpora.load_chitchat(args.split)[: args.max_convs]
     if args.cache:
         return _eval_lm_cache(args, model, vocab, header, convs)
@@ -106,6 +108,30 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
         m = result["memory"]
         print(f"turns after the first: perplexity {m['carried_perplexity']:.2f} with the state carried, "
               f"{m['reset_perplexity']:.2f} reset at the turn start (ratio {m['ratio']:.3f}, {m['tokens']:,} tokens)")
+    return 0
+
+
+def _eval_lm_text(args: argparse.Namespace, model, vocab, header: dict) -> int:
+    """Bits per character (char level) and perplexity on text files: the --split part of the files the model
+    was trained on, any other file whole."""
+    from rnnchat.data.text_files import TextFileError
+    from rnnchat.train.lm import evaluate_texts
+    if args.cache or args.memory or args.max_convs:
+        raise CommandError("--cache, --memory and --max-convs score conversations: not with --text", EXIT_USAGE)
+    try:
+        result = evaluate_texts(model, vocab, header, args.text, args.split)
+    except TextFileError as e:
+        raise CommandError(str(e)) from None
+    if args.record:
+        from rnnchat.checkpoint import update_metrics
+        update_metrics(args.checkpoint, {f"text_{args.split}": result})
+    if args.json:
+        print(json.dumps({**result, "checkpoint": str(args.checkpoint)}))
+        return 0
+    for f in result["files"]:
+        print(f"{f['path']}: {f['part']} ({f['chars']:,} characters)")
+    bits = f"bits per character {result['bpc']:.4f}, " if "bpc" in result else ""
+    print(f"{bits}perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens ({args.checkpoint})")
     return 0
 
 
@@ -202,13 +228,32 @@ def cmd_eval_seq2seq(args: argparse.Namespace) -> int:
 
 
 # -- generate ------------------------------------------------------------------------------------------------
-def sampling_settings(args: argparse.Namespace):
+# A char-level model's own defaults for what the flags leave out (the config file's are for word-level models):
+# a repeat penalty on characters penalises every common letter, and 60 characters are a few words.
+CHAR_DEFAULTS = {"repeat_penalty": 1.0, "max_tokens": 400}
+
+
+def model_level(path: Path) -> str:
+    """The token level ("word" or "char") of the LM checkpoint at `path` ("word" if it cannot be read: loading
+    it reports why)."""
+    from rnnchat.checkpoint import CheckpointError, read_header
+    try:
+        return str(read_header(path).get("vocab_level", "word"))
+    except (CheckpointError, OSError):
+        return "word"
+
+
+def sampling_settings(args: argparse.Namespace, level: str = "word"):
+    """The settings the flags give; the two that default by the model's level (repeat penalty, max tokens)
+    come from the config file for word-level models and from CHAR_DEFAULTS for char-level ones."""
     from rnnchat.sampling import SamplingSettings, SettingsError
+    config = user_config().sampling
+    by_level = {k: getattr(args, k) if getattr(args, k) is not None
+                else CHAR_DEFAULTS[k] if level == "char" else getattr(config, k) for k in CHAR_DEFAULTS}
     try:
         return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
-                                skip=tuple(args.skip), stop=tuple(args.stop), max_tokens=args.max_tokens,
-                                seed=args.seed, ban_unk=args.ban_unk, cache=args.cache)
+                                repeat_last_n=args.repeat_last_n, skip=tuple(args.skip), stop=tuple(args.stop),
+                                seed=args.seed, ban_unk=args.ban_unk, cache=args.cache, **by_level)
     except SettingsError as e:
         raise CommandError(str(e), EXIT_USAGE) from None
 
@@ -229,13 +274,15 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", "--temp", type=float, default=d.temperature, help="0 = greedy (%(default)s)")
     g.add_argument("--top-k", type=int, default=d.top_k, help="0 = off (%(default)s)")
     g.add_argument("--top-p", type=float, default=d.top_p, help="nucleus mass in (0, 1]; 1 = off (%(default)s)")
-    g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty, help="1 = off (%(default)s)")
+    g.add_argument("--repeat-penalty", type=float, default=None,
+                   help=f"1 = off ({d.repeat_penalty}; char-level models {CHAR_DEFAULTS['repeat_penalty']})")
     g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n,
                    help="window of the repeat penalty (%(default)s)")
     g.add_argument("--skip", action="append", default=list(d.skip), metavar="WORD",
                    help="never emit WORD (or token id #N); repeatable")
     g.add_argument("--stop", action="append", default=list(d.stop), metavar="TEXT", help="stop at TEXT; repeatable")
-    g.add_argument("-n", "--max-tokens", type=int, default=d.max_tokens, help="%(default)s")
+    g.add_argument("-n", "--max-tokens", type=int, default=None,
+                   help=f"{d.max_tokens}; char-level models {CHAR_DEFAULTS['max_tokens']} (characters)")
     g.add_argument("-s", "--seed", type=int, default=d.seed, help="same seed + prompt + settings = same text")
     g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=d.cache,
                    help="mix in the LM's conversation cache (words seen earlier in the conversation made likelier; "
@@ -247,7 +294,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rnnchat.engine.engine import Engine
     from rnnchat.sampling import SettingsError, skip_ids
     from rnnchat.cli.generate import InputError, read_prompt, run_batch, stream_samples
-    settings = sampling_settings(args)
+    settings = sampling_settings(args, model_level(args.checkpoint))
     if args.num_samples < 1 or args.batch_size < 1:
         raise CommandError("--num-samples and --batch-size must be >= 1", EXIT_USAGE)
     if args.batch and args.out is None:

@@ -119,12 +119,26 @@ def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
     lm.add_argument("--out", type=Path, default=None,
                     help="best checkpoint path (default RUN_DIR/lm.npz; the shipped model is replaced only when "
                          "named here)")
+    own = lm.add_argument_group("your own text (instead of the chitchat conversations)")
+    own.add_argument("--text", nargs="+", type=Path, metavar="FILE",
+                     help="train on these UTF-8 text files (each: first 90%% train, next 5%% val, last 5%% test)")
+    own.add_argument("--level", choices=("char", "word"), default=argparse.SUPPRESS,
+                     help="tokens: characters (default with --text) or words (chitchat is word level)")
+    own.add_argument("--prime", default=argparse.SUPPRESS, metavar="TEXT",
+                     help="priming text of the sample shown at each validation (default: the start of the val text)")
+    lm.add_argument("--minutes", type=positive_float, default=None,
+                    help="stop after this many minutes of training (validated and saved; --resume goes on)")
+    sizes = lm.add_argument_group("sizes", "left out: chitchat vocab 10000, hidden 512, 2 layers, dropout 0.3, "
+                                  "batch 64, bptt 32, lr 0.002, 10 epochs, eval every 400 steps; --text: by the "
+                                  "text's length (char: hidden 256 / 384 / 512 below 300k / 2M characters / above, "
+                                  "bptt 128, batch 32, eval every 200 steps)")
     for name in ("vocab_size", "hidden", "layers", "batch_size", "bptt", "eval_every"):
-        lm.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=getattr(d, name))
-    lm.add_argument("--seed", type=int, default=d.seed)
-    lm.add_argument("--dropout", type=fraction, default=d.dropout)
-    for name in ("lr", "clip", "epochs"):
-        lm.add_argument(f"--{name}", type=positive_float, default=getattr(d, name))
+        sizes.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=argparse.SUPPRESS)
+    sizes.add_argument("--dropout", type=fraction, default=argparse.SUPPRESS)
+    sizes.add_argument("--lr", type=positive_float, default=argparse.SUPPRESS)
+    sizes.add_argument("--epochs", type=positive_float, default=argparse.SUPPRESS)
+    lm.add_argument("--seed", type=int, default=d.seed, help="initial weights, dropout masks and sample draws")
+    lm.add_argument("--clip", type=positive_float, default=d.clip, help="gradient norm clip")
     lm.add_argument("--max-train-convs", type=positive_int, default=None, help="use only the first N conversations")
     lm.add_argument("--set-lr", type=positive_float, default=None,
                     help="with --resume: replace the saved learning rate (e.g. a final decay step)")
@@ -158,7 +172,10 @@ def add_train_plot_arguments(plot: argparse.ArgumentParser) -> None:
 
 def add_eval_lm_arguments(el: argparse.ArgumentParser) -> None:
     el.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint())
-    el.add_argument("--split", choices=["val", "test"], default="val")
+    el.add_argument("--split", choices=["val", "test"], default="val",
+                    help="chitchat split; with --text, the part of each file the model trained on (others: whole)")
+    el.add_argument("--text", nargs="+", type=Path, metavar="FILE",
+                    help="score these text files instead of chitchat (bits per character for char-level models)")
     el.add_argument("--json", action="store_true")
     el.add_argument("--memory", action="store_true",
                     help="also per-turn perplexity with the state carried across turns vs reset")

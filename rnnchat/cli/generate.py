@@ -58,7 +58,7 @@ def stream_samples(engine: Engine, prompt: str, settings: SamplingSettings, num_
                 out.write(f"--- sample {k + 1} ---\n")
             if not as_json and echo:
                 out.write(prompt)
-            for tok in continued(prompt, conv.stream(s, stop_ids=(engine.vocab.eot_id,))):
+            for tok in continued(prompt, conv.stream(s, stop_ids=(engine.vocab.eot_id,)), engine.vocab):
                 first = first or time.perf_counter() - t1
                 toks.append(tok)
                 if not as_json:

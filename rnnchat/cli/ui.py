@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rnnchat import paths
 from rnnchat.cli import oneshot
-from rnnchat.cli.commands import EXIT_USAGE, CommandError, add_sampling_flags, sampling_settings, user_config
+from rnnchat.cli.commands import (EXIT_USAGE, CommandError, add_sampling_flags, model_level, sampling_settings,
+                                  user_config)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     oneshot.check(args)
     fresh = args.fresh or (args.prompt is not None and not args.continue_last)
     try:
-        session, notes = open_session(args.checkpoint, args.sentiment, sampling_settings(args), fresh=fresh,
+        session, notes = open_session(args.checkpoint, args.sentiment,
+                                      sampling_settings(args, model_level(args.checkpoint)), fresh=fresh,
                                       seq2seq_path=args.seq2seq, candidates=args.candidates,
                                       backward_path=args.backward, mode=args.mode)
     except SessionError as e:

@@ -102,7 +102,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     out_probs: list[list[float]] = [[] for _ in range(B)]
     out_pieces: list[list[str]] = [[] for _ in range(B)]
     max_tokens = np.array([s.max_tokens for s in settings])  # counts down: tokens each row may still add
-    watches = [StopWatch(s.stop, vocab.itos) for s in settings]
+    watches = [StopWatch(s.stop, vocab) for s in settings]
     finished = [False] * B
     logprob = np.zeros(B)
     active = np.flatnonzero(max_tokens > 0)

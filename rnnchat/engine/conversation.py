@@ -108,7 +108,7 @@ class Conversation:
         """Yield sampled tokens one at a time (see the module docstring for the state invariant)."""
         sampler = RowSampler(settings, skip_ids(settings, self.vocab), rng)
         sampler.observe(self.history[-settings.repeat_last_n:] if settings.repeat_last_n else [])
-        watch = StopWatch(settings.stop, self.vocab.itos)
+        watch = StopWatch(settings.stop, self.vocab)
         pending: int | None = None
         try:
             for _ in range(settings.max_tokens):

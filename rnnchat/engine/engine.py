@@ -36,6 +36,17 @@ class Engine:
         self.model_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.cache_settings = _cache_settings(self.lm_path, self.lm_header)
 
+    @property
+    def chat_problem(self) -> str | None:
+        """Why this LM cannot answer as the next speaker (LM chat), or None: one trained on plain text files
+        never saw a turn, so it can only continue text."""
+        corpus = self.lm_header["corpus"]
+        if corpus.get("name") != "text":
+            return None
+        names = ", ".join(f.get("name", "?") for f in corpus.get("files", [])[:3] if isinstance(f, dict))
+        return (f"the language model {self.lm_path.name} was trained on plain text ({names or 'text files'}), not "
+                f"conversations: it can only continue text (continue mode)")
+
     def conversation(self, cache: bool = False) -> Conversation:
         """A new conversation; with cache (and val-tuned settings in the LM's header) it keeps the LM cache."""
         return Conversation(self.decoder, self.vocab, self.model_id, self.cache_settings if cache else None)

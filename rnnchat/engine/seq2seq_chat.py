@@ -132,7 +132,7 @@ class Seq2SeqChat:
                                observe=[i for i in src if i not in specials])
         final = enc.state  # nothing generated yet: the memory holds the user's turn
         last: StepOut | None = None
-        watch = StopWatch(settings.stop, vocab.itos)
+        watch = StopWatch(settings.stop, vocab)
         try:
             for out in steps:
                 if out.id == eot:
@@ -156,11 +156,11 @@ class Seq2SeqChat:
         vocab, dec = self.vocab, self.decoder
         banned, _, source, enc = self._turn(state, user_text, settings)
         eot = vocab.eot_id
-        hyps = dec.sample(enc.rows(np.zeros(n, np.int64)), eot, eot, settings, banned, itos=vocab.itos,
+        hyps = dec.sample(enc.rows(np.zeros(n, np.int64)), eot, eot, settings, banned, vocab=vocab,
                           seeds=row_seeds(settings.seed, n))
         out = []
         for h in hyps:
-            watch = StopWatch((), vocab.itos)
+            watch = StopWatch((), vocab)
             att = h.attention
             tokens = [Token(tid, vocab.itos[tid], watch.push(tid), p, None if att is None else att[k], source)
                       for k, (tid, p) in enumerate(zip(h.ids, h.probs))]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnchat.text import EOM, EOT, Detokenizer, tokenize
+from rnnchat.text import EOM, EOT, Vocab
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,12 @@ class Token:
     source: tuple[str, ...] = ()
 
 
-def continued(text: str, tokens: Iterator[Token]) -> Iterator[Token]:
+def continued(text: str, tokens: Iterator[Token], vocab: Vocab) -> Iterator[Token]:
     """Re-detokenize a continuation after `text`: spacing and capitals as if it were one text ("the movie was"
-    + "great" reads "the movie was great", not "...was Great"); a message end starts afresh."""
-    detok = Detokenizer()
-    for t in tokenize(text):
+    + "great" reads "the movie was great", not "...was Great"); a message end starts afresh. (A char-level
+    vocabulary's pieces are the characters themselves, so they pass unchanged.)"""
+    detok = vocab.detokenizer()
+    for t in vocab.tokens(text):
         detok.push(t)
     with contextlib.closing(tokens):
         for tok in tokens:

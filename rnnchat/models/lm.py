@@ -70,7 +70,7 @@ class LMRegularisation:
 
 
 class LanguageModel:
-    """Stateful word-level LSTM LM with tied input/output embeddings (embedding size == hidden size)."""
+    """Stateful LSTM LM (word- or char-level tokens) with tied input/output embeddings (embedding size == hidden size)."""
 
     def __init__(self, config: LMConfig, *, seed: int = 0, dtype=np.float32, init: bool = True,
                  reg: LMRegularisation | None = None):
@@ -291,7 +291,7 @@ class LMDecoder:
 def save_lm(model: LanguageModel, vocab: Vocab, path: Path | str, metrics: dict, corpus: dict | None = None,
             extra: dict | None = None, float16: bool = True) -> None:
     header = {"model": "lm", "config": model.header_config(), "vocab": vocab.to_list(), "corpus": corpus or {},
-              "metrics": metrics, **(extra or {})}
+              "metrics": metrics, **({"vocab_level": vocab.level} if vocab.level != "word" else {}), **(extra or {})}
     save_checkpoint(path, model.arrays(), header, float16=float16)
 
 

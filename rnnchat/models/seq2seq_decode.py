@@ -16,6 +16,7 @@ from rnnchat.data.batches import pad
 from rnnchat.models.seq2seq import LSTMState, Seq2Seq, reverse_rows
 from rnnchat.nn.recurrent import lstm_cell
 from rnnchat.sampling import RowSampler, StopWatch, sample_rows
+from rnnchat.text import Vocab
 
 
 # -- encoder ---------------------------------------------------------------------------------------------------
@@ -192,11 +193,11 @@ class Seq2SeqDecoder:
         return hyps
 
     def sample(self, enc: EncodedSource, bos: int, eos: int, settings, banned: np.ndarray, *,
-               itos: Sequence[str] | None = None, seeds: Sequence[int | None] | None = None
+               vocab: Vocab | None = None, seeds: Sequence[int | None] | None = None
                ) -> list[Hypothesis]:
         """Sampling with `SamplingSettings` (temperature, top-k, top-p, repetition penalty, skip, stop, max_tokens,
         seed) via `sample_rows`; one seeded `RowSampler` per row. Stop sequences are matched on each row's text
-        (`itos`: the tokens' strings, needed only when settings.stop is set)."""
+        (`vocab`: needed only when settings.stop is set)."""
         N = enc.enc.shape[0]
         if seeds is None:
             seeds = [None if settings.seed is None else settings.seed + r for r in range(N)]
@@ -204,7 +205,7 @@ class Seq2SeqDecoder:
         ids = np.full(N, bos, np.int64)
         state = enc.state
         hyps = [Hypothesis([], [], None) for _ in range(N)]
-        watches = [StopWatch(settings.stop, itos) for _ in range(N)] if settings.stop and itos is not None else None
+        watches = [StopWatch(settings.stop, vocab) for _ in range(N)] if settings.stop and vocab is not None else None
         atts: list[list[np.ndarray]] = [[] for _ in range(N)]
         live = np.flatnonzero(np.ones(N, bool))
         sub = enc

@@ -69,8 +69,8 @@ class ChatSession:
         skip_ids(self.settings, engine.vocab)  # unknown skip words fail now, not at the first reply
         self.store = Store(directory or paths.data_dir())
         self.directory = self.store.directory
-        self.mode = Mode.LM
-        self.set_mode(mode)
+        self.mode = self.fallback_mode
+        self.set_mode(self.mode if mode is DEFAULT_MODE and self.unavailable(mode) else mode)
         self.beam = 0  # beam width of seq2seq chat replies (0 = sampled with the settings)
         self.last_tokens: list[Token] = []
         self.last_stats: ReplyStats | None = None
@@ -81,8 +81,15 @@ class ChatSession:
         self.last_reply: replies.RankedReply | None = None  # what the last reply was made from (regenerate)
 
     # -- modes and settings ----------------------------------------------------------------------------------
+    @property
+    def fallback_mode(self) -> Mode:
+        """The mode to be in when the one asked for is unavailable: LM chat, or continue where the LM cannot chat."""
+        return Mode.CONTINUE if self.engine.chat_problem else Mode.LM
+
     def unavailable(self, mode: Mode) -> str | None:
         """Why `mode` cannot be used, or None."""
+        if mode is Mode.LM:
+            return self.engine.chat_problem
         if mode is not Mode.CHAT or self.seq2seq is not None:
             return None
         return "seq2seq model not available" + (f" ({self.seq2seq_note})" if self.seq2seq_note else "")
@@ -95,6 +102,13 @@ class ChatSession:
         if reason := self.unavailable(mode):
             raise SessionError(reason)
         self.mode = mode
+
+    def message_text(self, typed: str) -> str:
+        """What of a typed message is sent ("" for nothing): stripped of surrounding white space, except where a
+        char-level model continues it, which sees every character ("def " goes on otherwise than "def")."""
+        if not typed.strip():
+            return ""
+        return typed if self.mode is Mode.CONTINUE and self.engine.vocab.level == "char" else typed.strip()
 
     def update_settings(self, **changes: Any) -> None:
         """Apply setting changes (validated, skip words against the vocabulary); SettingsError if invalid."""
@@ -193,7 +207,7 @@ class ChatSession:
             source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,))
         else:
             self.conv.feed(text)
-            source = continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)))
+            source = continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)), vocab)
         try:
             with contextlib.closing(source):
                 yield from source
@@ -379,5 +393,5 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
     if (why := session.unavailable(Mode(mode))) is None:
         session.set_mode(mode)
     else:
-        notes.append(f"starting in LM chat: {why}")
+        notes.append(f"starting in {'continue mode' if session.fallback_mode is Mode.CONTINUE else 'LM chat'}: {why}")
     return session, notes

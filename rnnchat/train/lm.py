@@ -1,7 +1,9 @@
-"""Language-model task: chitchat conversations -> one token stream -> truncated BPTT -> checkpoint.
+"""Language-model task: chitchat conversations (or your own text files) -> one token stream -> truncated BPTT
+-> checkpoint.
 
 Each message is its tokens followed by `<eom>`; each turn ends with `<eot>`; conversations follow one another
-in the stream, so the model learns both to continue text and to answer as the next speaker.
+in the stream, so the model learns both to continue text and to answer as the next speaker. With `text` files
+the stream is theirs instead (`rnnchat.train.lm_text`), word or char level, and the model continues text only.
 """
 
 from __future__ import annotations
@@ -9,16 +11,18 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from rnnchat.data import corpora
+from rnnchat.data.text_files import SPLITS, TextFileError, load_texts, read_text, split_text, text_stream
 from rnnchat.checkpoint import read_header
 from rnnchat.models.lm import LanguageModel, LMConfig, LMRegularisation, load_lm, save_lm
 from rnnchat.nn import Adam
 from rnnchat.text import Vocab, conversation_ids, tokenize
+from rnnchat.train import lm_text
 from rnnchat.data.batches import StreamBatches
 from rnnchat.train.trainer import TrainConfig, Trainer
 
@@ -83,21 +87,49 @@ def evaluate_memory(model: LanguageModel, convs: list[dict], vocab: Vocab) -> di
             "ratio": ppl["carried"] / ppl["reset"], "tokens": count}
 
 
+# Sizes of a chitchat run the command line leaves out (a text run's follow its text: `lm_text.text_sizes`).
+CHITCHAT_SIZES = {"vocab_size": 10_000, "hidden": 512, "layers": 2, "dropout": 0.3, "batch_size": 64, "bptt": 32,
+                  "lr": 2e-3, "epochs": 10.0, "eval_every": 400}
+
+
+def evaluate_texts(model: LanguageModel, vocab: Vocab, header: dict, paths: list, split: str) -> dict:
+    """Loss, perplexity (and bits per char) on text files: of a file the model was trained on (same sha256),
+    only its `split` part, of any other file all of it."""
+    trained = {f.get("sha256") for f in header["corpus"].get("files", []) if isinstance(f, dict)}
+    texts, files = [], []
+    for path in paths:
+        text, info = read_text(path)
+        part = split_text(text)[SPLITS.index(split)] if info["sha256"] in trained else text
+        texts.append(part)
+        files.append({"path": str(path), "part": f"{split} part" if info["sha256"] in trained else "whole file",
+                      "chars": len(part), "sha256": info["sha256"]})
+    tokens = text_stream(texts, vocab)
+    if len(tokens) < 2:
+        raise TextFileError(f"{', '.join(map(str, paths))}: nothing to score in the {split} part")
+    batch = max(1, min(16, (len(tokens) - 1) // 64))
+    result = lm_text.with_bits(evaluate(model, tokens, batch_size=batch), vocab.level)
+    return {**result, "split": split, "files": files}
+
+
 @dataclass
 class LMTrainArgs:
     run_dir: Path = Path("runs/lm")
     out: Path | None = None        # the best checkpoint; default <run_dir>/lm.npz (never the shipped model)
     resume: bool = False
-    vocab_size: int = 10_000
-    hidden: int = 512
-    layers: int = 2
-    dropout: float = 0.3
-    batch_size: int = 64
-    bptt: int = 32
-    lr: float = 2e-3
+    text: list[Path] | None = None  # train on these text files instead of chitchat
+    level: str | None = None      # "char" or "word" tokens (None: char with text; chitchat is word level)
+    minutes: float | None = None  # stop (validated, saved) after this many minutes of this call
+    prime: str | None = None      # with text: the priming text of the samples shown at each validation
+    vocab_size: int | None = None  # None: CHITCHAT_SIZES, or the text's sizes
+    hidden: int | None = None
+    layers: int | None = None
+    dropout: float | None = None
+    batch_size: int | None = None
+    bptt: int | None = None
+    lr: float | None = None
     clip: float = 0.5
-    epochs: float = 10.0
-    eval_every: int = 400
+    epochs: float | None = None
+    eval_every: int | None = None
     max_train_convs: int | None = None   # a slice of the corpus (tests, quick runs)
     seed: int = 0
     set_lr: float | None = None   # on --resume: replace the saved learning rate (a manual decay step)
@@ -116,16 +148,34 @@ class LMTrainArgs:
                                 ar=self.ar, tar=self.tar)
 
 
+    def with_sizes(self, sizes: dict) -> "LMTrainArgs":
+        """These arguments with every size left out (None) taken from `sizes`."""
+        return replace(self, **{k: v for k, v in sizes.items() if getattr(self, k) is None})
+
+
 # Flags that define the model or the token stream: a --resume with other values would train a different run.
-RESUME_MUST_MATCH = ("vocab_size", "hidden", "layers", "max_train_convs", "mark_starts")
+RESUME_MUST_MATCH = ("vocab_size", "hidden", "layers", "max_train_convs", "mark_starts", "level")
 
 
-def check_resume(saved: dict, now: dict) -> None:
+def check_resume(saved: dict, now: dict, saved_corpus: dict | None = None, corpus: dict | None = None) -> None:
     """Raise ValueError when --resume asks for a different model or token stream than the saved run."""
     diff = [f"--{k.replace('_', '-')} {now.get(k)!r} (run has {saved[k]!r})"
             for k in RESUME_MUST_MATCH if k in saved and saved[k] != now.get(k)]
+    if saved_corpus and corpus and saved_corpus != corpus:
+        diff.append("the training text changed since the run started" if corpus.get("name") == "text"
+                    else f"corpus {corpus.get('name')!r} (run has {saved_corpus.get('name')!r})")
     if diff:
         raise ValueError("--resume would change the run: " + ", ".join(diff))
+
+
+def check_text_args(a: LMTrainArgs) -> None:
+    """Flags that only make sense with (or without) --text: ValueError naming the clash."""
+    if a.text:
+        clash = [f for f, v in (("--max-train-convs", a.max_train_convs), ("--mark-starts", a.mark_starts)) if v]
+        if clash:
+            raise ValueError(f"{' and '.join(clash)} choose(s) chitchat conversations: not with --text")
+    elif a.level == "char" or a.prime is not None:
+        raise ValueError("--level char and --prime need --text (the chitchat LM is word level)")
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -149,33 +199,56 @@ def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
 def train_lm(a: LMTrainArgs) -> dict:
     """Train (or resume) the LM; writes the run directory and the best checkpoint to `a.out`."""
     check_run_dir(a.run_dir, a.resume)
+    check_text_args(a)
     out = Path(a.out) if a.out is not None else Path(a.run_dir) / "lm.npz"
     t0 = time.monotonic()
-    train_convs = corpora.load_chitchat("train")[: a.max_train_convs]
-    val_convs = corpora.load_chitchat("val")[: None if a.max_train_convs is None else max(1, a.max_train_convs // 10)]
-    vocab = build_vocab(train_convs, a.vocab_size)
-    train_tokens, val_tokens = stream(train_convs, vocab, a.mark_starts), stream(val_convs, vocab)
+    text = None
+    if a.text:
+        corpus = load_texts(a.text)
+        a = a.with_sizes({"level": "char", **lm_text.text_sizes(a.level or "char", corpus.chars("train"))})
+        text = lm_text.load_text_data(corpus, a.level, a.vocab_size, a.prime)
+        vocab, train_tokens, val_tokens, corpus_header = text.vocab, text.train, text.val, corpus.info()
+        a.batch_size, a.bptt = lm_text.fit_streams(a.batch_size, a.bptt, len(train_tokens))
+    else:
+        a = a.with_sizes({"level": "word", **CHITCHAT_SIZES})
+        train_convs = corpora.load_chitchat("train")[: a.max_train_convs]
+        val_convs = corpora.load_chitchat("val")[: None if a.max_train_convs is None else max(1, a.max_train_convs // 10)]
+        vocab = build_vocab(train_convs, a.vocab_size)
+        train_tokens, val_tokens = stream(train_convs, vocab, a.mark_starts), stream(val_convs, vocab)
+        corpus_header = corpus_info()
     print(f"vocab {len(vocab)}, train {len(train_tokens):,} tokens, val {len(val_tokens):,} tokens "
           f"({time.monotonic() - t0:.1f}s)", file=sys.stderr)
     config = LMConfig(vocab_size=len(vocab), hidden=a.hidden, layers=a.layers, dropout=a.dropout)
     model = LanguageModel(config, seed=a.seed, reg=a.regularisation())
     opt = Adam(model.params.params, lr=a.lr)
     batches = StreamBatches(train_tokens, a.batch_size, a.bptt, vary=a.vary_bptt, seed=a.seed)
-    hyper = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+    hyper = {k: ([str(p) for p in v] if k == "text" and v else str(v) if isinstance(v, Path) else v)
+             for k, v in vars(a).items()}
 
     def step_fn(batch):
         return model.train_step(*batch)
 
+    def validate() -> dict:
+        metrics = evaluate(model, val_tokens)
+        return lm_text.with_bits(metrics, a.level) if text else metrics
+
     def save_best(metrics: dict) -> None:
         save_lm(model, vocab, out, {"val_perplexity": metrics["perplexity"], "val_tokens": metrics["tokens"],
+                                      **({"val_bpc": metrics["bpc"]} if "bpc" in metrics else {}),
                                       "train_tokens_seen": trainer.tokens_seen, "epoch": trainer.epoch},
-                corpus=corpus_info(), extra={"training": hyper})
+                corpus=corpus_header, extra={"training": hyper})
 
-    trainer = Trainer(a.run_dir, model, opt, batches, step_fn, lambda: evaluate(model, val_tokens), save_best,
-                      TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every, average_from=a.average_from),
-                      header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_info()})
+    def show_sample(metrics: dict) -> str:
+        return lm_text.format_sample(text.prime, lm_text.sample(model, vocab, text.prime))
+
+    trainer = Trainer(a.run_dir, model, opt, batches, step_fn, validate, save_best,
+                      TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every, average_from=a.average_from,
+                                  max_seconds=None if a.minutes is None else a.minutes * 60),
+                      header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_header},
+                      after_validate=show_sample if text else None)
     if a.resume and trainer.state_path.exists():
-        check_resume(read_header(trainer.state_path).get("training", {}), hyper)
+        saved = read_header(trainer.state_path)
+        check_resume(saved.get("training", {}), hyper, saved.get("corpus"), corpus_header)
         trainer.load_state()
         print(f"resumed at step {trainer.step} (epoch {trainer.epoch}, batch {trainer.position})", file=sys.stderr)
         if a.set_lr is not None:

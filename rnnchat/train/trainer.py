@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every_s: float = 600.0
     lr_decay_on_plateau: float = 0.5  # multiply lr when validation does not improve (1.0 = never)
     average_from: int | None = None   # average the weights from this step on (None: no averaging)
+    max_seconds: float | None = None  # stop (validated and saved) after this long in this call of `fit`
     extra: dict = field(default_factory=dict)
 
 
@@ -56,16 +57,20 @@ class Trainer:
 
     `step_fn(batch) -> (mean loss, tokens)` computes gradients; the trainer clips, steps the optimizer,
     validates with `evaluate() -> dict` (must hold "loss"), and calls `save_best(metrics)` on improvement.
-    `start_epoch()` is called at each epoch start (e.g. to reset a carried state).
+    `start_epoch()` is called at each epoch start (e.g. to reset a carried state); `after_validate(metrics)`
+    after each validation, with the validated weights in eval mode: a text it returns (e.g. a sample of what the
+    model has learnt so far) is printed after the validation line and logged as "sample".
     """
 
     def __init__(self, run_dir: Path, model: TrainableModel, optimizer, batches, step_fn: Callable,
                  evaluate: Callable[[], dict], save_best: Callable[[dict], None], config: TrainConfig,
-                 start_epoch: Callable[[], None] | None = None, header: dict | None = None):
+                 start_epoch: Callable[[], None] | None = None, header: dict | None = None,
+                 after_validate: Callable[[dict], str | None] | None = None):
         self.run_dir = Path(run_dir)
         self.model, self.opt, self.batches = model, optimizer, batches
         self.step_fn, self.evaluate, self.save_best = step_fn, evaluate, save_best
         self.start_epoch_fn = start_epoch or model.reset_state
+        self.after_validate = after_validate
         self.cfg = config
         self.header = header or {}
         self.step = 0
@@ -134,16 +139,20 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train until `epochs` are done. Ctrl+C saves the state and re-raises KeyboardInterrupt."""
+        """Train until `epochs` are done (or `max_seconds` have passed). Ctrl+C saves the state and re-raises
+        KeyboardInterrupt. The bar counts steps, or seconds under a time limit; its note has loss and tok/s."""
         total_steps = int(self.cfg.epochs * len(self.batches))
-        bar = Progress(total_steps, desc="train", initial=self.step)
+        start, start_tokens = time.monotonic(), self.tokens_seen
+        timed = self.cfg.max_seconds is not None
+        bar = (Progress(math.ceil(self.cfg.max_seconds), desc="train (s)") if timed
+               else Progress(total_steps, desc="train", initial=self.step))
         last_save = time.monotonic()
         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
         set_epoch = getattr(self.batches, "set_epoch", None)  # batches whose windows change per epoch
         if set_epoch:
             set_epoch(self.epoch)
         try:
-            while self.step < total_steps:
+            while self.step < total_steps and not (timed and time.monotonic() - start >= self.cfg.max_seconds):
                 if self.position == 0:
                     self.start_epoch_fn()
                 self.model.train(True)
@@ -167,7 +176,12 @@ class Trainer:
                     self.epoch += 1
                     if set_epoch:
                         set_epoch(self.epoch)
-                bar.update(self.step, f"loss {loss:.3f}")
+                elapsed = time.monotonic() - start
+                note = f"loss {loss:.3f} {(self.tokens_seen - start_tokens) / max(elapsed, 1e-9):,.0f} tok/s"
+                if timed:
+                    bar.update(min(int(elapsed), bar.total), f"{note} step {self.step}")
+                else:
+                    bar.update(self.step, note)
                 if self.step % self.cfg.log_every == 0:
                     elapsed = time.monotonic() - window_start
                     mean = window_loss / max(window_tokens, 1)
@@ -181,6 +195,9 @@ class Trainer:
                 elif time.monotonic() - last_save > self.cfg.checkpoint_every_s:
                     self.save_state()
                     last_save = time.monotonic()
+            if timed and self.step % self.cfg.eval_every and self.step < total_steps:  # time is up mid-interval
+                self.validate()
+                self.save_state()
         except KeyboardInterrupt:
             bar.close()
             print(f"\ninterrupted: saving {self.state_path} (continue with --resume)", file=sys.stderr)
@@ -201,6 +218,7 @@ class Trainer:
             if improved:
                 self.best_loss = metrics["loss"]
                 self.save_best(metrics)
+            shown = None if self.after_validate is None else self.after_validate(metrics)
         finally:
             if averaged:
                 self.average.swap()
@@ -210,8 +228,11 @@ class Trainer:
         if not improved and self.cfg.lr_decay_on_plateau != 1.0:
             self.opt.lr *= self.cfg.lr_decay_on_plateau
         self.log({**{f"val_{k}": v for k, v in metrics.items()}, "improved": improved, "lr": self.opt.lr,
-                  **({"averaged_steps": self.average.count} if averaged else {})})
+                  **({"averaged_steps": self.average.count} if averaged else {}),
+                  **({"sample": shown} if shown is not None else {})})
         print(f"\nstep {self.step} epoch {self.epoch}: " +
               " ".join(f"val {k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)) +
               (" (best)" if improved else ""), file=sys.stderr)
+        if shown is not None:
+            print(shown, file=sys.stderr)
         return metrics

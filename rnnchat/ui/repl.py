@@ -94,8 +94,8 @@ class Repl:
             except EOFError:
                 return 0
             if self._block:  # a block is a message, even one that starts with "/"
-                if line.strip():
-                    self.reply(line.strip())
+                if text := self.session.message_text(line):
+                    self.reply(text)
             elif not self.handle(line):
                 return 0
 
@@ -133,7 +133,7 @@ class Repl:
         text = line.strip()
         if text.startswith("/"):
             return self.command(text)
-        if text:
+        if text := self.session.message_text(line):
             self.reply(text)
         return True
 

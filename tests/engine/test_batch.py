@@ -108,7 +108,7 @@ def test_cli_generate_reads_as_one_text_with_its_prompt(small_lm_path, capsys, m
     conv = Engine(small_lm_path).conversation()
     conv.feed("the cat sat on")
     tokens = list(conv.stream(SamplingSettings(seed=4, max_tokens=8), stop_ids=(conv.vocab.eot_id,)))
-    expect = "".join(t.text for t in continued("the cat sat on", (t for t in tokens)))
+    expect = "".join(t.text for t in continued("the cat sat on", (t for t in tokens), conv.vocab))
     assert text == expect + "\n"
     assert not text[:1].isupper()  # a continuation, not a new sentence
     assert main([*argv, "--echo"]) == 0

@@ -22,7 +22,7 @@ def engine(small_lm_path):
 
 def cand(vocab, text, finished=True, logprob=-5.0):
     ids = turn_ids([text], vocab)
-    watch = StopWatch((), vocab.itos)
+    watch = StopWatch((), vocab)
     return Candidate([Token(i, vocab.itos[i], watch.push(i), 0.5) for i in ids], ids, finished, logprob)
 
 

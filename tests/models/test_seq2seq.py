@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rnnchat.sampling import SamplingSettings
+from rnnchat.text import SPECIALS, Vocab
 from rnnchat.data.batches import make_exchange
 from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig, reverse_rows, seq2seq_spec
 from rnnchat.models.seq2seq_decode import Seq2SeqDecoder
@@ -243,7 +244,7 @@ def test_sampling_uses_the_engine_settings(copier):
     assert all(5 not in h.ids for h in skip)
     short = dec.sample(enc, BOS, EOS, cold.with_(max_tokens=2), banned)
     assert all(len(h.probs) <= 2 for h in short)
-    stop = dec.sample(enc, BOS, EOS, cold.with_(stop=("5",)), banned, itos=[str(i) for i in range(V)])
+    stop = dec.sample(enc, BOS, EOS, cold.with_(stop=("5",)), banned, vocab=Vocab([*SPECIALS, *(str(i) for i in range(4, V))]))
     assert stop[0].ids == [4, 5] and not stop[0].finished
 
 
@@ -263,7 +264,6 @@ def test_stream_can_be_cancelled(copier):
 from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat  # noqa: E402
 from rnnchat.engine.tokens import Token as ReplyToken  # noqa: E402
 from rnnchat.text import source_ids as chat_source_ids, turn_ids as chat_turn_ids  # noqa: E402
-from rnnchat.text import SPECIALS, Vocab  # noqa: E402
 
 WORDS = ["hello", "world", "how", "are", "you", "?", "i", "am", "fine", "."]
 

@@ -142,3 +142,18 @@ def test_learning_rate_halves_only_when_validation_does_not_improve(tmp_path, ca
         trainer.validate()
         lrs.append(trainer.opt.lr)
     assert lrs == pytest.approx([3e-2, 3e-2, 1.5e-2, 7.5e-3, 7.5e-3])
+
+
+def test_a_time_limit_stops_validates_and_saves_mid_epoch(tmp_path):
+    import time
+    trainer, _ = make_trainer(tmp_path, epochs=50, eval_every=1000, step_hook=lambda: time.sleep(0.02))
+    trainer.cfg.max_seconds = 0.3
+    shown = []
+    trainer.after_validate = lambda metrics: shown.append(metrics["loss"]) or f"sample {len(shown)}"
+    result = trainer.fit()
+    assert 3 <= result["step"] < 50 * len(trainer.batches)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["sample"] for r in records if "val_loss" in r] == ["sample 1"]  # validated once, at the stop
+    again, _ = make_trainer(tmp_path, epochs=50)
+    again.load_state()
+    assert again.step == result["step"]

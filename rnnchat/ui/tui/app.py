@@ -187,7 +187,7 @@ class ChatApp(ConversationActions, App):
         self._prompt.focus()  # Enter in a setting: back to the message box
 
     def on_message_input_submitted(self, event: MessageInput.Submitted) -> None:
-        text = event.value.strip()
+        text = self.session.message_text(event.value)
         if not text:
             return
         self._prompt.value = ""
