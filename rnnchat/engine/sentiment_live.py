@@ -25,7 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnchat import paths
-from rnnchat.models.sentiment import Classifier, Sentiment, load_sentiment
+from rnnchat.models.sentiment import Sentiment
+from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
 from rnnchat.text import Vocab, tokenize
 
 

@@ -11,23 +11,19 @@ time, which is what ``rnnchat.engine.sentiment_live`` relies on: the incremental
 
 An empty text has no steps: its pooled features are all zero (h = 0, max = 0, mean = 0).
 
-``SentimentEnsemble`` averages the probabilities and scores of several such models that share one
-vocabulary (separately trained members); it has the same predict / incremental / checkpoint interface.
-A checkpoint's config is either one model's config or {"vocab_size", "members": [member configs]}
-with arrays prefixed "m0.", "m1.", ... (``sentiment_spec``, ``build_sentiment``).
+A checkpoint's config is either one model's config or {"vocab_size", "members": [member configs]} with arrays
+prefixed "m0.", "m1.", ... (``sentiment_spec``); the ensemble, and loading and saving either, are
+``rnnchat.models.sentiment_ensemble``'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
-from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.nn import LSTM, Dropout, Embedding, Linear, ParamSet
-from rnnchat.text import Vocab
 
 LABELS = ("negative", "neutral", "positive")
 POOLS = ("last", "max", "mean")
@@ -346,92 +342,3 @@ class SentimentModel:
 
     def header_config(self) -> dict:
         return asdict(self.config)
-
-
-class SentimentEnsemble:
-    """Several SentimentModels over one vocabulary: probabilities and scores are the members' means.
-
-    The label is the argmax of the mean probabilities. The incremental state is the tuple of the
-    members' states, so `zero_state` / `advance` / `readout` match `predict` exactly as for one model.
-    """
-
-    def __init__(self, members: list[SentimentModel]):
-        sizes = {m.config.vocab_size for m in members}
-        if len(sizes) != 1:
-            raise ValueError(f"an ensemble needs at least one member and one vocabulary size, got {sorted(sizes)}")
-        self.members = list(members)
-        self.training = False
-        self.train(False)
-
-    @classmethod
-    def from_config(cls, config: dict) -> "SentimentEnsemble":
-        return cls([SentimentModel(SentimentConfig.from_dict(m)) for m in config["members"]])
-
-    @property
-    def vocab_size(self) -> int:
-        return self.members[0].config.vocab_size
-
-    def train(self, mode: bool = True) -> None:
-        self.training = mode
-        for m in self.members:
-            m.train(mode)
-
-    def predict(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean probabilities (N, 3), mean scores (N,)) with dropout off."""
-        out = [m.predict(ids, mask) for m in self.members]
-        return _mean([p for p, _ in out]), _mean([s for _, s in out])
-
-    def zero_state(self) -> tuple[LiveState, ...]:
-        return tuple(m.zero_state() for m in self.members)
-
-    def advance(self, state: tuple[LiveState, ...], token_id: int) -> tuple[LiveState, ...]:
-        return tuple(m.advance(s, token_id) for m, s in zip(self.members, state))
-
-    def advance_many(self, state: tuple[LiveState, ...], ids: Sequence[int]) -> tuple[LiveState, ...]:
-        return tuple(m.advance_many(s, ids) for m, s in zip(self.members, state))
-
-    def readout(self, state: tuple[LiveState, ...]) -> tuple[np.ndarray, float]:
-        out = [m.readout(s) for m, s in zip(self.members, state)]
-        return _mean([p for p, _ in out]), float(_mean([np.float64(s) for _, s in out]))
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {f"{member_prefix(i)}{k}": v for i, m in enumerate(self.members) for k, v in m.arrays().items()}
-
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        for i, m in enumerate(self.members):
-            prefix = member_prefix(i)
-            m.load_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-
-    def header_config(self) -> dict:
-        return {"vocab_size": self.vocab_size, "members": [m.header_config() for m in self.members]}
-
-
-def _mean(values: list[np.ndarray]) -> np.ndarray:
-    """The mean in a fixed order (sum left to right, then divide), the same for batched and live use."""
-    total = values[0].astype(np.float64, copy=True)
-    for v in values[1:]:
-        total += v
-    return total / len(values)
-
-
-Classifier = SentimentModel | SentimentEnsemble  # what checkpoints load as; both predict and run live
-
-
-def build_sentiment(config: dict) -> Classifier:
-    """An (untrained) model for a checkpoint config: one model, or an ensemble when it lists members."""
-    if "members" in config:
-        return SentimentEnsemble.from_config(config)
-    return SentimentModel(SentimentConfig.from_dict(config))
-
-
-# -- checkpoints -----------------------------------------------------------------------------------------------
-def save_sentiment(model: Classifier, vocab: Vocab, path: Path | str, metrics: dict, corpus: dict | None = None,
-                   extra: dict | None = None, float16: bool = True) -> None:
-    header = {"model": "sentiment", "config": model.header_config(), "vocab": vocab.to_list(),
-              "corpus": corpus or {}, "metrics": metrics, **(extra or {})}
-    save_checkpoint(path, model.arrays(), header, float16=float16)
-
-
-def load_sentiment(path: Path | str) -> tuple[Classifier, Vocab, dict]:
-    """(model or ensemble in eval mode, vocabulary, header); every array is checked against the config."""
-    return load_vocab_model(path, "sentiment", sentiment_spec, build_sentiment)

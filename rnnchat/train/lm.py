@@ -147,7 +147,6 @@ class LMTrainArgs:
         return LMRegularisation(locked=self.locked, weight_drop=self.weight_drop, embed_drop=self.embed_drop,
                                 ar=self.ar, tar=self.tar)
 
-
     def with_sizes(self, sizes: dict) -> "LMTrainArgs":
         """These arguments with every size left out (None) taken from `sizes`."""
         return replace(self, **{k: v for k, v in sizes.items() if getattr(self, k) is None})
@@ -178,6 +177,17 @@ def check_text_args(a: LMTrainArgs) -> None:
         raise ValueError("--level char and --prime need --text (the chitchat LM is word level)")
 
 
+def from_saved_run(a: LMTrainArgs) -> LMTrainArgs:
+    """On --resume, what the command line leaves out comes from the saved run: its text files, level, sizes."""
+    if not a.resume:
+        return a
+    saved = read_header(Path(a.run_dir) / "state.npz").get("training", {})
+    fill = {k: saved[k] for k in ("text", "level", "prime", *CHITCHAT_SIZES) if saved.get(k) is not None}
+    if "text" in fill:
+        fill["text"] = [Path(p) for p in fill["text"]]
+    return a.with_sizes(fill)
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """--resume needs a run to continue: a directory without one is refused (ValueError), not started afresh."""
     if resume and not (Path(run_dir) / "state.npz").exists():
@@ -199,6 +209,7 @@ def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
 def train_lm(a: LMTrainArgs) -> dict:
     """Train (or resume) the LM; writes the run directory and the best checkpoint to `a.out`."""
     check_run_dir(a.run_dir, a.resume)
+    a = from_saved_run(a)
     check_text_args(a)
     out = Path(a.out) if a.out is not None else Path(a.run_dir) / "lm.npz"
     t0 = time.monotonic()

@@ -20,7 +20,8 @@ from rnnchat import paths
 from rnnchat.data import corpora
 from rnnchat.data.batches import bucket_batches
 from rnnchat.models.lm import load_lm
-from rnnchat.models.sentiment import Classifier, SentimentConfig, SentimentModel, load_sentiment, save_sentiment
+from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment, save_sentiment
 from rnnchat.nn import Adam
 from rnnchat.nn.optim import swap_arrays
 from rnnchat.text import Vocab, tokenize

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rnnchat.models.sentiment import SentimentEnsemble, SentimentModel, load_sentiment
+from rnnchat.models.sentiment import SentimentModel
+from rnnchat.models.sentiment_ensemble import SentimentEnsemble, load_sentiment
 from rnnchat.train.sentiment import finalize_model
 
 COMBINE = "mean of the members' probabilities and scores; label = argmax of the mean probabilities"

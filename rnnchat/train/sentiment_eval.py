@@ -9,6 +9,11 @@ Decisions used by the metrics (the same for every model and split):
   VADER's is positive for compound >= 0.05, negative for <= -0.05, else neutral.
 
 Training (rnnchat.train.sentiment) selects on the ``val`` split; reports are on ``test`` (held out).
+
+Next to the vader test split, `rnnchat eval sentiment` scores the team's chat set (`rnnchat/data/
+sentiment_chat.tsv`: 260 short chat messages the team wrote with a clear polarity, labelled when written and
+confirmed by a blind second judge, never trained or tuned on; bench/sentiment_chat/README.md), binary
+accuracy with the same decisions, overall and per style (plain, slang, emoji, elongation, negation, typo).
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ import numpy as np
 
 from rnnchat import paths
 from rnnchat.data import corpora
-from rnnchat.models.sentiment import Classifier, Sentiment, SentimentModel, load_sentiment, rating_label
+from rnnchat.models.sentiment import Sentiment, SentimentModel, rating_label
+from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
 from rnnchat.text import Vocab
 from rnnchat.data.batches import bucket_batches, pad
 
 DOMAINS = ("tweets", "movies", "products", "news")
+CHAT_SET = Path(__file__).resolve().parent.parent / "data" / "sentiment_chat.tsv"
 DECISION = ("binary: P(positive) > P(negative) on |rating| >= 0.5 (VADER: compound > 0); "
             "3-class: argmax (VADER: compound >= 0.05 pos, <= -0.05 neg)")
 
@@ -110,14 +117,44 @@ def model_table(model: Classifier, data: SentimentData) -> dict:
 
 
 def vader_table(data: SentimentData) -> dict:
+    sia = _vader()
+    comp = np.array([sia.polarity_scores(t)["compound"] for t in data.texts])
+    classes = np.where(comp >= 0.05, 2, np.where(comp <= -0.05, 0, 1))
+    return by_domain(data.domains, data.ratings, comp > 0, classes)
+
+
+def load_chat_set(path: Path = CHAT_SET) -> list[dict]:
+    """The chat set's rows: {"label": "positive" | "negative", "style", "text"}."""
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    return [dict(zip(("label", "style", "text"), line.split("\t"))) for line in lines if line]
+
+
+def chat_set_table(model: Classifier, vocab: Vocab, compare_vader: bool = True) -> dict:
+    """Binary accuracy on the chat set, overall and per style, for the model (and VADER, with how many
+    messages it has no opinion on: compound 0, which its decision counts as negative)."""
+    rows = load_chat_set()
+    truth = np.array([r["label"] == "positive" for r in rows])
+    styles = np.array([r["style"] for r in rows])
+    probs, _ = predict_ids(model, [vocab.encode(r["text"]) for r in rows])
+
+    def table(positive: np.ndarray) -> dict:
+        right = positive == truth
+        return {"binary_acc": float(right.mean()), "n": len(rows),
+                "by_style": {s: float(right[styles == s].mean()) for s in dict.fromkeys(styles.tolist())}}
+    out = {"model": table(probs[:, 2] > probs[:, 0])}
+    if compare_vader:
+        sia = _vader()
+        comp = np.array([sia.polarity_scores(r["text"])["compound"] for r in rows])
+        out["vader"] = {**table(comp > 0), "no_opinion": int(np.sum(comp == 0))}
+    return out
+
+
+def _vader():
     try:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     except ImportError as e:
         raise RuntimeError("VADER comparison needs vaderSentiment: pip install 'rnnchat[train]'") from e
-    sia = SentimentIntensityAnalyzer()
-    comp = np.array([sia.polarity_scores(t)["compound"] for t in data.texts])
-    classes = np.where(comp >= 0.05, 2, np.where(comp <= -0.05, 0, 1))
-    return by_domain(data.domains, data.ratings, comp > 0, classes)
+    return SentimentIntensityAnalyzer()
 
 
 def validation_metrics(model: SentimentModel, data: SentimentData, select: str = "loss") -> dict:
@@ -158,6 +195,7 @@ def evaluate_sentiment(checkpoint: Path | str | None = None, split: str = "test"
            "model": model_table(model, data)}
     if compare_vader:
         out["vader"] = vader_table(data)
+    out["chat_set"] = chat_set_table(model, vocab, compare_vader)
     return out
 
 
@@ -181,7 +219,15 @@ def format_comparison(model: dict, vader: dict | None, title: str = "") -> str:
 
 
 def format_evaluation(result: dict) -> str:
-    return format_comparison(result["model"], result.get("vader"), result["split"])
+    text = format_comparison(result["model"], result.get("vader"), result["split"])
+    if (chat := result.get("chat_set")) is None:
+        return text
+    m, v = chat["model"], chat.get("vader")
+    styles = "  ".join(f"{s} {a:.2f}" + (f"/{v['by_style'][s]:.2f}" if v else "") for s, a in m["by_style"].items())
+    vs = (f" (VADER {v['binary_acc']:.3f}, no opinion on {v['no_opinion']}; {100 * (m['binary_acc'] - v['binary_acc']):+.1f})"
+          if v else "")
+    return (f"{text}\nchat set ({m['n']} team-written messages): binary accuracy {m['binary_acc']:.3f}{vs}\n"
+            f"  by style{' (model/VADER)' if v else ''}: {styles}")
 
 
 _LOADED: dict[str, tuple[Classifier, Vocab, dict]] = {}

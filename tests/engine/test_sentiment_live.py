@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnchat.models.sentiment import SentimentConfig, SentimentEnsemble, SentimentModel
+from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment_ensemble import SentimentEnsemble
 from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.models.sentiment import Sentiment
 from rnnchat.text import SPECIALS, Vocab, tokenize
@@ -27,6 +28,11 @@ OTHER = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=5, hidden=4,
 for p in [*MODEL.params.params, *OTHER.params.params]:  # livelier than the small initial weights
     p *= 4
 ENSEMBLE = SentimentEnsemble([MODEL, OTHER])
+# members of one shape are stepped together as stacked arrays (one batched product per weight)
+TWIN = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=6, hidden=7, layers=2, dropout=0.3), seed=8)
+for p in TWIN.params.params:
+    p *= 4
+STACKED = SentimentEnsemble([MODEL, TWIN, MODEL])
 # characters that make tokens grow, merge and split: letters, spaces, emoticon and number parts
 ALPHABET = "gonbdatlr :()!.'3147é"
 
@@ -60,7 +66,7 @@ def apply(text, e):
     return e[1]
 
 
-@pytest.mark.parametrize("model", [MODEL, ENSEMBLE], ids=["model", "ensemble"])
+@pytest.mark.parametrize("model", [MODEL, ENSEMBLE, STACKED], ids=["model", "ensemble", "stacked"])
 @settings(max_examples=150, deadline=None)
 @given(edits=st.lists(edit, max_size=25))
 def test_random_edits_equal_classifying_from_scratch(model, edits):
@@ -116,7 +122,7 @@ def test_long_texts_are_scored_in_bounded_chunks_like_short_ones():
                                rtol=1e-5)
 
 
-@pytest.mark.parametrize("model", [MODEL, ENSEMBLE], ids=["model", "ensemble"])
+@pytest.mark.parametrize("model", [MODEL, ENSEMBLE, STACKED], ids=["model", "ensemble", "stacked"])
 def test_typing_costs_constant_model_steps(model):
     live = LiveSentiment(model, VOCAB)
     text = "the food was really good but the service was awful :( not bad at all! " * 5
@@ -150,3 +156,17 @@ def test_shipped_checkpoint_live_matches_score_texts():
     assert r.label == expected["label"]
     np.testing.assert_allclose(r.probs, list(expected["probs"].values()), rtol=1e-4, atol=1e-6)
     assert r.score == pytest.approx(expected["score"], rel=1e-4, abs=1e-6)
+
+
+def test_alike_members_step_stacked_and_agree_with_stepping_one_by_one():
+    assert STACKED.stacked is not None and ENSEMBLE.stacked is None  # other shapes: one by one
+    one_by_one = SentimentEnsemble([MODEL, TWIN, MODEL])
+    one_by_one.stacked = None
+    for text in ["not bad at all :)", "the food was awful !", "good but really bad", ""]:
+        a, b = LiveSentiment(STACKED, VOCAB).set_text(text), LiveSentiment(one_by_one, VOCAB).set_text(text)
+        np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5, atol=1e-7)
+        assert a.score == pytest.approx(b.score, rel=1e-5, abs=1e-7)
+    STACKED.train(True)
+    assert STACKED.stacked is None  # training: the live copy of the weights is dropped, remade in eval mode
+    STACKED.train(False)
+    assert STACKED.stacked is not None

@@ -7,14 +7,13 @@ import pytest
 
 from rnnchat.data import corpora
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
-from rnnchat.models.sentiment import (LABELS, SentimentConfig, SentimentEnsemble, SentimentModel, build_sentiment,
-                                      rating_label, sentiment_spec)
-from rnnchat.text import Vocab
+from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
+from rnnchat.models.sentiment_ensemble import SentimentEnsemble, build_sentiment, load_sentiment, save_sentiment
+from rnnchat.text import SPECIALS, Vocab
 from rnnchat.data.batches import pad
 from rnnchat.train.sentiment import EpochBatches, SentimentTrainArgs, train_sentiment
 from rnnchat import paths
-from rnnchat.models.sentiment import load_sentiment, save_sentiment
-from rnnchat.train.sentiment_eval import corpus_info, encode, evaluate_sentiment, macro_f1, score_texts
+from rnnchat.train.sentiment_eval import corpus_info, encode, evaluate_sentiment, macro_f1, predict_ids, score_texts
 
 DEFAULT_CHECKPOINT = paths.sentiment_checkpoint()
 from tests.nn.gradcheck import numerical_grad, rel_error
@@ -268,3 +267,24 @@ def test_shipped_checkpoint_on_hand_written_cases():
     wrong = [(label, r["label"], text) for (label, text), r in zip(cases, results) if r["label"] != label]
     accuracy = 1 - len(wrong) / len(cases)
     assert accuracy >= 0.85, f"{accuracy:.2f} right; wrong (want, got, text): {wrong}"
+
+
+def test_the_chat_set_is_balanced_judged_and_scored_per_style():
+    """Issue 18: the team's chat messages (labels from writing, confirmed by a blind judge) are scored
+    overall and per style, with the same binary decision as the vader splits."""
+    from rnnchat.train.sentiment_eval import chat_set_table, format_evaluation, load_chat_set
+    rows = load_chat_set()
+    assert len(rows) >= 200 and sum(r["label"] == "positive" for r in rows) * 2 == len(rows)
+    assert {r["style"] for r in rows} == {"plain", "slang", "emoji", "elongation", "negation", "typo"}
+    judged = (Path(__file__).resolve().parents[2] / "bench" / "sentiment_chat" / "judge2.tsv").read_text()
+    assert len(judged.splitlines()) == len(rows) + 1
+    words = ["good", "bad", "not"]
+    vocab = Vocab([*SPECIALS, *words])
+    model = SentimentModel(SentimentConfig(vocab_size=len(vocab), embed=4, hidden=5), seed=0)
+    model.train(False)
+    table = chat_set_table(model, vocab, compare_vader=False)["model"]
+    probs, _ = predict_ids(model, [vocab.encode(r["text"]) for r in rows])
+    expect = np.mean((probs[:, 2] > probs[:, 0]) == np.array([r["label"] == "positive" for r in rows]))
+    assert table["binary_acc"] == pytest.approx(expect) and set(table["by_style"]) == {r["style"] for r in rows}
+    text = format_evaluation({"split": "test", "model": {}, "chat_set": {"model": table}})
+    assert f"binary accuracy {expect:.3f}" in text and "negation" in text

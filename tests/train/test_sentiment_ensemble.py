@@ -6,12 +6,13 @@ import pytest
 from rnnchat.data import corpora
 from rnnchat.checkpoint import read_header
 from rnnchat.cli.main import main
-from rnnchat.models.sentiment import SentimentConfig, SentimentEnsemble, SentimentModel
+from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment_ensemble import SentimentEnsemble
 from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.text import Vocab, tokenize
 from rnnchat.train.sentiment import SentimentTrainArgs, oversample, train_sentiment, vader_lexicon
 from rnnchat.train.sentiment_ensemble import build_ensemble
-from rnnchat.models.sentiment import load_sentiment, save_sentiment
+from rnnchat.models.sentiment_ensemble import load_sentiment, save_sentiment
 from rnnchat.train.sentiment_eval import evaluate_sentiment, score_texts
 
 VADER_BUILT = (corpora.default_root() / "vader" / "train.jsonl").exists()
