@@ -78,6 +78,9 @@ class FakeSentiment:
 
     def set_text(self, text: str) -> FakeResult:
         self.calls.append(text)
+        return self.classify(text)
+
+    def classify(self, text: str) -> FakeResult:
         words = text.lower().split()
         score = max(-1.0, min(1.0, 0.5 * (sum(w in self.GOOD for w in words) - sum(w in self.BAD for w in words))))
         return FakeResult("positive" if score > 0 else "negative" if score < 0 else "neutral", score)

@@ -119,11 +119,15 @@ class SentimentEnsemble:
         return self.members[0].config.vocab_size
 
     def train(self, mode: bool = True) -> None:
-        """Training mode, or eval mode with the live path's stacked copy of the weights made afresh."""
+        """Training mode (the live path's stacked copy of the weights is dropped), or eval mode (it is made, once:
+        every `LiveSentiment` puts its model in eval mode)."""
         self.training = mode
         for m in self.members:
             m.train(mode)
-        self.stacked = None if mode or not StackedMembers.alike(self.members) else StackedMembers(self.members)
+        if mode:
+            self.stacked = None
+        elif self.stacked is None and StackedMembers.alike(self.members):
+            self.stacked = StackedMembers(self.members)
 
     def predict(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean probabilities (N, 3), mean scores (N,)) with dropout off."""
@@ -161,7 +165,8 @@ class SentimentEnsemble:
         for i, m in enumerate(self.members):
             prefix = member_prefix(i)
             m.load_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-        self.train(self.training)  # the stacked copy holds the new weights
+        self.stacked = None
+        self.train(self.training)  # a stacked copy of the new weights
 
     def header_config(self) -> dict:
         return {"vocab_size": self.vocab_size, "members": [m.header_config() for m in self.members]}

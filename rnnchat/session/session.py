@@ -32,9 +32,12 @@ MAX_BEAM = 16
 
 
 class SentimentLike(Protocol):
-    """What the UIs need from a live sentiment classifier: `set_text(text)` -> object with .label, .score."""
+    """What the session needs from a sentiment classifier: `set_text(text)` (incremental, on every keystroke)
+    and `classify(text)` (from scratch, leaving the incremental state alone), each -> object with .label, .score."""
 
     def set_text(self, text: str) -> Any: ...
+
+    def classify(self, text: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,20 @@ class ChatSession:
         result = self.sentiment.set_text(text)
         return Sentiment(str(result.label), float(result.score))
 
-    def moods(self) -> list[float]:
-        """Scores of the user's messages so far (the mood of the conversation)."""
-        return [t.sentiment.score for t in self.transcript if t.role == "user" and t.sentiment]
+    def text_mood(self, text: str) -> Sentiment | None:
+        """Sentiment of a finished text (a reply), from scratch: the typing state is left alone, so it may run on
+        the reply's worker thread while the user types. None as for `mood`."""
+        if self.sentiment is None or not text.strip() or len(text) > MAX_MOOD_CHARS:
+            return None
+        result = self.sentiment.classify(text)
+        return Sentiment(str(result.label), float(result.score))
+
+    def moods(self, role: str = "user") -> list[float]:
+        """Scores of the user's messages (or the bot's replies, role "assistant") so far."""
+        return [t.sentiment.score for t in self.transcript if t.role == role and t.sentiment]
+
+    def _reply_turn(self, text: str, mode: Mode, stopped: bool) -> Turn:
+        return Turn("assistant", text, mode, sentiment=self.text_mood(text), stopped=stopped, time=now())
 
     # -- replies ---------------------------------------------------------------------------------------------
     def respond(self, text: str, cancel: threading.Event | None = None,
@@ -181,8 +195,7 @@ class ChatSession:
                 yield tok
         finally:
             seconds = self.clock() - t0
-            self.transcript.append(Turn("assistant", "".join(t.text for t in shown), mode, stopped=cancel.is_set(),
-                                        time=now()))
+            self.transcript.append(self._reply_turn("".join(t.text for t in shown), mode, cancel.is_set()))
             self.last_tokens = shown
             self.last_stats = ReplyStats(len(shown), seconds, cancel.is_set(), self._autosave_error())
 
@@ -244,7 +257,8 @@ class ChatSession:
         self.conv.feed(reply, end_turn=True)
         if self.seq2seq is not None:
             self.seq2seq.prime(self.chat_state, user, reply)
-        self.transcript += [Turn("user", user, self.mode, time=now()), Turn("assistant", reply, self.mode, time=now())]
+        self.transcript += [Turn("user", user, self.mode, sentiment=self.text_mood(user), time=now()),
+                            self._reply_turn(reply, self.mode, False)]
         self.last_reply = None
 
     def regenerate(self, cancel: threading.Event | None = None) -> Iterator[Token]:
@@ -265,8 +279,7 @@ class ChatSession:
                     shown.append(tok)
                     yield tok
         finally:
-            self.transcript.append(Turn("assistant", "".join(t.text for t in shown), reply.mode,
-                                        stopped=cancel.is_set(), time=now()))
+            self.transcript.append(self._reply_turn("".join(t.text for t in shown), reply.mode, cancel.is_set()))
             self.last_tokens = shown
             self.last_stats = ReplyStats(len(shown), self.clock() - t0, cancel.is_set(), self._autosave_error())
 

@@ -1,8 +1,9 @@
 """A conversation's transcript as typed turns, and its checked conversion from and to the JSON in a file.
 
 A file's transcript is a list of {"role": "user", "text", "mode", "sentiment": {"label", "score"} | null} and
-{"role": "assistant", "text", "mode", "stopped"} objects, each with an optional "time" (ISO 8601, UTC, when it
-was said; files from before timestamps have none). `from_json` refuses anything else with a
+{"role": "assistant", "text", "mode", "stopped", "sentiment"} objects, each with an optional "time" (ISO 8601,
+UTC, when it was said; files from before timestamps have none) and an assistant's optional "sentiment" (its
+reply scored once whole; files from before that have none). `from_json` refuses anything else with a
 `TranscriptError` that says what is wrong, so a damaged or hand-edited file is never half loaded.
 """
 
@@ -36,17 +37,18 @@ class Turn:
     role: str                          # "user" | "assistant"
     text: str
     mode: Mode
-    sentiment: Sentiment | None = None  # the user's message as scored when it was sent
+    sentiment: Sentiment | None = None  # the message as scored when it was sent (a reply: once it was whole)
     stopped: bool = False               # an assistant reply cut short by the user
     time: str | None = None             # when it was said: ISO 8601 in UTC
 
     def to_json(self) -> dict:
         stamp = {} if self.time is None else {"time": self.time}
+        mood = None if self.sentiment is None else {"label": self.sentiment.label,
+                                                    "score": round(self.sentiment.score, 4)}
         if self.role == "user":
-            mood = None if self.sentiment is None else {"label": self.sentiment.label,
-                                                        "score": round(self.sentiment.score, 4)}
             return {"role": "user", "text": self.text, "mode": self.mode.value, "sentiment": mood, **stamp}
-        return {"role": "assistant", "text": self.text, "mode": self.mode.value, "stopped": self.stopped, **stamp}
+        return {"role": "assistant", "text": self.text, "mode": self.mode.value, "stopped": self.stopped,
+                **({"sentiment": mood} if mood else {}), **stamp}
 
 
 def now() -> str:
@@ -77,19 +79,16 @@ def _turn(i: int, d: object) -> Turn:
             datetime.fromisoformat(stamp)
         except ValueError:
             raise bad(f"time must be an ISO 8601 date and time, not {str(stamp)[:40]!r}") from None
-    if role == "assistant":
-        stopped = d.get("stopped", False)
-        if not isinstance(stopped, bool):
-            raise bad("'stopped' must be true or false")
-        return Turn(role, text, mode, stopped=stopped, time=stamp)
+    stopped = d.get("stopped", False)
+    if role == "assistant" and not isinstance(stopped, bool):
+        raise bad("'stopped' must be true or false")
     mood = d.get("sentiment")
-    if mood is None:
-        return Turn(role, text, mode, time=stamp)
-    if not (isinstance(mood, dict) and mood.get("label") in LABELS and isinstance(mood.get("score"), (int, float))
-            and not isinstance(mood.get("score"), bool) and math.isfinite(mood["score"])
-            and -1 <= mood["score"] <= 1):
+    if mood is not None and not (
+            isinstance(mood, dict) and mood.get("label") in LABELS and isinstance(mood.get("score"), (int, float))
+            and not isinstance(mood.get("score"), bool) and math.isfinite(mood["score"]) and -1 <= mood["score"] <= 1):
         raise bad("sentiment must be {'label': negative|neutral|positive, 'score': a number in [-1, 1]}")
-    return Turn(role, text, mode, sentiment=Sentiment(mood["label"], float(mood["score"])), time=stamp)
+    sentiment = None if mood is None else Sentiment(mood["label"], float(mood["score"]))
+    return Turn(role, text, mode, sentiment=sentiment, stopped=role == "assistant" and stopped, time=stamp)
 
 
 def from_json(entries: object) -> list[Turn]:

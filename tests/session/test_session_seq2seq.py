@@ -32,7 +32,10 @@ def test_chat_mode_is_the_default_and_replies_carry_attention_over_the_users_wor
     assert s.last_tokens == toks and s.conv.history == []  # the LM's memory is not involved
     last = to_json(s.transcript)[-1]
     assert last.pop("time")[:2] == "20"  # when it was said, ISO 8601
-    assert last == {"role": "assistant", "text": "".join(t.text for t in toks), "mode": "chat", "stopped": False}
+    text = "".join(t.text for t in toks)
+    mood = s.sentiment.classify(text)  # the reply is scored too, once whole
+    assert last == {"role": "assistant", "text": text, "mode": "chat", "stopped": False,
+                    "sentiment": {"label": mood.label, "score": mood.score}}
     assert memory_of(s).h is not None and memory_of(s).transcript[0]["user"] == "i love the dog"
     s.reset()
     assert memory_of(s).h is None and memory_of(s).transcript == [] and to_json(s.transcript) == []

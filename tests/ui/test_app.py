@@ -74,7 +74,13 @@ async def test_send_streams_the_reply_and_keeps_a_badge(make_session):
         assert sum(len(b.tokens) for b in batches) == len(s.last_tokens) and batches
         speed = str(app.query_one("#speed", Static).render())
         assert speed == f"{len(s.last_tokens)} tokens, {len(s.last_tokens) / 0.25:.1f} tok/s"
-        assert "mood: +0.50 over 1 message(s)" in str(app.query_one("#mood-label", Static).render())
+        assert "mood: +0.50 over 1 message" in str(app.query_one("#mood-label", Static).render())
+        # the reply is scored too: its badge, the transcript and the bot's mood line
+        assert s.transcript[-1].sentiment == s.text_mood(shown) is not None
+        mood = s.transcript[-1].sentiment
+        assert f"{mood.label} {mood.score:+.2f}" in str(rep.query_one(".bubble-header").render())
+        assert f"bot: {s.transcript[-1].sentiment.score:+.2f} over 1 reply" in str(
+            app.query_one("#mood-bot-label", Static).render())
 
 
 async def test_escape_stops_mid_reply_and_memory_holds_only_the_tokens_shown(make_session, engine):

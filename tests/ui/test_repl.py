@@ -35,6 +35,8 @@ def test_replies_stream_commands_apply_and_ctrl_d_exits(make_session, data_dir):
     assert (s.settings.temperature, s.settings.top_k, s.settings.top_p, s.settings.skip) == (0.5, 7, 0.9, ("cat",))
     assert s.mode.value == "continue"
     assert f"[{s.last_stats.tokens} tokens" in out
+    mood = s.transcript[1].sentiment  # the bot's reply is scored, and the stats line says so
+    assert f"tok/s, mood {mood.label} {mood.score:+.2f}]" in out
     assert "hello there" in (data_dir / "repl_history").read_text()
 
 

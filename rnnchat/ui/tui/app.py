@@ -151,7 +151,8 @@ class ChatApp(ConversationActions, App):
             elif m.role == "user":
                 bubbles.append(Bubble("you", Static(Text(m.text)), m.sentiment, classes="user"))
             elif m.mode is not Mode.CONTINUE:
-                bubbles.append(Bubble(WHO[m.mode], StreamText(m.text), note=stopped_note(m), classes="reply"))
+                bubbles.append(Bubble(WHO[m.mode], StreamText(m.text), m.sentiment, note=stopped_note(m),
+                                      classes="reply"))
         log.show_all(bubbles)
         self._show_stats()
 
@@ -159,7 +160,7 @@ class ChatApp(ConversationActions, App):
         stats = self.session.last_stats
         speed = "-" if stats is None else f"{stats.tokens} tokens, {stats.tokens_per_s:.1f} tok/s"
         self.query_one("#speed", Static).update(speed)
-        self.query_one(MoodLine).show(self.session.moods())
+        self.query_one(MoodLine).show(self.session.moods(), self.session.moods("assistant"))
 
     # -- typing and sending ----------------------------------------------------------------------------------
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
@@ -265,6 +266,9 @@ class ChatApp(ConversationActions, App):
             self.notify(message.error, severity="error")
         if stats and stats.stopped:
             self._bubble.set_note("(stopped)")
+        last = self.session.transcript[-1] if self.session.transcript else None
+        if last is not None and last.role == "assistant" and last.mode is not Mode.CONTINUE:
+            self._bubble.set_mood(last.sentiment)  # the reply's own mood, scored once it is whole
         if stats and stats.save_error:
             self.notify(stats.save_error, severity="error")
         self._show_stats()

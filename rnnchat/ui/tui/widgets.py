@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -167,7 +168,13 @@ class Bubble(Vertical):
         return text.append(f" {note}", style="dim") if note else text
 
     def set_note(self, note: str) -> None:
+        self.note = note
         self.query_one(".bubble-header", Static).update(self._header(note))
+
+    def set_mood(self, mood: Sentiment | None) -> None:
+        """The badge of a message scored once it is whole (a reply)."""
+        self.mood = mood
+        self.set_note(self.note)
 
 
 class ChatLog(VerticalScroll):
@@ -221,18 +228,24 @@ class ChatLog(VerticalScroll):
 
 
 class MoodLine(Vertical):
-    """The mood of the conversation: the mean score of the user's messages, and a sparkline of their trend
-    (Textual's Sparkline scales to the data's own range, so it needs two messages to say anything)."""
+    """The mood of both sides: the mean score of the user's messages and of the bot's replies, each with a
+    sparkline of its trend (Textual's Sparkline scales to the data's own range, so it needs two messages to say
+    anything)."""
 
     def compose(self):
         yield Static("mood: -", id="mood-label")
         yield Sparkline([], id="mood-spark")
+        yield Static("bot: -", id="mood-bot-label")
+        yield Sparkline([], id="mood-spark-bot")
 
-    def show(self, scores: list[float]) -> None:
-        self.query_one(Sparkline).data = scores if len(scores) > 1 else []
-        mean = sum(scores) / len(scores) if scores else None
-        label = "mood: -" if mean is None else f"mood: {mean:+.2f} over {len(scores)} message(s)"
-        self.query_one("#mood-label", Static).update(label)
+    def show(self, scores: list[float], bot: Sequence[float] = ()) -> None:
+        sides = (("mood", scores, "message", "messages"), ("bot", list(bot), "reply", "replies"))
+        for (who, values, one, many), (label, spark) in zip(sides, (("#mood-label", "#mood-spark"),
+                                                                     ("#mood-bot-label", "#mood-spark-bot"))):
+            self.query_one(spark, Sparkline).data = values if len(values) > 1 else []
+            n = len(values)
+            self.query_one(label, Static).update(f"{who}: -" if not n else
+                                                 f"{who}: {sum(values) / n:+.2f} over {n} {one if n == 1 else many}")
 
 
 class MessageInput(TextArea):
