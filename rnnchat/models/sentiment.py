@@ -11,6 +11,10 @@ time, which is what ``rnnchat.engine.sentiment_live`` relies on: the incremental
 
 An empty text has no steps: its pooled features are all zero (h = 0, max = 0, mean = 0).
 
+With ``lexicon`` the embedding has one more column that training never changes: each token's rating in a
+human-rated lexicon (VADER's, / 4; 0 for words it lacks), so the LSTM reads what the raters said of a word
+next to what it learnt, and words it never saw in training still carry their rating.
+
 A checkpoint's config is either one model's config or {"vocab_size", "members": [member configs]} with arrays
 prefixed "m0.", "m1.", ... (``sentiment_spec``); the ensemble, and loading and saving either, are
 ``rnnchat.models.sentiment_ensemble``'s.
@@ -72,6 +76,7 @@ class SentimentConfig:
     word_dropout: float = 0.1     # training only: a token is replaced by <unk> with this probability
     pool: str = "last+max+mean"
     score_weight: float = 1.0     # lambda in CE + lambda * MSE
+    lexicon: bool = False         # a fixed extra input per token: its lexicon rating / 4 (`set_lexicon`)
 
     def __post_init__(self):
         parts = self.pool.split("+")
@@ -108,9 +113,9 @@ def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
             spec |= {f"{member_prefix(i)}{k}": v for k, v in sentiment_spec(m).items()}
         return spec
     c = SentimentConfig.from_dict(config)
-    spec = {"embed.W": (c.vocab_size, c.embed)}
+    spec = {"embed.W": (c.vocab_size, c.embed + c.lexicon)}
     for i in range(c.layers):
-        d_in = c.embed if i == 0 else c.hidden
+        d_in = c.embed + c.lexicon if i == 0 else c.hidden
         spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
                  f"lstm{i}.b": (4 * c.hidden,)}
     F = c.feature_size
@@ -139,8 +144,10 @@ class SentimentModel:
         self.config = c = config
         self.dtype = np.dtype(dtype)
         self.rng = np.random.default_rng(seed)
-        self.embed = Embedding(c.vocab_size, c.embed, rng=self.rng, dtype=dtype)
-        self.lstms = [LSTM(c.embed if i == 0 else c.hidden, c.hidden, rng=self.rng, dtype=dtype)
+        self.embed = Embedding(c.vocab_size, c.embed + c.lexicon, rng=self.rng, dtype=dtype)
+        if c.lexicon:
+            self.embed.params["W"][:, -1] = 0  # no rating until `set_lexicon`
+        self.lstms = [LSTM(c.embed + c.lexicon if i == 0 else c.hidden, c.hidden, rng=self.rng, dtype=dtype)
                       for i in range(c.layers)]
         for lstm in self.lstms:  # forget-gate bias 1: remember by default (gate order i|f|o|g)
             lstm.params["b"][c.hidden:2 * c.hidden] = 1.0
@@ -159,6 +166,12 @@ class SentimentModel:
         named = [] if self.frozen_embedding else [("embed", self.embed)]
         named += [(f"lstm{i}", l) for i, l in enumerate(self.lstms)]
         self.params = ParamSet(named + [("cls", self.cls), ("score", self.score)])
+
+    def set_lexicon(self, ratings: np.ndarray) -> None:
+        """The fixed lexicon column: one value per vocabulary entry (a rating / 4, 0 for words it lacks)."""
+        if not self.config.lexicon or ratings.shape != (self.config.vocab_size,):
+            raise ValueError(f"set_lexicon needs config lexicon=True and {self.config.vocab_size} ratings")
+        self.embed.params["W"][:, -1] = ratings
 
     def freeze_embedding(self) -> None:
         """Keep the embedding fixed (e.g. taken from the LM): it leaves `params` and gets no gradient."""
@@ -239,6 +252,8 @@ class SentimentModel:
                 dh = self.drops[i].backward(dh)
         if not self.frozen_embedding:
             self.embed.backward(self.drops[0].backward(dh))
+            if self.config.lexicon:
+                self.embed.grads["W"][:, -1] = 0  # the lexicon column is data, not a weight
 
     def loss(self, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, targets: np.ndarray,
              *, grad: bool = False) -> tuple[float, int]:

@@ -46,7 +46,7 @@ class StackedMembers:
 
     @staticmethod
     def alike(members: list[SentimentModel]) -> bool:
-        keys = ("vocab_size", "embed", "hidden", "layers", "pool")
+        keys = ("vocab_size", "embed", "hidden", "layers", "pool", "lexicon")
         return len({tuple(getattr(m.config, k) for k in keys) for m in members}) == 1
 
     def zero_state(self) -> StackedState:

@@ -113,6 +113,7 @@ class SentimentTrainArgs:
     lr_decay: float = 0.7           # on a validation plateau
     oversample: str = ""            # e.g. "tweets=2": repeat a domain's training sentences
     lexicon: float = 0.0            # >0: VADER's rated lexicon entries as extra examples, this many copies
+    lexicon_channel: bool = False   # each token's VADER rating / 4 as a fixed extra input (lexicon words join)
     ema: float = 0.0                # >0: validate and save an exponential moving average of the weights
     select: str = "acc_f1"          # "loss" or "acc_f1": what the best checkpoint maximises on val
     float16: bool = True            # store float16 if test/val numbers are unchanged
@@ -155,6 +156,16 @@ def vader_lexicon() -> list[dict]:
         parts = line.split("\t")
         if len(parts) >= 2 and parts[0].strip():
             out.append({"id": f"lexicon:{i}", "domain": "lexicon", "rating": float(parts[1]), "text": parts[0]})
+    return out
+
+
+def lexicon_ratings() -> dict[str, float]:
+    """VADER's rating of each lexicon entry that is one token of ours (as `tokenize` spells it)."""
+    out = {}
+    for r in vader_lexicon():
+        tokens = tokenize(r["text"])
+        if len(tokens) == 1:
+            out.setdefault(tokens[0], r["rating"])
     return out
 
 
@@ -215,8 +226,16 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
         vocab = Vocab([*vocab.itos, *extra])
         config.vocab_size = len(vocab)
         train_recs = train_recs + [r for k, r in enumerate(lexicon) for _ in range(_copies(k, a.lexicon))]
+    if a.lexicon_channel and lm_init:
+        raise ValueError("lexicon_channel works with init='scratch' only")
+    ratings = lexicon_ratings() if a.lexicon_channel else {}
+    if ratings:  # every lexicon word gets an entry (its rating is its only input until it is trained on)
+        vocab = Vocab([*vocab.itos, *(t for t in ratings if t not in vocab)])
+        config.vocab_size, config.lexicon = len(vocab), True
     train, val = encode(train_recs, vocab), encode(val_recs, vocab)
     model = SentimentModel(config, seed=a.seed)
+    if ratings:
+        model.set_lexicon(np.array([ratings.get(t, 0.0) / 4 for t in vocab.itos], model.dtype))
     if lm_init:
         for name, value in lm_init["arrays"].items():
             layer, key = name.split(".")
@@ -329,6 +348,8 @@ _FLAG_HELP = {
     "max_train": "use only the first N training sentences",
     "lexicon": "add VADER's rated lexicon entries (vaderSentiment's vader_lexicon.txt) as training examples, "
                "this many copies; their tokens join the vocabulary (tried: no clear gain on val)",
+    "lexicon_channel": "each token's VADER lexicon rating / 4 as a fixed extra input the LSTM reads (lexicon "
+                       "words join the vocabulary, so unseen ones still carry their rating)",
 }
 
 

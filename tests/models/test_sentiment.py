@@ -288,3 +288,59 @@ def test_the_chat_set_is_balanced_judged_and_scored_per_style():
     assert table["binary_acc"] == pytest.approx(expect) and set(table["by_style"]) == {r["style"] for r in rows}
     text = format_evaluation({"split": "test", "model": {}, "chat_set": {"model": table}})
     assert f"binary accuracy {expect:.3f}" in text and "negation" in text
+
+
+def test_the_lexicon_column_is_read_but_never_trained():
+    """Issue 18: a fixed input per token (its lexicon rating / 4): the other weights' gradients match finite
+    differences, the column's gradient is zero, Adam leaves it as set, and live steps equal the batch."""
+    config = SentimentConfig(vocab_size=13, embed=4, hidden=5, layers=1, dropout=0.0, word_dropout=0.0,
+                             lexicon=True)
+    m = SentimentModel(config, seed=1, dtype=np.float64)
+    for p in m.params.params:
+        p *= 3
+    ratings = np.linspace(-1, 1, 13)
+    m.set_lexicon(ratings)
+    assert sentiment_spec(m.header_config())["embed.W"] == (13, 5)
+    batch = padded_batch()
+    m.train_step(*batch)
+    grads = {n: g.copy() for n, g in zip(m.params.names, m.params.grads())}
+    assert not grads["embed.W"][:, -1].any()
+    for name, p in m.params.named().items():
+        num = numerical_grad(lambda: m.loss(*batch)[0], p, eps=1e-5)
+        if name == "embed.W":
+            num[:, -1] = 0  # the loss does depend on the ratings; they are data, not weights
+        assert rel_error(grads[name], num) < 1e-6, name
+    from rnnchat.nn import Adam
+    opt = Adam(m.params.params, lr=0.1)
+    for _ in range(3):
+        m.train_step(*batch)
+        opt.step(m.params.grads())
+    np.testing.assert_array_equal(m.embed.params["W"][:, -1], ratings)
+    m.train(False)
+    ids, mask, _, _ = batch
+    probs, scores = m.predict(ids, mask)
+    for row in range(len(ids)):
+        state = m.zero_state()
+        for t in ids[row][mask[row] > 0]:
+            state = m.advance(state, int(t))
+        p, s = m.readout(state)
+        np.testing.assert_allclose(p, probs[row], rtol=1e-9)
+    with pytest.raises(ValueError, match="lexicon"):
+        tiny().set_lexicon(ratings)
+
+
+@pytest.mark.skipif(not VADER_BUILT, reason="vader corpus not built (rnnchat corpus build vader)")
+def test_training_with_the_lexicon_channel_keeps_the_ratings(tmp_path):
+    pytest.importorskip("vaderSentiment")
+    from rnnchat.train.sentiment import lexicon_ratings
+    args = SentimentTrainArgs(run_dir=tmp_path / "run", out=tmp_path / "s.npz", embed=6, hidden=6, epochs=1,
+                              batch_size=50, eval_every=4, max_train=200, vocab_size=300, lexicon_channel=True,
+                              compare_vader=False, float16=False)
+    train_sentiment(args)
+    model, vocab, header = load_sentiment(tmp_path / "s.npz")
+    ratings = lexicon_ratings()
+    assert header["config"]["lexicon"] is True and len(vocab) > 300 and ratings["good"] > 0 > ratings[":("]
+    column = model.embed.params["W"][:, -1]
+    for word in ("good", "awful", ":(", "adorable"):  # "adorable": a lexicon word the 200 sentences lack
+        assert column[vocab.stoi[word]] == pytest.approx(ratings[word] / 4, abs=1e-6)
+    assert column[vocab.stoi["the"]] == 0
