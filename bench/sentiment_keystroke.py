@@ -1,5 +1,6 @@
-"""Keystroke latency of LiveSentiment.set_text: type a paragraph character by character (with some
-backspacing and an edit in the middle), single BLAS thread, and print mean / p50 / p99 / max.
+"""Keystroke latency of LiveSentiment.set_text: type a ~100-token paragraph character by character, with a
+burst of backspaces, an edit in the middle, one at the start (every token after it runs again: the worst case)
+and a paste in the middle; single BLAS thread; print mean / p50 / p99 / max per kind.
 
     python bench/sentiment_keystroke.py [--checkpoint rnnchat/checkpoints/sentiment.npz] [--repeat 5]
 
@@ -30,7 +31,9 @@ PARAGRAPH = (
     "Okay so I finally tried that new ramen place downtown last night. The broth was honestly "
     "amazing, really rich and not too salty, but the service was painfully slow and our waiter "
     "forgot the drinks twice :( Still, I'd go back for the noodles alone! Not bad at all for the "
-    "price, and the dessert was a nice surprise :) Has anyone else been there yet?"
+    "price, and the dessert was a nice surprise :) Has anyone else been there yet? My friend says the "
+    "spicy miso bowl is even better, so we are going again next Friday with my sister, her kids and the "
+    "whole team."
 )
 
 
@@ -47,6 +50,10 @@ def keystrokes(paragraph: str) -> list[tuple[str, str]]:
     cut = paragraph.index("painfully")
     for i in range(1, len("incredibly ") + 1):
         out.append(("edit-middle", paragraph[:cut] + "incredibly "[:i] + paragraph[cut:]))
+    for i in range(1, len("Well, ") + 1):
+        out.append(("edit-start", "Well, "[:i] + paragraph))
+    paste = " and honestly the best ramen I have had in years"
+    out.append(("paste-middle", paragraph[:cut] + paste + " " + paragraph[cut:]))
     return out
 
 

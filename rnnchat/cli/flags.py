@@ -127,7 +127,8 @@ def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
     own.add_argument("--prime", default=argparse.SUPPRESS, metavar="TEXT",
                      help="priming text of the sample shown at each validation (default: the start of the val text)")
     lm.add_argument("--minutes", type=positive_float, default=None,
-                    help="stop after this many minutes of training (validated and saved; --resume goes on)")
+                    help="train for this many minutes, the learning rate annealed along a cosine to the end "
+                         "(then validated and saved; --resume goes on)")
     sizes = lm.add_argument_group("sizes", "left out: chitchat vocab 10000, hidden 512, 2 layers, dropout 0.3, "
                                   "batch 64, bptt 32, lr 0.002, 10 epochs, eval every 400 steps; --text: by the "
                                   "text's length (char: hidden 256 / 384 / 512 below 300k / 2M characters / above, "

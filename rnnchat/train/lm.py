@@ -254,7 +254,8 @@ def train_lm(a: LMTrainArgs) -> dict:
 
     trainer = Trainer(a.run_dir, model, opt, batches, step_fn, validate, save_best,
                       TrainConfig(epochs=a.epochs, clip=a.clip, eval_every=a.eval_every, average_from=a.average_from,
-                                  max_seconds=None if a.minutes is None else a.minutes * 60),
+                                  max_seconds=None if a.minutes is None else a.minutes * 60,
+                                  cosine_lr=None if a.minutes is None else a.lr),
                       header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_header},
                       after_validate=show_sample if text else None)
     if a.resume and trainer.state_path.exists():

@@ -49,6 +49,8 @@ class TrainConfig:
     lr_decay_on_plateau: float = 0.5  # multiply lr when validation does not improve (1.0 = never)
     average_from: int | None = None   # average the weights from this step on (None: no averaging)
     max_seconds: float | None = None  # stop (validated and saved) after this long in this call of `fit`
+    cosine_lr: float | None = None    # with max_seconds: the learning rate follows a cosine from this value to 1%
+                                      # of it at the time limit (and does not halve on plateaus)
     extra: dict = field(default_factory=dict)
 
 
@@ -156,6 +158,9 @@ class Trainer:
                 if self.position == 0:
                     self.start_epoch_fn()
                 self.model.train(True)
+                if timed and self.cfg.cosine_lr is not None:
+                    done = min(1.0, (time.monotonic() - start) / self.cfg.max_seconds)
+                    self.opt.lr = self.cfg.cosine_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done)))
                 loss, count = self.step_fn(self.batches[self.position])
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
@@ -225,7 +230,7 @@ class Trainer:
         self.model.train(True)
         if carried is not None:
             self.model.state = carried
-        if not improved and self.cfg.lr_decay_on_plateau != 1.0:
+        if not improved and self.cfg.lr_decay_on_plateau != 1.0 and self.cfg.cosine_lr is None:
             self.opt.lr *= self.cfg.lr_decay_on_plateau
         self.log({**{f"val_{k}": v for k, v in metrics.items()}, "improved": improved, "lr": self.opt.lr,
                   **({"averaged_steps": self.average.count} if averaged else {}),

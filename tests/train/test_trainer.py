@@ -157,3 +157,15 @@ def test_a_time_limit_stops_validates_and_saves_mid_epoch(tmp_path):
     again, _ = make_trainer(tmp_path, epochs=50)
     again.load_state()
     assert again.step == result["step"]
+
+
+def test_a_timed_run_anneals_the_learning_rate_along_a_cosine(tmp_path):
+    import time
+    trainer, _ = make_trainer(tmp_path, epochs=50, eval_every=3, step_hook=lambda: time.sleep(0.02))
+    trainer.cfg.max_seconds, trainer.cfg.cosine_lr = 0.5, 0.03
+    rates = []
+    real_step = trainer.opt.step
+    trainer.opt.step = lambda grads: (rates.append(trainer.opt.lr), real_step(grads))
+    trainer.fit()
+    assert rates[0] == pytest.approx(0.03, rel=0.05) and rates[-1] < 0.01
+    assert all(a >= b for a, b in zip(rates, rates[1:]))  # down only: validations never halve it
