@@ -82,6 +82,15 @@ def test_generate_and_eval_use_the_char_model(char_run, capsys):
     assert result["files"][0]["part"] == "test part" and 0 < result["bpc"] < 8
     assert main(["chat", "-m", str(ckpt), "-p", "def f", "--fresh", "-n", "10"]) == 0
     assert len(capsys.readouterr().out.strip()) > 0
+    # skip lists and stop sequences work on characters
+    assert main(["generate", "-m", str(ckpt), "def f", "-s", "5", "-n", "300", "--skip", "e", "--skip", "r"]) == 0
+    out = capsys.readouterr().out
+    assert len(out) == 301 and "e" not in out and "r" not in out
+    assert main(["generate", "-m", str(ckpt), "def f", "-s", "5", "-n", "300", "--stop", "x"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("x\n") and out.count("x") == 1
+    assert main(["generate", "-m", str(ckpt), "d", "--skip", "ee"]) == 2
+    assert "not a single character" in capsys.readouterr().err
 
 
 def test_a_model_of_plain_text_continues_but_does_not_chat(char_run, tmp_path):
