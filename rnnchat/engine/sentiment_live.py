@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnchat import paths
-from rnnchat.models.sentiment import Sentiment
+from rnnchat.models.sentiment import Sentiment, token_id
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
 from rnnchat.text import Vocab, tokenize
 
@@ -82,10 +82,10 @@ class LiveSentiment:
         start = k
         while start not in self._states:  # the last kept state within the common prefix
             start -= 1
-        stoi, unk, advance = self.vocab.stoi, self.vocab.unk_id, self.model.advance
+        vocab, advance = self.vocab, self.model.advance
         state = self._states[start]
         for pos in range(start, n):
-            state = advance(state, stoi.get(tokens[pos], unk))
+            state = advance(state, token_id(vocab, tokens[pos]))
             if (pos + 1) % STRIDE == 0 or pos + 1 > n - DENSE:
                 self._states[pos + 1] = state
         # off-stride states kept before this call lie in (old_n - DENSE, old_n]: those now behind the tail go

@@ -22,12 +22,14 @@ prefixed "m0.", "m1.", ... (``sentiment_spec``); the ensemble, and loading and s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from rnnchat.nn import LSTM, Dropout, Embedding, Linear, ParamSet
+from rnnchat.text import Vocab, tokenize
 
 LABELS = ("negative", "neutral", "positive")
 POOLS = ("last", "max", "mean")
@@ -59,6 +61,23 @@ class Sentiment:
     @classmethod
     def from_dict(cls, d: dict | None) -> "Sentiment | None":
         return None if not d else cls(str(d["label"]), float(d["score"]))
+
+
+_ELONGATED = re.compile(r"(.)\1{2,}")
+
+
+def token_id(vocab: Vocab, token: str) -> int:
+    """A token's id for the classifier; an elongated word the vocabulary lacks ("soooo", "yesss") reads as its
+    form with every run of a letter cut to two, else to one ("soo", "so"; "yess", "yes"), else <unk>."""
+    i = vocab.stoi.get(token)
+    if i is None and _ELONGATED.search(token):
+        i = vocab.stoi.get(_ELONGATED.sub(r"\1\1", token)) or vocab.stoi.get(_ELONGATED.sub(r"\1", token))
+    return vocab.unk_id if i is None else i
+
+
+def text_ids(vocab: Vocab, text: str) -> list[int]:
+    """A text's ids for the classifier (`token_id` of each token): training, evaluation and live scoring alike."""
+    return [token_id(vocab, t) for t in tokenize(text)]
 
 
 def rating_label(rating: float) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 
 from rnnchat import paths
 from rnnchat.data import corpora
-from rnnchat.models.sentiment import Sentiment, SentimentModel, rating_label
+from rnnchat.models.sentiment import Sentiment, SentimentModel, rating_label, text_ids
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
 from rnnchat.text import Vocab
 from rnnchat.data.batches import bucket_batches, pad
@@ -56,7 +56,7 @@ class SentimentData:
 
 
 def encode(records: list[dict], vocab: Vocab) -> SentimentData:
-    return SentimentData(ids=[vocab.encode(r["text"]) for r in records],
+    return SentimentData(ids=[text_ids(vocab, r["text"]) for r in records],
                    ratings=np.array([r["rating"] for r in records], np.float64),
                    labels=np.array([rating_label(r["rating"]) for r in records], np.int64),
                    domains=[r["domain"] for r in records], texts=[r["text"] for r in records])
@@ -135,7 +135,7 @@ def chat_set_table(model: Classifier, vocab: Vocab, compare_vader: bool = True) 
     rows = load_chat_set()
     truth = np.array([r["label"] == "positive" for r in rows])
     styles = np.array([r["style"] for r in rows])
-    probs, _ = predict_ids(model, [vocab.encode(r["text"]) for r in rows])
+    probs, _ = predict_ids(model, [text_ids(vocab, r["text"]) for r in rows])
 
     def table(positive: np.ndarray) -> dict:
         right = positive == truth
@@ -243,7 +243,7 @@ def _cached(checkpoint: Path | str) -> tuple[Classifier, Vocab, dict]:
 def score_texts(texts: Sequence[str], checkpoint: Path | str | None = None) -> list[dict]:
     """[{"text", "label", "score", "probs": {"negative", "neutral", "positive"}}] for each text."""
     model, vocab, _ = _cached(checkpoint or paths.sentiment_checkpoint())
-    probs, scores = predict_ids(model, [vocab.encode(t) for t in texts])
+    probs, scores = predict_ids(model, [text_ids(vocab, t) for t in texts])
     return [{"text": t, **Sentiment.of(p, s).as_dict()} for t, p, s in zip(texts, probs, scores)]
 
 

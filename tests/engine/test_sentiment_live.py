@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from rnnchat.models.sentiment import SentimentConfig, SentimentModel
 from rnnchat.models.sentiment_ensemble import SentimentEnsemble
 from rnnchat.engine.sentiment_live import LiveSentiment
-from rnnchat.models.sentiment import Sentiment
+from rnnchat.models.sentiment import Sentiment, text_ids
 from rnnchat.text import SPECIALS, Vocab, tokenize
 from rnnchat.data.batches import pad
 from rnnchat import paths
@@ -38,7 +38,7 @@ ALPHABET = "gonbdatlr :()!.'3147é"
 
 
 def batched(model, vocab, text):
-    ids, mask = pad([vocab.encode(text)])
+    ids, mask = pad([text_ids(vocab, text)])
     probs, scores = model.predict(ids, mask)
     return probs[0], scores[0]
 
@@ -170,3 +170,15 @@ def test_alike_members_step_stacked_and_agree_with_stepping_one_by_one():
     assert STACKED.stacked is None  # training: the live copy of the weights is dropped, remade in eval mode
     STACKED.train(False)
     assert STACKED.stacked is not None
+
+
+def test_elongated_words_read_as_the_word_live_and_batched():
+    from rnnchat.models.sentiment import token_id
+    assert token_id(VOCAB, "goooood") == VOCAB.stoi["good"] and token_id(VOCAB, "baaad") == VOCAB.stoi["bad"]
+    assert token_id(VOCAB, "zzzz") == VOCAB.unk_id and token_id(VOCAB, "good") == VOCAB.stoi["good"]
+    assert text_ids(VOCAB, "sooo goooood :)") == [VOCAB.unk_id, VOCAB.stoi["good"], VOCAB.stoi[":)"]]
+    live = LiveSentiment(MODEL, VOCAB)
+    for a, b in [("the food was goooood", "the food was good"), ("baaaad", "bad")]:
+        assert live.set_text(a) == live.classify(b)
+        ids, mask = pad([text_ids(VOCAB, a)])
+        np.testing.assert_allclose(live.set_text(a).probs, MODEL.predict(ids, mask)[0][0], rtol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 
 from rnnchat.data import corpora
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
-from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec
+from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec, text_ids
 from rnnchat.models.sentiment_ensemble import SentimentEnsemble, build_sentiment, load_sentiment, save_sentiment
 from rnnchat.text import SPECIALS, Vocab
 from rnnchat.data.batches import pad
@@ -283,7 +283,7 @@ def test_the_chat_set_is_balanced_judged_and_scored_per_style():
     model = SentimentModel(SentimentConfig(vocab_size=len(vocab), embed=4, hidden=5), seed=0)
     model.train(False)
     table = chat_set_table(model, vocab, compare_vader=False)["model"]
-    probs, _ = predict_ids(model, [vocab.encode(r["text"]) for r in rows])
+    probs, _ = predict_ids(model, [text_ids(vocab, r["text"]) for r in rows])
     expect = np.mean((probs[:, 2] > probs[:, 0]) == np.array([r["label"] == "positive" for r in rows]))
     assert table["binary_acc"] == pytest.approx(expect) and set(table["by_style"]) == {r["style"] for r in rows}
     text = format_evaluation({"split": "test", "model": {}, "chat_set": {"model": table}})
