@@ -85,6 +85,9 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     model, vocab, header = load_lm(args.checkpoint)
     if args.text:
         return _eval_lm_text(args, model, vocab, header)
+    if header["corpus"].get("name") == "text":
+        raise CommandError(f"{args.checkpoint} was trained on text files, not chitchat conversations: score it "
+                           f"with --text FILE (its own files: their --split part)", EXIT_USAGE)
     convs = corpora.load_chitchat(args.split)[: args.max_convs]
     if args.cache:
         return _eval_lm_cache(args, model, vocab, header, convs)

@@ -80,6 +80,8 @@ def test_generate_and_eval_use_the_char_model(char_run, capsys):
     assert main(["eval", "lm", "-m", str(ckpt), "--text", str(text), "--split", "test", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["files"][0]["part"] == "test part" and 0 < result["bpc"] < 8
+    assert main(["eval", "lm", "-m", str(ckpt)]) == 2
+    assert "trained on text files" in capsys.readouterr().err
     assert main(["chat", "-m", str(ckpt), "-p", "def f", "--fresh", "-n", "10"]) == 0
     assert len(capsys.readouterr().out.strip()) > 0
     # skip lists and stop sequences work on characters
