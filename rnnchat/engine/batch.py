@@ -1,9 +1,17 @@
 """Scripted batch generation: many prompts in, JSONL out, prompts run through the network together.
 
 Each prompt runs exactly as it would alone: the state after a turn boundary, the prompt fed, then tokens
-sampled with its own seeded generator. Rows of a batch advance together (one matrix product per layer per
-step); rows that finish drop out of the batch. Results are written in input order, each as soon as its batch
-is done, and a re-run with the same output file skips ids already written (resume).
+sampled with its own seeded generator (every line has a seed: its own, or one derived from the run's seed and
+its line number). Rows of a batch advance together (one matrix product per layer per step); rows that finish
+drop out of the batch. Results are written in input order, each as soon as its batch is done, and a re-run
+with the same output file skips ids already written (resume).
+
+A row's result does not depend on the other rows of its batch, bit for bit: OpenBLAS multiplies a matrix of
+two or more rows with its GEMM kernels, where each row's sums come out the same whatever the other rows (no
+row differed over 2..700 rows, 1 or 2 threads, for every product shape of the shipped LM and the test LM),
+but a single row goes through GEMV, whose sums differ in the last bits (1 ulp, seen as probabilities 3e-6 apart
+in the output); so a batch of one, and the last row left in a batch, run as two copies of themselves
+(`step_rows`, `prefill_rows`). Batch size and resume then cannot change a line.
 
 Resume only ever continues a run of the same prompts with the same settings: next to a regular output file
 `OUT` lies `OUT.run.json` (the prompts' sha256 and the default settings); an output file without it, or with
@@ -21,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat.data.batches import pad
-from rnnchat.models.lm import LMDecoder
+from rnnchat.models.lm import LayerStates, LMDecoder
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, StopWatch, sample_rows, skip_ids
 from rnnchat.atomic import atomic_write_bytes
 from rnnchat.text import Vocab
@@ -64,7 +72,8 @@ def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> 
                 raise ValueError('each line must be a JSON object with a string "prompt"')
             job_id = str(obj.pop("id", n))
             prompt = obj.pop("prompt")
-            obj.setdefault("seed", derive_seed(defaults.seed, n))
+            if obj.get("seed") is None:  # absent or null: derived, so that every row is reproducible
+                obj["seed"] = derive_seed(defaults.seed, n)
             yield Job(job_id, prompt, SamplingSettings.from_dict(obj, defaults), n)
         except (ValueError, SettingsError, RecursionError) as e:
             yield BadLine(n, "too deeply nested" if isinstance(e, RecursionError) else str(e))
@@ -86,12 +95,39 @@ class Decoded:
         return "".join(self.pieces)
 
 
+def _doubled(state: LayerStates) -> LayerStates:
+    return [(np.repeat(h, 2, axis=0), np.repeat(c, 2, axis=0)) for h, c in state]
+
+
+def _first(state: LayerStates) -> LayerStates:
+    return [(h[:1], c[:1]) for h, c in state]
+
+
+def step_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:
+    """`decoder.step` whose result for a row does not depend on the other rows: one row runs as two copies
+    (the GEMM path every bigger batch takes, not GEMV; see the module's docstring)."""
+    if len(ids) != 1:
+        return decoder.step(ids, state)
+    logits, state = decoder.step(np.repeat(ids, 2), _doubled(state))
+    return logits[:1], _first(state)
+
+
+def prefill_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
+                 mask: np.ndarray) -> tuple[np.ndarray, LayerStates]:
+    """`decoder.prefill`, one row run as two copies (as `step_rows`)."""
+    if len(ids) != 1:
+        return decoder.prefill(ids, state, mask)
+    logits, state = decoder.prefill(np.repeat(ids, 2, axis=0), _doubled(state), np.repeat(mask, 2, axis=0))
+    return logits[:1], _first(state)
+
+
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
                 settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None,
                 adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[Decoded]:
     """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
 
-    Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch.
+    Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch, and
+    what a row draws does not depend on the other rows (`step_rows`).
     with_logprobs: also sum each row's log-probabilities under the model (what reply ranking scores).
     enough: stop once this many rows have finished on <eot>; the rows still running end there, unfinished.
     adjust: (logits (B, V), top-layer states (B, H)) -> the logits to sample from and score (the conversation
@@ -130,7 +166,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             break
         if not keep.all():  # rows that finished drop out of the batch
             ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
-        logits, state = decoder.step(ids, state)
+        logits, state = step_rows(decoder, ids, state)
     return [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j])) for j in range(B)]
 
 
@@ -138,11 +174,11 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
     """Run a batch of jobs together; returns one result dict per job, in order."""
     B = len(jobs)
     rows = [RowSampler(j.settings, skip_ids(j.settings, vocab)) for j in jobs]
-    logits, state = decoder.step(np.full(B, vocab.eot_id), decoder.initial_state(B))
+    logits, state = step_rows(decoder, np.full(B, vocab.eot_id), decoder.initial_state(B))
     prompts = [vocab.encode(j.prompt) for j in jobs]
     if any(prompts):
         ids, mask = pad(prompts, vocab.pad_id)
-        logits, state = decoder.prefill(ids, state, mask)
+        logits, state = prefill_rows(decoder, ids, state, mask)
     for row, p, job in zip(rows, prompts, jobs):
         n = job.settings.repeat_last_n
         row.observe(p[-n:] if n else [])
