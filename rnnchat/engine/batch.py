@@ -11,7 +11,8 @@ two or more rows with its GEMM kernels, where each row's sums come out the same 
 row differed over 2..700 rows, 1 or 2 threads, for every product shape of the shipped LM and the test LM),
 but a single row goes through GEMV, whose sums differ in the last bits (1 ulp, seen as probabilities 3e-6 apart
 in the output); so a batch of one, and the last row left in a batch, run as two copies of themselves
-(`step_rows`, `prefill_rows`). Batch size and resume then cannot change a line.
+(`step_rows`, `prefill_rows`). Batch size, resume and the split over Ray workers (`batch_ray`) then cannot
+change a line.
 
 Resume only ever continues a run of the same prompts with the same settings: next to a regular output file
 `OUT` lies `OUT.run.json` (the prompts' sha256 and the default settings); an output file without it, or with
@@ -25,11 +26,13 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from rnnchat import paths
 from rnnchat.data.batches import pad
-from rnnchat.models.lm import LayerStates, LMDecoder
+from rnnchat.models.lm import LayerStates, LMDecoder, load_lm
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, StopWatch, sample_rows, skip_ids
 from rnnchat.atomic import atomic_write_bytes
 from rnnchat.text import Vocab
@@ -43,6 +46,16 @@ class Job:
     prompt: str
     settings: SamplingSettings
     line: int = 0  # line number in the input file
+
+    def to_wire(self) -> str:
+        """The job as one JSON text (what a Ray worker receives); `from_wire` gives it back, equal."""
+        return json.dumps({"id": self.id, "prompt": self.prompt, "settings": self.settings.to_dict(),
+                           "line": self.line})
+
+    @classmethod
+    def from_wire(cls, text: str) -> "Job":
+        d = json.loads(text)
+        return cls(d["id"], d["prompt"], SamplingSettings.from_dict(d["settings"]), d["line"])
 
 
 @dataclass
@@ -188,6 +201,37 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
              "settings": job.settings.to_dict(), "seed": job.settings.seed} for job, d in zip(jobs, out)]
 
 
+class Models(Protocol):
+    """What a worker needs to run one kind of job (`PromptModels`, `session.batch_chat.ChatModels`):
+    picklable (checkpoint paths), loaded once per worker into wire texts -> result lines."""
+
+    def load(self) -> Callable[[list[str]], list[str]]: ...
+
+
+class PromptRunner:
+    """Runs batches of prompt jobs on a loaded LM: jobs in, their result lines (JSON text) out."""
+
+    def __init__(self, decoder: LMDecoder, vocab: Vocab):
+        self.decoder, self.vocab = decoder, vocab
+
+    def __call__(self, jobs: list[Job]) -> list[str]:
+        return [json.dumps(r) for r in generate_rows(self.decoder, self.vocab, jobs)]
+
+
+@dataclass(frozen=True)
+class PromptModels:
+    """What a worker needs to run prompt jobs (picklable: a path, None = the shipped LM of the worker's own
+    install; each worker loads the model once)."""
+
+    checkpoint: Path | None = None
+
+    def load(self) -> Callable[[list[str]], list[str]]:
+        """Wire texts (`Job.to_wire`) -> result lines, on the model loaded now."""
+        model, vocab, _ = load_lm(self.checkpoint or paths.lm_checkpoint())
+        run = PromptRunner(LMDecoder(model), vocab)
+        return lambda texts: run([Job.from_wire(t) for t in texts])
+
+
 class ResumeError(ValueError):
     """An output file that a run may not write into (another run's, or not ours); the message says why."""
 
@@ -203,9 +247,11 @@ def duplicate_ids(jobs: list[Job]) -> list[str]:
     return dups
 
 
-def run_manifest(prompts: bytes, defaults: SamplingSettings) -> dict:
-    return {"format": RUN_FORMAT, "prompts_sha256": hashlib.sha256(prompts).hexdigest(),
-            "settings": defaults.to_dict()}
+def run_manifest(prompts: bytes, defaults: SamplingSettings, fmt: str = RUN_FORMAT, **extra) -> dict:
+    """What makes a run: the input file's content, the default settings, the kind of job (`fmt`) and any other
+    defaults the lines inherit (`extra`, e.g. the reply mode of a chat batch)."""
+    return {"format": fmt, "prompts_sha256": hashlib.sha256(prompts).hexdigest(),
+            "settings": defaults.to_dict(), **extra}
 
 
 def manifest_path(out_path: Path) -> Path:
@@ -223,13 +269,17 @@ def start_run(out_path: Path, manifest: dict) -> set[str]:
         try:
             theirs = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise ResumeError(f"{out_path} exists and was not written by `rnnchat generate --batch` (no readable "
-                              f"{side.name}): choose another --out, or remove it") from None
+            theirs = None
+        if not isinstance(theirs, dict):
+            raise ResumeError(f"{out_path} exists and was not written by `rnnchat generate --batch` or `rnnchat "
+                              f"chat --batch` (no readable {side.name}): choose another --out, or remove it")
         if theirs != manifest:
-            what = ("the prompts file changed" if theirs.get("prompts_sha256") != manifest["prompts_sha256"]
-                    else "the settings differ")
-            raise ResumeError(f"{out_path} holds another run's results ({what} since it was started): choose "
-                              f"another --out to start a new run")
+            what = ("another kind of batch" if theirs.get("format") != manifest["format"] else
+                    "the prompts file changed since it was started"
+                    if theirs.get("prompts_sha256") != manifest["prompts_sha256"]
+                    else "the settings differ from the ones it was started with")
+            raise ResumeError(f"{out_path} holds another run's results ({what}): choose another --out to start a "
+                              f"new run")
         return done_ids(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(side, (json.dumps(manifest, indent=1) + "\n").encode())

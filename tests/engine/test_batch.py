@@ -183,9 +183,11 @@ def test_cli_batch_size_does_not_change_a_line(small_lm_path, tmp_path):
     assert outs[0] == outs[1] == outs[2]
 
 
-def test_every_line_gets_a_seed():
+def test_every_line_gets_a_seed_and_jobs_cross_the_wire_unchanged():
     lines = ['{"prompt": "a", "seed": null}', '{"prompt": "b"}', '{"prompt": "c", "seed": 4, "skip": ["x"], '
              '"stop": ["."], "top_k": 0}']
     jobs = list(read_jobs(lines, S, jsonl=True))
     assert jobs[0].settings.seed is not None and jobs[0].settings.seed != jobs[1].settings.seed
     assert [j.settings.seed for j in read_jobs(lines, S, jsonl=True)] == [j.settings.seed for j in jobs]
+    for job in jobs:
+        assert Job.from_wire(job.to_wire()) == job
