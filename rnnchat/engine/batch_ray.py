@@ -15,8 +15,8 @@ come back in input order (`DataContext.execution_options.preserve_order`), and t
 checking each id against the one expected next. A crash of the driver loses only results not yet written,
 which a rerun (Ray or local: the lines are the same) finishes. Workers writing shard files would need storage
 that every node and the driver share, and a merge step; the driver writing keeps `--out` an ordinary local
-file. What it costs: every result passes through the driver (JSON lines of ~1 KB, far below what one LSTM
-worker makes per second times a few hundred workers), and the jobs are held in the object store from the start.
+file. What it costs: every result passes through the driver (a JSON line of ~1 KB: at ~150 prompts/s per
+worker, 100 workers send it ~15 MB/s), and the jobs are held in the object store from the start.
 
 Lines equal the local mode's because a row's result does not depend on its batch (`engine.batch`), as long as
 every node multiplies with the same BLAS kernels (one CPU type and NumPy build across the cluster).
