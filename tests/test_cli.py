@@ -1,5 +1,6 @@
 """The CLI skeleton: help, unimplemented commands exit 2, errors are clear, `python -m rnnchat` works."""
 
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,24 @@ def test_missing_language_model_is_a_clear_error(command, tmp_path, capsys):
     assert main([command, "--checkpoint", str(tmp_path / "none.npz")]) == 1
     err = capsys.readouterr().err
     assert "none.npz" in err and "Traceback" not in err
+
+
+def test_without_ray_flag_nothing_imports_ray(small_lm_path, tmp_path):
+    """Issue 19: Ray stays out of every path but `--ray`: a local batch, a streamed continuation and a chat
+    reply (`chat -p`, and the chat app's session) leave no `ray` (nor pyarrow, pandas) in sys.modules."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\nthere\n")
+    script = f"""
+import sys
+from rnnchat.cli.main import main
+m = {str(small_lm_path)!r}
+assert main(["generate", "--batch", {str(prompts)!r}, "--out", {str(tmp_path / "o.jsonl")!r}, "-m", m, "-q"]) == 0
+assert main(["generate", "hi", "-m", m, "-n", "3"]) == 0
+assert main(["chat", "-p", "hi", "-m", m, "-n", "3", "--candidates", "2"]) == 0
+import rnnchat.ui.tui.app
+heavy = sorted(n for n in sys.modules if n.split(".")[0] in ("ray", "pyarrow", "pandas"))
+assert not heavy, heavy[:5]
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "RNNCHAT_DATA_DIR": str(tmp_path / "data")})
+    assert r.returncode == 0, r.stderr[-2000:]

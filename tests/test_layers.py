@@ -102,3 +102,14 @@ def test_the_checker_sees_a_violation(tmp_path):
     fake.write_text("def f():\n    from rnnchat.engine.engine import Engine\n")
     assert "rnnchat.engine.engine" in imports(fake, "rnnchat.models.bad")
     assert FLOORS[part("rnnchat.engine.engine")] > FLOORS[part("rnnchat.models.bad")]
+
+
+RAY_ONLY = "rnnchat.engine.batch_ray"  # the one module that imports Ray (issue 19): only `--ray` imports it
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_ray_module_imports_ray(module):
+    found = imports(MODULES[module], module)
+    assert module == RAY_ONLY or not any(i.split(".")[0] == "ray" for i in found), f"{module} imports Ray"
+    importers = {m for m, deps in GRAPH.items() if RAY_ONLY in deps}
+    assert importers <= {"rnnchat.cli.batch"}, f"{sorted(importers)} import {RAY_ONLY}"

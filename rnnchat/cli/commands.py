@@ -296,12 +296,15 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from rnnchat.engine.engine import Engine
     from rnnchat.sampling import SettingsError, skip_ids
-    from rnnchat.cli.generate import InputError, read_prompt, run_batch, stream_samples
+    from rnnchat.cli.batch import check_batch_arguments, prompt_batch
+    from rnnchat.cli.generate import InputError, read_prompt, stream_samples
     settings = sampling_settings(args, model_level(args.checkpoint))
     if args.num_samples < 1 or args.batch_size < 1:
         raise CommandError("--num-samples and --batch-size must be >= 1", EXIT_USAGE)
-    if args.batch and args.out is None:
-        raise CommandError("--batch needs --out FILE for the JSONL results", EXIT_USAGE)
+    try:
+        check_batch_arguments(args)
+    except InputError as e:
+        raise CommandError(str(e), e.code) from None
     if not args.batch and args.prompt is None:
         if sys.stdin.isatty():
             raise CommandError("give PROMPT ('' continues from nothing), or '-' / a pipe for the prompt",
@@ -311,12 +314,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         skip_ids(settings, engine.vocab)
         if args.batch:
-            bad = run_batch(engine, Path(args.batch), Path(args.out), settings, args.batch_size,
-                            progress=not args.quiet)
-            return 1 if bad else 0
+            return 1 if prompt_batch(args, engine, settings) else 0
         stream_samples(engine, read_prompt(args.prompt), settings, args.num_samples, args.json, echo=args.echo)
     except SettingsError as e:
         raise CommandError(str(e), EXIT_USAGE) from None
     except InputError as e:
-        raise CommandError(str(e)) from None
+        raise CommandError(str(e), e.code) from None
     return 0

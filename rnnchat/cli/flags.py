@@ -77,15 +77,29 @@ def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--num-samples", type=bounded_int(MAX_SAMPLES), default=1,
                      help=f"independent continuations of the prompt (at most {MAX_SAMPLES:,})")
     gen.add_argument("--json", action="store_true", help="one JSON object per sample (text, tokens, timing)")
-    gen.add_argument("--batch", metavar="FILE", help="prompts file: one per line, or .jsonl objects with "
-                     '"prompt" and their own settings/"seed"/"id"')
-    gen.add_argument("--out", metavar="FILE", help="batch results (JSONL, input order; re-run to resume)")
-    gen.add_argument("--batch-size", type=bounded_int(4096), default=64, help="prompts run through the network together")
     gen.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
                      help="language-model checkpoint")
     gen.add_argument("--echo", action="store_true", help="print the prompt before its continuation")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(gen, 'prompts file: one per line, or .jsonl objects with "prompt" and their own '
+                             'settings/"seed"/"id"')
     add_sampling_flags(gen)
+
+
+def add_batch_arguments(p: argparse.ArgumentParser, batch_help: str) -> None:
+    """--batch FILE (`batch_help` says what it holds), --out, --batch-size, --ray, --workers (generate, chat)."""
+    g = p.add_argument_group("batch mode")
+    g.add_argument("--batch", metavar="FILE", help=batch_help)
+    g.add_argument("--out", metavar="FILE", help="batch results (JSONL, input order; re-run to resume)")
+    g.add_argument("--batch-size", type=bounded_int(4096), default=64,
+                   help="jobs per batch (prompts run through the network together; with --ray, one task)")
+    g.add_argument("--ray", nargs="?", const="", default=None, metavar="auto|ADDRESS",
+                   help="run the batches on Ray Data: no value = this machine's Ray cluster (a new local one "
+                        "if none runs), auto = the running one, ADDRESS = host:port of a head node "
+                        "(pip install 'rnnchat[distributed]')")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="K",
+                   help="with --ray: Ray workers, each loads the models once and uses one CPU (default: one "
+                        "per CPU of the cluster)")
 
 
 def add_sentiment_arguments(sent: argparse.ArgumentParser) -> None:

@@ -1,25 +1,24 @@
-"""`rnnchat generate`: stream a continuation to stdout, or run a prompt file in batches to JSONL."""
+"""`rnnchat generate`: stream a continuation to stdout (batch files: `rnnchat.cli.batch`)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
 from typing import TextIO
 
-
 from rnnchat.runtime import one_blas_thread
-from rnnchat.engine.batch import (BadLine, Job, ResumeError, duplicate_ids, generate_rows, read_jobs, run_manifest,
-                                  start_run)
 from rnnchat.engine.engine import Engine
 from rnnchat.engine.tokens import continued
-from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids
-from rnnchat.progress import Progress
+from rnnchat.sampling import SamplingSettings
 
 
 class InputError(Exception):
-    """Unreadable input (e.g. not UTF-8): a clear message, exit code 1."""
+    """Unreadable input (e.g. not UTF-8), or a batch that cannot run: a clear message, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 def read_prompt(arg: str, stdin: TextIO | None = None) -> str:
@@ -76,59 +75,3 @@ def stream_samples(engine: Engine, prompt: str, settings: SamplingSettings, num_
             else:
                 out.write("\n")
             out.flush()
-
-
-def run_batch(engine: Engine, in_path: Path, out_path: Path, defaults: SamplingSettings, batch_size: int,
-              progress: bool = True) -> int:
-    """Run a prompt file; returns the number of malformed lines (reported on stderr, the rest completes)."""
-    jsonl = in_path.suffix.lower() in (".jsonl", ".json")
-    try:
-        text = in_path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{in_path} is not valid UTF-8 (byte {e.start})")
-    except OSError as e:
-        raise InputError(f"cannot read {in_path}: {e.strerror}")
-    lines = text.split("\n")  # only \n ends a line (str.splitlines also splits on U+2028, \x0c, ...)
-    if lines and lines[-1] == "":
-        lines.pop()
-    items = list(read_jobs(lines, defaults, jsonl))
-    for n, item in enumerate(items):
-        if isinstance(item, Job):
-            try:
-                skip_ids(item.settings, engine.vocab)
-            except SettingsError as e:
-                items[n] = BadLine(item.line, str(e))
-    jobs_all = [i for i in items if isinstance(i, Job)]
-    if dups := duplicate_ids(jobs_all):
-        raise InputError(f"{in_path}: every prompt needs its own id (results and resume are keyed by it): "
-                         + "; ".join(dups[:3]) + (f" (+{len(dups) - 3} more)" if len(dups) > 3 else ""))
-    bad = [i for i in items if isinstance(i, BadLine)]
-    for b in bad:
-        print(f"{in_path}:{b.line}: skipped: {b.error}", file=sys.stderr)
-    if out_path.exists() and in_path.exists() and out_path.samefile(in_path):
-        raise InputError(f"--out {out_path} is the prompts file itself: choose another output file")
-    special = out_path.exists() and not out_path.is_file()  # /dev/stdout, a pipe, /dev/null: write only
-    try:
-        seen = set() if special else start_run(out_path, run_manifest(text.encode("utf-8"), defaults))
-        out = open(out_path, "a", encoding="utf-8")
-    except ResumeError as e:
-        raise InputError(str(e)) from None
-    except OSError as e:
-        raise InputError(f"cannot write {out_path}: {e.strerror or e}")
-    jobs = [j for j in jobs_all if j.id not in seen]
-    if seen:
-        print(f"resuming: {len(seen)} results already in {out_path}, {len(jobs)} to go", file=sys.stderr)
-    bar = Progress(len(jobs), "generate") if progress else None
-    try:
-        with out:
-            for start in range(0, len(jobs), batch_size):
-                for result in generate_rows(engine.decoder, engine.vocab, jobs[start: start + batch_size]):
-                    out.write(json.dumps(result) + "\n")
-                out.flush()
-                if bar:
-                    bar.update(min(start + batch_size, len(jobs)))
-    except OSError as e:  # a full disk, a closed pipe: what was flushed stays, a re-run resumes from it
-        raise InputError(f"cannot write {out_path}: {e.strerror or e}") from None
-    if bar:
-        bar.close()
-    return len(bad)

@@ -28,8 +28,8 @@ class Command:
 
 _C, _F = "rnnchat.cli.commands", "rnnchat.cli.flags"
 COMMANDS: dict[tuple[str, ...], Command] = {
-    ("chat",): Command("Textual chat app (default); -p MESSAGE: one reply", "rnnchat.cli.ui:add_arguments",
-                       "rnnchat.cli.ui:run"),
+    ("chat",): Command("Textual chat app (default); -p MESSAGE: one reply; --batch FILE: replies to a file",
+                       "rnnchat.cli.ui:add_chat_arguments", "rnnchat.cli.ui:run"),
     ("repl",): Command("line REPL (prompt_toolkit)", "rnnchat.cli.ui:add_arguments", "rnnchat.cli.ui:run"),
     ("generate",): Command("continue a prompt (streams to stdout); batch mode to JSONL",
                            f"{_F}:add_generate_arguments", f"{_C}:cmd_generate",

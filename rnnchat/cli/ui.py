@@ -14,11 +14,14 @@ from rnnchat.cli.commands import (EXIT_USAGE, CommandError, add_sampling_flags, 
 
 
 def run(args: argparse.Namespace) -> int:
-    """`rnnchat chat` (Textual) and `rnnchat repl` (prompt_toolkit) on one session: models, memory, settings."""
+    """`rnnchat chat` (Textual) and `rnnchat repl` (prompt_toolkit) on one session: models, memory, settings;
+    `rnnchat chat --batch` replies to a file of conversations (`rnnchat.cli.batch`)."""
     from rnnchat.sampling import SettingsError
     from rnnchat.session.session import open_session
     from rnnchat.session.store import SessionError
     oneshot.check(args)
+    if any(getattr(args, k, None) is not None for k in ("batch", "out", "ray", "workers")):
+        return _batch(args)
     fresh = args.fresh or (args.prompt is not None and not args.continue_last)
     try:
         session, notes = open_session(args.checkpoint, args.sentiment,
@@ -40,6 +43,28 @@ def run(args: argparse.Namespace) -> int:
     from rnnchat.ui.tui.app import ChatApp
     ChatApp(session, notes).run()
     return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from rnnchat.cli.batch import chat_batch, check_batch_arguments
+    from rnnchat.cli.generate import InputError
+    if args.prompt is not None:
+        raise CommandError("-p and --batch: give one message or a file of conversations", EXIT_USAGE)
+    try:
+        check_batch_arguments(args)
+        return 1 if chat_batch(args, sampling_settings(args, model_level(args.checkpoint))) else 0
+    except InputError as e:
+        raise CommandError(str(e), e.code) from None
+
+
+def add_chat_arguments(p: argparse.ArgumentParser) -> None:
+    """`rnnchat chat`: the session's flags, -p, and the batch mode's."""
+    from rnnchat.cli.flags import add_batch_arguments
+    add_arguments(p)
+    add_batch_arguments(p, 'conversations file: one message per line, or .jsonl objects with a "conversation" '
+                           '(turns, the user\'s first and last) and their own settings/"seed"/"id"/"mode"/'
+                           '"candidates"')
+    p.add_argument("-q", "--quiet", action="store_true", help="with --batch: no progress bar")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

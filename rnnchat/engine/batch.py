@@ -1,9 +1,18 @@
 """Scripted batch generation: many prompts in, JSONL out, prompts run through the network together.
 
 Each prompt runs exactly as it would alone: the state after a turn boundary, the prompt fed, then tokens
-sampled with its own seeded generator. Rows of a batch advance together (one matrix product per layer per
-step); rows that finish drop out of the batch. Results are written in input order, each as soon as its batch
-is done, and a re-run with the same output file skips ids already written (resume).
+sampled with its own seeded generator (every line has a seed: its own, or one derived from the run's seed and
+its line number). Rows of a batch advance together (one matrix product per layer per step); rows that finish
+drop out of the batch. Results are written in input order, each as soon as its batch is done, and a re-run
+with the same output file skips ids already written (resume).
+
+A row's result does not depend on the other rows of its batch, bit for bit: OpenBLAS multiplies a matrix of
+two or more rows with its GEMM kernels, where each row's sums come out the same whatever the other rows (no
+row differed over 2..700 rows, 1 or 2 threads, for every product shape of the shipped LM and the test LM),
+but a single row goes through GEMV, whose sums differ in the last bits (1 ulp, seen as probabilities 3e-6 apart
+in the output); so a batch of one, and the last row left in a batch, run as two copies of themselves
+(`step_rows`, `prefill_rows`). Batch size, resume and the split over Ray workers (`batch_ray`) then cannot
+change a line.
 
 Resume only ever continues a run of the same prompts with the same settings: next to a regular output file
 `OUT` lies `OUT.run.json` (the prompts' sha256 and the default settings); an output file without it, or with
@@ -17,11 +26,13 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from rnnchat import paths
 from rnnchat.data.batches import pad
-from rnnchat.models.lm import LMDecoder
+from rnnchat.models.lm import LayerStates, LMDecoder, load_lm
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, StopWatch, sample_rows, skip_ids
 from rnnchat.atomic import atomic_write_bytes
 from rnnchat.text import Vocab
@@ -35,6 +46,16 @@ class Job:
     prompt: str
     settings: SamplingSettings
     line: int = 0  # line number in the input file
+
+    def to_wire(self) -> str:
+        """The job as one JSON text (what a Ray worker receives); `from_wire` gives it back, equal."""
+        return json.dumps({"id": self.id, "prompt": self.prompt, "settings": self.settings.to_dict(),
+                           "line": self.line})
+
+    @classmethod
+    def from_wire(cls, text: str) -> "Job":
+        d = json.loads(text)
+        return cls(d["id"], d["prompt"], SamplingSettings.from_dict(d["settings"]), d["line"])
 
 
 @dataclass
@@ -64,7 +85,8 @@ def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> 
                 raise ValueError('each line must be a JSON object with a string "prompt"')
             job_id = str(obj.pop("id", n))
             prompt = obj.pop("prompt")
-            obj.setdefault("seed", derive_seed(defaults.seed, n))
+            if obj.get("seed") is None:  # absent or null: derived, so that every row is reproducible
+                obj["seed"] = derive_seed(defaults.seed, n)
             yield Job(job_id, prompt, SamplingSettings.from_dict(obj, defaults), n)
         except (ValueError, SettingsError, RecursionError) as e:
             yield BadLine(n, "too deeply nested" if isinstance(e, RecursionError) else str(e))
@@ -86,12 +108,39 @@ class Decoded:
         return "".join(self.pieces)
 
 
+def _doubled(state: LayerStates) -> LayerStates:
+    return [(np.repeat(h, 2, axis=0), np.repeat(c, 2, axis=0)) for h, c in state]
+
+
+def _first(state: LayerStates) -> LayerStates:
+    return [(h[:1], c[:1]) for h, c in state]
+
+
+def step_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:
+    """`decoder.step` whose result for a row does not depend on the other rows: one row runs as two copies
+    (the GEMM path every bigger batch takes, not GEMV; see the module's docstring)."""
+    if len(ids) != 1:
+        return decoder.step(ids, state)
+    logits, state = decoder.step(np.repeat(ids, 2), _doubled(state))
+    return logits[:1], _first(state)
+
+
+def prefill_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
+                 mask: np.ndarray) -> tuple[np.ndarray, LayerStates]:
+    """`decoder.prefill`, one row run as two copies (as `step_rows`)."""
+    if len(ids) != 1:
+        return decoder.prefill(ids, state, mask)
+    logits, state = decoder.prefill(np.repeat(ids, 2, axis=0), _doubled(state), np.repeat(mask, 2, axis=0))
+    return logits[:1], _first(state)
+
+
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
                 settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None,
                 adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[Decoded]:
     """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
 
-    Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch.
+    Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch, and
+    what a row draws does not depend on the other rows (`step_rows`).
     with_logprobs: also sum each row's log-probabilities under the model (what reply ranking scores).
     enough: stop once this many rows have finished on <eot>; the rows still running end there, unfinished.
     adjust: (logits (B, V), top-layer states (B, H)) -> the logits to sample from and score (the conversation
@@ -130,7 +179,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             break
         if not keep.all():  # rows that finished drop out of the batch
             ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
-        logits, state = decoder.step(ids, state)
+        logits, state = step_rows(decoder, ids, state)
     return [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j])) for j in range(B)]
 
 
@@ -138,11 +187,11 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
     """Run a batch of jobs together; returns one result dict per job, in order."""
     B = len(jobs)
     rows = [RowSampler(j.settings, skip_ids(j.settings, vocab)) for j in jobs]
-    logits, state = decoder.step(np.full(B, vocab.eot_id), decoder.initial_state(B))
+    logits, state = step_rows(decoder, np.full(B, vocab.eot_id), decoder.initial_state(B))
     prompts = [vocab.encode(j.prompt) for j in jobs]
     if any(prompts):
         ids, mask = pad(prompts, vocab.pad_id)
-        logits, state = decoder.prefill(ids, state, mask)
+        logits, state = prefill_rows(decoder, ids, state, mask)
     for row, p, job in zip(rows, prompts, jobs):
         n = job.settings.repeat_last_n
         row.observe(p[-n:] if n else [])
@@ -150,6 +199,37 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
     return [{"id": job.id, "prompt": job.prompt, "text": d.text, "tokens": vocab.ids_to_tokens(d.ids),
              "token_ids": d.ids, "probs": [round(p, 6) for p in d.probs],
              "settings": job.settings.to_dict(), "seed": job.settings.seed} for job, d in zip(jobs, out)]
+
+
+class Models(Protocol):
+    """What a worker needs to run one kind of job (`PromptModels`, `session.batch_chat.ChatModels`):
+    picklable (checkpoint paths), loaded once per worker into wire texts -> result lines."""
+
+    def load(self) -> Callable[[list[str]], list[str]]: ...
+
+
+class PromptRunner:
+    """Runs batches of prompt jobs on a loaded LM: jobs in, their result lines (JSON text) out."""
+
+    def __init__(self, decoder: LMDecoder, vocab: Vocab):
+        self.decoder, self.vocab = decoder, vocab
+
+    def __call__(self, jobs: list[Job]) -> list[str]:
+        return [json.dumps(r) for r in generate_rows(self.decoder, self.vocab, jobs)]
+
+
+@dataclass(frozen=True)
+class PromptModels:
+    """What a worker needs to run prompt jobs (picklable: a path, None = the shipped LM of the worker's own
+    install; each worker loads the model once)."""
+
+    checkpoint: Path | None = None
+
+    def load(self) -> Callable[[list[str]], list[str]]:
+        """Wire texts (`Job.to_wire`) -> result lines, on the model loaded now."""
+        model, vocab, _ = load_lm(self.checkpoint or paths.lm_checkpoint())
+        run = PromptRunner(LMDecoder(model), vocab)
+        return lambda texts: run([Job.from_wire(t) for t in texts])
 
 
 class ResumeError(ValueError):
@@ -167,9 +247,11 @@ def duplicate_ids(jobs: list[Job]) -> list[str]:
     return dups
 
 
-def run_manifest(prompts: bytes, defaults: SamplingSettings) -> dict:
-    return {"format": RUN_FORMAT, "prompts_sha256": hashlib.sha256(prompts).hexdigest(),
-            "settings": defaults.to_dict()}
+def run_manifest(prompts: bytes, defaults: SamplingSettings, fmt: str = RUN_FORMAT, **extra) -> dict:
+    """What makes a run: the input file's content, the default settings, the kind of job (`fmt`) and any other
+    defaults the lines inherit (`extra`, e.g. the reply mode of a chat batch)."""
+    return {"format": fmt, "prompts_sha256": hashlib.sha256(prompts).hexdigest(),
+            "settings": defaults.to_dict(), **extra}
 
 
 def manifest_path(out_path: Path) -> Path:
@@ -187,13 +269,17 @@ def start_run(out_path: Path, manifest: dict) -> set[str]:
         try:
             theirs = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise ResumeError(f"{out_path} exists and was not written by `rnnchat generate --batch` (no readable "
-                              f"{side.name}): choose another --out, or remove it") from None
+            theirs = None
+        if not isinstance(theirs, dict):
+            raise ResumeError(f"{out_path} exists and was not written by `rnnchat generate --batch` or `rnnchat "
+                              f"chat --batch` (no readable {side.name}): choose another --out, or remove it")
         if theirs != manifest:
-            what = ("the prompts file changed" if theirs.get("prompts_sha256") != manifest["prompts_sha256"]
-                    else "the settings differ")
-            raise ResumeError(f"{out_path} holds another run's results ({what} since it was started): choose "
-                              f"another --out to start a new run")
+            what = ("another kind of batch" if theirs.get("format") != manifest["format"] else
+                    "the prompts file changed since it was started"
+                    if theirs.get("prompts_sha256") != manifest["prompts_sha256"]
+                    else "the settings differ from the ones it was started with")
+            raise ResumeError(f"{out_path} holds another run's results ({what}): choose another --out to start a "
+                              f"new run")
         return done_ids(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(side, (json.dumps(manifest, indent=1) + "\n").encode())

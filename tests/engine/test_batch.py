@@ -123,3 +123,71 @@ def test_cli_generate_reads_as_one_text_with_its_prompt(small_lm_path, capsys, m
     monkeypatch.setattr("sys.stdin", Tty())
     assert main(["generate", "-m", str(small_lm_path)]) == 2
     assert "give PROMPT" in capsys.readouterr().err
+
+
+VARIED = [Job(str(i), p, S.with_(seed=200 + i, max_tokens=4 + 5 * (i % 3), temperature=0.7 + 0.2 * (i % 4)))
+          for i, p in enumerate(PROMPTS * 3)]
+
+
+def in_batches(engine, jobs, size):
+    return [r for s in range(0, len(jobs), size) for r in generate_rows(engine.decoder, engine.vocab, jobs[s:s + size])]
+
+
+def test_a_row_does_not_depend_on_its_batch(engine):
+    """Issue 19: a result is the same, bit for bit (probabilities too), whatever batch it ran in: alone, with a
+    few others, with all, after the rows around it have finished."""
+    alone = in_batches(engine, VARIED, 1)
+    for size in (2, 5, len(VARIED)):
+        assert in_batches(engine, VARIED, size) == alone
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from rnnchat.engine.engine import Engine
+    return Engine()
+
+
+def test_the_shipped_lm_rows_do_not_depend_on_their_batch(shipped):
+    """The same on the shipped LM's shapes (2 x 512, 10k vocabulary), where a one-row product takes another
+    BLAS kernel (GEMV) than a batch (GEMM), whose sums differ in the last bits."""
+    engine = shipped
+    jobs = [Job(str(i), p, SamplingSettings(seed=i, max_tokens=6 + i % 5)) for i, p in enumerate(PROMPTS * 2)]
+    alone = in_batches(engine, jobs, 1)
+    assert in_batches(engine, jobs, 5) == alone and in_batches(engine, jobs, len(jobs)) == alone
+
+
+def test_step_rows_of_one_row_equal_its_row_of_a_batch(shipped):
+    import numpy as np
+    from rnnchat.engine.batch import step_rows
+    engine, rng = shipped, np.random.default_rng(0)
+    state = [(rng.standard_normal((5, 512)).astype(np.float32), rng.standard_normal((5, 512)).astype(np.float32))
+             for _ in range(2)]
+    ids = np.array([4, 9, 5, 12, 7])
+    logits, new = step_rows(engine.decoder, ids, state)
+    for r in range(5):
+        one, one_state = step_rows(engine.decoder, ids[r:r + 1], [(h[r:r + 1], c[r:r + 1]) for h, c in state])
+        assert np.array_equal(one, logits[r:r + 1])
+        assert all(np.array_equal(a[0], b[0][r:r + 1]) and np.array_equal(a[1], b[1][r:r + 1])
+                   for a, b in zip(one_state, new))
+
+
+def test_cli_batch_size_does_not_change_a_line(small_lm_path, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p, "temperature": 1.2}) + "\n" for p in PROMPTS * 4))
+    outs = []
+    for size in ("1", "3", "64"):
+        out = tmp_path / f"o{size}.jsonl"
+        assert main(["generate", "--batch", str(prompts), "--out", str(out), "-m", str(small_lm_path), "-s", "9",
+                     "-n", "10", "--batch-size", size, "-q"]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_every_line_gets_a_seed_and_jobs_cross_the_wire_unchanged():
+    lines = ['{"prompt": "a", "seed": null}', '{"prompt": "b"}', '{"prompt": "c", "seed": 4, "skip": ["x"], '
+             '"stop": ["."], "top_k": 0}']
+    jobs = list(read_jobs(lines, S, jsonl=True))
+    assert jobs[0].settings.seed is not None and jobs[0].settings.seed != jobs[1].settings.seed
+    assert [j.settings.seed for j in read_jobs(lines, S, jsonl=True)] == [j.settings.seed for j in jobs]
+    for job in jobs:
+        assert Job.from_wire(job.to_wire()) == job
