@@ -89,10 +89,12 @@ def char_ids(texts: list[str], vocab: Vocab) -> np.ndarray:
 def kn_bits(train: np.ndarray, held: list[np.ndarray], order: int, vocab_size: int) -> list[float]:
     """Bits per char of each held-out stream under one KN model of this order fitted on `train`. A character the
     train part never has (<unk>) gets no mass from modified KN's lowest level, so the model is mixed with a
-    uniform 1e-6 (a change below 1e-5 bits per char elsewhere) rather than scoring it infinitely badly."""
+    uniform 1e-6 (a change below 1e-5 bits per char elsewhere) rather than scoring it infinitely badly (the
+    model gives such a character a probability of 0, or a rounding error below it, which is clipped to 0)."""
     model = KneserNey(train, order, vocab_size, modified=True)
     floor = 1e-6
-    return [float(-np.mean(np.log2((1 - floor) * model.token_probs(h) + floor / vocab_size))) for h in held]
+    return [float(-np.mean(np.log2((1 - floor) * np.maximum(model.token_probs(h), 0) + floor / vocab_size)))
+            for h in held]
 
 
 def compressor_bits(texts: list[str]) -> dict:
