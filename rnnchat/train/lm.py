@@ -240,8 +240,7 @@ def train_lm(a: LMTrainArgs) -> dict:
         return model.train_step(*batch)
 
     def validate() -> dict:
-        metrics = evaluate(model, val_tokens)
-        return lm_text.with_bits(metrics, a.level) if text else metrics
+        return lm_text.with_bits(evaluate(model, val_tokens), a.level)
 
     def save_best(metrics: dict) -> None:
         save_lm(model, vocab, out, {"val_perplexity": metrics["perplexity"], "val_tokens": metrics["tokens"],

@@ -49,7 +49,6 @@ def fit_streams(batch_size: int, bptt: int, tokens: int) -> tuple[int, int]:
 
 @dataclass
 class TextData:
-    corpus: TextCorpus
     vocab: Vocab
     train: np.ndarray
     val: np.ndarray
@@ -62,8 +61,7 @@ def load_text_data(corpus: TextCorpus, level: str, vocab_size: int, prime: str |
     if prime is None:
         val = next(t for t in corpus.parts["val"] if t)
         prime = val[:PRIME_CHARS] if level == "char" else " ".join(val.split("\n", 1)[0].split()[:8])
-    return TextData(corpus, vocab, text_stream(corpus.parts["train"], vocab), text_stream(corpus.parts["val"], vocab),
-                    prime)
+    return TextData(vocab, text_stream(corpus.parts["train"], vocab), text_stream(corpus.parts["val"], vocab), prime)
 
 
 def with_bits(metrics: dict, level: str) -> dict:
