@@ -151,18 +151,24 @@ class ChatSession:
     def mood(self, text: str) -> Sentiment | None:
         """Sentiment of `text` (incremental: call it on every keystroke); None if unavailable, empty or longer
         than MAX_MOOD_CHARS (a pasted book would take the classifier ~40 s per MB: too slow to be live)."""
-        if self.sentiment is None or not text.strip() or len(text) > MAX_MOOD_CHARS:
-            return None
-        result = self.sentiment.set_text(text)
-        return Sentiment(str(result.label), float(result.score))
+        return self._scored(text, live=True)
 
     def text_mood(self, text: str) -> Sentiment | None:
         """Sentiment of a finished text (a reply), from scratch: the typing state is left alone, so it may run on
         the reply's worker thread while the user types. None as for `mood`."""
+        return self._scored(text, live=False)
+
+    def _scored(self, text: str, live: bool) -> Sentiment | None:
         if self.sentiment is None or not text.strip() or len(text) > MAX_MOOD_CHARS:
             return None
-        result = self.sentiment.classify(text)
+        result = (self.sentiment.set_text if live else self.sentiment.classify)(text)
         return Sentiment(str(result.label), float(result.score))
+
+    @property
+    def last_reply_mood(self) -> Sentiment | None:
+        """The mood of the last reply (or continuation), if the transcript ends with one."""
+        last = self.transcript[-1] if self.transcript else None
+        return last.sentiment if last is not None and last.role == "assistant" else None
 
     def moods(self, role: str = "user") -> list[float]:
         """Scores of the user's messages (or the bot's replies, role "assistant") so far."""

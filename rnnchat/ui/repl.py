@@ -187,9 +187,7 @@ class Repl:
             self._print(f"error: {problem}")
         if stats:
             stopped = ", stopped" if stats.stopped else ""
-            last = s.transcript[-1] if s.transcript else None
-            mood = (f", mood {last.sentiment.label} {last.sentiment.score:+.2f}"
-                    if last is not None and last.role == "assistant" and last.sentiment else "")
+            mood = "" if (m := s.last_reply_mood) is None else f", mood {m.label} {m.score:+.2f}"
             self._print(f"[{stats.tokens} tokens, {stats.tokens_per_s:.1f} tok/s{stopped}{mood}]")
         return stats
 

@@ -266,9 +266,9 @@ class ChatApp(ConversationActions, App):
             self.notify(message.error, severity="error")
         if stats and stats.stopped:
             self._bubble.set_note("(stopped)")
-        last = self.session.transcript[-1] if self.session.transcript else None
-        if last is not None and last.role == "assistant" and last.mode is not Mode.CONTINUE:
-            self._bubble.set_mood(last.sentiment)  # the reply's own mood, scored once it is whole
+        if self.session.mode is not Mode.CONTINUE and (mood := self.session.last_reply_mood) is not None:
+            self._bubble.set_mood(mood)  # the reply's own mood, scored once it is whole (a continuation's bubble
+            # shows the user's text and its mood)
         if stats and stats.save_error:
             self.notify(stats.save_error, severity="error")
         self._show_stats()
