@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -47,6 +48,16 @@ def load_systems(path: Path | None) -> dict:
     return {k: (Mode(v["mode"]), v.get("candidates", 1), v.get("weights", {}), v.get("settings", {}))
             for k, v in spec.items()}
 LABELS = "ABCDEFGH"
+QUESTION_WORDS = frozenset("what whats what's how hows how's why where wheres where's when who whos who's which "
+                           "do does did are is can could would will should have has any".split())
+
+
+def asks(text: str) -> bool:
+    """The turn asks something: its last message holds a "?" or opens with a question word. A system's
+    "question_guidance" setting guides only these replies (tried in round 4: it did not help)."""
+    last = next((m for m in reversed(text.split("\n")) if m.strip()), "")
+    words = re.findall(r"[a-z']+", last.lower())
+    return "?" in last or bool(words) and words[0] in QUESTION_WORDS
 
 
 def seed_of(prompt_id: str) -> int:
@@ -73,7 +84,10 @@ def make_replies(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
             for name, (mode, n, _, settings) in systems.items():
-                s = ChatSession(engine, seq2seq=chat, settings=SamplingSettings(seed=seed_of(p["id"]), **settings),
+                sampling = {k: v for k, v in settings.items() if k != "question_guidance"}
+                if asks(p["turns"][-1]):  # round 4's policy: guided replies to questions only
+                    sampling["guidance"] = settings.get("question_guidance", sampling.get("guidance", 0.0))
+                s = ChatSession(engine, seq2seq=chat, settings=SamplingSettings(seed=seed_of(p["id"]), **sampling),
                                 directory=Path(tmp), ranker=rankers[name], candidates=n)
                 s.set_mode(mode)
                 turns = p["turns"]

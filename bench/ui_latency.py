@@ -11,7 +11,7 @@ state. Uses rnnchat/checkpoints/lm.npz, rnnchat/checkpoints/seq2seq_chat.npz and
 otherwise random-weight models of the default sizes (the arithmetic per keystroke/token is the same).
 
     OPENBLAS_NUM_THREADS=1 python bench/ui_latency.py [--lm PATH] [--seq2seq PATH] [--sentiment PATH] \
-        [--replies 10] [--candidates 16] [--json FILE]
+        [--replies 10] [--candidates 16] [--guidance W] [--json FILE]
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ def main() -> int:
     p.add_argument("--sentiment", type=Path, default=ROOT / "rnnchat" / "checkpoints" / "sentiment.npz")
     p.add_argument("--replies", type=int, default=10)
     p.add_argument("--candidates", type=int, default=16, help="also measure ranked replies of N candidates (1: not)")
+    p.add_argument("--guidance", type=float, default=SamplingSettings().guidance,
+                   help="classifier-free guidance weight of LM chat (default: the shipped default)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,11 +142,11 @@ def main() -> int:
         for n in sorted({1, a.candidates}):
             for mode in (Mode.LM, Mode.CHAT):
                 session = ChatSession(engine, sentiment, seq2seq=seq2seq, ranker=ranker, candidates=n,
-                                      settings=SamplingSettings(seed=0, max_tokens=40))
+                                      settings=SamplingSettings(seed=0, max_tokens=40, guidance=a.guidance))
                 session.set_mode(mode)
                 modes[mode.value + ("" if n == 1 else f"_ranked{n}")] = asyncio.run(measure(session, a.replies,
                                                                                            *logs))
-    result = {"modes": modes, "lm": lm_note, "seq2seq": seq2seq_note, "sentiment": sentiment_note,
+    result = {"modes": modes, "guidance": a.guidance, "lm": lm_note, "seq2seq": seq2seq_note, "sentiment": sentiment_note,
               "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     print(f"LM: {lm_note}\nseq2seq: {seq2seq_note}\nsentiment: {sentiment_note}\n"
           f"cpus {result['cpus']}, load average {result['load_avg_1m']}")

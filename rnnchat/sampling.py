@@ -20,7 +20,8 @@ class SettingsError(ValueError):
 
 
 MAX_TOKENS = 100_000
-_REALS = ("temperature", "top_p", "repeat_penalty")
+MAX_GUIDANCE = 10.0
+_REALS = ("temperature", "top_p", "repeat_penalty", "guidance")
 _INTS = ("top_k", "repeat_last_n", "max_tokens")
 
 
@@ -58,6 +59,8 @@ class SamplingSettings:
     ban_unk: bool = True
     cache: bool = False          # mix in the LM's conversation cache (where the model has val-tuned settings);
                                  # off by default: it lowers perplexity but did not raise judged SSA (round 3)
+    guidance: float = 0.0        # LM chat: weight of log p(token | conversation) - log p(token | fresh state)
+                                 # added to the logits (classifier-free guidance; 0 = off)
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)
@@ -71,6 +74,8 @@ class SamplingSettings:
             problems.append(f"top-p must be in (0, 1], got {self.top_p}")
         if not np.isfinite(self.repeat_penalty) or self.repeat_penalty <= 0:
             problems.append(f"repeat penalty must be > 0, got {self.repeat_penalty}")
+        if not np.isfinite(self.guidance) or not 0 <= self.guidance <= MAX_GUIDANCE:
+            problems.append(f"guidance must be in [0, {MAX_GUIDANCE}] (0 = off), got {self.guidance}")
         if self.repeat_last_n < 0:
             problems.append(f"repeat-last-n must be >= 0, got {self.repeat_last_n}")
         if not 0 <= self.max_tokens <= MAX_TOKENS:
@@ -177,6 +182,13 @@ class RowSampler:
         n = self.settings.repeat_last_n
         if len(self.recent) > 4 * n:
             del self.recent[: len(self.recent) - n]
+
+
+def ban_first(logits: np.ndarray, ids: Sequence[int], banned: np.ndarray) -> None:
+    """Make `ids` impossible in `logits` (B, V), in place, unless they and the banned ids are all there is
+    (a skip list that leaves only them: better an empty reply than no draw at all)."""
+    if ids and len(set(ids) | set(banned.tolist())) < logits.shape[1]:
+        logits[:, list(ids)] = -np.inf
 
 
 def sample_rows(logits: np.ndarray, rows: Sequence[RowSampler]) -> tuple[np.ndarray, np.ndarray]:

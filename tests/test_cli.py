@@ -90,3 +90,16 @@ assert not heavy, heavy[:5]
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "RNNCHAT_DATA_DIR": str(tmp_path / "data")})
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_guidance_flag_guides_generate_and_bad_values_are_usage_errors(small_lm_path, capsys):
+    def gen(*flags):
+        assert main(["generate", "-m", str(small_lm_path), "-s", "5", "-n", "12", "--json", *flags, "i like"]) == 0
+        import json
+        return json.loads(capsys.readouterr().out.splitlines()[0])
+    plain, guided = gen(), gen("--guidance", "3")
+    assert guided["settings"]["guidance"] == 3.0 and plain["settings"]["guidance"] == 0.0
+    assert plain["tokens"] != guided["tokens"]
+    for bad in ("-1", "11", "nan"):
+        assert main(["generate", "-m", str(small_lm_path), "--guidance", bad, "hi"]) == 2
+        assert "guidance must be" in capsys.readouterr().err

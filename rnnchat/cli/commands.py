@@ -256,7 +256,8 @@ def sampling_settings(args: argparse.Namespace, level: str = "word"):
     try:
         return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 repeat_last_n=args.repeat_last_n, skip=tuple(args.skip), stop=tuple(args.stop),
-                                seed=args.seed, ban_unk=args.ban_unk, cache=args.cache, **by_level)
+                                seed=args.seed, ban_unk=args.ban_unk, cache=args.cache, guidance=args.guidance,
+                                **by_level)
     except SettingsError as e:
         raise CommandError(str(e), EXIT_USAGE) from None
 
@@ -290,6 +291,9 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=d.cache,
                    help="mix in the LM's conversation cache (words seen earlier in the conversation made likelier; "
                         "used where the LM has val-tuned settings for it)")
+    g.add_argument("--guidance", type=float, default=d.guidance, metavar="W",
+                   help="classifier-free guidance: add W x (log p(word | conversation or prompt) - log p(word | "
+                        "nothing said)) to each draw; 0 = off (%(default)s)")
     g.set_defaults(ban_unk=d.ban_unk)
 
 

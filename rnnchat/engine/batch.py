@@ -134,9 +134,63 @@ def prefill_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
     return logits[:1], _first(state)
 
 
+@dataclass
+class Guide:
+    """Classifier-free guidance (Sanchez et al. 2023, "Stay on Topic with Classifier-Free Guidance"): every row
+    also runs from a fresh state over the same sampled tokens, and draws from
+    z + w * (log softmax(z) - log softmax(z_fresh)): words the conversation or prompt made likelier gain, words
+    that are likely whatever was said lose (the anti-LM term of Li et al. 2016, applied at every token).
+    The ends of a message and a turn (<eom>, <eot>) keep the model's own logits: where a reply ends is the
+    model's call (a fresh state almost never ends a turn at once, so guided, every chat reply would be empty).
+    `weights` (B,), `logits` (B, V) and `state` are the fresh stream's, one row per decoded row."""
+
+    weights: np.ndarray
+    logits: np.ndarray
+    state: LayerStates
+    plain: tuple[int, ...] = ()
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        """The logits to draw from (a new array), given the decoded rows' own."""
+        w = self.weights[:, None].astype(logits.dtype)
+        out = logits + w * (log_softmax(logits) - log_softmax(self.logits))
+        out[:, self.plain] = logits[:, self.plain]
+        return out
+
+    def rows(self, keep: np.ndarray) -> "Guide":
+        return Guide(self.weights[keep], self.logits[keep], [(h[keep], c[keep]) for h, c in self.state], self.plain)
+
+
+def fresh_guide(decoder: LMDecoder, vocab: Vocab, weights: list[float]) -> Guide | None:
+    """A guide for rows with these weights (None when all are 0), its rows in the state a conversation starts
+    from (<eot> fed from zeros)."""
+    if not any(weights):
+        return None
+    logits, state = step_rows(decoder, np.full(len(weights), vocab.eot_id), decoder.initial_state(len(weights)))
+    return Guide(np.asarray(weights, np.float64), logits, state, (vocab.eom_id, vocab.eot_id))
+
+
+def step_guided(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
+                guide: Guide | None) -> tuple[np.ndarray, LayerStates]:
+    """`step_rows` of the decoded rows and, with a guide, of its fresh rows in the same product per layer (the
+    weights are read once for 2B rows); the guide's logits and state advance in place."""
+    if guide is None:
+        return step_rows(decoder, ids, state)
+    k = len(ids)
+    both = [(np.concatenate([h, gh]), np.concatenate([c, gc])) for (h, c), (gh, gc) in zip(state, guide.state)]
+    out, both = step_rows(decoder, np.concatenate([ids, ids]), both)
+    guide.logits, guide.state = out[k:], [(h[k:], c[k:]) for h, c in both]
+    return out[:k], [(h[:k], c[:k]) for h, c in both]
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    top = z.max(axis=1, keepdims=True)
+    return z - (top + np.log(np.exp(z - top).sum(axis=1, keepdims=True)))
+
+
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
                 settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None,
-                adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[Decoded]:
+                adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                guide: Guide | None = None) -> list[Decoded]:
     """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
 
     Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch, and
@@ -145,6 +199,8 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     enough: stop once this many rows have finished on <eot>; the rows still running end there, unfinished.
     adjust: (logits (B, V), top-layer states (B, H)) -> the logits to sample from and score (the conversation
     cache's mixture); applied before everything else at each step.
+    guide: draw under classifier-free guidance (`Guide`, one row per row); `with_logprobs` still sums the
+    model's own log-probabilities (what the reply ranking scores).
     """
     B = len(rows)
     out_ids: list[list[int]] = [[] for _ in range(B)]
@@ -156,6 +212,8 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     logprob = np.zeros(B)
     active = np.flatnonzero(max_tokens > 0)
     logits, state = logits[active], [(h[active], c[active]) for h, c in state]
+    if guide is not None:
+        guide = guide.rows(active)
     while active.size:
         if adjust is not None:
             logits = adjust(logits, state[-1][0])
@@ -163,6 +221,8 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             z = logits.copy()  # in the logits' precision; sums in float64
             top = z.max(axis=1, keepdims=True)
             logz = np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
+        if guide is not None:
+            logits = guide.apply(logits)
         ids, probs = sample_rows(logits, [rows[j] for j in active])
         if with_logprobs:
             logprob[active] += z[np.arange(len(ids)), ids] - logz
@@ -179,7 +239,9 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             break
         if not keep.all():  # rows that finished drop out of the batch
             ids, state, active = ids[keep], [(h[keep], c[keep]) for h, c in state], active[keep]
-        logits, state = step_rows(decoder, ids, state)
+            if guide is not None:
+                guide = guide.rows(keep)
+        logits, state = step_guided(decoder, ids, state, guide)
     return [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j])) for j in range(B)]
 
 
@@ -195,7 +257,8 @@ def generate_rows(decoder: LMDecoder, vocab: Vocab, jobs: list[Job]) -> list[dic
     for row, p, job in zip(rows, prompts, jobs):
         n = job.settings.repeat_last_n
         row.observe(p[-n:] if n else [])
-    out = decode_rows(decoder, vocab, logits, state, rows, [j.settings for j in jobs])
+    guide = fresh_guide(decoder, vocab, [j.settings.guidance for j in jobs])
+    out = decode_rows(decoder, vocab, logits, state, rows, [j.settings for j in jobs], guide=guide)
     return [{"id": job.id, "prompt": job.prompt, "text": d.text, "tokens": vocab.ids_to_tokens(d.ids),
              "token_ids": d.ids, "probs": [round(p, 6) for p in d.probs],
              "settings": job.settings.to_dict(), "seed": job.settings.seed} for job, d in zip(jobs, out)]

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnchat.engine.batch import Guide, fresh_guide, step_guided
 from rnnchat.engine.tokens import Token
 from rnnchat.models.lm import LMDecoder
 from rnnchat.models.lm_cache import CacheSettings, ConversationCache
-from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, sample_rows, skip_ids
+from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, ban_first, sample_rows, skip_ids
 from rnnchat.text import Vocab, closing_ids
 
 FEED_CHUNK = 4096  # tokens encoded and fed per chunk for very long inputs
@@ -104,20 +105,31 @@ class Conversation:
 
     # -- output ----------------------------------------------------------------------------------------------
     def stream(self, settings: SamplingSettings, cancel: threading.Event | None = None,
-               stop_ids: tuple[int, ...] = (), rng: np.random.Generator | None = None) -> Iterator[Token]:
-        """Yield sampled tokens one at a time (see the module docstring for the state invariant)."""
+               stop_ids: tuple[int, ...] = (), rng: np.random.Generator | None = None,
+               not_first: tuple[int, ...] = ()) -> Iterator[Token]:
+        """Yield sampled tokens one at a time (see the module docstring for the state invariant).
+
+        not_first: ids the first token may not be (a chat reply that opens with <eot> would be empty).
+        With `settings.guidance`, tokens are drawn under classifier-free guidance (`engine.batch.Guide`).
+        """
         sampler = RowSampler(settings, skip_ids(settings, self.vocab), rng)
         sampler.observe(self.history[-settings.repeat_last_n:] if settings.repeat_last_n else [])
         watch = StopWatch(settings.stop, self.vocab)
+        guide = fresh_guide(self.decoder, self.vocab, [settings.guidance])
         pending: int | None = None
         try:
-            for _ in range(settings.max_tokens):
+            for step in range(settings.max_tokens):
                 if pending is not None:
-                    self._advance(pending)
+                    self._advance(pending, guide)
                     pending = None
                 if cancel is not None and cancel.is_set():
                     return
-                ids, probs = sample_rows(self.next_logits(settings), [sampler])
+                logits = self.next_logits(settings)
+                if guide is not None:
+                    logits = guide.apply(logits)
+                if step == 0:
+                    ban_first(logits, not_first, sampler.banned)
+                ids, probs = sample_rows(logits, [sampler])
                 tid = int(ids[0])
                 pending = tid
                 piece = watch.push(tid)
@@ -126,12 +138,15 @@ class Conversation:
                     return
         finally:
             if pending is not None:
-                self._advance(pending)
+                self._advance(pending, guide)
 
-    def _advance(self, tid: int) -> None:
+    def _advance(self, tid: int, guide: Guide | None = None) -> None:
         if self.cache is not None:
             self.cache.add(self.state[-1][0], [tid])
-        self.logits, self.state = self.decoder.step(np.array([tid]), self.state)
+        if guide is None:
+            self.logits, self.state = self.decoder.step(np.array([tid]), self.state)
+        else:
+            self.logits, self.state = step_guided(self.decoder, np.array([tid]), self.state, guide)
         self.history.append(tid)
 
     # -- persistence -----------------------------------------------------------------------------------------

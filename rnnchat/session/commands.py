@@ -35,7 +35,7 @@ class Commandable(Protocol):
     def saved_names(self) -> list[str]: ...
 
 SETTING_COMMANDS = {"temp": "temperature", "topk": "top_k", "topp": "top_p", "max": "max_tokens", "beam": "beam",
-                    "candidates": "candidates", "cache": "cache",
+                    "candidates": "candidates", "cache": "cache", "guidance": "guidance",
                     # the flags' names work too: /temperature, /top-k, /top-p, /max-tokens
                     "temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "max-tokens": "max_tokens"}
 COMMAND_HELP = (
@@ -43,6 +43,7 @@ COMMAND_HELP = (
     ("/max 60", "max tokens per reply"), ("/skip WORD", "never say WORD (/skip: clear)"),
     ("/beam 4", "seq2seq beam width (0 = off)"), ("/candidates 16", "replies made and ranked (1 = stream one)"),
     ("/cache on|off", "LM cache of earlier words"),
+    ("/guidance 1", "LM: favour words the message made likely (0 = off)"),
     ("/retry", "replace the last reply (next candidate)"),
     ("/mode chat|lm|continue", "switch mode"), ("/reset", "new conversation (old one kept)"),
     ("/save [-f] NAME", "save (-f: replace NAME)"), ("/load NAME", "load one (/load: list)"),
@@ -58,13 +59,13 @@ def _on_off(text: str) -> bool:
     return value
 
 
-_PARSE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "beam": int, "candidates": int,
-          "skip": lambda t: tuple(w for w in re.split(r"[,\s]+", t) if w), "cache": _on_off}
+_PARSE = {"temperature": float, "top_p": float, "guidance": float, "top_k": int, "max_tokens": int, "beam": int,
+          "candidates": int, "skip": lambda t: tuple(w for w in re.split(r"[,\s]+", t) if w), "cache": _on_off}
 
 
 def set_setting(session: Commandable, name: str, text: str) -> None:
-    """Set one setting from user text: temperature, top_k, top_p, max_tokens, skip (words, comma/space) or
-    beam; SettingsError if the name or value is bad."""
+    """Set one setting from user text: temperature, top_k, top_p, guidance, max_tokens, skip (words,
+    comma/space), cache, candidates or beam; SettingsError if the name or value is bad."""
     if name not in _PARSE:
         raise SettingsError(f"unknown setting {name!r}")
     try:

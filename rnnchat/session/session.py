@@ -141,7 +141,7 @@ class ChatSession:
         beam = f", beam {self.beam}" if self.seq2seq is not None else ""
         cache = f", cache {'on' if s.cache else 'off'}" if self.engine.cache_settings is not None else ""
         return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}, "
-                f"skip {', '.join(s.skip) or '-'}{beam}, candidates {self.candidates}{cache}")
+                f"guidance {s.guidance:g}, skip {', '.join(s.skip) or '-'}{beam}, candidates {self.candidates}{cache}")
 
     def command(self, line: str) -> str:
         """Run a slash command other than /help and /quit (see `session.commands`)."""
@@ -223,7 +223,8 @@ class ChatSession:
             self.conv.close_turn()
             self.conv.feed(text, end_turn=True)
             before = replies.RankedReply(mode, text, settings, 1, self.conv.fork(), self.chat_state, None, [])
-            source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,))
+            source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,),
+                                      not_first=(vocab.eom_id, vocab.eot_id))  # never an empty reply
         else:
             self.conv.feed(text)
             source = continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)), vocab)

@@ -85,3 +85,4 @@ def test_candidates_setting_and_command(make_session):
     for bad in ("0", "65", "x"):
         with pytest.raises(SettingsError):
             s.command(f"/candidates {bad}")
+
