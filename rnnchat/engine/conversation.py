@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rnnchat.engine.batch import Guide, fresh_guide, step_guided
+from rnnchat.engine.rows import Guide, fresh_guide, step_guided
 from rnnchat.engine.tokens import Token
 from rnnchat.models.lm import LMDecoder
 from rnnchat.models.lm_cache import CacheSettings, ConversationCache
@@ -110,7 +110,7 @@ class Conversation:
         """Yield sampled tokens one at a time (see the module docstring for the state invariant).
 
         not_first: ids the first token may not be (a chat reply that opens with <eot> would be empty).
-        With `settings.guidance`, tokens are drawn under classifier-free guidance (`engine.batch.Guide`).
+        With `settings.guidance`, tokens are drawn under classifier-free guidance (`engine.rows.Guide`).
         """
         sampler = RowSampler(settings, skip_ids(settings, self.vocab), rng)
         sampler.observe(self.history[-settings.repeat_last_n:] if settings.repeat_last_n else [])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from rnnchat.engine.batch import decode_rows, fresh_guide
+from rnnchat.engine.rows import decode_rows, fresh_guide
 from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.tokens import Token
 from rnnchat.models.lm import LMDecoder

@@ -158,7 +158,7 @@ def test_the_shipped_lm_rows_do_not_depend_on_their_batch(shipped):
 
 def test_step_rows_of_one_row_equal_its_row_of_a_batch(shipped):
     import numpy as np
-    from rnnchat.engine.batch import step_rows
+    from rnnchat.engine.rows import step_rows
     engine, rng = shipped, np.random.default_rng(0)
     state = [(rng.standard_normal((5, 512)).astype(np.float32), rng.standard_normal((5, 512)).astype(np.float32))
              for _ in range(2)]

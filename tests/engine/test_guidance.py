@@ -4,7 +4,8 @@ fresh rows stepped over the same tokens; replies never open with <eot> or <eom>.
 import numpy as np
 import pytest
 
-from rnnchat.engine.batch import Guide, Job, decode_rows, fresh_guide, generate_rows, log_softmax, step_rows
+from rnnchat.engine.batch import Job, generate_rows
+from rnnchat.engine.rows import Guide, decode_rows, fresh_guide, log_softmax, step_rows
 from rnnchat.engine.engine import Engine
 from rnnchat.engine.ranking import lm_candidates
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, skip_ids
