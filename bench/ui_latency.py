@@ -4,7 +4,9 @@ chat mode:
 * keystroke -> sentiment indicator repainted with the new result (target < 16 ms, one frame at 60 Hz);
 * Enter -> first reply token painted on screen (target < 100 ms);
 * with `--candidates N` (default 16) also the ranked reply: Enter -> the chosen one of N candidates painted
-  (target <= 300 ms at N = 16), in both chat modes, ranked with the backward model when it is present.
+  (target <= 300 ms at N = 16), in both chat modes, ranked with the backward model when it is present;
+* the streaming rate of one 200-token LM chat sample in the app against the same session decoding alone
+  (target >= 0.8x).
 
 Times run from just before the key is posted to the first paint (`render_lines`) of the widget showing the new
 state. Uses rnnchat/checkpoints/lm.npz, rnnchat/checkpoints/seq2seq_chat.npz and rnnchat/checkpoints/sentiment.npz when present;
@@ -117,6 +119,44 @@ async def measure(session: ChatSession, replies: int, indicator_paints: list, te
             "tokens_per_s_last_reply": round(session.last_stats.tokens_per_s, 1)}
 
 
+STREAM_SETTINGS = SamplingSettings(seed=0, max_tokens=200, skip=("<eot>",))  # every reply 200 tokens long
+
+
+async def app_stream_rates(session: ChatSession, replies: int) -> list[float]:
+    """tokens/s of single-sample LM chat replies streamed into the app (the session's own clock)."""
+    rates = []
+    app = ChatApp(session, cursor_blink=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for i in range(replies):
+            for ch in MESSAGES[i % len(MESSAGES)]:
+                await pilot.press("space" if ch == " " else ch)
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            rates.append(session.last_stats.tokens_per_s)
+    return rates
+
+
+def stream_rates(engine: Engine, sentiment, replies: int) -> dict:
+    """The same replies streamed by the session alone (one BLAS thread, as the app decodes one stream) and into
+    the app, alternating so that both see the same machine: the app's rate over the engine's (target >= 0.8)."""
+    from rnnchat.runtime import decode_threads
+    alone, in_app = [], []
+    for i in range(replies):
+        s = ChatSession(engine, sentiment, settings=STREAM_SETTINGS, candidates=1)
+        s.set_mode(Mode.LM)
+        with decode_threads(1):
+            for _ in s.respond(MESSAGES[i % len(MESSAGES)]):
+                pass
+        alone.append(s.last_stats.tokens_per_s)
+        s = ChatSession(engine, sentiment, settings=STREAM_SETTINGS, candidates=1)
+        s.set_mode(Mode.LM)
+        in_app += asyncio.run(app_stream_rates(s, 1))
+    a, b = statistics.median(alone), statistics.median(in_app)
+    return {"session_alone_tok_s": round(a, 1), "in_app_tok_s": round(b, 1), "ratio": round(b / a, 3),
+            "replies": replies, "tokens_per_reply": STREAM_SETTINGS.max_tokens}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lm", type=Path, default=ROOT / "rnnchat" / "checkpoints" / "lm.npz")
@@ -126,6 +166,7 @@ def main() -> int:
     p.add_argument("--candidates", type=int, default=16, help="also measure ranked replies of N candidates (1: not)")
     p.add_argument("--guidance", type=float, default=SamplingSettings().guidance,
                    help="classifier-free guidance weight of LM chat (default: the shipped default)")
+    p.add_argument("--stream-only", action="store_true", help="only the streaming rate")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,15 +180,16 @@ def main() -> int:
         modes = {}
         backward, _ = load_backward_model()
         ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
-        for n in sorted({1, a.candidates}):
+        for n in sorted({1, a.candidates}) if not a.stream_only else ():
             for mode in (Mode.LM, Mode.CHAT):
                 session = ChatSession(engine, sentiment, seq2seq=seq2seq, ranker=ranker, candidates=n,
                                       settings=SamplingSettings(seed=0, max_tokens=40, guidance=a.guidance))
                 session.set_mode(mode)
                 modes[mode.value + ("" if n == 1 else f"_ranked{n}")] = asyncio.run(measure(session, a.replies,
                                                                                            *logs))
-    result = {"modes": modes, "guidance": a.guidance, "lm": lm_note, "seq2seq": seq2seq_note, "sentiment": sentiment_note,
-              "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+        stream = stream_rates(engine, sentiment, a.replies)
+    result = {"modes": modes, "stream_rate": stream, "guidance": a.guidance, "lm": lm_note, "seq2seq": seq2seq_note,
+              "sentiment": sentiment_note, "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     print(f"LM: {lm_note}\nseq2seq: {seq2seq_note}\nsentiment: {sentiment_note}\n"
           f"cpus {result['cpus']}, load average {result['load_avg_1m']}")
     for mode, r in modes.items():
@@ -159,6 +201,9 @@ def main() -> int:
               f"  Enter -> first token painted:   median {f['median_ms']} ms, p95 {f['p95_ms']} ms, "
               f"max {f['max_ms']} ms over {f['n']} replies (target < 100 ms)\n"
               f"  last reply: {r['tokens_per_s_last_reply']} tokens/s")
+    print(f"LM chat, one sample of 200 tokens streamed: the session alone {stream['session_alone_tok_s']} tok/s, "
+          f"in the app {stream['in_app_tok_s']} tok/s: {stream['ratio']:.2f}x (target >= 0.8x; medians of "
+          f"{stream['replies']})")
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -45,7 +45,7 @@ class One(App):
 
 
 @pytest.mark.asyncio
-async def test_append_repaints_only_the_last_line_until_a_new_line_starts():
+async def test_append_repaints_only_the_last_line_and_lays_out_new_lines_at_most_every_layout_s():
     app = One()
     async with app.run_test(size=(20, 5)) as pilot:
         s = app.query_one(StreamText)
@@ -62,9 +62,20 @@ async def test_append_repaints_only_the_last_line_until_a_new_line_starts():
         s.append("\n")  # a message break at the end adds no empty line until text follows it
         await pilot.pause()
         assert s.size.height == 2
-        s.append("Yes")
+        s.append("Yes")  # a new line within LAYOUT_S of the last layout: laid out by the timer, once
+        calls.clear()
+        s.append(" and a long line that wraps twice")
+        assert not any(kw.get("layout") for _, kw in calls)
         await pilot.pause()
-        assert s.size.height == 3
+        assert s.size.height == 2
+        await pilot.pause(StreamText.LAYOUT_S + 0.05)
+        grown = s.size.height
+        assert grown > 2 and grown == s.get_content_height(s.size, s.size, s.size.width)  # every line shown
+        s.append(" more")
+        s.append(" lines at the end")
+        s.finish()  # the end of a reply: laid out at once
+        await pilot.pause()
+        assert s.size.height == s.get_content_height(s.size, s.size, s.size.width) > grown
 
 
 def test_mood_text_and_bar():

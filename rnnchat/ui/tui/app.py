@@ -253,14 +253,18 @@ class ChatApp(ConversationActions, App):
             self.post_message(ReplyDone(error))
 
     def on_reply_tokens(self, message: ReplyTokens) -> None:
-        self._bubble.loading = False
+        # while a reply streams, the decode thread waits for the GIL whenever this thread lays out or paints:
+        # only the reply's text may change the layout (a new line), the counter is painted in place
+        if self._bubble.loading:
+            self._bubble.loading = False
         self._view.append("".join(t.text for t in message.tokens))
         self._streamed += len(message.tokens)
-        self.query_one("#speed", Static).update(f"generating... {self._streamed} tokens")
+        self.query_one("#speed", Static).update(f"generating... {self._streamed} tokens", layout=False)
 
     def on_reply_done(self, message: ReplyDone) -> None:
         self.generating = False
         self._bubble.loading = False
+        self._view.finish()
         stats = self.session.last_stats
         if message.error:
             self.notify(message.error, severity="error")

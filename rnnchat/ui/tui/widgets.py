@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 
 from rich.cells import cell_len
@@ -59,10 +60,15 @@ def wrap(text: str, start: int, width: int) -> list[tuple[int, int]]:
 class StreamText(Widget):
     """Word-wrapped text that grows at its end.
 
-    `append` re-wraps only the last line and repaints only the changed lines (a layout refresh happens only
-    when the line count changes), so a long reply costs the same per token as a short one. An optional
-    `prefix` (the user's text in continue mode) is drawn in the `stream-text--prefix` style.
+    `append` re-wraps only the last line and repaints only the changed lines, so a long reply costs the same
+    per token as a short one. A new line needs a layout (the bubble grows and the log scrolls: the whole log is
+    painted again, ~5-20 ms here), and while it lays out the app's thread holds the GIL the decoding thread
+    waits for, so at most one layout per `LAYOUT_S` is made while text streams in (the line appears with the
+    next one); `finish` lays out at once. An optional `prefix` (the user's text in continue mode) is drawn in
+    the `stream-text--prefix` style.
     """
+
+    LAYOUT_S = 0.2
 
     COMPONENT_CLASSES = {"stream-text--prefix"}
     DEFAULT_CSS = """
@@ -74,6 +80,7 @@ class StreamText(Widget):
         super().__init__(id=id, classes=classes)
         self._all, self._prefix = prefix + text, len(prefix)
         self._width, self._lines = -1, [(0, 0)]
+        self._laid_out, self._layout_due = 0.0, False  # when the last layout was asked for; one is scheduled
 
     @property
     def text(self) -> str:
@@ -88,10 +95,20 @@ class StreamText(Widget):
         if self._width < 0:
             return self.refresh(layout=True)
         self._lines[n - 1:] = wrap(self._all, self._lines[-1][0], self._width)
-        if self._shown() != shown:
-            self.refresh(layout=True)
+        self.refresh(Region(0, self.styles.gutter.top + n - 1, self.outer_size.width, 1))
+        if self._shown() == shown or self._layout_due:
+            return
+        wait = self.LAYOUT_S - (time.monotonic() - self._laid_out)
+        if wait <= 0:
+            self.finish()
         else:
-            self.refresh(Region(0, self.styles.gutter.top + n - 1, self.outer_size.width, 1))
+            self._layout_due = True
+            self.set_timer(wait, self.finish)
+
+    def finish(self) -> None:
+        """Lay out now for every line appended so far (the end of a reply)."""
+        self._laid_out, self._layout_due = time.monotonic(), False
+        self.refresh(layout=True)
 
     def _wrapped(self, width: int) -> list[tuple[int, int]]:
         if width != self._width:
