@@ -60,6 +60,14 @@ def asks(text: str) -> bool:
     return "?" in last or bool(words) and words[0] in QUESTION_WORDS
 
 
+def system_sampling(settings: dict, turns: list[str]) -> dict:
+    """A system's sampling settings for a reply to `turns` (its "question_guidance" applied: round 4)."""
+    sampling = {k: v for k, v in settings.items() if k != "question_guidance"}
+    if "question_guidance" in settings and asks(turns[-1]):
+        sampling["guidance"] = settings["question_guidance"]
+    return sampling
+
+
 def seed_of(prompt_id: str) -> int:
     return int.from_bytes(hashlib.sha256(prompt_id.encode()).digest()[:4], "little")
 
@@ -84,9 +92,7 @@ def make_replies(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
             for name, (mode, n, _, settings) in systems.items():
-                sampling = {k: v for k, v in settings.items() if k != "question_guidance"}
-                if asks(p["turns"][-1]):  # round 4's policy: guided replies to questions only
-                    sampling["guidance"] = settings.get("question_guidance", sampling.get("guidance", 0.0))
+                sampling = system_sampling(settings, p["turns"])
                 s = ChatSession(engine, seq2seq=chat, settings=SamplingSettings(seed=seed_of(p["id"]), **sampling),
                                 directory=Path(tmp), ranker=rankers[name], candidates=n)
                 s.set_mode(mode)

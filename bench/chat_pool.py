@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from chat_judging import HERE, load_systems, read_jsonl, seed_of  # noqa: E402
+from chat_judging import HERE, load_systems, read_jsonl, seed_of, system_sampling  # noqa: E402
 from rnnchat import paths  # noqa: E402
 from rnnchat.engine.engine import Engine, load_backward_model  # noqa: E402
 from rnnchat.engine.ranking import Ranker, RankWeights  # noqa: E402
@@ -50,7 +50,8 @@ def candidates(args) -> list[dict]:
         for i, p in enumerate(prompts):
             for name, (mode, n, w, settings) in load_systems(args.systems).items():
                 ranker = Ranker(engine.decoder, engine.vocab, weights=RankWeights(**w))
-                s = ChatSession(engine, settings=SamplingSettings(seed=seed_of(p["id"]), **settings),
+                sampling = system_sampling(settings, p["turns"])
+                s = ChatSession(engine, settings=SamplingSettings(seed=seed_of(p["id"]), **sampling),
                                 directory=Path(tmp), ranker=ranker, candidates=n)
                 s.set_mode(mode)
                 turns = p["turns"]

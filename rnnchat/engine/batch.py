@@ -176,6 +176,11 @@ def start_run(out_path: Path, manifest: dict) -> set[str]:
             theirs = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             theirs = None
+        if isinstance(theirs, dict) and isinstance(theirs.get("settings"), dict):
+            try:  # a run started by an older version lacks the settings added since, at their defaults
+                theirs["settings"] = SamplingSettings.from_dict(theirs["settings"]).to_dict()
+            except SettingsError:
+                pass
         if not isinstance(theirs, dict):
             raise ResumeError(f"{out_path} exists and was not written by `rnnchat generate --batch` or `rnnchat "
                               f"chat --batch` (no readable {side.name}): choose another --out, or remove it")

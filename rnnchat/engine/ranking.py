@@ -27,7 +27,7 @@ from rnnchat.engine.tokens import Token
 from rnnchat.models.lm import LMDecoder
 from rnnchat.models.scoring import lm_reply_logprobs, seq2seq_reply_logprobs
 from rnnchat.models.seq2seq import Seq2Seq
-from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, ban_first, skip_ids
+from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, skip_ids
 from rnnchat.text import Vocab, source_ids, tokenize, turn_ids
 
 MAX_CANDIDATES = 64
@@ -104,14 +104,13 @@ def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> lis
     for row in rows:
         row.observe(recent)
     logits = np.repeat(conv.logits, n, axis=0)
-    ban_first(logits, (vocab.eom_id, vocab.eot_id), banned)  # a reply that opens with either would be empty
     state = [(np.repeat(h, n, axis=0), np.repeat(c, n, axis=0)) for h, c in conv.state]
     out = []
     enough = max(1, int(np.ceil(ENOUGH_FINISHED * n))) if n > 1 else None
     adjust = conv.cache.mix if conv.cache is not None and settings.cache else None
     guide = fresh_guide(conv.decoder, vocab, [settings.guidance] * n)
     for d in decode_rows(conv.decoder, vocab, logits, state, rows, [settings] * n, with_logprobs=True,
-                         enough=enough, adjust=adjust, guide=guide):
+                         enough=enough, adjust=adjust, guide=guide, not_first=(vocab.eom_id, vocab.eot_id)):
         ids = d.ids[:-1] if d.finished else d.ids
         tokens = [Token(tid, vocab.itos[tid], piece, p) for tid, p, piece in zip(d.ids, d.probs, d.pieces)]
         out.append(Candidate(tokens, ids, d.finished, d.logprob))

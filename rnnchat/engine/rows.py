@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnchat.models.lm import LayerStates, LMDecoder
-from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, sample_rows
+from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, ban_first, sample_rows
 from rnnchat.text import Vocab
 
 
@@ -74,8 +74,9 @@ class Guide:
     also runs from a fresh state over the same sampled tokens, and draws from
     z + w * (log softmax(z) - log softmax(z_fresh)): words the conversation or prompt made likelier gain, words
     that are likely whatever was said lose (the anti-LM term of Li et al. 2016, applied at every token).
-    The ends of a message and a turn (<eom>, <eot>) keep the model's own logits: where a reply ends is the
-    model's call (a fresh state almost never ends a turn at once, so guided, every chat reply would be empty).
+    The ends of a message and a turn (`plain`: <eom>, <eot>) keep the model's own probabilities, and the
+    guided words share the rest: where a reply ends is the model's call (a fresh state almost never ends a turn
+    at once, so guided, every chat reply would be empty). A row of weight 0 draws from its logits unchanged.
     `weights` (B,), `logits` (B, V) and `state` are the fresh stream's, one row per decoded row."""
 
     weights: np.ndarray
@@ -85,10 +86,19 @@ class Guide:
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
         """The logits to draw from (a new array), given the decoded rows' own."""
-        w = self.weights[:, None].astype(logits.dtype)
-        out = logits + w * (log_softmax(logits) - log_softmax(self.logits))
-        out[:, self.plain] = logits[:, self.plain]
-        return out
+        w = self.weights[:, None]
+        z = logits.astype(np.float64)
+        lse = _logsumexp(z)
+        lp = z - lse  # banned words (-inf) stay -inf below
+        with np.errstate(invalid="ignore"):  # 0 x -inf in rows of weight 0, which keep their logits
+            out = lp + w * (lp - log_softmax(self.logits.astype(np.float64)))
+        ends = np.zeros(logits.shape[1], bool)
+        ends[list(self.plain)] = True
+        p_end = np.exp(lp[:, ends]).sum(axis=1, keepdims=True)
+        words = out[:, ~ends]  # their mass becomes 1 - p_end; the ends keep theirs
+        out[:, ~ends] = words - _logsumexp(words) + np.log(np.maximum(1.0 - p_end, 1e-30))
+        out[:, ends] = lp[:, ends]
+        return np.where(w == 0, logits, (out + lse).astype(logits.dtype))  # on the logits' scale
 
     def rows(self, keep: np.ndarray) -> "Guide":
         return Guide(self.weights[keep], self.logits[keep], [(h[keep], c[keep]) for h, c in self.state], self.plain)
@@ -116,15 +126,22 @@ def step_guided(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
     return out[:k], [(h[:k], c[:k]) for h, c in both]
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    """(B, 1) log sum exp of each row; a row of -inf only gives -inf."""
     top = z.max(axis=1, keepdims=True)
-    return z - (top + np.log(np.exp(z - top).sum(axis=1, keepdims=True)))
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    return z - _logsumexp(z)
 
 
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
                 settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None,
                 adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                guide: Guide | None = None) -> list[Decoded]:
+                guide: Guide | None = None, not_first: tuple[int, ...] = ()) -> list[Decoded]:
     """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
 
     Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch, and
@@ -133,8 +150,10 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     enough: stop once this many rows have finished on <eot>; the rows still running end there, unfinished.
     adjust: (logits (B, V), top-layer states (B, H)) -> the logits to sample from and score (the conversation
     cache's mixture); applied before everything else at each step.
-    guide: draw under classifier-free guidance (`Guide`, one row per row); `with_logprobs` still sums the
-    model's own log-probabilities (what the reply ranking scores).
+    guide: draw under classifier-free guidance (`Guide`, one row per row).
+    not_first: ids no row may draw first (a chat reply that opens with <eot> would be empty), banned after
+    `adjust` and the guide. `with_logprobs` sums the model's own log-probabilities all the same (what the
+    reply ranking scores, as its teacher-forced scores do).
     """
     B = len(rows)
     out_ids: list[list[int]] = [[] for _ in range(B)]
@@ -148,6 +167,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     logits, state = logits[active], [(h[active], c[active]) for h, c in state]
     if guide is not None:
         guide = guide.rows(active)
+    first = True  # every row draws its first token in the first step
     while active.size:
         if adjust is not None:
             logits = adjust(logits, state[-1][0])
@@ -157,6 +177,11 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             logz = np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
         if guide is not None:
             logits = guide.apply(logits)
+        if first and not_first:
+            logits = logits.copy()
+            for r, j in enumerate(active):
+                ban_first(logits[r:r + 1], not_first, rows[j].banned)
+        first = False
         ids, probs = sample_rows(logits, [rows[j] for j in active])
         if with_logprobs:
             logprob[active] += z[np.arange(len(ids)), ids] - logz

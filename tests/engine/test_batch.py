@@ -54,6 +54,26 @@ def test_cli_batch_in_order_with_resume(small_lm_path, tmp_path, capsys):
     assert "resuming: 3 results" in capsys.readouterr().err
 
 
+def test_resume_of_a_run_whose_manifest_predates_a_new_setting(small_lm_path, tmp_path, capsys):
+    """A run started before `guidance` existed has no such key in OUT.run.json: it resumes (the new setting at
+    its default is the same run); another value of it is another run."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"prompt {i}" for i in range(4)) + "\n")
+    out = tmp_path / "out.jsonl"
+    argv = ["generate", "--batch", str(prompts), "--out", str(out), "--checkpoint", str(small_lm_path),
+            "-s", "1", "-n", "5", "-q"]
+    assert main(argv) == 0
+    full = out.read_text().splitlines()
+    side = tmp_path / "out.jsonl.run.json"
+    manifest = json.loads(side.read_text())
+    del manifest["settings"]["guidance"]
+    side.write_text(json.dumps(manifest))
+    out.write_text("\n".join(full[:2]) + "\n")
+    assert main(argv) == 0 and out.read_text().splitlines() == full
+    assert main(argv + ["--guidance", "1"]) == 1  # refused, as another run's file is
+    assert "settings differ" in capsys.readouterr().err
+
+
 def test_cli_batch_malformed_line_exit_1_rest_done(small_lm_path, tmp_path, capsys):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "hi"}\n{oops\n{"prompt": "there"}\n')

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from rnnchat.engine.batch import Job, generate_rows
-from rnnchat.engine.rows import Guide, decode_rows, fresh_guide, log_softmax, step_rows
+from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.engine import Engine
+from rnnchat.engine.rows import Guide, decode_rows, fresh_guide, log_softmax
+from rnnchat.models.lm_cache import CacheSettings
 from rnnchat.engine.ranking import lm_candidates
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, skip_ids
 
@@ -24,16 +26,19 @@ def after(engine, text):
     return conv
 
 
-def test_apply_adds_the_weighted_log_ratio_and_leaves_the_ends_of_turns_alone():
+def test_apply_weights_the_log_ratio_and_keeps_the_models_chance_of_ending():
     rng = np.random.default_rng(0)
     z, zf = rng.normal(size=(3, 7)), rng.normal(size=(3, 7))
-    g = Guide(np.array([0.0, 1.0, 2.5]), zf, [], plain=(2, 3))
-    out = g.apply(z)
-    want = z + np.array([[0.0], [1.0], [2.5]]) * (log_softmax(z) - log_softmax(zf))
-    np.testing.assert_allclose(out[:, [0, 1, 4, 5, 6]], want[:, [0, 1, 4, 5, 6]], rtol=1e-12)
-    assert np.array_equal(out[:, [2, 3]], z[:, [2, 3]])
+    w = np.array([0.0, 1.0, 2.5])
+    out = Guide(w, zf, [], plain=(2, 3)).apply(z)
     assert np.array_equal(out[0], z[0])  # weight 0: the model's logits exactly
-    np.testing.assert_allclose(np.exp(log_softmax(z)).sum(axis=1), 1.0)
+    p, q, got = np.exp(log_softmax(z)), np.exp(log_softmax(zf)), np.exp(log_softmax(out))
+    np.testing.assert_allclose(got[:, [2, 3]], p[:, [2, 3]], rtol=1e-12)  # the ends: the model's chance
+    words = [0, 1, 4, 5, 6]
+    guided = p[:, words] ** (1 + w[:, None]) / q[:, words] ** w[:, None]  # p (p / q)^w among the words
+    want = guided / guided.sum(axis=1, keepdims=True) * (1 - p[:, [2, 3]].sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(got[:, words], want, rtol=1e-10)
+    assert np.isfinite(Guide(w, zf, [], (2, 3)).apply(np.where(np.arange(7) < 2, -np.inf, z))[1, 2:]).all()
 
 
 def test_no_guide_for_weights_of_zero(engine):
@@ -53,11 +58,15 @@ def test_guided_greedy_rows_follow_a_step_by_step_reference(engine):
                       guide=fresh_guide(dec, vocab, [w]))[0].ids
     ref, fresh = conv.fork(), engine.conversation()
     want = []
+    ends = [vocab.eom_id, vocab.eot_id]
     for _ in range(GREEDY.max_tokens):
-        z = ref.logits[0].astype(np.float64)
-        g = z + w * (log_softmax(z[None])[0] - log_softmax(fresh.logits.astype(np.float64))[0])
-        g[[vocab.eom_id, vocab.eot_id]] = z[[vocab.eom_id, vocab.eot_id]]
-        g[banned] = -np.inf
+        p = np.exp(log_softmax(ref.logits.astype(np.float64))[0])
+        q = np.exp(log_softmax(fresh.logits.astype(np.float64))[0])
+        g = p ** (1 + w) / q ** w
+        g[ends] = 0
+        g *= (1 - p[ends].sum()) / g.sum()
+        g[ends] = p[ends]
+        g[banned] = 0
         tid = int(np.argmax(g))
         want.append(tid)
         if tid == vocab.eot_id:
@@ -92,13 +101,22 @@ def test_batch_jobs_with_guidance_do_not_depend_on_their_batch(engine):
     assert together[0]["settings"]["guidance"] == 1.0
 
 
-def test_candidates_and_streams_never_open_with_the_end_of_a_turn(engine):
+@pytest.mark.parametrize("cache", [False, True])
+def test_candidates_and_streams_never_open_with_the_end_of_a_turn(engine, cache):
     vocab = engine.vocab
-    conv = after(engine, "hello")
+    conv = Conversation(engine.decoder, vocab, cache=CacheSettings(lam=0.5) if cache else None)
+    conv.feed("hello . hello", end_turn=True)  # with the cache: the ends of turns are in it
     conv.logits[:, vocab.eot_id] = 50.0   # the model would end the turn at once, then open a message empty
     conv.logits[:, vocab.eom_id] = 40.0
-    for c in lm_candidates(conv, SamplingSettings(seed=1, max_tokens=5), 8):
-        assert c.ids and c.ids[0] not in (vocab.eot_id, vocab.eom_id)
+    s = SamplingSettings(seed=1, max_tokens=5, cache=cache)
+    for guidance in (0.0, 2.0):
+        for c in lm_candidates(conv, s.with_(guidance=guidance), 8):
+            assert c.ids and c.ids[0] not in (vocab.eot_id, vocab.eom_id)
+    # the candidates' log-probabilities stay the model's (the ban does not renormalise the first token)
+    c = lm_candidates(conv, s.with_(temperature=0.0, max_tokens=1), 1)[0]
+    model = log_softmax(conv.next_logits(s).astype(np.float64))[0]
+    np.testing.assert_allclose(c.logprob, model[c.ids[0]], rtol=1e-5)
+    assert model[[vocab.eom_id, vocab.eot_id]].max() > model[c.ids[0]]  # what the ban took is still counted
     first = next(iter(conv.fork().stream(GREEDY, not_first=(vocab.eom_id, vocab.eot_id))))
     assert first.id not in (vocab.eot_id, vocab.eom_id)
     assert next(iter(conv.fork().stream(GREEDY))).id == vocab.eot_id  # without it, as the model says
@@ -112,9 +130,9 @@ def test_guided_stream_keeps_the_conversation_invariant(engine):
     ref.feed_ids([t.id for t in toks])
     assert conv.history == ref.history
     np.testing.assert_allclose(conv.logits, ref.logits, rtol=1e-4, atol=1e-5)
-    # the fresh stream started where a conversation starts
-    lg, _ = step_rows(engine.decoder, np.array([engine.vocab.eot_id]), engine.decoder.initial_state(1))
-    np.testing.assert_allclose(fresh_guide(engine.decoder, engine.vocab, [1.0]).logits, lg)
+    # the fresh stream starts where a new conversation starts
+    np.testing.assert_allclose(fresh_guide(engine.decoder, engine.vocab, [1.0]).logits,
+                               engine.conversation().logits, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [-0.5, 10.5, float("nan"), float("inf"), "1", True])

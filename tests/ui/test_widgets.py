@@ -62,19 +62,23 @@ async def test_append_repaints_only_the_last_line_and_lays_out_new_lines_at_most
         s.append("\n")  # a message break at the end adds no empty line until text follows it
         await pilot.pause()
         assert s.size.height == 2
-        s.append("Yes")  # a new line within LAYOUT_S of the last layout: laid out by the timer, once
+        s.LAYOUT_S = 30.0  # a new line within LAYOUT_S of the last layout waits for the timer (or `finish`)
+        s.finish()
+        await pilot.pause()
         calls.clear()
-        s.append(" and a long line that wraps twice")
+        s.append("Yes and a long line that wraps twice")
         assert not any(kw.get("layout") for _, kw in calls)
         await pilot.pause()
         assert s.size.height == 2
-        await pilot.pause(StreamText.LAYOUT_S + 0.05)
-        grown = s.size.height
-        assert grown > 2 and grown == s.get_content_height(s.size, s.size, s.size.width)  # every line shown
-        s.append(" more")
-        s.append(" lines at the end")
         s.finish()  # the end of a reply: laid out at once
         await pilot.pause()
+        grown = s.size.height
+        assert grown > 2 and grown == s.get_content_height(s.size, s.size, s.size.width)  # every line shown
+        s.LAYOUT_S = 0.05  # the timer lays the next new line out
+        s.finish()
+        await pilot.pause()
+        s.append(" and here comes another line")
+        await pilot.pause(0.5)
         assert s.size.height == s.get_content_height(s.size, s.size, s.size.width) > grown
 
 
