@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     """`rnnchat chat` (Textual) and `rnnchat repl` (prompt_toolkit) on one session: models, memory, settings;
     `rnnchat chat --batch` replies to a file of conversations (`rnnchat.cli.batch`)."""
     from rnnchat.sampling import SettingsError
-    from rnnchat.session.session import open_session
+    from rnnchat.session.opening import open_session
     from rnnchat.session.store import SessionError
     oneshot.check(args)
     if any(getattr(args, k, None) is not None for k in ("batch", "out", "ray", "workers")):

@@ -17,14 +17,14 @@ from typing import Any, Protocol
 
 from rnnchat import paths
 from rnnchat.engine.conversation import Conversation
-from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model, load_live_sentiment
+from rnnchat.engine.engine import Engine
 from rnnchat.engine.ranking import Ranker, check_candidates
 from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
 from rnnchat.engine.tokens import Token, continued
 from rnnchat.models.sentiment import Sentiment
 from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids, skip_ids_as_words
 from rnnchat.session import commands, replies
-from rnnchat.session.config import DEFAULT_CANDIDATES, DEFAULT_MODE
+from rnnchat.session.config import DEFAULT_MODE
 from rnnchat.session.store import LAST, SessionError, Store, default_name
 from rnnchat.session.transcript import Mode, Turn, now
 
@@ -369,49 +369,3 @@ class ChatSession:
                 kept = f"it could not be moved aside ({move.strerror or move}), so autosave is off"
             return f"could not restore the last conversation ({e}); {kept}; starting a new one"
 
-
-def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
-                 fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = DEFAULT_CANDIDATES,
-                 backward_path: Path | None = None, directory: Path | None = None,
-                 mode: Mode | str = DEFAULT_MODE) -> tuple[ChatSession, list[str]]:
-    """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
-
-    `directory`: the data directory (default `paths.data_dir()`); SessionError if it cannot be one. `mode`: the
-    mode to start in (LM chat, with a note, where it needs a model that is missing).
-
-    Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note;
-    without the backward model, ranking goes without its term. SessionError if the LM is missing,
-    SettingsError for skip words outside its vocabulary or a bad number of candidates.
-    """
-    if not Path(lm_path).exists():
-        raise SessionError(f"no language model at {lm_path}; train one with `rnnchat train lm`")
-    check_candidates(candidates)
-    store = Store(directory or paths.data_dir())
-    data_note = store.prepare()
-    sentiment, note = load_live_sentiment(sentiment_path)
-    seq2seq, seq2seq_note = load_chat_model(seq2seq_path)
-    backward, backward_note = load_backward_model(backward_path)
-    engine = Engine(lm_path)
-    ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
-    session = ChatSession(engine, sentiment, sentiment_note=note, seq2seq=seq2seq, seq2seq_note=seq2seq_note,
-                          settings=settings, ranker=ranker, candidates=candidates, directory=directory)
-    notes = [f"sentiment: unavailable ({note})"] if sentiment is None else []
-    if data_note:
-        notes.append(data_note)
-    else:
-        store.remove_stale_temporaries()
-        if not session.store.lock():
-            session.autosave_off = True
-            notes.append(f"another rnnchat is using {store.directory}: this one does not autosave (save by name "
-                         f"with Ctrl+S or /save)")
-    if seq2seq is None:
-        notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
-    if backward is None and candidates > 1:
-        notes.append(f"reply ranking without the backward model ({backward_note})")
-    if not fresh and (problem := session.restore()):
-        notes.append(problem)
-    if (why := session.unavailable(Mode(mode))) is None:
-        session.set_mode(mode)
-    else:
-        notes.append(f"starting in {'continue mode' if session.fallback_mode is Mode.CONTINUE else 'LM chat'}: {why}")
-    return session, notes

@@ -10,7 +10,8 @@ from rnnchat.engine.engine import load_live_sentiment as load_sentiment
 from rnnchat.engine.tokens import Token
 from rnnchat.models.sentiment import Sentiment as Mood
 from rnnchat.paths import data_dir
-from rnnchat.session.session import ChatSession, open_session
+from rnnchat.session.opening import open_session
+from rnnchat.session.session import ChatSession
 from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import Mode, to_json
 from rnnchat.sampling import SamplingSettings, SettingsError

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from rnnchat.session.session import ChatSession, open_session
+from rnnchat.session.opening import open_session
+from rnnchat.session.session import ChatSession
 from rnnchat.session.transcript import Mode, to_json
 from rnnchat.checkpoint import load_checkpoint, save_checkpoint
 from rnnchat.sampling import SamplingSettings

@@ -181,7 +181,7 @@ def test_unwritable_history_falls_back_to_memory_and_every_piped_line_runs(make_
 
 
 def test_read_only_data_directory_is_a_note(small_lm_path, data_dir, monkeypatch):
-    from rnnchat.session.session import open_session
+    from rnnchat.session.opening import open_session
     data_dir.mkdir()
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(data_dir) else real_access(p, mode))
