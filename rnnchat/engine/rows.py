@@ -177,8 +177,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             logz = np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
         if guide is not None:
             logits = guide.apply(logits)
-        if first and not_first:
-            logits = logits.copy()
+        if first and not_first:  # (`logits` is ours here: the rows were picked out with an index array)
             for r, j in enumerate(active):
                 ban_first(logits[r:r + 1], not_first, rows[j].banned)
         first = False
