@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, sample_rows, skip_ids
+from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, sample_rows, skip_ids, top_k_ids
 from rnnchat.text import SPECIALS, Vocab
 
 VOCAB = Vocab(list(SPECIALS) + ["a", "b", "c", "d", "e", "f"])
@@ -167,3 +169,22 @@ def test_banning_every_token_is_a_settings_error():
     vocab = Vocab(list(SPECIALS) + ["a", "b"])
     with pytest.raises(SettingsError, match="bans every token"):
         skip_ids(SamplingSettings(skip=("a", "b", "<eom>", "<eot>")), vocab)
+
+
+@given(V=st.integers(2, 4000), k=st.integers(1, 200), rows=st.integers(1, 5), seed=st.integers(0, 2**32 - 1),
+       banned=st.floats(0, 0.9), ties=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_top_k_ids_are_the_k_largest_whatever_the_row_count(V, k, rows, seed, banned, ties):
+    k = min(k, V - 1) or 1
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(rows, V)).astype(np.float32)
+    if ties:
+        z = np.round(z)  # many equal logits
+    z[rng.random((rows, V)) < banned] = -np.inf
+    got = top_k_ids(z, k)
+    assert got.shape == (rows, k)
+    for r in range(rows):
+        assert len(set(got[r].tolist())) == k
+        kth = np.sort(z[r])[V - k]  # the k-th largest value
+        assert (z[r, got[r]] >= kth).all() and (np.sum(z[r] > kth) <= k)
+        assert np.array_equal(top_k_ids(z[r:r + 1], k)[0], got[r])  # the same alone as in the batch
