@@ -7,7 +7,8 @@ each pool (the oracle: what a perfect ranker would reach) and the one the shippe
 
     python bench/chat_pool.py make --systems bench/chat_judging/pool_dev/systems.json --limit 30 \
         --out-dir bench/chat_judging/pool_dev --parts 2
-    # judges who see only part-K/sheet.md write part-K/judgments.tsv: prompt_id <TAB> number <TAB> sensible <TAB> specific
+    # judges who see only part-K/sheet.md write part-K/judgments.tsv:
+    #   prompt_id <TAB> number <TAB> sensible <TAB> specific
     python bench/chat_pool.py score --out-dir bench/chat_judging/pool_dev
     python bench/chat_pool.py learn --out-dir bench/chat_judging/pool_dev   # a ranker learnt on the labels
 

@@ -59,8 +59,8 @@ class SamplingSettings:
     ban_unk: bool = True
     cache: bool = False          # mix in the LM's conversation cache (where the model has val-tuned settings);
                                  # off by default: it lowers perplexity but did not raise judged SSA (round 3)
-    guidance: float = 0.0        # LM chat: weight of log p(token | conversation) - log p(token | fresh state)
-                                 # added to the logits (classifier-free guidance; 0 = off)
+    guidance: float = 0.0        # classifier-free guidance (engine.rows.Guide): weight of log p(word | context)
+                                 # - log p(word | fresh state) in each LM draw; 0 = off (judged: not better)
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)

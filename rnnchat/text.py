@@ -281,6 +281,12 @@ class Vocab:
     def eot_id(self) -> int:
         return 3
 
+    @property
+    def end_ids(self) -> tuple[int, int]:
+        """The ends of a message and of a turn (<eom>, <eot>): what a chat reply may not open with, and what
+        guidance leaves to the model."""
+        return self.eom_id, self.eot_id
+
     def encode_tokens(self, tokens: Iterable[str]) -> list[int]:
         """Map tokens to ids; unknown tokens become ``unk_id``."""
         return [self.stoi.get(t, self.unk_id) for t in tokens]

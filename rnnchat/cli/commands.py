@@ -292,8 +292,9 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
                    help="mix in the LM's conversation cache (words seen earlier in the conversation made likelier; "
                         "used where the LM has val-tuned settings for it)")
     g.add_argument("--guidance", type=float, default=d.guidance, metavar="W",
-                   help="classifier-free guidance: add W x (log p(word | conversation or prompt) - log p(word | "
-                        "nothing said)) to each draw; 0 = off (%(default)s)")
+                   help="classifier-free guidance: each LM draw favours words by W x (log p(word | conversation "
+                        "or prompt) - log p(word | nothing said)), the ends of a message or turn as likely as the "
+                        "model says; 0 = off (%(default)s)")
     g.set_defaults(ban_unk=d.ban_unk)
 
 

@@ -110,7 +110,7 @@ def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> lis
     adjust = conv.cache.mix if conv.cache is not None and settings.cache else None
     guide = fresh_guide(conv.decoder, vocab, [settings.guidance] * n)
     for d in decode_rows(conv.decoder, vocab, logits, state, rows, [settings] * n, with_logprobs=True,
-                         enough=enough, adjust=adjust, guide=guide, not_first=(vocab.eom_id, vocab.eot_id)):
+                         enough=enough, adjust=adjust, guide=guide, not_first=vocab.end_ids):
         ids = d.ids[:-1] if d.finished else d.ids
         tokens = [Token(tid, vocab.itos[tid], piece, p) for tid, p, piece in zip(d.ids, d.probs, d.pieces)]
         out.append(Candidate(tokens, ids, d.finished, d.logprob))

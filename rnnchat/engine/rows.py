@@ -110,7 +110,7 @@ def fresh_guide(decoder: LMDecoder, vocab: Vocab, weights: list[float]) -> Guide
     if not any(weights):
         return None
     logits, state = step_rows(decoder, np.full(len(weights), vocab.eot_id), decoder.initial_state(len(weights)))
-    return Guide(np.asarray(weights, np.float64), logits, state, (vocab.eom_id, vocab.eot_id))
+    return Guide(np.asarray(weights, np.float64), logits, state, vocab.end_ids)
 
 
 def step_guided(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,

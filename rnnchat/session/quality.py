@@ -52,8 +52,9 @@ class SampledReply:
 def session_factory(lm_path: Path | str, seq2seq_path: Path | str | None = None,
                     backward_path: Path | str | None = None, mode: Mode | str | None = None,
                     candidates: int = 1) -> tuple[SessionFactory, Mode]:
-    """Sessions as `opening.open_session` makes them (the LM, the chat model and the backward model if given, ranking
-    `candidates` replies), the models loaded once, and their mode: `mode`, or with None a session's default.
+    """Sessions as `open_session` (session/opening.py) makes them (the LM, the chat model and the backward model
+    if given, ranking `candidates` replies), the models loaded once, and their mode: `mode`, or with None a
+    session's default.
     SessionError if the mode is unavailable, SettingsError for a bad number of candidates."""
     engine = Engine(lm_path)
     chat = None if seq2seq_path is None else Seq2SeqChat.load(seq2seq_path)

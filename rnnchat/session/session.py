@@ -223,8 +223,7 @@ class ChatSession:
             self.conv.close_turn()
             self.conv.feed(text, end_turn=True)
             before = replies.RankedReply(mode, text, settings, 1, self.conv.fork(), self.chat_state, None, [])
-            source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,),
-                                      not_first=(vocab.eom_id, vocab.eot_id))  # never an empty reply
+            source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,), not_first=vocab.end_ids)
         else:
             self.conv.feed(text)
             source = continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)), vocab)
