@@ -11,12 +11,15 @@ time, which is what ``rnnchat.engine.sentiment_live`` relies on: the incremental
 
 An empty text has no steps: its pooled features are all zero (h = 0, max = 0, mean = 0).
 
+With ``restart`` ("sentence" or "clause") the LSTMs start again from the zero state after each sentence (or
+clause) end, while the pooling covers the whole text (``rnnchat.models.sentiment_segments``); the table of
+which ids end a segment comes from the vocabulary (``set_vocab``, which loading a checkpoint calls).
+
 With ``lexicon`` the embedding has one more column that training never changes: each token's rating in a
 human-rated lexicon (VADER's, / 4; 0 for words it lacks), so the LSTM reads what the raters said of a word
 next to what it learnt, and words it never saw in training still carry their rating.
 
-A checkpoint's config is either one model's config or {"vocab_size", "members": [member configs]} with arrays
-prefixed "m0.", "m1.", ... (``sentiment_spec``); the ensemble, and loading and saving either, are
+The ensemble, the checkpoint's spec (one model or members "m0.", "m1.", ...), loading and saving are
 ``rnnchat.models.sentiment_ensemble``'s.
 """
 
@@ -28,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from rnnchat.models.sentiment_segments import RESTARTS, Segments, segment_ends
 from rnnchat.nn import LSTM, Dropout, Embedding, Linear, ParamSet
 from rnnchat.text import Vocab, tokenize
 
@@ -96,8 +100,11 @@ class SentimentConfig:
     pool: str = "last+max+mean"
     score_weight: float = 1.0     # lambda in CE + lambda * MSE
     lexicon: bool = False         # a fixed extra input per token: its lexicon rating / 4 (`set_lexicon`)
+    restart: str = "none"         # "sentence" / "clause": the recurrence restarts after each one ends
 
     def __post_init__(self):
+        if self.restart not in RESTARTS:
+            raise ValueError(f"restart must be one of {RESTARTS}, got {self.restart!r}")
         parts = self.pool.split("+")
         if not parts or any(p not in POOLS for p in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"pool must be a '+'-joined subset of {POOLS}, got {self.pool!r}")
@@ -114,35 +121,6 @@ class SentimentConfig:
     def from_dict(cls, d: dict) -> "SentimentConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
-    """Parameter names and shapes a checkpoint of this architecture (one model or an ensemble) must hold."""
-    if "members" in config:
-        members = config["members"]
-        if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
-            raise ValueError("members must be a non-empty list of member configs")
-        spec: dict[str, tuple[int, ...]] = {}
-        for i, m in enumerate(members):
-            if "members" in m:  # build_sentiment makes every member a single model
-                raise ValueError(f"member {i} is itself an ensemble (members must be single models)")
-            if m.get("vocab_size") != config.get("vocab_size"):
-                raise ValueError(f"member {i} has vocab_size {m.get('vocab_size')!r}, the ensemble "
-                                 f"{config.get('vocab_size')!r} (members share one vocabulary)")
-            spec |= {f"{member_prefix(i)}{k}": v for k, v in sentiment_spec(m).items()}
-        return spec
-    c = SentimentConfig.from_dict(config)
-    spec = {"embed.W": (c.vocab_size, c.embed + c.lexicon)}
-    for i in range(c.layers):
-        d_in = c.embed + c.lexicon if i == 0 else c.hidden
-        spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
-                 f"lstm{i}.b": (4 * c.hidden,)}
-    F = c.feature_size
-    return spec | {"cls.W": (F, 3), "cls.b": (3,), "score.W": (F, 1), "score.b": (1,)}
-
-
-def member_prefix(i: int) -> str:
-    return f"m{i}."
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -174,6 +152,7 @@ class SentimentModel:
         self.cls = Linear(c.feature_size, 3, rng=self.rng, dtype=dtype)
         self.score = Linear(c.feature_size, 1, rng=self.rng, dtype=dtype)
         self.frozen_embedding = False
+        self.ends: np.ndarray | None = None  # (V,) bool: ids that end a segment (`set_vocab`)
         self._build_params()
         self.training = True
 
@@ -185,6 +164,19 @@ class SentimentModel:
         named = [] if self.frozen_embedding else [("embed", self.embed)]
         named += [(f"lstm{i}", l) for i, l in enumerate(self.lstms)]
         self.params = ParamSet(named + [("cls", self.cls), ("score", self.score)])
+
+    def set_vocab(self, vocab: Vocab) -> None:
+        """Learn which ids end a sentence / clause (needed when the config restarts; harmless otherwise)."""
+        if len(vocab) != self.config.vocab_size:
+            raise ValueError(f"vocabulary of {len(vocab)} for a model of {self.config.vocab_size}")
+        self.ends = segment_ends(vocab.itos, self.config.restart)
+
+    def _segments(self, ids: np.ndarray, mask: np.ndarray) -> Segments | None:
+        if self.config.restart == "none" or ids.shape[1] == 0:
+            return None
+        if self.ends is None:
+            raise ValueError(f"a model with restart={self.config.restart!r} needs set_vocab(vocab) first")
+        return Segments(ids, mask, self.ends)
 
     def set_lexicon(self, ratings: np.ndarray) -> None:
         """The fixed lexicon column: one value per vocabulary entry (a rating / 4, 0 for words it lacks)."""
@@ -210,22 +202,28 @@ class SentimentModel:
     def forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ids, mask (N, T) -> (class logits (N, 3), scores (N,) in [-1, 1])."""
         mask = np.asarray(mask, self.dtype)
+        segs = self._segments(ids, mask)  # the segment ends are read before word dropout
         if self.training and self.config.word_dropout > 0:
             drop = (self.rng.random(ids.shape) < self.config.word_dropout) & (mask > 0)
             ids = np.where(drop, 1, ids)  # <unk> is id 1
         N, T = ids.shape
-        h = self.drops[0].forward(self.embed.forward(ids))
+        run_ids, run_mask = (ids, mask) if segs is None else (segs.rows(ids), segs.mask)
+        h = self.drops[0].forward(self.embed.forward(run_ids))
         for i, lstm in enumerate(self.lstms):
             if i:
                 h = self.drops[i].forward(h)
-            h = lstm.forward(h, mask)  # (N, T, H)
+            h = lstm.forward(h, run_mask)  # (N, T, H), or (S, T', H) for segment rows
+        if segs is not None:
+            h = segs.to_batch(h)
+        self._segs = segs
         self._hs, self._mask = h, mask
         counts = mask.sum(axis=1)  # (N,)
         self._counts = counts
+        self._last = np.maximum(counts - 1, 0).astype(np.int64)  # each text's last real step
         feats = []
         for pool in self.config.pools:
-            if pool == "last":
-                feats.append(h[:, -1] if T else np.zeros((N, self.config.hidden), self.dtype))
+            if pool == "last":  # a padded step carries the state; a segment row's padding is 0
+                feats.append(h[np.arange(N), self._last] if T else np.zeros((N, self.config.hidden), self.dtype))
             elif pool == "max":
                 if T:
                     masked = np.where(mask[:, :, None] > 0, h, -np.inf)
@@ -257,7 +255,7 @@ class SentimentModel:
             if T == 0:
                 continue
             if pool == "last":
-                dh[:, -1] += d
+                dh[np.arange(N), self._last] += d
             elif pool == "max":
                 d = np.where(counts[:, None] > 0, d, 0)
                 rows = np.arange(N)[:, None]
@@ -265,6 +263,8 @@ class SentimentModel:
                 np.add.at(dh, (rows, self._argmax, cols), d)
             else:
                 dh += (d / np.maximum(counts, 1)[:, None])[:, None, :] * mask[:, :, None]
+        if self._segs is not None:
+            dh = self._segs.to_segments(dh)
         for i in reversed(range(len(self.lstms))):
             dh = self.lstms[i].backward(dh)
             if i:
@@ -335,6 +335,14 @@ class SentimentModel:
             x = h
         return tuple(new_layers), np.maximum(mx, x), sm + x, k + 1
 
+    def steps(self, state: LiveState, ids: Sequence[int]) -> list[LiveState]:
+        """The states after each of `ids` (the live path's runs of tokens)."""
+        out = []
+        for i in ids:
+            state = self.advance(state, i)
+            out.append(state)
+        return out
+
     def advance_many(self, state: LiveState, ids: Sequence[int], chunk: int = 1024) -> LiveState:
         """The state after all of `ids`, as `advance` one at a time would give, computed `chunk` tokens at a
         time through the batched LSTMs: linear time, memory bounded by the chunk, for texts of any length."""
@@ -349,6 +357,12 @@ class SentimentModel:
             layers, top = tuple(new_layers), x[0]
             mx, sm, k = np.maximum(mx, top.max(axis=0)), sm + top.sum(axis=0), k + len(top)
         return layers, mx, sm, k
+
+    @staticmethod
+    def join(state: LiveState, segment: LiveState) -> LiveState:
+        """A text's state followed by a segment's (stepped from `zero_state`): the segment's recurrent state,
+        the pools over both. join(zero_state(), s) is s: a text without restarts is one segment."""
+        return segment[0], np.maximum(state[1], segment[1]), state[2] + segment[2], state[3] + segment[3]
 
     def readout(self, state: LiveState) -> tuple[np.ndarray, float]:
         """(probabilities (3,), score) for the text whose tokens led to `state`."""

@@ -20,25 +20,60 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat.checkpoint import load_vocab_model, save_checkpoint
-from rnnchat.models.sentiment import (LiveState, SentimentConfig, SentimentModel, member_prefix, sentiment_spec,
-                                      softmax)
+from rnnchat.models.sentiment import LiveState, SentimentConfig, SentimentModel, softmax
 from rnnchat.text import Vocab
+
+def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes a checkpoint of this architecture (one model or an ensemble) must hold."""
+    if "members" in config:
+        members = config["members"]
+        if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
+            raise ValueError("members must be a non-empty list of member configs")
+        spec: dict[str, tuple[int, ...]] = {}
+        for i, m in enumerate(members):
+            if "members" in m:  # build_sentiment makes every member a single model
+                raise ValueError(f"member {i} is itself an ensemble (members must be single models)")
+            if m.get("vocab_size") != config.get("vocab_size"):
+                raise ValueError(f"member {i} has vocab_size {m.get('vocab_size')!r}, the ensemble "
+                                 f"{config.get('vocab_size')!r} (members share one vocabulary)")
+            spec |= {f"{member_prefix(i)}{k}": v for k, v in sentiment_spec(m).items()}
+        return spec
+    c = SentimentConfig.from_dict(config)
+    spec = {"embed.W": (c.vocab_size, c.embed + c.lexicon)}
+    for i in range(c.layers):
+        d_in = c.embed + c.lexicon if i == 0 else c.hidden
+        spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
+                 f"lstm{i}.b": (4 * c.hidden,)}
+    F = c.feature_size
+    return spec | {"cls.W": (F, 3), "cls.b": (3,), "score.W": (F, 1), "score.b": (1,)}
+
+
+def member_prefix(i: int) -> str:
+    return f"m{i}."
+
 
 # The stacked live state: per layer (h, c) as (M, H), the running max and sum (M, H) and the token count.
 StackedState = tuple[tuple[tuple[np.ndarray, np.ndarray], ...], np.ndarray, np.ndarray, int]
 
 
 class StackedMembers:
-    """Frozen copies of M alike members' weights as (M, ...) arrays, stepped together."""
+    """Frozen copies of M alike members' weights as (M, ...) arrays, stepped together.
+
+    The sigmoid gates' columns of the copies are pre-scaled by 1/2 (exact in floating point), so one tanh
+    over all 4H pre-activations gives tanh(z/2) for i|f|o (sigmoid(z) = tanh(z/2)/2 + 1/2) and tanh(z) for g:
+    fewer NumPy calls per token, which is what a step costs at these sizes.
+    """
 
     def __init__(self, members: list[SentimentModel]):
         c = members[0].config
         self.H, self.layers, self.pools, self.M = c.hidden, c.layers, c.pools, len(members)
         self.dtype = members[0].dtype
+        half = np.ones(4 * c.hidden, self.dtype)
+        half[:3 * c.hidden] = 0.5
         self.E = [m.embed.params["W"] for m in members]  # looked up per member: no copy of the big tables
-        self.Wx = [np.stack([m.lstms[i].params["Wx"] for m in members]) for i in range(c.layers)]
-        self.Wh = [np.stack([m.lstms[i].params["Wh"] for m in members]) for i in range(c.layers)]
-        self.b = [np.stack([m.lstms[i].params["b"] for m in members]) for i in range(c.layers)]
+        self.Wx = [np.stack([m.lstms[i].params["Wx"] for m in members]) * half for i in range(c.layers)]
+        self.Wh = [np.stack([m.lstms[i].params["Wh"] for m in members]) * half for i in range(c.layers)]
+        self.b = [np.stack([m.lstms[i].params["b"] for m in members])[:, None] * half for i in range(c.layers)]
         self.cls_W = np.stack([m.cls.params["W"] for m in members])      # (M, F, 3)
         self.cls_b = np.stack([m.cls.params["b"] for m in members])      # (M, 3)
         self.score_W = np.stack([m.score.params["W"] for m in members])  # (M, F, 1)
@@ -55,28 +90,45 @@ class StackedMembers:
         return layers, np.full((M, H), -np.inf, self.dtype), np.zeros((M, H), self.dtype), 0
 
     def advance(self, state: StackedState, token_id: int) -> StackedState:
-        """All members one token further (pure), with the same arithmetic as `SentimentModel.advance`."""
+        return self.steps(state, [token_id])[-1]
+
+    def steps(self, state: StackedState, ids: Sequence[int]) -> list[StackedState]:
+        """The states after each of `ids` (pure). Each layer's input product runs once for all the tokens; a
+        single token runs as two copies of itself, so every token's numbers are the same however the tokens
+        are split into calls (OpenBLAS's one-row kernel rounds differently from its many-row one)."""
         layers, mx, sm, k = state
-        H = self.H
-        x = np.stack([E[token_id] for E in self.E])[:, None]  # (M, 1, D)
-        new_layers = []
+        H, T = self.H, len(ids)
+        rows = list(ids) if T > 1 else [ids[0], ids[0]]
+        x = np.stack([E[rows] for E in self.E])  # (M, T', D)
+        hs_all, cs_all = [], []
         for Wx, Wh, b, (h, c) in zip(self.Wx, self.Wh, self.b, layers):
-            a = np.matmul(x, Wx)[:, 0]  # (M, 4H)
-            a += np.matmul(h[:, None], Wh)[:, 0]
-            a += b
-            s = a[:, :3 * H]
-            s *= 0.5  # sigmoid via tanh, as the batched LSTM computes it
-            np.tanh(s, out=s)
-            s *= 0.5
-            s += 0.5
-            g = np.tanh(a[:, 3 * H:])
-            c = a[:, H:2 * H] * c
-            c += a[:, :H] * g
-            h = a[:, 2 * H:3 * H] * np.tanh(c)
-            new_layers.append((h, c))
-            x = h[:, None]
-        top = new_layers[-1][0]
-        return tuple(new_layers), np.maximum(mx, top), sm + top, k + 1
+            A = np.matmul(x, Wx)  # (M, T', 4H): the input products of all steps
+            A += b
+            hs = np.empty((T, self.M, H), self.dtype)  # time-major: every state's (M, H) is contiguous
+            cs = np.empty((T, self.M, H), self.dtype)
+            rec = np.empty((self.M, 1, 4 * H), self.dtype)
+            for t in range(T):
+                a = A[:, t]
+                np.matmul(h[:, None], Wh, out=rec)
+                a += rec[:, 0]
+                np.tanh(a, out=a)  # tanh(z/2) on i|f|o, tanh(z) on g
+                s = a[:, :3 * H]
+                s *= 0.5
+                s += 0.5
+                c = np.multiply(a[:, H:2 * H], c, out=cs[t])
+                c += a[:, :H] * a[:, 3 * H:]
+                h = np.tanh(c, out=hs[t])
+                h *= a[:, 2 * H:3 * H]
+            hs_all.append(hs)
+            cs_all.append(cs)
+            x = np.ascontiguousarray((hs if T > 1 else np.concatenate([hs, hs])).transpose(1, 0, 2))
+        top = hs_all[-1]
+        mxs = np.maximum.accumulate(np.concatenate([mx[None], top]), axis=0)[1:]  # running pools, in order
+        sms = np.add.accumulate(np.concatenate([sm[None], top]), axis=0)[1:]
+        return [(tuple((hs[t], cs[t]) for hs, cs in zip(hs_all, cs_all)), mxs[t], sms[t], k + t + 1)
+                for t in range(T)]
+
+    join = staticmethod(SentimentModel.join)  # the same arithmetic on (M, H) arrays
 
     def readout(self, state: StackedState) -> tuple[np.ndarray, float]:
         layers, mx, sm, k = state
@@ -105,6 +157,8 @@ class SentimentEnsemble:
         sizes = {m.config.vocab_size for m in members}
         if len(sizes) != 1:
             raise ValueError(f"an ensemble needs at least one member and one vocabulary size, got {sorted(sizes)}")
+        if len({m.config.restart for m in members}) != 1:
+            raise ValueError("an ensemble's members must share one restart rule (they share the live segments)")
         self.members = list(members)
         self.stacked: StackedMembers | None = None
         self.training = False
@@ -117,6 +171,15 @@ class SentimentEnsemble:
     @property
     def vocab_size(self) -> int:
         return self.members[0].config.vocab_size
+
+    @property
+    def ends(self):
+        """The members' table of segment-ending ids (members share one vocabulary and restart rule)."""
+        return self.members[0].ends
+
+    def set_vocab(self, vocab: Vocab) -> None:
+        for m in self.members:
+            m.set_vocab(vocab)
 
     def train(self, mode: bool = True) -> None:
         """Training mode (the live path's stacked copy of the weights is dropped), or eval mode (it is made, once:
@@ -145,11 +208,26 @@ class SentimentEnsemble:
             return self.stacked.advance(state, token_id)
         return tuple(m.advance(s, token_id) for m, s in zip(self.members, state))
 
+    def steps(self, state, ids: Sequence[int]) -> list:
+        """The states after each of `ids` (the live path's runs of tokens)."""
+        if self.stacked is not None:
+            return self.stacked.steps(state, ids)
+        out = []
+        for i in ids:
+            state = self.advance(state, i)
+            out.append(state)
+        return out
+
     def advance_many(self, state, ids: Sequence[int]):
         if self.stacked is not None:
             states = self.stacked.unstack(state)
             return self.stacked.stack([m.advance_many(s, ids) for m, s in zip(self.members, states)])
         return tuple(m.advance_many(s, ids) for m, s in zip(self.members, state))
+
+    def join(self, state, segment):
+        if self.stacked is not None:
+            return self.stacked.join(state, segment)
+        return tuple(m.join(s, g) for m, s, g in zip(self.members, state, segment))
 
     def readout(self, state) -> tuple[np.ndarray, float]:
         if self.stacked is not None:
@@ -200,4 +278,6 @@ def save_sentiment(model: Classifier, vocab: Vocab, path: Path | str, metrics: d
 
 def load_sentiment(path: Path | str) -> tuple[Classifier, Vocab, dict]:
     """(model or ensemble in eval mode, vocabulary, header); every array is checked against the config."""
-    return load_vocab_model(path, "sentiment", sentiment_spec, build_sentiment)
+    model, vocab, header = load_vocab_model(path, "sentiment", sentiment_spec, build_sentiment)
+    model.set_vocab(vocab)
+    return model, vocab, header

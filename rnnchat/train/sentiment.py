@@ -21,6 +21,7 @@ from rnnchat.data import corpora
 from rnnchat.data.batches import bucket_batches
 from rnnchat.models.lm import load_lm
 from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment_segments import RESTARTS
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment, save_sentiment
 from rnnchat.nn import Adam
 from rnnchat.nn.optim import swap_arrays
@@ -104,6 +105,7 @@ class SentimentTrainArgs:
     dropout: float = 0.5
     word_dropout: float = 0.1
     pool: str = "last+max+mean"
+    restart: str = "none"           # "sentence" / "clause": the LSTM restarts after each (live edits re-run less)
     score_weight: float = 1.0
     batch_size: int = 32
     lr: float = 2e-3
@@ -135,7 +137,8 @@ def _init_from_lm(a: SentimentTrainArgs, train_recs: list[dict]) -> tuple[Vocab,
         W = np.concatenate([W, rng.normal(0, float(W[4:].std()), (len(extra), H)).astype(W.dtype)])
         vocab = Vocab([*vocab.itos, *extra])
     config = SentimentConfig(vocab_size=len(vocab), embed=H, hidden=H, layers=a.layers, dropout=a.dropout,
-                             word_dropout=a.word_dropout, pool=a.pool, score_weight=a.score_weight)
+                             word_dropout=a.word_dropout, pool=a.pool, score_weight=a.score_weight,
+                             restart=a.restart)
     arrays = {"embed.W": W}
     arrays |= {f"lstm0.{k}": v for k, v in lm.lstms[0].params.items()}
     info = {"lm_checkpoint": str(a.lm_checkpoint), "lm_metrics": header.get("metrics", {}),
@@ -214,7 +217,7 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
                             min_count=a.min_count)
         config = SentimentConfig(vocab_size=len(vocab), embed=a.embed, hidden=a.hidden, layers=a.layers,
                                  dropout=a.dropout, word_dropout=a.word_dropout, pool=a.pool,
-                                 score_weight=a.score_weight)
+                                 score_weight=a.score_weight, restart=a.restart)
     else:
         raise ValueError(f"init must be 'scratch' or 'lm', not {a.init!r}")
     train_recs = oversample(train_recs, a.oversample)
@@ -234,6 +237,7 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
         config.vocab_size, config.lexicon = len(vocab), True
     train, val = encode(train_recs, vocab), encode(val_recs, vocab)
     model = SentimentModel(config, seed=a.seed)
+    model.set_vocab(vocab)
     if ratings:
         model.set_lexicon(np.array([ratings.get(t, 0.0) / 4 for t in vocab.itos], model.dtype))
     if lm_init:
@@ -345,6 +349,8 @@ _FLAG_HELP = {
     "init": "scratch: vocabulary from the vader train split; lm: embedding + first LSTM from --lm-checkpoint",
     "select": "what the best checkpoint minimises on val: loss (CE+lambda*MSE) or acc_f1 (1-(acc+F1)/2)",
     "pool": "'+'-joined subset of last, max, mean",
+    "restart": "none, sentence or clause: the LSTM starts again after each sentence (or clause) end, pooling "
+               "over the whole text (a live edit then re-runs only its sentence)",
     "max_train": "use only the first N training sentences",
     "lexicon": "add VADER's rated lexicon entries (vaderSentiment's vader_lexicon.txt) as training examples, "
                "this many copies; their tokens join the vocabulary (tried: no clear gain on val)",
@@ -366,6 +372,8 @@ def add_train_arguments(p) -> None:
                 p.add_argument(flag, dest=name, action="store_true", help=helptext)
         elif name == "init":
             p.add_argument(flag, choices=["scratch", "lm"], default=value, help=helptext)
+        elif name == "restart":
+            p.add_argument(flag, choices=list(RESTARTS), default=value, help=helptext)
         elif name == "select":
             p.add_argument(flag, choices=["loss", "acc_f1"], default=value, help=helptext)
         elif name == "max_train":

@@ -28,6 +28,7 @@ from rnnchat import paths
 from rnnchat.data import corpora
 from rnnchat.models.sentiment import Sentiment, SentimentModel, rating_label, text_ids
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
+from rnnchat.models.sentiment_segments import split_ids
 from rnnchat.text import Vocab
 from rnnchat.data.batches import bucket_batches, pad
 
@@ -107,7 +108,10 @@ def predict_ids(model: Classifier, ids: list[list[int]], batch_size: int = 256) 
         x, mask = pad([ids[i] for i in rows])
         probs[rows], scores[rows] = model.predict(x, mask)
     for i in (i for i, s in enumerate(ids) if len(s) > LONG_TEXT):
-        probs[i], scores[i] = model.readout(model.advance_many(model.zero_state(), ids[i]))
+        state = model.zero_state()
+        for segment in split_ids(ids[i], model.ends):  # the whole text when the model never restarts
+            state = model.join(state, model.advance_many(model.zero_state(), segment))
+        probs[i], scores[i] = model.readout(state)
     return probs, scores
 
 

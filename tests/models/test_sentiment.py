@@ -7,8 +7,9 @@ import pytest
 
 from rnnchat.data import corpora
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
-from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, sentiment_spec, text_ids
-from rnnchat.models.sentiment_ensemble import SentimentEnsemble, build_sentiment, load_sentiment, save_sentiment
+from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, text_ids
+from rnnchat.models.sentiment_ensemble import (SentimentEnsemble, build_sentiment, load_sentiment, save_sentiment,
+                                              sentiment_spec)
 from rnnchat.text import SPECIALS, Vocab
 from rnnchat.data.batches import pad
 from rnnchat.train.sentiment import EpochBatches, SentimentTrainArgs, train_sentiment
