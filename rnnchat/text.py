@@ -84,6 +84,27 @@ def tokenize(text: str) -> list[str]:
     ]
 
 
+class ChunkTokenizer:
+    """``tokenize`` for a text that changes a little at a time (the live classifier, once per keystroke): the
+    same tokens, from each whitespace-separated chunk's tokens kept in a bounded memo. No token spans
+    whitespace and no normalisation step looks across it, so a text's tokens are its chunks' tokens."""
+
+    def __init__(self, limit: int = 50_000):
+        self._memo: dict[str, list[str]] = {}
+        self._limit = limit
+
+    def __call__(self, text: str) -> list[str]:
+        memo, out = self._memo, []
+        for chunk in _SPACE_RE.sub(" ", text).split():
+            tokens = memo.get(chunk)
+            if tokens is None:
+                if len(memo) >= self._limit:
+                    memo.clear()
+                tokens = memo[chunk] = tokenize(chunk)
+            out += tokens
+        return out
+
+
 _CLOSERS = frozenset(",.!?;:)]}%…")
 _OPENERS = frozenset("([{$#@£€¿¡")
 _TIGHT = frozenset("-/")  # joined on both sides: e-mail, and/or

@@ -31,7 +31,7 @@ from pathlib import Path
 from rnnchat import paths
 from rnnchat.models.sentiment import Sentiment, token_id
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
-from rnnchat.text import Vocab, tokenize
+from rnnchat.text import ChunkTokenizer, Vocab
 
 
 DENSE, STRIDE = 256, 256
@@ -84,6 +84,7 @@ class LiveSentiment:
         model.train(False)
         self._ends = model.ends  # (V,) bool, or None: the model never restarts
         self._is_end: dict[str, bool] = {}
+        self._tokenize = ChunkTokenizer()  # tokenize's tokens, re-tokenizing only the chunks not seen before
         self.reset()
 
     @classmethod
@@ -121,7 +122,7 @@ class LiveSentiment:
 
     def set_text(self, text: str) -> Sentiment:
         """Classify the full current text, reusing the states of its unchanged leading and trailing tokens."""
-        tokens, old = tokenize(text), self._tokens
+        tokens, old = self._tokenize(text), self._tokens
         n, old_n = len(tokens), len(old)
         k = _common_prefix(old, tokens)
         if k == n == old_n and self._result is not None:

@@ -70,14 +70,14 @@ class StackedMembers:
         self.dtype = members[0].dtype
         half = np.ones(4 * c.hidden, self.dtype)
         half[:3 * c.hidden] = 0.5
+        self.gate_scale, self.gate_shift = half, (half != 1).astype(self.dtype) * half  # tanh -> sigmoid on i|f|o
         self.E = [m.embed.params["W"] for m in members]  # looked up per member: no copy of the big tables
         self.Wx = [np.stack([m.lstms[i].params["Wx"] for m in members]) * half for i in range(c.layers)]
         self.Wh = [np.stack([m.lstms[i].params["Wh"] for m in members]) * half for i in range(c.layers)]
         self.b = [np.stack([m.lstms[i].params["b"] for m in members])[:, None] * half for i in range(c.layers)]
-        self.cls_W = np.stack([m.cls.params["W"] for m in members])      # (M, F, 3)
-        self.cls_b = np.stack([m.cls.params["b"] for m in members])      # (M, 3)
-        self.score_W = np.stack([m.score.params["W"] for m in members])  # (M, F, 1)
-        self.score_b = np.stack([m.score.params["b"] for m in members])  # (M, 1)
+        # both heads in one product: (M, F, 3 class logits + 1 score)
+        self.head_W = np.stack([np.concatenate([m.cls.params["W"], m.score.params["W"]], axis=1) for m in members])
+        self.head_b = np.stack([np.concatenate([m.cls.params["b"], m.score.params["b"]]) for m in members])
 
     @staticmethod
     def alike(members: list[SentimentModel]) -> bool:
@@ -97,24 +97,26 @@ class StackedMembers:
         single token runs as two copies of itself, so every token's numbers are the same however the tokens
         are split into calls (OpenBLAS's one-row kernel rounds differently from its many-row one)."""
         layers, mx, sm, k = state
-        H, T = self.H, len(ids)
+        H, T, M = self.H, len(ids), self.M
         rows = list(ids) if T > 1 else [ids[0], ids[0]]
-        x = np.stack([E[rows] for E in self.E])  # (M, T', D)
+        x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
+        for i, E in enumerate(self.E):
+            np.take(E, rows, axis=0, out=x[i])
         hs_all, cs_all = [], []
         for Wx, Wh, b, (h, c) in zip(self.Wx, self.Wh, self.b, layers):
             A = np.matmul(x, Wx)  # (M, T', 4H): the input products of all steps
             A += b
-            hs = np.empty((T, self.M, H), self.dtype)  # time-major: every state's (M, H) is contiguous
-            cs = np.empty((T, self.M, H), self.dtype)
-            rec = np.empty((self.M, 1, 4 * H), self.dtype)
+            A = np.ascontiguousarray(A.transpose(1, 0, 2))  # (T', M, 4H): each step's slab contiguous
+            hs = np.empty((T, M, H), self.dtype)  # time-major: every state's (M, H) is contiguous
+            cs = np.empty((T, M, H), self.dtype)
+            rec = np.empty((M, 1, 4 * H), self.dtype)
             for t in range(T):
-                a = A[:, t]
+                a = A[t]
                 np.matmul(h[:, None], Wh, out=rec)
                 a += rec[:, 0]
                 np.tanh(a, out=a)  # tanh(z/2) on i|f|o, tanh(z) on g
-                s = a[:, :3 * H]
-                s *= 0.5
-                s += 0.5
+                a *= self.gate_scale  # whole contiguous rows: cheaper than the strided i|f|o slices
+                a += self.gate_shift
                 c = np.multiply(a[:, H:2 * H], c, out=cs[t])
                 c += a[:, :H] * a[:, 3 * H:]
                 h = np.tanh(c, out=hs[t])
@@ -122,11 +124,12 @@ class StackedMembers:
             hs_all.append(hs)
             cs_all.append(cs)
             x = np.ascontiguousarray((hs if T > 1 else np.concatenate([hs, hs])).transpose(1, 0, 2))
-        top = hs_all[-1]
-        mxs = np.maximum.accumulate(np.concatenate([mx[None], top]), axis=0)[1:]  # running pools, in order
-        sms = np.add.accumulate(np.concatenate([sm[None], top]), axis=0)[1:]
-        return [(tuple((hs[t], cs[t]) for hs, cs in zip(hs_all, cs_all)), mxs[t], sms[t], k + t + 1)
-                for t in range(T)]
+        out = []
+        for t, top in enumerate(hs_all[-1]):  # the running pools, token by token (as the batch sums them)
+            mx = np.maximum(mx, top)
+            sm = sm + top
+            out.append((tuple((hs[t], cs[t]) for hs, cs in zip(hs_all, cs_all)), mx, sm, k + t + 1))
+        return out
 
     join = staticmethod(SentimentModel.join)  # the same arithmetic on (M, H) arrays
 
@@ -134,8 +137,8 @@ class StackedMembers:
         layers, mx, sm, k = state
         feats = {"last": layers[-1][0], "max": mx if k else np.zeros_like(mx), "mean": sm / max(k, 1)}
         f = np.concatenate([feats[p] for p in self.pools], axis=1)[:, None]  # (M, 1, F)
-        logits = np.matmul(f, self.cls_W)[:, 0] + self.cls_b
-        scores = np.tanh(np.matmul(f, self.score_W)[:, 0, 0] + self.score_b[:, 0])
+        out = np.matmul(f, self.head_W)[:, 0] + self.head_b  # (M, 4)
+        logits, scores = out[:, :3], np.tanh(out[:, 3])
         probs = softmax(logits.astype(np.float64))
         return _mean(list(probs)), float(_mean([np.float64(s) for s in scores]))
 

@@ -7,7 +7,7 @@ detokenizer.
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rnnchat.text import SPECIALS, Detokenizer, Vocab, detokenize, tokenize
+from rnnchat.text import SPECIALS, ChunkTokenizer, Detokenizer, Vocab, detokenize, tokenize
 from tests.conftest import WORDS
 from tests.reliability.conftest import CONTROL
 from tests.reliability.strategies import LONG_DENSE, LONG_SPARSE, fuzz_settings, hostile_text
@@ -46,6 +46,19 @@ def test_tokenize_encode_decode_never_break(text):
     own_ids = own.encode_tokens(toks)
     assert own.unk_id not in own_ids
     check_text_out(own.decode(own_ids, skip_special=False))
+
+
+# whitespace of every kind, what tokenize turns into spaces or removes, marks, final sigma, emoticon and URL parts
+TRICKY = "aZ\u03a3\u03c3 \u039f\u0394\u00a0\u200b\u200d\u00ad\u0301\u2028\t\n\x85\u3000:;)(dDpP/3<.-,!?'\"htpsw\u00e91\u2026\ufe0f\U0001f600\U0001f3fb\U0001f1fa#@_\x00"
+
+
+@fuzz_settings(3_000)
+@given(st.one_of(hostile_text(long_weight=5), st.text(TRICKY, max_size=40)))
+def test_chunk_tokenizer_gives_the_tokens_of_the_whole_text(text):
+    """The live classifier tokenizes chunk by chunk (whitespace-separated, memoised): exactly tokenize's tokens."""
+    chunked = ChunkTokenizer(limit=20)
+    assert chunked(text) == tokenize(text)
+    assert chunked(text + " ok") == tokenize(text + " ok")  # again, from the memo
 
 
 def test_long_lines_tokenize():
