@@ -74,6 +74,7 @@ def main() -> int:
     default = Path(__file__).resolve().parents[1] / "rnnchat" / "checkpoints" / "sentiment.npz"
     p.add_argument("--checkpoint", type=Path, default=default)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--json", type=Path, help="also write the table to this file")
     args = p.parse_args()
     try:
         from threadpoolctl import threadpool_limits
@@ -91,7 +92,8 @@ def main() -> int:
         what = "random model (no checkpoint)"
     strokes = keystrokes(PARAGRAPH)
     times: dict[str, list[float]] = {}
-    steps = []
+    steps: list[int] = []
+    kind_steps: dict[str, list[int]] = {}
     for _ in range(args.repeat):
         live.reset()
         for kind, text in strokes:
@@ -103,6 +105,8 @@ def main() -> int:
             times.setdefault(kind, []).append(dt)
             times.setdefault("all", []).append(dt)
             steps.append(live.steps_run)
+            kind_steps.setdefault(kind, []).append(live.steps_run)
+            kind_steps.setdefault("all", []).append(live.steps_run)
     t0 = time.perf_counter()
     for _ in range(args.repeat):
         live.classify(PARAGRAPH)
@@ -110,11 +114,16 @@ def main() -> int:
     print(f"model: {what}: {describe(live.model)}")
     print(f"{sum(kind != 'setup' for kind, _ in strokes)} keystrokes x {args.repeat}, paragraph {len(PARAGRAPH)} chars / "
           f"{len(live.tokens)} tokens; model steps per keystroke: mean {np.mean(steps):.2f}, max {max(steps)}")
-    print(f"{'kind':<12}{'n':>6}{'mean ms':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(f"{'kind':<12}{'n':>6}{'steps':>7}{'mean ms':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    table = {}
     for kind, ts in times.items():
         a = np.array(ts) * 1e3
-        print(f"{kind:<12}{len(a):>6}{a.mean():>10.3f}{np.percentile(a, 50):>9.3f}"
-              f"{np.percentile(a, 99):>9.3f}{a.max():>9.3f}")
+        table[kind] = {"n": len(a), "max_steps": max(kind_steps[kind]), "mean_ms": round(float(a.mean()), 3),
+                       "p50_ms": round(float(np.percentile(a, 50)), 3),
+                       "p99_ms": round(float(np.percentile(a, 99)), 3), "max_ms": round(float(a.max()), 3)}
+        t = table[kind]
+        print(f"{kind:<12}{t['n']:>6}{t['max_steps']:>7}{t['mean_ms']:>10.3f}{t['p50_ms']:>9.3f}"
+              f"{t['p99_ms']:>9.3f}{t['max_ms']:>9.3f}")
     print(f"whole paragraph from scratch: {scratch * 1e3:.2f} ms")
     # Noise floor: the same number of calls to a trivial ~50 us Python loop. Its p99/max show what
     # the OS scheduler adds (e.g. when other processes keep every core busy), independent of the model.
@@ -126,6 +135,13 @@ def main() -> int:
     f = np.array(floor) * 1e3
     print(f"{'noise floor':<12}{len(f):>6}{f.mean():>10.3f}{np.percentile(f, 50):>9.3f}"
           f"{np.percentile(f, 99):>9.3f}{f.max():>9.3f}   (trivial loop; spikes here are scheduling)")
+    if args.json:
+        import json
+        args.json.write_text(json.dumps({"model": what, "sizes": describe(live.model), "tokens": len(live.tokens),
+                                         "repeat": args.repeat, "kinds": table,
+                                         "scratch_ms": round(scratch * 1e3, 3),
+                                         "noise_floor_p99_ms": round(float(np.percentile(f, 99)), 3)}, indent=1)
+                             + "\n")
     return 0
 
 

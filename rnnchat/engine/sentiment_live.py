@@ -156,11 +156,11 @@ class LiveSentiment:
         length = resume
         vocab, ends = self.vocab, self._ends_segment
         pos = k - keep + resume
-        while pos < stop:  # one run of tokens per segment: [pos, piece_end)
-            piece_end = pos
-            while piece_end < stop and not ends(tokens[piece_end]):
+        while pos < stop:  # runs of at most DENSE tokens, none past a segment end: [pos, piece_end)
+            piece_end, closed = pos, False
+            while piece_end < stop and piece_end - pos < DENSE and not closed:
+                closed = ends(tokens[piece_end])
                 piece_end += 1
-            piece_end = min(piece_end + 1, stop)
             run = self.model.steps(state, [token_id(vocab, t) for t in tokens[pos:piece_end]])
             for i, st in enumerate(run, length + 1):
                 if i % STRIDE == 0 or pos + i - length > n - DENSE:
@@ -168,7 +168,7 @@ class LiveSentiment:
             length += len(run)
             state = run[-1]
             pos = piece_end
-            if pos < stop:  # a segment end inside the run: the next token starts a new segment
+            if closed and pos < stop:  # a segment ends inside the re-run: the next token starts a new one
                 states[length] = state
                 new_segs.append(_Segment(length, states))
                 new_starts.append(pos)

@@ -107,8 +107,7 @@ class StackedMembers:
             A = np.matmul(x, Wx)  # (M, T', 4H): the input products of all steps
             A += b
             A = np.ascontiguousarray(A.transpose(1, 0, 2))  # (T', M, 4H): each step's slab contiguous
-            hs = np.empty((T, M, H), self.dtype)  # time-major: every state's (M, H) is contiguous
-            cs = np.empty((T, M, H), self.dtype)
+            hs, cs = [], []  # one (M, H) array per step: a kept state holds only its own
             rec = np.empty((M, 1, 4 * H), self.dtype)
             for t in range(T):
                 a = A[t]
@@ -117,13 +116,16 @@ class StackedMembers:
                 np.tanh(a, out=a)  # tanh(z/2) on i|f|o, tanh(z) on g
                 a *= self.gate_scale  # whole contiguous rows: cheaper than the strided i|f|o slices
                 a += self.gate_shift
-                c = np.multiply(a[:, H:2 * H], c, out=cs[t])
+                c = a[:, H:2 * H] * c
                 c += a[:, :H] * a[:, 3 * H:]
-                h = np.tanh(c, out=hs[t])
+                h = np.tanh(c)
                 h *= a[:, 2 * H:3 * H]
+                hs.append(h)
+                cs.append(c)
             hs_all.append(hs)
             cs_all.append(cs)
-            x = np.ascontiguousarray((hs if T > 1 else np.concatenate([hs, hs])).transpose(1, 0, 2))
+            if len(hs_all) < self.layers:
+                x = np.stack(hs if T > 1 else hs * 2, axis=1)  # (M, T', H): the next layer's input
         out = []
         for t, top in enumerate(hs_all[-1]):  # the running pools, token by token (as the batch sums them)
             mx = np.maximum(mx, top)

@@ -95,7 +95,7 @@ def test_random_edits_equal_classifying_from_scratch(model, edits):
         assert r.label == ("negative", "neutral", "positive")[int(np.argmax(r.probs))]
 
 
-@pytest.mark.parametrize("model", [MODEL, SENTENCES], ids=["model", "sentences"])
+@pytest.mark.parametrize("model", [MODEL, STACKED, SENTENCES, CLAUSES], ids=["model", "stacked", "sentences", "clauses"])
 @settings(max_examples=60, deadline=None)
 @given(edits=st.lists(edit, max_size=25))
 def test_sparse_states_of_long_texts_give_the_same_results(model, edits):
