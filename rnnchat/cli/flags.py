@@ -157,24 +157,25 @@ def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
     lm.add_argument("--max-train-convs", type=positive_int, default=None, help="use only the first N conversations")
     lm.add_argument("--set-lr", type=positive_float, default=None,
                     help="with --resume: replace the saved learning rate (e.g. a final decay step)")
-    lm.add_argument("--mark-starts", action="store_true",
+    lm.add_argument("--mark-starts", action="store_true", default=argparse.SUPPRESS,
                     help="train on a stream where each conversation opens with an extra <eot>, so a new "
                          "conversation is told apart from the next turn")
     lm.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                     help="start a new run from this checkpoint's weights (same size and vocabulary) with a "
                          "fresh optimizer, e.g. to fine-tune the shipped model with another --bptt")
-    awd = lm.add_argument_group("regularisation (AWD-LSTM, Merity et al. 2017; all off by default)")
-    awd.add_argument("--locked-dropout", dest="locked", action="store_true",
+    awd = lm.add_argument_group("regularisation (AWD-LSTM, Merity et al. 2017; all off by default; "
+                                "--resume keeps the run's own unless given)")
+    awd.add_argument("--locked-dropout", dest="locked", action="store_true", default=argparse.SUPPRESS,
                      help="one --dropout mask per sequence, the same at every step (variational dropout)")
-    awd.add_argument("--weight-drop", type=fraction, default=d.weight_drop,
+    awd.add_argument("--weight-drop", type=fraction, default=argparse.SUPPRESS,
                      help="DropConnect on the recurrent weights, one mask per batch (AWD-LSTM: 0.5)")
-    awd.add_argument("--embed-drop", type=fraction, default=d.embed_drop,
+    awd.add_argument("--embed-drop", type=fraction, default=argparse.SUPPRESS,
                      help="drop whole words from the embedding lookup, one mask per batch (AWD-LSTM: 0.1)")
-    awd.add_argument("--ar", type=non_negative_float, default=d.ar,
+    awd.add_argument("--ar", type=non_negative_float, default=argparse.SUPPRESS,
                      help="activation regularisation: + AR * mean(last layer's dropped output^2) (AWD-LSTM: 2)")
-    awd.add_argument("--tar", type=non_negative_float, default=d.tar,
+    awd.add_argument("--tar", type=non_negative_float, default=argparse.SUPPRESS,
                      help="temporal AR: + TAR * mean((h_t - h_{t-1})^2) of the last layer (AWD-LSTM: 1)")
-    awd.add_argument("--vary-bptt", action="store_true",
+    awd.add_argument("--vary-bptt", action="store_true", default=argparse.SUPPRESS,
                      help="variable-length BPTT windows around --bptt, cut anew each epoch")
     awd.add_argument("--average-from", type=non_negative_int, default=None, metavar="STEP",
                      help="average the weights from this step on (0: from the first step); validation and the "

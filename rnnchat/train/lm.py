@@ -88,6 +88,9 @@ def evaluate_memory(model: LanguageModel, convs: list[dict], vocab: Vocab) -> di
 
 
 # Sizes of a chitchat run the command line leaves out (a text run's follow its text: `lm_text.text_sizes`).
+# The recipe's switches: None (left out) is the saved run's value on --resume, else these.
+RECIPE_DEFAULTS = {"mark_starts": False, "locked": False, "weight_drop": 0.0, "embed_drop": 0.0, "ar": 0.0,
+                   "tar": 0.0, "vary_bptt": False}
 CHITCHAT_SIZES = {"vocab_size": 10_000, "hidden": 512, "layers": 2, "dropout": 0.3, "batch_size": 64, "bptt": 32,
                   "lr": 2e-3, "epochs": 10.0, "eval_every": 400}
 
@@ -133,14 +136,14 @@ class LMTrainArgs:
     max_train_convs: int | None = None   # a slice of the corpus (tests, quick runs)
     seed: int = 0
     set_lr: float | None = None   # on --resume: replace the saved learning rate (a manual decay step)
-    mark_starts: bool = False     # train on a stream where each conversation opens with an extra <eot>
+    mark_starts: bool | None = None  # train on a stream where each conversation opens with an extra <eot>
     init_from: Path | None = None  # start a new run from this checkpoint's weights (fresh optimizer)
-    locked: bool = False          # AWD-LSTM regularisers (see LMRegularisation), all off by default
-    weight_drop: float = 0.0
-    embed_drop: float = 0.0
-    ar: float = 0.0
-    tar: float = 0.0
-    vary_bptt: bool = False       # variable-length BPTT windows, cut anew each epoch
+    locked: bool | None = None    # AWD-LSTM regularisers (see LMRegularisation), all off by default
+    weight_drop: float | None = None
+    embed_drop: float | None = None
+    ar: float | None = None
+    tar: float | None = None
+    vary_bptt: bool | None = None  # variable-length BPTT windows, cut anew each epoch
     average_from: int | None = None  # average the weights from this step on; validate and save the average
 
     def regularisation(self) -> LMRegularisation:
@@ -178,14 +181,17 @@ def check_text_args(a: LMTrainArgs) -> None:
 
 
 def from_saved_run(a: LMTrainArgs) -> LMTrainArgs:
-    """On --resume, what the command line leaves out comes from the saved run: its text files, level, sizes."""
-    if not a.resume:
-        return a
-    saved = read_header(Path(a.run_dir) / "state.npz").get("training", {})
-    fill = {k: saved[k] for k in ("text", "level", "prime", *CHITCHAT_SIZES) if saved.get(k) is not None}
-    if "text" in fill:
-        fill["text"] = [Path(p) for p in fill["text"]]
-    return a.with_sizes(fill)
+    """On --resume, what the command line leaves out comes from the saved run: its text files, level, sizes and
+    regularisers (a resume that left out --weight-drop must not go on without it). Switches still left out
+    get their defaults (off)."""
+    if a.resume:
+        saved = read_header(Path(a.run_dir) / "state.npz").get("training", {})
+        keys = ("text", "level", "prime", "average_from", *CHITCHAT_SIZES, *RECIPE_DEFAULTS)
+        fill = {k: saved[k] for k in keys if saved.get(k) is not None}
+        if "text" in fill:
+            fill["text"] = [Path(p) for p in fill["text"]]
+        a = a.with_sizes(fill)
+    return a.with_sizes(RECIPE_DEFAULTS)
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:

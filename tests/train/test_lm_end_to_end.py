@@ -74,3 +74,27 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     assert abs(first["val_perplexity"] - source_val) / source_val < 0.01
     with pytest.raises(ValueError, match="architecture"):
         train_lm(LMTrainArgs(**{**vars(warm), "hidden": 16}))
+
+
+def test_resume_keeps_the_runs_regularisers(chitchat_root, tmp_path, monkeypatch):
+    """A --resume that leaves out the AWD switches (and --mark-starts) goes on with the run's own, not with
+    them off; a value given on the command line still wins."""
+    monkeypatch.setenv("RNNCHAT_CORPORA", str(chitchat_root))
+    run, out = tmp_path / "run", tmp_path / "lm.npz"
+    recipe = {"locked": True, "weight_drop": 0.3, "embed_drop": 0.1, "ar": 1.0, "tar": 0.5, "mark_starts": True}
+    train_lm(LMTrainArgs(run_dir=run, out=out, vocab_size=300, hidden=16, batch_size=4, bptt=8, epochs=0.1,
+                         eval_every=50, max_train_convs=20, **recipe))
+    assert main(["train", "lm", "--resume", "--run-dir", str(run), "--out", str(out), "--max-train-convs", "20",
+                 "--epochs", "0.2"]) == 0
+    training = read_header(run / "state.npz")["training"]
+    assert {k: training[k] for k in recipe} == recipe and training["epochs"] == 0.2
+    assert main(["train", "lm", "--resume", "--run-dir", str(run), "--out", str(out), "--max-train-convs", "20",
+                 "--epochs", "0.3", "--weight-drop", "0"]) == 0
+    assert read_header(run / "state.npz")["training"]["weight_drop"] == 0
+    fresh = tmp_path / "fresh"
+    assert main(["train", "lm", "--run-dir", str(fresh), "--out", str(tmp_path / "f.npz"), "--vocab-size", "300",
+                 "--hidden", "16", "--batch-size", "4", "--bptt", "8", "--epochs", "0.05",
+                 "--max-train-convs", "20"]) == 0
+    plain = read_header(fresh / "state.npz")["training"]
+    assert {k: plain[k] for k in recipe} == {"locked": False, "weight_drop": 0.0, "embed_drop": 0.0, "ar": 0.0,
+                                             "tar": 0.0, "mark_starts": False}
