@@ -87,20 +87,24 @@ def tokenize(text: str) -> list[str]:
 class ChunkTokenizer:
     """``tokenize`` for a text that changes a little at a time (the live classifier, once per keystroke): the
     same tokens, from each whitespace-separated chunk's tokens kept in a bounded memo. No token spans
-    whitespace and no normalisation step looks across it, so a text's tokens are its chunks' tokens."""
+    whitespace and no normalisation step looks across it, so a text's tokens are its chunks' tokens. Chunks
+    longer than `longest` characters (text without spaces, a URL) are tokenized afresh each time: memoising
+    every prefix of one being typed would keep memory quadratic in its length."""
 
-    def __init__(self, limit: int = 50_000):
+    def __init__(self, limit: int = 50_000, longest: int = 64):
         self._memo: dict[str, list[str]] = {}
-        self._limit = limit
+        self._limit, self._longest = limit, longest
 
     def __call__(self, text: str) -> list[str]:
         memo, out = self._memo, []
         for chunk in _SPACE_RE.sub(" ", text).split():
             tokens = memo.get(chunk)
             if tokens is None:
-                if len(memo) >= self._limit:
-                    memo.clear()
-                tokens = memo[chunk] = tokenize(chunk)
+                tokens = tokenize(chunk)
+                if len(chunk) <= self._longest:
+                    if len(memo) >= self._limit:
+                        memo.clear()
+                    memo[chunk] = tokens
             out += tokens
         return out
 

@@ -165,7 +165,8 @@ def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
                          "fresh optimizer, e.g. to fine-tune the shipped model with another --bptt")
     awd = lm.add_argument_group("regularisation (AWD-LSTM, Merity et al. 2017; all off by default; "
                                 "--resume keeps the run's own unless given)")
-    awd.add_argument("--locked-dropout", dest="locked", action="store_true", default=argparse.SUPPRESS,
+    awd.add_argument("--locked-dropout", dest="locked", action=argparse.BooleanOptionalAction,
+                     default=argparse.SUPPRESS,
                      help="one --dropout mask per sequence, the same at every step (variational dropout)")
     awd.add_argument("--weight-drop", type=fraction, default=argparse.SUPPRESS,
                      help="DropConnect on the recurrent weights, one mask per batch (AWD-LSTM: 0.5)")
@@ -175,7 +176,7 @@ def add_train_lm_arguments(lm: argparse.ArgumentParser) -> None:
                      help="activation regularisation: + AR * mean(last layer's dropped output^2) (AWD-LSTM: 2)")
     awd.add_argument("--tar", type=non_negative_float, default=argparse.SUPPRESS,
                      help="temporal AR: + TAR * mean((h_t - h_{t-1})^2) of the last layer (AWD-LSTM: 1)")
-    awd.add_argument("--vary-bptt", action="store_true", default=argparse.SUPPRESS,
+    awd.add_argument("--vary-bptt", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                      help="variable-length BPTT windows around --bptt, cut anew each epoch")
     awd.add_argument("--average-from", type=non_negative_int, default=None, metavar="STEP",
                      help="average the weights from this step on (0: from the first step); validation and the "

@@ -82,7 +82,7 @@ class LiveSentiment:
             raise ValueError(f"model vocab_size {model.vocab_size} != vocabulary length {len(vocab)}")
         self.model, self.vocab = model, vocab
         model.train(False)
-        self._ends = model.ends  # (V,) bool, or None: the model never restarts
+        self._ends = model.segment_ends  # (V,) bool, or None: the model never restarts
         self._is_end: dict[str, bool] = {}
         self._tokenize = ChunkTokenizer()  # tokenize's tokens, re-tokenizing only the chunks not seen before
         self.reset()

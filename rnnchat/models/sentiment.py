@@ -171,12 +171,16 @@ class SentimentModel:
             raise ValueError(f"vocabulary of {len(vocab)} for a model of {self.config.vocab_size}")
         self.ends = segment_ends(vocab.itos, self.config.restart)
 
-    def _segments(self, ids: np.ndarray, mask: np.ndarray) -> Segments | None:
-        if self.config.restart == "none" or ids.shape[1] == 0:
-            return None
-        if self.ends is None:
+    @property
+    def segment_ends(self) -> np.ndarray | None:
+        """(V,) bool: the ids after which the recurrence restarts; None for a model that never restarts."""
+        if self.config.restart != "none" and self.ends is None:
             raise ValueError(f"a model with restart={self.config.restart!r} needs set_vocab(vocab) first")
-        return Segments(ids, mask, self.ends)
+        return self.ends
+
+    def _segments(self, ids: np.ndarray, mask: np.ndarray) -> Segments | None:
+        ends = self.segment_ends
+        return None if ends is None or ids.shape[1] == 0 else Segments(ids, mask, ends)
 
     def set_lexicon(self, ratings: np.ndarray) -> None:
         """The fixed lexicon column: one value per vocabulary entry (a rating / 4, 0 for words it lacks)."""

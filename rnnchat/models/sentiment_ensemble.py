@@ -98,6 +98,8 @@ class StackedMembers:
         are split into calls (OpenBLAS's one-row kernel rounds differently from its many-row one)."""
         layers, mx, sm, k = state
         H, T, M = self.H, len(ids), self.M
+        if not T:
+            return []
         rows = list(ids) if T > 1 else [ids[0], ids[0]]
         x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
         for i, E in enumerate(self.E):
@@ -178,9 +180,9 @@ class SentimentEnsemble:
         return self.members[0].config.vocab_size
 
     @property
-    def ends(self):
-        """The members' table of segment-ending ids (members share one vocabulary and restart rule)."""
-        return self.members[0].ends
+    def segment_ends(self) -> np.ndarray | None:
+        """The members' table of segment-ending ids (they share one vocabulary and restart rule)."""
+        return self.members[0].segment_ends
 
     def set_vocab(self, vocab: Vocab) -> None:
         for m in self.members:

@@ -109,7 +109,7 @@ def predict_ids(model: Classifier, ids: list[list[int]], batch_size: int = 256) 
         probs[rows], scores[rows] = model.predict(x, mask)
     for i in (i for i, s in enumerate(ids) if len(s) > LONG_TEXT):
         state = model.zero_state()
-        for segment in split_ids(ids[i], model.ends):  # the whole text when the model never restarts
+        for segment in split_ids(ids[i], model.segment_ends):  # the whole text when the model never restarts
             state = model.join(state, model.advance_many(model.zero_state(), segment))
         probs[i], scores[i] = model.readout(state)
     return probs, scores

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from rnnchat.data.batches import pad
+from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.models.sentiment import SentimentConfig, SentimentModel
 from rnnchat.models.sentiment_ensemble import SentimentEnsemble, load_sentiment, save_sentiment
 from rnnchat.models.sentiment_segments import Segments, segment_ends, split_ids
@@ -119,5 +120,10 @@ def test_checkpoints_keep_the_rule_and_refuse_mixed_ensembles(tmp_path):
     unset = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), restart="sentence"))
     with pytest.raises(ValueError, match="set_vocab"):
         unset.predict(ids, mask)
+    with pytest.raises(ValueError, match="set_vocab"):  # live too: not silently read as a model without restarts
+        LiveSentiment(unset, VOCAB)
+    assert m.steps(m.zero_state(), []) == []
+    stacked = SentimentEnsemble([model("clause", layers=1, dtype=np.float32, seed=s) for s in (5, 6)])
+    assert stacked.stacked is not None and stacked.steps(stacked.zero_state(), []) == []
     with pytest.raises(ValueError, match="restart"):
         SentimentConfig(vocab_size=5, restart="words")

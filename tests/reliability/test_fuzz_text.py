@@ -56,9 +56,18 @@ TRICKY = "aZ\u03a3\u03c3 \u039f\u0394\u00a0\u200b\u200d\u00ad\u0301\u2028\t\n\x8
 @given(st.one_of(hostile_text(long_weight=5), st.text(TRICKY, max_size=40)))
 def test_chunk_tokenizer_gives_the_tokens_of_the_whole_text(text):
     """The live classifier tokenizes chunk by chunk (whitespace-separated, memoised): exactly tokenize's tokens."""
-    chunked = ChunkTokenizer(limit=20)
+    chunked = ChunkTokenizer(limit=20, longest=8)
     assert chunked(text) == tokenize(text)
     assert chunked(text + " ok") == tokenize(text + " ok")  # again, from the memo
+
+
+def test_chunk_tokenizer_does_not_memoise_long_chunks():
+    """Typing a long run without spaces (CJK text, a URL) must not keep every prefix: memory stays flat."""
+    chunked = ChunkTokenizer(longest=64)
+    text = "这家餐厅的服务非常好" * 100
+    for i in range(1, len(text) + 1, 7):
+        assert chunked(text[:i] + " ok") == tokenize(text[:i] + " ok")
+    assert len(chunked._memo) <= 64 // 7 + 2  # the short prefixes and "ok"
 
 
 def test_long_lines_tokenize():

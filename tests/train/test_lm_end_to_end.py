@@ -89,8 +89,9 @@ def test_resume_keeps_the_runs_regularisers(chitchat_root, tmp_path, monkeypatch
     training = read_header(run / "state.npz")["training"]
     assert {k: training[k] for k in recipe} == recipe and training["epochs"] == 0.2
     assert main(["train", "lm", "--resume", "--run-dir", str(run), "--out", str(out), "--max-train-convs", "20",
-                 "--epochs", "0.3", "--weight-drop", "0"]) == 0
-    assert read_header(run / "state.npz")["training"]["weight_drop"] == 0
+                 "--epochs", "0.3", "--weight-drop", "0", "--no-locked-dropout"]) == 0
+    training = read_header(run / "state.npz")["training"]
+    assert training["weight_drop"] == 0 and training["locked"] is False and training["ar"] == 1.0
     fresh = tmp_path / "fresh"
     assert main(["train", "lm", "--run-dir", str(fresh), "--out", str(tmp_path / "f.npz"), "--vocab-size", "300",
                  "--hidden", "16", "--batch-size", "4", "--bptt", "8", "--epochs", "0.05",
