@@ -2,7 +2,8 @@
 
 ``tokenize`` lowercases text into words (contractions kept whole), numbers,
 punctuation, emoticons, emoji and URLs.  It is a pure function that never
-raises on a ``str`` and runs in linear time.  ``detokenize`` and the streaming
+raises on a ``str`` and runs in linear time (``ChunkTokenizer``: the same tokens for a text edited a little
+at a time, memoised per whitespace-separated chunk).  ``detokenize`` and the streaming
 ``Detokenizer`` turn tokens back into readable, capitalised text.
 
 A ``Vocab`` knows its level: ``"word"`` (``tokenize`` / ``Detokenizer``) or ``"char"`` (every character a
