@@ -20,7 +20,7 @@ def test_help_lists_every_subcommand(capsys):
         assert name in out
 
 
-def test_sentiment_scores_text_and_lines(capsys, monkeypatch):
+def test_sentiment_scores_text_and_lines(capsys, monkeypatch, tmp_path):
     import io
     import json
     assert main(["sentiment", "this is wonderful , i love it :)"]) == 0
@@ -29,6 +29,15 @@ def test_sentiment_scores_text_and_lines(capsys, monkeypatch):
     assert main(["sentiment", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["label"] for r in rows] == ["negative", "positive"]
+    # -m names another classifier, as with generate and eval (here a restarting one, trained for nothing)
+    from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+    from rnnchat.models.sentiment_ensemble import save_sentiment
+    from rnnchat.text import SPECIALS, Vocab
+    vocab = Vocab([*SPECIALS, "good", ".", ","])
+    save_sentiment(SentimentModel(SentimentConfig(vocab_size=len(vocab), embed=4, hidden=4, restart="clause")), vocab,
+                   tmp_path / "s.npz", {})
+    assert main(["sentiment", "-m", str(tmp_path / "s.npz"), "good , good ."]) == 0
+    assert capsys.readouterr().out.split()[0] in ("negative", "neutral", "positive")
 
 
 def test_unknown_command_is_a_usage_error(capsys):
