@@ -112,7 +112,8 @@ def main() -> int:
         live.classify(PARAGRAPH)
     scratch = (time.perf_counter() - t0) / args.repeat
     print(f"model: {what}: {describe(live.model)}")
-    print(f"{sum(kind != 'setup' for kind, _ in strokes)} keystrokes x {args.repeat}, paragraph {len(PARAGRAPH)} chars / "
+    timed = sum(kind != "setup" for kind, _ in strokes)
+    print(f"{timed} keystrokes x {args.repeat}, paragraph {len(PARAGRAPH)} chars / "
           f"{len(live.tokens)} tokens; model steps per keystroke: mean {np.mean(steps):.2f}, max {max(steps)}")
     print(f"{'kind':<12}{'n':>6}{'steps':>7}{'mean ms':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     table = {}
