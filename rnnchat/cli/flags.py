@@ -105,7 +105,8 @@ def add_batch_arguments(p: argparse.ArgumentParser, batch_help: str) -> None:
 def add_sentiment_arguments(sent: argparse.ArgumentParser) -> None:
     sent.add_argument("text", nargs="?", help="the text; '-' or a pipe: one text per line")
     sent.add_argument("--json", action="store_true", help="JSONL: text, label, score, probs")
-    sent.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.sentiment_checkpoint())
+    sent.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path,
+                      default=paths.sentiment_checkpoint())
 
 
 def add_info_arguments(info: argparse.ArgumentParser) -> None:

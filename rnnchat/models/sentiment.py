@@ -123,6 +123,15 @@ class SentimentConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def steps_one_by_one(advance, state, ids: Sequence[int]) -> list:
+    """The states after each of `ids`, one `advance` at a time (a model or members that cannot step a run)."""
+    out = []
+    for i in ids:
+        state = advance(state, i)
+        out.append(state)
+    return out
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -152,7 +161,7 @@ class SentimentModel:
         self.cls = Linear(c.feature_size, 3, rng=self.rng, dtype=dtype)
         self.score = Linear(c.feature_size, 1, rng=self.rng, dtype=dtype)
         self.frozen_embedding = False
-        self.ends: np.ndarray | None = None  # (V,) bool: ids that end a segment (`set_vocab`)
+        self._ends: np.ndarray | None = None  # (V,) bool: ids that end a segment (`set_vocab`)
         self._build_params()
         self.training = True
 
@@ -169,14 +178,14 @@ class SentimentModel:
         """Learn which ids end a sentence / clause (needed when the config restarts; harmless otherwise)."""
         if len(vocab) != self.config.vocab_size:
             raise ValueError(f"vocabulary of {len(vocab)} for a model of {self.config.vocab_size}")
-        self.ends = segment_ends(vocab.itos, self.config.restart)
+        self._ends = segment_ends(vocab.itos, self.config.restart)
 
     @property
     def segment_ends(self) -> np.ndarray | None:
         """(V,) bool: the ids after which the recurrence restarts; None for a model that never restarts."""
-        if self.config.restart != "none" and self.ends is None:
+        if self.config.restart != "none" and self._ends is None:
             raise ValueError(f"a model with restart={self.config.restart!r} needs set_vocab(vocab) first")
-        return self.ends
+        return self._ends
 
     def _segments(self, ids: np.ndarray, mask: np.ndarray) -> Segments | None:
         ends = self.segment_ends
@@ -341,11 +350,7 @@ class SentimentModel:
 
     def steps(self, state: LiveState, ids: Sequence[int]) -> list[LiveState]:
         """The states after each of `ids` (the live path's runs of tokens)."""
-        out = []
-        for i in ids:
-            state = self.advance(state, i)
-            out.append(state)
-        return out
+        return steps_one_by_one(self.advance, state, ids)
 
     def advance_many(self, state: LiveState, ids: Sequence[int], chunk: int = 1024) -> LiveState:
         """The state after all of `ids`, as `advance` one at a time would give, computed `chunk` tokens at a

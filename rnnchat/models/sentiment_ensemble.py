@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat.checkpoint import load_vocab_model, save_checkpoint
-from rnnchat.models.sentiment import LiveState, SentimentConfig, SentimentModel, softmax
+from rnnchat.models.sentiment import LiveState, SentimentConfig, SentimentModel, softmax, steps_one_by_one
 from rnnchat.text import Vocab
+
 
 def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
     """Parameter names and shapes a checkpoint of this architecture (one model or an ensemble) must hold."""
@@ -70,7 +71,9 @@ class StackedMembers:
         self.dtype = members[0].dtype
         half = np.ones(4 * c.hidden, self.dtype)
         half[:3 * c.hidden] = 0.5
-        self.gate_scale, self.gate_shift = half, (half != 1).astype(self.dtype) * half  # tanh -> sigmoid on i|f|o
+        shift = np.zeros(4 * c.hidden, self.dtype)
+        shift[:3 * c.hidden] = 0.5
+        self.gate_scale, self.gate_shift = half, shift  # tanh(z/2) / 2 + 1/2 = sigmoid(z) on i|f|o; g as it is
         self.E = [m.embed.params["W"] for m in members]  # looked up per member: no copy of the big tables
         self.Wx = [np.stack([m.lstms[i].params["Wx"] for m in members]) * half for i in range(c.layers)]
         self.Wh = [np.stack([m.lstms[i].params["Wh"] for m in members]) * half for i in range(c.layers)]
@@ -219,11 +222,7 @@ class SentimentEnsemble:
         """The states after each of `ids` (the live path's runs of tokens)."""
         if self.stacked is not None:
             return self.stacked.steps(state, ids)
-        out = []
-        for i in ids:
-            state = self.advance(state, i)
-            out.append(state)
-        return out
+        return steps_one_by_one(self.advance, state, ids)
 
     def advance_many(self, state, ids: Sequence[int]):
         if self.stacked is not None:

@@ -87,10 +87,10 @@ def evaluate_memory(model: LanguageModel, convs: list[dict], vocab: Vocab) -> di
             "ratio": ppl["carried"] / ppl["reset"], "tokens": count}
 
 
-# Sizes of a chitchat run the command line leaves out (a text run's follow its text: `lm_text.text_sizes`).
 # The recipe's switches: None (left out) is the saved run's value on --resume, else these.
 RECIPE_DEFAULTS = {"mark_starts": False, "locked": False, "weight_drop": 0.0, "embed_drop": 0.0, "ar": 0.0,
                    "tar": 0.0, "vary_bptt": False}
+# Sizes of a chitchat run the command line leaves out (a text run's follow its text: `lm_text.text_sizes`).
 CHITCHAT_SIZES = {"vocab_size": 10_000, "hidden": 512, "layers": 2, "dropout": 0.3, "batch_size": 64, "bptt": 32,
                   "lr": 2e-3, "epochs": 10.0, "eval_every": 400}
 

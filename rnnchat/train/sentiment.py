@@ -350,7 +350,7 @@ _FLAG_HELP = {
     "select": "what the best checkpoint minimises on val: loss (CE+lambda*MSE) or acc_f1 (1-(acc+F1)/2)",
     "pool": "'+'-joined subset of last, max, mean",
     "restart": "none, sentence or clause: the LSTM starts again after each sentence (or clause) end, pooling "
-               "over the whole text (a live edit then re-runs only its sentence)",
+               "over the whole text (a live edit then re-runs only the rest of its segment)",
     "max_train": "use only the first N training sentences",
     "lexicon": "add VADER's rated lexicon entries (vaderSentiment's vader_lexicon.txt) as training examples, "
                "this many copies; their tokens join the vocabulary (tried: no clear gain on val)",

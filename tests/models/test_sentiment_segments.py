@@ -72,7 +72,7 @@ def test_batched_forward_equals_the_live_fold_over_segments(restart):
     probs, scores = m.predict(ids, mask)
     for i, row in enumerate(rows):
         state = m.zero_state()
-        for segment in split_ids(row, m.ends):
+        for segment in split_ids(row, m.segment_ends):
             state = m.join(state, m.steps(m.zero_state(), segment)[-1] if segment else m.zero_state())
         p, s = m.readout(state)
         np.testing.assert_allclose(p, probs[i], rtol=1e-12)
@@ -111,7 +111,7 @@ def test_checkpoints_keep_the_rule_and_refuse_mixed_ensembles(tmp_path):
     save_sentiment(m, VOCAB, tmp_path / "s.npz", {})
     loaded, vocab, header = load_sentiment(tmp_path / "s.npz")
     assert header["config"]["restart"] == "clause"
-    np.testing.assert_array_equal(loaded.ends, segment_ends(VOCAB.itos, "clause"))
+    np.testing.assert_array_equal(loaded.segment_ends, segment_ends(VOCAB.itos, "clause"))
     ids, mask = pad([[VOCAB.stoi["a"], COMMA, VOCAB.stoi["b"]]])
     m.train(False)
     np.testing.assert_allclose(loaded.predict(ids, mask)[0], m.predict(ids, mask)[0], rtol=1e-3)
