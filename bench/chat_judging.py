@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rnnchat import paths  # noqa: E402
-from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model  # noqa: E402
-from rnnchat.engine.ranking import Ranker  # noqa: E402
+from rnnchat.engine.engine import Engine, load_chat_model, make_ranker  # noqa: E402
 from rnnchat.sampling import SamplingSettings  # noqa: E402
 from rnnchat.session.session import ChatSession  # noqa: E402
 from rnnchat.session.transcript import Mode  # noqa: E402
@@ -80,11 +79,10 @@ def make_replies(args) -> None:
     prompts = read_jsonl(args.prompts)
     engine = Engine(args.lm)
     chat, note = load_chat_model(args.seq2seq)
-    backward, bnote = load_backward_model(args.backward)
     if chat is None:
         raise SystemExit(f"no seq2seq chat model: {note}")
-    ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
-    print(f"backward model: {'yes' if backward else bnote}; weights {ranker.weights}", file=sys.stderr)
+    ranker, notes = make_ranker(engine, args.backward)
+    print("; ".join([*notes, f"weights {ranker.weights}"]), file=sys.stderr)
     systems = load_systems(args.systems)
     rankers = {name: dataclasses.replace(ranker, weights=dataclasses.replace(ranker.weights, **w))
                for name, (_, _, w, _) in systems.items()}

@@ -10,16 +10,20 @@ each pool (the oracle: what a perfect ranker would reach) and the one the shippe
     # judges who see only part-K/sheet.md write part-K/judgments.tsv:
     #   prompt_id <TAB> number <TAB> sensible <TAB> specific
     python bench/chat_pool.py score --out-dir bench/chat_judging/pool_dev
-    python bench/chat_pool.py learn --out-dir bench/chat_judging/pool_dev   # a ranker learnt on the labels
+    python bench/chat_pool.py first-messages --out-dir bench/chat_judging/pool_dev --systems base g1 t05
+    rnnchat train reply-judge --pools bench/chat_judging/pool_dev bench/chat_judging/pool_train --out J.npz
 
 A candidate's text is judged once per prompt whichever systems made it (the sheet lists each prompt's distinct
 texts, shuffled, without systems); `make` with more systems later adds sheets only for texts not judged yet.
+A pool directory holds its prompts (`prompts.jsonl`), so the reply judge can be trained on it
+(`rnnchat/session/judge_training.py`, which also reads the judgments).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import random
 import sys
@@ -32,25 +36,27 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from chat_judging import HERE, load_systems, read_jsonl, seed_of, system_sampling  # noqa: E402
 from rnnchat import paths  # noqa: E402
-from rnnchat.engine.engine import Engine, load_backward_model  # noqa: E402
-from rnnchat.engine.ranking import Ranker, RankWeights  # noqa: E402
+from rnnchat.engine.engine import Engine, make_ranker  # noqa: E402
+from rnnchat.engine.ranking import RankWeights  # noqa: E402
 from rnnchat.sampling import SamplingSettings  # noqa: E402
+from rnnchat.session.judge_training import judged  # noqa: E402
 from rnnchat.session.session import ChatSession  # noqa: E402
 
-ALL_TERMS = RankWeights(responder=1, pmi=1, pmi_mean=1, backward=1)  # to record every term of every candidate
+ALL_TERMS = RankWeights(responder=1, pmi=1, pmi_mean=1, backward=1, judge=1)  # to record every candidate's terms
 
 
 def candidates(args) -> list[dict]:
     """Every system's ranked candidates for each prompt (the shipped ranking order), with all score terms."""
     engine = Engine(args.lm)
-    backward, _ = load_backward_model(None)
-    terms = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)), weights=ALL_TERMS)
+    shipped, notes = make_ranker(engine)
+    print("; ".join(notes), file=sys.stderr)
+    terms = dataclasses.replace(shipped, weights=ALL_TERMS)
     rows = []
     prompts = read_jsonl(args.prompts)[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
             for name, (mode, n, w, settings) in load_systems(args.systems).items():
-                ranker = Ranker(engine.decoder, engine.vocab, weights=RankWeights(**w))
+                ranker = dataclasses.replace(shipped, weights=RankWeights(**w))
                 sampling = system_sampling(settings, p["turns"])
                 s = ChatSession(engine, settings=SamplingSettings(seed=seed_of(p["id"]), **sampling),
                                 directory=Path(tmp), ranker=ranker, candidates=n)
@@ -61,26 +67,12 @@ def candidates(args) -> list[dict]:
                 for _ in s.respond(turns[-1]):
                     pass
                 ranked = copy.deepcopy(s.last_reply.ranked)
-                terms.rank(ranked, turns[-1], [])  # fills the terms; `ranked` keeps the shipped order
+                conv = s.last_reply.conv if mode.value == "lm" else None
+                terms.rank(ranked, turns[-1], [], conv)  # fills the terms; `ranked` keeps the shipped order
                 rows += [{"prompt_id": p["id"], "system": name, "rank": k, "text": c.text.strip(),
                           "finished": c.finished, "tokens": len(c.ids), "terms": c.terms} for k, c in enumerate(ranked)]
             print(f"{i + 1}/{len(prompts)}", file=sys.stderr, end="\r")
     return rows
-
-
-def judged(out_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
-    """(prompt_id, text) -> (sensible, specific) from every part's judgments and key."""
-    labels = {}
-    for part in sorted(out_dir.glob("part-*")):
-        key = json.loads((part / "key.json").read_text())
-        sheet = part / "judgments.tsv"
-        if not sheet.exists():
-            continue
-        for line in sheet.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                pid, number, sens, spec = line.split("\t")
-                labels[(pid, key[f"{pid}:{number}"])] = (int(sens), int(spec) * int(sens))
-    return labels
 
 
 def make(args) -> None:
@@ -90,14 +82,22 @@ def make(args) -> None:
     old = read_jsonl(out / "candidates.jsonl") if (out / "candidates.jsonl").exists() else []
     rows = [r for r in old if r["system"] not in {x["system"] for x in rows}] + rows
     (out / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    done = {k for part in out.glob("part-*") for k in _listed(part)}  # texts already on a sheet
     prompts = {p["id"]: p for p in read_jsonl(args.prompts)}
     pids = list(dict.fromkeys(r["prompt_id"] for r in rows))
-    rng = random.Random(args.seed)
+    (out / "prompts.jsonl").write_text("".join(json.dumps(prompts[p]) + "\n" for p in pids), encoding="utf-8")
+    write_sheets(out, rows, prompts, args.parts, args.seed)
+
+
+def write_sheets(out: Path, rows: list[dict], prompts: dict[str, dict], parts: int, seed: int) -> None:
+    """Blind sheets (part-K/sheet.md + key.json) of the rows' texts no earlier part lists, prompts split over
+    `parts` judges."""
+    done = {k for part in out.glob("part-*") for k in _listed(part)}  # texts already on a sheet
+    pids = list(dict.fromkeys(r["prompt_id"] for r in rows))
+    rng = random.Random(seed)
     first = len(list(out.glob("part-*")))
-    for k in range(args.parts):
+    for k in range(parts):
         key, lines = {}, ["# Judge each reply: sensible 0/1, specific 0/1 (only if sensible); see JUDGING.md", ""]
-        for pid in pids[k::args.parts]:
+        for pid in pids[k::parts]:
             texts = sorted({r["text"] for r in rows if r["prompt_id"] == pid} - {t for p, t in done if p == pid})
             if not texts:
                 continue
@@ -150,39 +150,20 @@ def score(args) -> None:
     print("\n".join(table))
 
 
-def learn(args) -> None:
-    """A ranker learnt on the pool labels: logistic regression of (sensible + specific) / 2 on the score terms,
-    length, a question mark and word overlap with the user's turn; its pick per system, 5-fold over prompts."""
-    import numpy as np
-    labels, rows = judged(args.out_dir), read_jsonl(args.out_dir / "candidates.jsonl")
-    rows = [r for r in rows if (r["prompt_id"], r["text"]) in labels]
-    turns = {p["id"]: p["turns"] for p in read_jsonl(args.prompts)}
-
-    def words(text: str) -> set[str]:
-        return {w for w in text.lower().split() if len(w) > 3}
-    X = np.array([[r["terms"][k] for k in ("responder", "pmi_mean", "pmi", "backward")]
-                  + [float(r["finished"]), min(r["tokens"], 30) / 10, float("?" in r["text"]),
-                     float(bool(words(r["text"]) & words(turns[r["prompt_id"]][-1])))] for r in rows])
-    y = np.array([sum(labels[(r["prompt_id"], r["text"])]) / 2 for r in rows])
-    pids = sorted({r["prompt_id"] for r in rows})
-    folds = np.array_split(np.random.default_rng(0).permutation(pids), 5)
-    picks: dict[str, list[float]] = {}
-    for fold in folds:
-        train = np.array([r["prompt_id"] not in fold for r in rows])
-        mu, sd = X[train].mean(0), X[train].std(0) + 1e-9
-        Z, w, b = (X[train] - mu) / sd, np.zeros(X.shape[1]), 0.0
-        for _ in range(2000):
-            p = 1 / (1 + np.exp(-(Z @ w + b)))
-            w -= 0.5 * (Z.T @ (p - y[train]) + w) / train.sum()
-            b -= 0.5 * (p - y[train]).mean()
-        score = ((X - mu) / sd) @ w
-        for system in dict.fromkeys(r["system"] for r in rows):
-            for pid in fold:
-                idx = [i for i, r in enumerate(rows) if r["system"] == system and r["prompt_id"] == pid]
-                if idx:
-                    picks.setdefault(system, []).append(float(y[idx[int(np.argmax(score[idx]))]]))
-    for system, v in picks.items():
-        print(f"{system}: learnt ranker's pick SSA {sum(v) / len(v):.1%} over {len(v)} prompts")
+def first_messages(args) -> None:
+    """One-message pools derived from judged ones: each candidate of `--systems` cut after its first message, as
+    system "<name>_m1" (the first message is drawn the same whether sampling would go on or not), with blind
+    sheets for the texts not judged yet."""
+    out = args.out_dir
+    rows = [r for r in read_jsonl(out / "candidates.jsonl") if not r["system"].endswith("_m1")]
+    new = []
+    for r in rows:
+        if r["system"] in args.systems:
+            lines = r["text"].split("\n")
+            new.append({**r, "system": r["system"] + "_m1", "text": lines[0].strip(),
+                        "finished": r["finished"] or len(lines) > 1, "tokens": None, "terms": {}})
+    (out / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + new), encoding="utf-8")
+    write_sheets(out, new, {p["id"]: p for p in read_jsonl(out / "prompts.jsonl")}, args.parts, args.seed)
 
 
 def main() -> None:
@@ -200,10 +181,12 @@ def main() -> None:
     s = sub.add_parser("score", help="candidate-level rates, oracle and ranked pick SSA per system")
     s.add_argument("--out-dir", type=Path, required=True)
     s.set_defaults(func=score)
-    le = sub.add_parser("learn", help="a ranker learnt on the labels, cross-validated over prompts")
-    le.add_argument("--out-dir", type=Path, required=True)
-    le.add_argument("--prompts", type=Path, default=HERE / "dev_prompts.jsonl")
-    le.set_defaults(func=learn)
+    f = sub.add_parser("first-messages", help="one-message pools cut from judged ones, and sheets of new texts")
+    f.add_argument("--out-dir", type=Path, required=True)
+    f.add_argument("--systems", nargs="+", required=True, help="the systems to cut")
+    f.add_argument("--parts", type=int, default=1)
+    f.add_argument("--seed", type=int, default=17)
+    f.set_defaults(func=first_messages)
     args = ap.parse_args()
     args.func(args)
 

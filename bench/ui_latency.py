@@ -31,8 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model  # noqa: E402
-from rnnchat.engine.ranking import Ranker  # noqa: E402
+from rnnchat.engine.engine import Engine, load_chat_model, make_ranker  # noqa: E402
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat  # noqa: E402
 from rnnchat.sampling import SamplingSettings  # noqa: E402
 from rnnchat.session.session import ChatSession  # noqa: E402
@@ -178,8 +177,7 @@ def main() -> int:
         seq2seq, seq2seq_note = seq2seq_for(a.seq2seq)
         logs = paints(SentimentIndicator), paints(StreamText)
         modes = {}
-        backward, _ = load_backward_model()
-        ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
+        ranker, _ = make_ranker(engine)
         for n in sorted({1, a.candidates}) if not a.stream_only else ():
             for mode in (Mode.LM, Mode.CHAT):
                 session = ChatSession(engine, sentiment, seq2seq=seq2seq, ranker=ranker, candidates=n,

@@ -35,6 +35,10 @@ def seq2seq_checkpoint(task: str) -> Path:
     return checkpoints_dir() / f"seq2seq_{task}.npz"
 
 
+def reply_judge_checkpoint() -> Path:
+    return checkpoints_dir() / "reply_judge.npz"
+
+
 def corpora_build_dir() -> Path:
     return Path(os.environ.get("RNNCHAT_CORPORA") or MANIFESTS / "build")
 

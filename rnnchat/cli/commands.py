@@ -214,6 +214,17 @@ def cmd_train_sentiment_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reply_judge(args: argparse.Namespace) -> int:
+    from rnnchat.session.judge_training import train_from_namespace
+    try:
+        metrics = train_from_namespace(args)
+    except (OSError, ValueError, KeyError) as e:
+        raise CommandError(f"cannot train the reply judge: {e}") from None
+    print(json.dumps(metrics["cross_validated_pick_ssa"], indent=1))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval_sentiment(args: argparse.Namespace) -> int:
     from rnnchat.train.sentiment_eval import eval_from_namespace
     print(eval_from_namespace(args))

@@ -1,7 +1,8 @@
 """The inference engine: loads each checkpoint once and serves conversations, chat replies and live sentiment.
 
-The LM is required; the seq2seq chat model and the sentiment classifier are optional: a loader returns
-(None, why) when one is missing or unusable, so the UIs can say so and go on without it.
+The LM is required; the seq2seq chat model, the sentiment classifier, the backward model and the reply judge are
+optional: a loader returns (None, why) when one is missing or unusable, so the UIs can say so and go on without
+it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import TypeVar
 from rnnchat import paths
 from rnnchat.checkpoint import CheckpointError
 from rnnchat.engine.conversation import Conversation
+from rnnchat.engine.ranking import Ranker
 from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat, max_src_of
 from rnnchat.models.lm import LMDecoder, load_lm
 from rnnchat.models.lm_cache import CacheSettings
+from rnnchat.models.reply_judge import ReplyJudge
 from rnnchat.models.seq2seq import Seq2Seq, load_seq2seq
 from rnnchat.text import Vocab
 
@@ -34,6 +37,10 @@ class Engine:
         self.decoder = LMDecoder(model)
         ident = json.dumps([self.lm_header["config"], self.lm_header["vocab"]], sort_keys=True)
         self.model_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        # these weights, not only their shapes: the training run's header (its time, commit and corpus) too
+        made = json.dumps([ident, *(self.lm_header.get(k) for k in ("created", "git_commit", "corpus"))],
+                          sort_keys=True)
+        self.weights_id = hashlib.sha256(made.encode()).hexdigest()[:16]
         self.cache_settings = _cache_settings(self.lm_path, self.lm_header)
 
     @property
@@ -92,3 +99,27 @@ def load_backward_model(path: Path | str | None = None) -> tuple[tuple[Seq2Seq, 
             raise ValueError(f"{path}: not a backward chat model (task {header.get('task')!r})")
         return model, vocab, max_src_of(path, header)
     return _optional(Path(path or paths.seq2seq_checkpoint("chat_backward")), "backward model", load)
+
+
+def load_reply_judge(weights_id: str, path: Path | str | None = None) -> tuple[ReplyJudge | None, str]:
+    """The reply judge (default: the shipped one) if it was trained on the features of the LM whose
+    `Engine.weights_id` is given, or (None, why not)."""
+    def load(path: Path) -> ReplyJudge:
+        judge = ReplyJudge.load(path)
+        if judge.lm_id != weights_id:
+            raise ValueError(f"{path} was trained for another language model; `rnnchat train reply-judge` makes "
+                             f"one for this one")
+        return judge
+    return _optional(Path(path or paths.reply_judge_checkpoint()), "reply judge", load)
+
+
+def make_ranker(engine: Engine, backward_path: Path | str | None = None, judge_path: Path | str | None = None
+                ) -> tuple[Ranker, list[str]]:
+    """The reply ranker with the backward model and the reply judge where they are usable, and a note for each
+    one that is not."""
+    backward, backward_note = load_backward_model(backward_path)
+    judge, judge_note = load_reply_judge(engine.weights_id, judge_path)
+    notes = [] if backward is not None else [f"reply ranking without the backward model ({backward_note})"]
+    if judge is None:
+        notes.append(f"reply ranking without the reply judge ({judge_note})")
+    return Ranker(engine.decoder, engine.vocab, *(backward or (None, None)), judge=judge), notes

@@ -9,6 +9,8 @@ A candidate's score is a weighted sum of terms (the same scorers `rnnchat eval c
                Function for Neural Conversation Models");
 * `backward`   log p(user's message | reply) per token of the message, under the backward seq2seq model
                (MMI-bidi, same paper): replies from which the message can be told back win;
+* `judge`      P(sensible) + P(specific) under the reply judge learnt from judged candidate pools
+               (`models/reply_judge.py`; LM chat only: it reads the LM's state, and needs the backward model);
 * penalties    a reply cut at max tokens, one that repeats the user or the bot's recent replies, an empty one.
 
 `rank` sorts candidates best first and fills each one's `terms` and `score`, so a UI can show why one won.
@@ -25,6 +27,7 @@ from rnnchat.engine.rows import decode_rows, fresh_guide
 from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.tokens import Token
 from rnnchat.models.lm import LMDecoder
+from rnnchat.models.reply_judge import ReplyJudge, reply_features
 from rnnchat.models.scoring import lm_reply_logprobs, seq2seq_reply_logprobs
 from rnnchat.models.seq2seq import Seq2Seq
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, skip_ids
@@ -45,6 +48,9 @@ class RankWeights:
     pmi: float = 0.0
     pmi_mean: float = 1.0
     backward: float = 0.0
+    # the reply judge decides where it is available (cross-validated on judged pools, judge alone >= judge added
+    # to the terms above); the terms above then only break near-ties, and rank alone where it is not
+    judge: float = 20.0
     unfinished: float = 2.0   # subtracted from a reply cut before its end
     repeat: float = 3.0       # subtracted from a reply that repeats the user or a recent reply of the bot
     empty: float = 20.0       # subtracted from an empty reply
@@ -138,7 +144,8 @@ def repeats(reply: str, others: list[str]) -> bool:
 
 @dataclass
 class Ranker:
-    """Scores candidates; the LM (anti-LM term) and the backward model are optional (their terms are 0)."""
+    """Scores candidates; the LM (anti-LM term), the backward model and the judge are optional (their terms are
+    0 without them; the judge also needs the LM and the backward model, and the conversation's LM memory)."""
 
     lm: LMDecoder | None = None
     lm_vocab: Vocab | None = None
@@ -146,27 +153,50 @@ class Ranker:
     backward_vocab: Vocab | None = None
     backward_max_src: int = 40
     weights: RankWeights = field(default_factory=RankWeights)
+    judge: ReplyJudge | None = None
 
-    def rank(self, candidates: list[Candidate], user_text: str, recent_replies: list[str]) -> list[Candidate]:
-        """Fill every candidate's terms and score; return them best first (ties: sampling order)."""
+    def fresh_logprobs(self, texts: list[str]) -> np.ndarray:
+        """(N,) log p_LM(reply + <eot>) of each reply text from a fresh state (the anti-LM part of PMI)."""
+        return lm_reply_logprobs(self.lm, self.lm_vocab, [], [turn_ids(_messages(t), self.lm_vocab) for t in texts])
+
+    def backward_scores(self, texts: list[str], user_text: str) -> np.ndarray:
+        """(N,) log p(user's message | reply) per token of the message under the backward model (0 without a
+        backward model or a message)."""
+        if self.backward is None:
+            return np.zeros(len(texts))
+        v = self.backward_vocab
+        target = turn_ids(_messages(user_text), v)[: self.backward_max_src - 1]
+        if not target:
+            return np.zeros(len(texts))
+        srcs = [source_ids(turn_ids(_messages(t), v), v, self.backward_max_src) for t in texts]
+        return seq2seq_reply_logprobs(self.backward, v, srcs, [target] * len(texts)) / (len(target) + 1)
+
+    def can_judge(self, conv: Conversation | None) -> bool:
+        return (self.judge is not None and self.lm is not None and self.backward is not None and conv is not None
+                and conv.decoder is self.lm)
+
+    def rank(self, candidates: list[Candidate], user_text: str, recent_replies: list[str],
+             conv: Conversation | None = None) -> list[Candidate]:
+        """Fill every candidate's terms and score; return them best first (ties: sampling order).
+
+        conv: LM chat's memory after the user's turn (what the judge reads; None in seq2seq chat)."""
         w, n = self.weights, len(candidates)
         texts = [c.text for c in candidates]
         lengths = np.array([len(c.ids) + c.finished for c in candidates], np.float64).clip(min=1)
+        judged = bool(w.judge) and self.can_judge(conv)
         fresh = np.array([c.logprob for c in candidates])  # without the LM: no anti-LM part (PMI = 0)
-        if self.lm is not None and (w.pmi or w.pmi_mean):
-            lm_ids = [turn_ids(_messages(t), self.lm_vocab) for t in texts]
-            fresh = lm_reply_logprobs(self.lm, self.lm_vocab, [], lm_ids)
-        back = np.zeros(n)
-        message = turn_ids(_messages(user_text), self.backward_vocab) if self.backward is not None else []
-        if self.backward is not None and w.backward and message:
-            v = self.backward_vocab
-            srcs = [source_ids(turn_ids(_messages(t), v), v, self.backward_max_src) for t in texts]
-            target = message[: self.backward_max_src - 1]
-            back = seq2seq_reply_logprobs(self.backward, v, srcs, [target] * n) / (len(target) + 1)
+        back = self.backward_scores(texts, user_text) if (w.backward or judged) else np.zeros(n)
+        judge = np.zeros(n)
+        if judged:
+            ids = [turn_ids(_messages(t), self.lm_vocab) for t in texts]
+            features, fresh = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids, back)
+            judge = self.judge.predict(features).sum(axis=1)
+        elif self.lm is not None and (w.pmi or w.pmi_mean):
+            fresh = self.fresh_logprobs(texts)
         for i, c in enumerate(candidates):
             pmi = c.logprob - float(fresh[i])
             c.terms = {"responder": c.logprob / lengths[i], "pmi": pmi, "pmi_mean": pmi / lengths[i],
-                       "backward": float(back[i]),
+                       "backward": float(back[i]), "judge": float(judge[i]),
                        "unfinished": -float(not c.finished),
                        "repeat": -float(repeats(texts[i], [user_text, *recent_replies])),
                        "empty": -float(not _norm(texts[i]))}

@@ -48,28 +48,43 @@ def _target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 # -- language model ----------------------------------------------------------------------------------------
-def _lstm_outputs(xw: np.ndarray, Wh: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """One LSTM layer over input products xw (N, T, 4H) (bias included) from (h, c) (N, H) -> outputs (N, T, H)."""
+def _lstm_outputs(xw: np.ndarray, Wh: np.ndarray, h: np.ndarray, c: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """One LSTM layer over input products xw (N, T, 4H) (bias included) from (h, c) (N, H) -> outputs (N, T, H).
+
+    active (T,): how many rows are still running at each step (rows sorted longest first): the rows that have
+    ended are not computed (their later outputs are 0)."""
     N, T, _ = xw.shape
     H = Wh.shape[0]
-    out = np.empty((N, T, H), np.result_type(xw, h))
+    out = np.zeros((N, T, H), np.result_type(xw, h))
     for t in range(T):
+        n = int(active[t])
+        h, c = h[:n], c[:n]
         a = h @ Wh
-        a += xw[:, t]
+        a += xw[:n, t]
         h, c = lstm_cell(a, c, H)
-        out[:, t] = h
+        out[:n, t] = h
     return out
 
 
-def _lm_outputs(dec: LMDecoder, ids: np.ndarray, state: LayerStates) -> np.ndarray:
-    """Last-layer LSTM outputs (N, T, H) for (N, T) ids from `state` (pure; padded steps are computed too)."""
+def _lm_outputs(dec: LMDecoder, ids: np.ndarray, state: LayerStates, lengths: np.ndarray | None = None
+                ) -> np.ndarray:
+    """Last-layer LSTM outputs (N, T, H) for (N, T) ids from `state` (pure). With lengths (N,), each row runs
+    only over its first lengths[i] ids (the outputs past them are 0); without, every step of every row runs."""
+    N, T = ids.shape
     H = dec.hidden
-    out = _lstm_outputs(dec.input_table[ids], dec.Wh0, *state[0])  # the first layer's input product: a lookup
+    lengths = np.full(N, T) if lengths is None else np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")                      # longest first: the running rows lead
+    active = (lengths[order][None, :] > np.arange(T)[:, None]).sum(axis=1)
+    ids = ids[order]
+    state = [(h[order], c[order]) for h, c in state]
+    out = _lstm_outputs(dec.input_table[ids], dec.Wh0, *state[0], active)  # the first layer's input: a lookup
     for W, b, (h, c) in zip(dec.W, dec.b, state[1:]):                # W (2H, 4H) = [Wx; Wh]
         xw = out @ W[:H]
         xw += b
-        out = _lstm_outputs(xw, W[H:], h, c)
-    return out
+        out = _lstm_outputs(xw, W[H:], h, c, active)
+    back = np.empty_like(order)
+    back[order] = np.arange(N)
+    return out[back]
 
 
 def lm_context_state(dec: LMDecoder, vocab: Vocab, context_ids: Sequence[int]) -> tuple[LayerStates, int]:
@@ -102,7 +117,7 @@ def lm_reply_logprobs(decoder_or_model: LMDecoder | LanguageModel, vocab: Vocab,
     targets, mask = pad(scored)                                         # (N, T)
     inputs = np.concatenate([np.full((N, 1), last, np.int64), targets[:, :-1]], axis=1)
     rows_state = [(np.repeat(h, N, axis=0), np.repeat(c, N, axis=0)) for h, c in state]
-    out = _lm_outputs(dec, inputs, rows_state)                          # (N, T, H)
+    out = _lm_outputs(dec, inputs, rows_state, mask.sum(axis=1))        # (N, T, H)
     sel = np.flatnonzero(mask.ravel() > 0)
     hidden, tgt, row = out.reshape(-1, dec.hidden)[sel], targets.ravel()[sel], sel // targets.shape[1]
     lp = np.empty(len(sel))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnchat.engine.batch import BadLine, derive_seed
-from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model
+from rnnchat.engine.engine import Engine, load_chat_model, make_ranker
 from rnnchat.engine.ranking import Ranker, check_candidates
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat
 from rnnchat.sampling import SamplingSettings, SettingsError
@@ -147,12 +147,10 @@ class ChatModels:
     def runner(self) -> tuple[ChatRunner, list[str]]:
         """The runner on the models loaded now, and notes on the optional ones that are missing."""
         seq2seq, seq2seq_note = load_chat_model(self.seq2seq)
-        backward, backward_note = load_backward_model(self.backward)
         engine = Engine(self.lm)
+        ranker, ranker_notes = make_ranker(engine, self.backward)
         notes = [] if seq2seq is not None else [f"seq2seq chat: unavailable ({seq2seq_note})"]
-        if backward is None:
-            notes.append(f"reply ranking without the backward model ({backward_note})")
-        return ChatRunner(engine, seq2seq, Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))), notes
+        return ChatRunner(engine, seq2seq, ranker), notes + ranker_notes
 
     def load(self) -> Callable[[list[str]], list[str]]:
         """Wire texts (`ChatJob.to_wire`) -> result lines, on the models loaded now."""

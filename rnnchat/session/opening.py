@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnchat import paths
-from rnnchat.engine.engine import Engine, load_backward_model, load_chat_model, load_live_sentiment
-from rnnchat.engine.ranking import Ranker, check_candidates
+from rnnchat.engine.engine import Engine, load_chat_model, load_live_sentiment, make_ranker
+from rnnchat.engine.ranking import check_candidates
 from rnnchat.sampling import SamplingSettings
 from rnnchat.session.config import DEFAULT_CANDIDATES, DEFAULT_MODE
 from rnnchat.session.session import ChatSession
@@ -25,7 +25,7 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
     mode to start in (LM chat, with a note, where it needs a model that is missing).
 
     Without a usable seq2seq chat model (default: the shipped one) the chat mode is unavailable, with a note;
-    without the backward model, ranking goes without its term. SessionError if the LM is missing,
+    without the backward model or the reply judge, ranking goes without their terms. SessionError if the LM is missing,
     SettingsError for skip words outside its vocabulary or a bad number of candidates.
     """
     if not Path(lm_path).exists():
@@ -35,9 +35,8 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
     data_note = store.prepare()
     sentiment, note = load_live_sentiment(sentiment_path)
     seq2seq, seq2seq_note = load_chat_model(seq2seq_path)
-    backward, backward_note = load_backward_model(backward_path)
     engine = Engine(lm_path)
-    ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
+    ranker, ranker_notes = make_ranker(engine, backward_path)
     session = ChatSession(engine, sentiment, sentiment_note=note, seq2seq=seq2seq, seq2seq_note=seq2seq_note,
                           settings=settings, ranker=ranker, candidates=candidates, directory=directory)
     notes = [f"sentiment: unavailable ({note})"] if sentiment is None else []
@@ -51,8 +50,8 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
                          f"with Ctrl+S or /save)")
     if seq2seq is None:
         notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
-    if backward is None and candidates > 1:
-        notes.append(f"reply ranking without the backward model ({backward_note})")
+    if candidates > 1:
+        notes += ranker_notes
     if not fresh and (problem := session.restore()):
         notes.append(problem)
     if (why := session.unavailable(Mode(mode))) is None:

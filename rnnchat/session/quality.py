@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnchat import runtime
-from rnnchat.engine.engine import Engine, load_backward_model
+from rnnchat.engine.engine import Engine, make_ranker
 from rnnchat.engine.ranking import Ranker, repeats
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat
 from rnnchat.progress import Progress
@@ -53,13 +53,15 @@ def session_factory(lm_path: Path | str, seq2seq_path: Path | str | None = None,
                     backward_path: Path | str | None = None, mode: Mode | str | None = None,
                     candidates: int = 1) -> tuple[SessionFactory, Mode]:
     """Sessions as `open_session` (session/opening.py) makes them (the LM, the chat model and the backward model
-    if given, ranking `candidates` replies), the models loaded once, and their mode: `mode`, or with None a
+    if given, with the reply judge where it fits the LM; ranking `candidates` replies), the models loaded once, and their mode: `mode`, or with None a
     session's default.
     SessionError if the mode is unavailable, SettingsError for a bad number of candidates."""
     engine = Engine(lm_path)
     chat = None if seq2seq_path is None else Seq2SeqChat.load(seq2seq_path)
-    backward = None if backward_path is None else load_backward_model(backward_path)[0]
-    ranker = Ranker(engine.decoder, engine.vocab, *(backward or (None, None)))
+    if backward_path is None:
+        ranker = Ranker(engine.decoder, engine.vocab)
+    else:
+        ranker = make_ranker(engine, backward_path)[0]
 
     def make(settings: SamplingSettings, directory: Path) -> ChatSession:
         session = ChatSession(engine, seq2seq=chat, settings=settings, directory=directory, ranker=ranker,

@@ -49,7 +49,8 @@ def make(mode: Mode, text: str, settings: SamplingSettings, n: int, conv: Conver
         cands, enc = chat.candidates(chat_state, text, settings, n)
         return RankedReply(mode, text, settings, n, conv, chat_state.copy(), enc, ranker.rank(cands, text, recent))
     cands = lm_candidates(conv, settings, n)
-    return RankedReply(mode, text, settings, n, conv.fork(), chat_state, None, ranker.rank(cands, text, recent))
+    return RankedReply(mode, text, settings, n, conv.fork(), chat_state, None,
+                       ranker.rank(cands, text, recent, conv))
 
 
 def redraw(reply: RankedReply, chat: Seq2SeqChat | None, ranker: Ranker, recent: list[str]) -> RankedReply:

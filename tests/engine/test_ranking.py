@@ -131,3 +131,28 @@ def test_backward_term_is_the_message_log_prob_given_each_reply(engine, seq2seq_
     want = want / (len(message) + 1)
     assert [a.terms["backward"], b.terms["backward"]] == pytest.approx(list(want))
     assert ranked[0] is (a if want[0] > want[1] else b)
+
+
+def test_the_judge_decides_in_lm_chat_and_is_left_out_without_the_lm_memory(engine, seq2seq_chat):
+    from rnnchat.models.reply_judge import N_TERMS, ReplyJudge, feature_size, reply_features
+    v, d = engine.vocab, feature_size(engine.decoder.hidden)
+    weights = np.zeros((2, d))
+    weights[0, N_TERMS - 1] = 5.0  # P(sensible) grows with the reply's length: longer wins
+    mean = np.zeros(d)
+    mean[N_TERMS - 1] = np.log(5)  # replies of fewer than 5 tokens (with <eot>) are judged unlikely sensible
+    judge = ReplyJudge(mean, np.ones(d), weights, np.zeros(2), engine.weights_id, {})
+    ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=judge)
+    conv = engine.conversation()
+    conv.feed("do you like dogs", end_turn=True)
+    short, long = cand(v, "what", logprob=-1.0), cand(v, "i love the dog and the cat", logprob=-30.0)
+    ranked = ranker.rank([short, long], "do you like dogs", [], conv)
+    assert ranked[0] is long and long.terms["judge"] > short.terms["judge"] + 0.5 > 0.5
+    back = ranker.backward_scores([short.text, long.text], "do you like dogs")
+    feats, fresh = reply_features(engine.decoder, v, conv.logits, conv.state,
+                                  [turn_ids([t], v) for t in (short.text, long.text)], back)
+    want = judge.predict(feats).sum(axis=1)
+    assert list(fresh) == pytest.approx(list(ranker.fresh_logprobs([short.text, long.text])), abs=1e-3)
+    assert short.terms["pmi"] == pytest.approx(short.logprob - fresh[0])
+    assert [short.terms["judge"], long.terms["judge"]] == pytest.approx(list(want))
+    ranked = ranker.rank([short, long], "do you like dogs", [])  # seq2seq chat: no LM memory, no judge term
+    assert ranked[0] is short and short.terms["judge"] == long.terms["judge"] == 0.0

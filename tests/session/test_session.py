@@ -9,6 +9,7 @@ import pytest
 from rnnchat.engine.engine import load_live_sentiment as load_sentiment
 from rnnchat.engine.tokens import Token
 from rnnchat.models.sentiment import Sentiment as Mood
+from rnnchat import paths
 from rnnchat.paths import data_dir
 from rnnchat.session.opening import open_session
 from rnnchat.session.session import ChatSession
@@ -172,7 +173,9 @@ def test_open_session_errors_notes_and_fresh(small_lm_path, data_dir, tmp_path):
         open_session(tmp_path / "missing.npz", None, SamplingSettings())
     s, notes = open_session(small_lm_path, tmp_path / "no-sentiment.npz", SamplingSettings(max_tokens=3))
     assert s.sentiment is None and s.mood("good") is None
-    assert notes == [f"sentiment: unavailable (no sentiment model at {tmp_path / 'no-sentiment.npz'})"]
+    assert notes[0] == f"sentiment: unavailable (no sentiment model at {tmp_path / 'no-sentiment.npz'})"
+    assert notes[1:] == [f"reply ranking without the reply judge ({paths.reply_judge_checkpoint()} was trained for "
+                         "another language model; `rnnchat train reply-judge` makes one for this one)"]
     reply(s, "hello")
     again, _ = open_session(small_lm_path, tmp_path / "x.npz", SamplingSettings())
     assert to_json(again.transcript) == to_json(s.transcript)

@@ -152,8 +152,8 @@ class AttentionScreen(Dialog):
                          classes="dim")
 
 
-TERMS = (("responder", "resp"), ("pmi", "pmi"), ("pmi_mean", "pmi/t"), ("backward", "back"), ("unfinished", "cut"),
-         ("repeat", "rep"), ("empty", "empty"))
+TERMS = (("responder", "resp"), ("pmi", "pmi"), ("pmi_mean", "pmi/t"), ("backward", "back"), ("judge", "judge"),
+         ("unfinished", "cut"), ("repeat", "rep"), ("empty", "empty"))
 
 
 def candidates_table(reply: RankedReply) -> Table:
@@ -189,7 +189,8 @@ class CandidatesScreen(Dialog):
             w = self.weights
             yield Static("score = " + " + ".join(f"{getattr(w, k):g}*{t}" for k, t in TERMS) + "   (resp = "
                          "log p(reply | chat) per token; pmi = log p(reply | chat) - log p(reply), pmi/t per token; "
-                         "back = log p(your message | reply) per token; cut, rep, empty: -1 when so; ▶ shown; "
+                         "back = log p(your message | reply) per token; judge = P(sensible) + P(specific) by the "
+                         "reply judge; cut, rep, empty: -1 when so; ▶ shown; "
                          "Ctrl+G shows the next)", classes="dim")
 
 

@@ -1,0 +1,212 @@
+"""Train the reply judge (`models/reply_judge.py`) on judged candidate pools, cross-validated over prompts.
+
+It lives with the sessions because it reads each candidate as a session's ranker does (the LM memory after the
+prompt, the ranker's PMI and backward terms).
+
+    rnnchat train reply-judge --pools bench/chat_judging/pool_dev bench/chat_judging/pool_train \\
+        --out rnnchat/checkpoints/reply_judge.npz
+
+A pool directory (written by `bench/chat_pool.py make`) holds `prompts.jsonl` ({"id", "turns"}), every
+candidate of every system's ranked reply in `candidates.jsonl` ({"prompt_id", "system", "text", "finished"}),
+and blind sheets `part-*/` whose `key.json` maps "prompt_id:number" to a text and whose `judgments.tsv` holds
+`prompt_id <TAB> number <TAB> sensible <TAB> specific` lines (specific counts only when sensible).
+
+Before fitting on every pool, the judge is fitted K times on the pools of 4/5 of the prompts and asked to pick
+the reply of the other prompts' pools (folds over prompts, so a prompt is never seen by the judge that picks
+for it): the metrics are each system's SSA of the judge's pick and of the default ranker's
+(responder + PMI per token), by judge weight. Unfinished candidates are never picked while a finished one is
+there (the ranker's penalty).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnchat.engine.engine import Engine, load_backward_model
+from rnnchat.engine.ranking import Ranker
+from rnnchat.models.reply_judge import ReplyJudge, reply_features
+from rnnchat.progress import Progress
+from rnnchat.text import conversation_ids, turn_ids
+
+FOLDS = 5
+STEPS, LEARNING_RATE = 300, 0.05
+MIX_WEIGHTS = (1.0, 2.0, 4.0, 8.0)  # judge weights beside the default terms, reported by cross-validation
+
+
+def judged(pool_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """(prompt_id, text) -> (sensible, specific) from every judged part of a pool (specific only if sensible)."""
+    labels = {}
+    for part in sorted(Path(pool_dir).glob("part-*")):
+        sheet = part / "judgments.tsv"
+        if not sheet.exists():
+            continue
+        key = json.loads((part / "key.json").read_text(encoding="utf-8"))
+        for n, line in enumerate(sheet.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 4 or f"{fields[0]}:{fields[1]}" not in key or not set(fields[2:]) <= {"0", "1"}:
+                raise ValueError(f"{sheet}:{n}: expected prompt_id, a number on the sheet, sensible 0/1, specific 0/1")
+            pid, number, sens, spec = fields
+            labels[(pid, key[f"{pid}:{number}"])] = (int(sens), int(spec) * int(sens))
+    return labels
+
+
+@dataclass
+class Pool:
+    """One system's candidates for one prompt, with their labels (N, 2)."""
+
+    prompt_id: str
+    system: str
+    turns: list[str]
+    texts: list[str]
+    finished: np.ndarray
+    labels: np.ndarray
+
+
+def load_pools(dirs: list[Path]) -> list[Pool]:
+    """Every fully judged (prompt, system) pool of the directories (a prompt id names one prompt everywhere)."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    turns: dict[str, list[str]] = {}
+    labels: dict[tuple[str, str], tuple[int, int]] = {}
+    for d in dirs:
+        d = Path(d)
+        for line in (d / "prompts.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                p = json.loads(line)
+                turns[p["id"]] = p["turns"]
+        labels.update(judged(d))
+        for line in (d / "candidates.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                grouped.setdefault((r["prompt_id"], r["system"]), []).append(r)
+    pools = []
+    for (pid, system), rows in sorted(grouped.items()):
+        if all((pid, r["text"]) in labels for r in rows):
+            pools.append(Pool(pid, system, turns[pid], [r["text"] for r in rows],
+                              np.array([r["finished"] for r in rows]),
+                              np.array([labels[(pid, r["text"])] for r in rows], np.float64)))
+    return pools
+
+
+def pool_features(engine: Engine, ranker: Ranker, pools: list[Pool], progress: bool = True) -> list[np.ndarray]:
+    """`reply_features` of every pool's candidates, each read from the memory a session has after the prompt."""
+    bar = Progress(len(pools), "features") if progress and pools else None
+    out = []
+    for i, pool in enumerate(pools):
+        conv = engine.conversation()
+        conv.feed_ids(conversation_ids([[m for m in t.split("\n") if m.strip()] or [""] for t in pool.turns],
+                                       engine.vocab))
+        ids = [turn_ids([m for m in t.split("\n") if m.strip()] or [""], engine.vocab) for t in pool.texts]
+        out.append(reply_features(engine.decoder, engine.vocab, conv.logits, conv.state, ids,
+                                  ranker.backward_scores(pool.texts, pool.turns[-1]))[0])
+        if bar is not None:
+            bar.update(i + 1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def logistic_loss_grad(X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, l2: float
+                       ) -> tuple[float, np.ndarray, float]:
+    """Mean log-loss of sigmoid(X w + b) against y in [0, 1] plus l2 / (2n) |w|^2; (loss, dL/dw, dL/db)."""
+    n = len(y)
+    z = X @ w + b
+    loss = float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * (w @ w) / n)
+    p = 1.0 / (1.0 + np.exp(-z))
+    return loss, X.T @ (p - y) / n + l2 * w / n, float(np.mean(p - y))
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Adam from zeros for a fixed number of steps (deterministic; the step count also regularises)."""
+    w, b = np.zeros(X.shape[1]), 0.0
+    m, v = np.zeros(X.shape[1] + 1), np.zeros(X.shape[1] + 1)
+    for t in range(1, STEPS + 1):
+        _, gw, gb = logistic_loss_grad(X, y, w, b, l2)
+        g = np.append(gw, gb)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        step = LEARNING_RATE * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        w, b = w - step[:-1], b - step[-1]
+    return w, b
+
+
+def fit_judge(features: np.ndarray, labels: np.ndarray, l2: float, lm_id: str, metrics: dict | None = None
+              ) -> ReplyJudge:
+    """Standardise the features (N, D) and fit one logistic regression per label column (N, 2)."""
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    X = (features - mean) / scale
+    fits = [fit_logistic(X, labels[:, k], l2) for k in range(2)]
+    return ReplyJudge(mean, scale, np.stack([w for w, _ in fits]), np.array([b for _, b in fits]), lm_id,
+                      metrics or {})
+
+
+def pick_ssa(pools: list[Pool], scores: list[np.ndarray]) -> dict[str, float]:
+    """Each system's mean SSA ((sensible + specific) / 2) of the best-scored candidate of its pools."""
+    by_system: dict[str, list[float]] = {}
+    for pool, s in zip(pools, scores):
+        j = int(np.argmax(np.where(pool.finished, s, s - 1e9)))
+        by_system.setdefault(pool.system, []).append(float(pool.labels[j].sum() / 2))
+    return {k: round(float(np.mean(v)), 4) for k, v in sorted(by_system.items())}
+
+
+def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, lm_id: str, seed: int = 0) -> dict:
+    """Pick SSA per system of the default ranker and of the judge (alone and added to the default terms),
+    each prompt's pools picked by a judge fitted without that prompt."""
+    prompts = sorted({p.prompt_id for p in pools})
+    np.random.default_rng(seed).shuffle(prompts)
+    fold = {pid: k % FOLDS for k, pid in enumerate(prompts)}
+    judge_scores: list[np.ndarray] = [np.zeros(0)] * len(pools)
+    for k in range(FOLDS):
+        train = [i for i, p in enumerate(pools) if fold[p.prompt_id] != k]
+        judge = fit_judge(np.concatenate([feats[i] for i in train]),
+                          np.concatenate([pools[i].labels for i in train]), l2, lm_id)
+        for i, p in enumerate(pools):
+            if fold[p.prompt_id] == k:
+                judge_scores[i] = judge.predict(feats[i]).sum(axis=1)
+    default = [f[:, 0] + f[:, 2] for f in feats]  # responder + pmi_mean: the ranker's default terms
+    out = {"default_ranker": pick_ssa(pools, default), "judge": pick_ssa(pools, judge_scores)}
+    for a in MIX_WEIGHTS:
+        out[f"default + {a:g} judge"] = pick_ssa(pools, [d + a * j for d, j in zip(default, judge_scores)])
+    return out
+
+
+def train_reply_judge(pool_dirs: list[Path], out: Path, l2: float = 300.0, lm: Path | None = None,
+                      progress: bool = True) -> dict:
+    """Cross-validate, fit on every pool and save the judge; returns its metrics."""
+    engine = Engine(lm)
+    backward, why = load_backward_model(None)
+    if backward is None:
+        raise ValueError(f"the reply judge reads the backward model's score: {why}")
+    ranker = Ranker(engine.decoder, engine.vocab, *backward)
+    pools = load_pools(pool_dirs)
+    if len({p.prompt_id for p in pools}) < FOLDS:
+        raise ValueError(f"need judged pools of at least {FOLDS} prompts, found {len(pools)} pools")
+    feats = pool_features(engine, ranker, pools, progress)
+    labels = np.concatenate([p.labels for p in pools])
+    metrics = {"pools": len(pools), "prompts": len({p.prompt_id for p in pools}), "candidates": int(len(labels)),
+               "sensible_rate": round(float(labels[:, 0].mean()), 4),
+               "specific_rate": round(float(labels[:, 1].mean()), 4), "l2": l2,
+               "cross_validated_pick_ssa": cross_validate(pools, feats, l2, engine.weights_id)}
+    judge = fit_judge(np.concatenate(feats), labels, l2, engine.weights_id, metrics)
+    judge.save(out, {"name": "judged candidate pools", "pools": [str(d) for d in pool_dirs]})
+    return metrics
+
+
+def add_train_arguments(p) -> None:
+    """`rnnchat train reply-judge` flags."""
+    p.add_argument("--pools", type=Path, nargs="+", required=True,
+                   help="judged pool directories (bench/chat_pool.py make + blind judgments)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the judge checkpoint (rnnchat/checkpoints/reply_judge.npz replaces the shipped one)")
+    p.add_argument("--l2", type=float, default=300.0, help="L2 penalty of the two logistic regressions")
+    p.add_argument("--lm", type=Path, default=None, help="the LM whose features it reads (default: the shipped one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def train_from_namespace(args) -> dict:
+    return train_reply_judge(args.pools, args.out, args.l2, args.lm, progress=not args.quiet)

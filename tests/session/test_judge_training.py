@@ -1,0 +1,103 @@
+"""Training the reply judge: the pools' judgments are read strictly, the logistic fit is gradient-checked and
+learns, picks never take an unfinished candidate over a finished one, and a trained judge is used only with the
+LM it was trained on."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnchat.engine.engine import Engine, load_reply_judge, make_ranker
+from rnnchat.session import judge_training as jt
+
+WORDS = ["i love the dog", "what is that", "hello there", "i like the movie", "how are you", "the cat"]
+
+
+def write_pool(root, n_prompts=6, judged_all=True):
+    """A pool directory as bench/chat_pool.py writes it: 4 candidates per prompt, one judged sheet."""
+    root.mkdir()
+    prompts = [{"id": f"p{i}", "turns": [f"do you like {w}"]} for i, w in enumerate(["dogs", "cats"] * (n_prompts // 2))]
+    (root / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    rows, key, lines = [], {}, []
+    for p in prompts:
+        for k, text in enumerate(WORDS[:4]):
+            rows.append({"prompt_id": p["id"], "system": "base", "rank": k, "text": text, "finished": k != 3})
+            key[f"{p['id']}:{k + 1}"] = text
+            if judged_all or p["id"] != "p0":
+                sens = int("dog" in text or "hello" in text)
+                lines.append(f"{p['id']}\t{k + 1}\t{sens}\t{int('dog' in text)}")
+    (root / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    part = root / "part-1"
+    part.mkdir()
+    (part / "key.json").write_text(json.dumps(key))
+    (part / "judgments.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_judgments_are_read_with_specific_only_when_sensible(tmp_path):
+    root = write_pool(tmp_path / "pool")
+    labels = jt.judged(root)
+    assert labels[("p1", "i love the dog")] == (1, 1) and labels[("p1", "what is that")] == (0, 0)
+    (root / "part-1" / "judgments.tsv").write_text("p1\t2\t0\t1\n")
+    assert jt.judged(root)[("p1", "what is that")] == (0, 0)
+    for bad in ("p1\t9\t1\t1\n", "p1\t2\t1\n", "p1\t2\tyes\t0\n"):
+        (root / "part-1" / "judgments.tsv").write_text(bad)
+        with pytest.raises(ValueError, match="judgments.tsv:1"):
+            jt.judged(root)
+
+
+def test_only_fully_judged_pools_are_loaded(tmp_path):
+    pools = jt.load_pools([write_pool(tmp_path / "pool", judged_all=False)])
+    assert sorted(p.prompt_id for p in pools) == ["p1", "p2", "p3", "p4", "p5"]
+    p = pools[0]
+    assert p.turns == ["do you like cats"] and p.texts == WORDS[:4] and p.finished.tolist() == [True] * 3 + [False]
+    assert p.labels.tolist() == [[1, 1], [0, 0], [1, 0], [0, 0]]
+
+
+def test_logistic_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(20, 4)), rng.uniform(size=20)
+    w, b, l2 = rng.normal(size=4), 0.3, 2.0
+    _, gw, gb = jt.logistic_loss_grad(X, y, w, b, l2)
+    eps = 1e-6
+    for k in range(4):
+        e = np.zeros(4)
+        e[k] = eps
+        num = (jt.logistic_loss_grad(X, y, w + e, b, l2)[0] - jt.logistic_loss_grad(X, y, w - e, b, l2)[0]) / (2 * eps)
+        assert gw[k] == pytest.approx(num, rel=1e-6, abs=1e-9)
+    num = (jt.logistic_loss_grad(X, y, w, b + eps, l2)[0] - jt.logistic_loss_grad(X, y, w, b - eps, l2)[0]) / (2 * eps)
+    assert gb == pytest.approx(num, rel=1e-6, abs=1e-9)
+
+
+def test_fit_learns_a_separable_rule():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    labels = np.stack([X[:, 0] > 0, X[:, 0] + X[:, 1] > 1], axis=1).astype(float)
+    judge = jt.fit_judge(X * 3 + 1, labels, l2=1.0, lm_id="x")
+    p = judge.predict(X * 3 + 1)
+    assert ((p[:, 0] > 0.5) == labels[:, 0].astype(bool)).mean() > 0.95
+    assert ((p[:, 1] > 0.5) == labels[:, 1].astype(bool)).mean() > 0.9
+
+
+def test_a_pick_never_takes_an_unfinished_candidate_over_a_finished_one():
+    pool = jt.Pool("p", "s", ["hi"], ["a", "b"], np.array([False, True]), np.array([[1.0, 1.0], [0.0, 0.0]]))
+    assert jt.pick_ssa([pool], [np.array([5.0, 0.0])]) == {"s": 0.0}
+    assert jt.pick_ssa([pool, pool], [np.array([5.0, 0.0]), np.array([5.0, 0.0])]) == {"s": 0.0}
+
+
+def test_a_trained_judge_ranks_with_its_lm_only(tmp_path, small_lm_path):
+    out = tmp_path / "judge.npz"
+    metrics = jt.train_reply_judge([write_pool(tmp_path / "pool")], out, l2=1.0, lm=small_lm_path, progress=False)
+    assert metrics["prompts"] == 6 and metrics["candidates"] == 24
+    cv = metrics["cross_validated_pick_ssa"]
+    assert set(cv) >= {"default_ranker", "judge"} and all(set(v) == {"base"} for v in cv.values())
+    engine = Engine(small_lm_path)
+    judge, note = load_reply_judge(engine.weights_id, out)
+    assert judge is not None and note == ""
+    judge, note = load_reply_judge("another-lm", out)
+    assert judge is None and "trained for another language model" in note
+    ranker, notes = make_ranker(engine, judge_path=out)
+    assert ranker.judge is not None and not any("judge" in n for n in notes)
+    conv = engine.conversation()
+    conv.feed("do you like dogs", end_turn=True)
+    assert ranker.can_judge(conv) and not ranker.can_judge(None)
