@@ -41,9 +41,10 @@ ENOUGH_FINISHED = 0.75
 
 @dataclass(frozen=True)
 class RankWeights:
-    # chosen on the judged dev set (bench/chat_judging/dev: SSA 19% vs 6% for one sample). The weights that
-    # win hits@1 on chitchat val (0.25 responder + 1 pmi + 1 pmi_mean) pick long replies that wander off
-    # (round 1: 26 words on average, SSA 7.5%): telling the true reply among 20 is not choosing among samples.
+    # responder and pmi_mean: chosen on the judged dev set (bench/chat_judging/dev: SSA 19% vs 6% for one
+    # sample). The weights that win hits@1 on chitchat val (0.25 responder + 1 pmi + 1 pmi_mean) pick long
+    # replies that wander off (round 1: 26 words, SSA 7.5%): telling the true reply among 20 is not choosing
+    # among samples.
     responder: float = 1.0
     pmi: float = 0.0
     pmi_mean: float = 1.0
@@ -189,7 +190,11 @@ class Ranker:
         judge = np.zeros(n)
         if judged:
             ids = [turn_ids(_messages(t), self.lm_vocab) for t in texts]
-            features, fresh = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids, back)
+            # a finished candidate's own sum is log p(ids + <eot>) when its text reads back to its ids (and the
+            # cache did not mix into its draws)
+            known = np.array([c.logprob if c.finished and c.ids == i and conv.cache is None else np.nan
+                              for c, i in zip(candidates, ids)])
+            features, fresh = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids, back, known)
             judge = self.judge.predict(features).sum(axis=1)
         elif self.lm is not None and (w.pmi or w.pmi_mean):
             fresh = self.fresh_logprobs(texts)

@@ -44,12 +44,15 @@ def feature_size(hidden: int) -> int:
 
 
 def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: LayerStates,
-                   replies: Sequence[Sequence[int]], backward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   replies: Sequence[Sequence[int]], backward: np.ndarray, known: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(N, 5 + 3H) features of N replies (ids without <eot>) to the conversation whose next-token logits (1, V)
     and state (layers of (1, H) pairs) are given (the memory after the user's turn), and (N,) each reply's
     log p(reply + <eot>) from the fresh state (the anti-LM part of PMI, as `lm_reply_logprobs` with no context).
 
     backward: (N,) the backward model's log p(message | reply) per token of the message (0 without it).
+    known: (N,) log p(reply + <eot> | conversation) where it is already known (a finished sampled candidate's
+    own sum), NaN where not: those rows skip the projection to the vocabulary.
     The replies run from both states in one pass (2N rows: one product per layer per step for both).
     """
     N, H = len(replies), dec.hidden
@@ -64,7 +67,9 @@ def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: Laye
     # state after the token before it
     first = np.repeat(np.concatenate([logits, fresh_logits]).astype(np.float32), N, axis=0)
     lp = _target_logprobs(first, inputs[:, 0])
-    later = np.flatnonzero(mask2[:, 1:].ravel() > 0)
+    known = np.full(N, np.nan) if known is None else np.asarray(known, np.float64)
+    needed = np.concatenate([np.isnan(known), np.ones(N, bool)])       # rows whose sum is computed here
+    later = np.flatnonzero((mask2[:, 1:] > 0) & needed[:, None])
     hidden = out[:, :-1].reshape(-1, H)[later]
     targets, row = inputs[:, 1:].ravel()[later], later // max(inputs.shape[1] - 1, 1)
     for start in range(0, len(later), LOGIT_ROWS):
@@ -72,7 +77,7 @@ def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: Laye
         z = hidden[part] @ dec.E_T
         z += dec.out_b
         lp += np.bincount(row[part], weights=_target_logprobs(z, targets[part]), minlength=2 * N)
-    lp, fresh = lp[:N], lp[N:]
+    lp, fresh = np.where(np.isnan(known), lp[:N], known), lp[N:]
     out = out[:N]
     lengths = mask.sum(axis=1).astype(np.int64)                         # tokens scored, <eot> included
     end = out[np.arange(N), lengths - 1]                               # (N, H) after <eot>

@@ -78,8 +78,10 @@ def _lm_outputs(dec: LMDecoder, ids: np.ndarray, state: LayerStates, lengths: np
     ids = ids[order]
     state = [(h[order], c[order]) for h, c in state]
     out = _lstm_outputs(dec.input_table[ids], dec.Wh0, *state[0], active)  # the first layer's input: a lookup
+    real = lengths[order][:, None] > np.arange(T)[None, :]              # (N, T): the steps each row runs
     for W, b, (h, c) in zip(dec.W, dec.b, state[1:]):                # W (2H, 4H) = [Wx; Wh]
-        xw = out @ W[:H]
+        xw = np.zeros((N, T, W.shape[1]), out.dtype)
+        xw[real] = out[real] @ W[:H]                                  # input products of real steps only
         xw += b
         out = _lstm_outputs(xw, W[H:], h, c, active)
     back = np.empty_like(order)

@@ -99,3 +99,16 @@ def test_judge_checkpoint_problems_are_errors(tmp_path):
     save_checkpoint(path, arrays, {**head, "model": "lm", "lm_id": "x"})
     with pytest.raises(CheckpointError, match="reply_judge"):
         ReplyJudge.load(path)
+
+
+def test_known_sums_replace_the_teacher_forced_ones_row_by_row(lm):
+    dec, vocab = lm
+    logits, state = memory(dec, vocab, [["do you like dogs"]])
+    replies = [turn_ids(["i love the dog"], vocab), turn_ids(["what"], vocab)]
+    plain, fresh = reply_features(dec, vocab, logits, state, replies, np.zeros(2))
+    part, fresh_part = reply_features(dec, vocab, logits, state, replies, np.zeros(2), np.array([-7.0, np.nan]))
+    n = len(replies[0]) + 1
+    assert part[0, 0] == pytest.approx(-7.0 / n) and part[0, 1] == pytest.approx(-7.0 - fresh[0], abs=1e-4)
+    np.testing.assert_allclose(part[1], plain[1], rtol=1e-5, atol=1e-5)  # an unknown row is computed as before
+    np.testing.assert_allclose(part[0, N_TERMS:], plain[0, N_TERMS:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fresh_part, fresh, rtol=1e-5, atol=1e-5)

@@ -129,7 +129,7 @@ def test_batch_resume_refuses_other_prompts_or_settings(batch, capsys):
     assert run() == 1
     assert "prompts file changed" in capsys.readouterr().err and out.read_text() == done
     prompts.write_text("hello there\nhow are you\nwhat is that\n")
-    assert run("--temperature", "0.5") == 1
+    assert run("--temperature", "0.9") == 1
     assert "settings differ" in capsys.readouterr().err and out.read_text() == done
     assert run() == 0 and out.read_text() == done  # the same run: nothing left to do
 

@@ -53,16 +53,19 @@ def test_read_chat_jobs_formats_and_bad_lines():
 def test_a_batch_reply_is_the_chat_p_reply(small_lm_path, data_dir, tmp_path, capsys, mode):
     """Each line is answered as `rnnchat chat -p` answers after the same turns: the same ranked candidates,
     seeds and mode; for a later turn the earlier exchange is primed (here: one made by `-p --conversation`)."""
-    assert chat(small_lm_path, "--mode", mode, "-p", "hello there", "--conversation", "s") == 0
+    # (temperature 0.8: at the default 0.5 this random test LM's first reply is ":). Are a?", whose text does not
+    # read back to the ids it was drawn as, so a history primed from its text is not the one it lived)
+    t = ("--temperature", "0.8")
+    assert chat(small_lm_path, *t, "--mode", mode, "-p", "hello there", "--conversation", "s") == 0
     first = capsys.readouterr().out.strip()
-    assert chat(small_lm_path, "--mode", mode, "-p", "do you like the movie ?", "--conversation", "s") == 0
+    assert chat(small_lm_path, *t, "--mode", mode, "-p", "do you like the movie ?", "--conversation", "s") == 0
     second = capsys.readouterr().out.strip()
     lines = [json.dumps({"conversation": ["hello there"]}),
              json.dumps({"id": "later", "conversation": ["hello there", first, "do you like the movie ?"],
                          "seed": 2})]
-    rc, rows = batch(small_lm_path, tmp_path, lines, "--mode", mode, "-s", "2")
+    rc, rows = batch(small_lm_path, tmp_path, lines, *t, "--mode", mode, "-s", "2")
     assert rc == 0 and [r["id"] for r in rows] == ["1", "later"]
-    assert chat(small_lm_path, "--mode", mode, "-p", "hello there", "-s", str(rows[0]["seed"])) == 0
+    assert chat(small_lm_path, *t, "--mode", mode, "-p", "hello there", "-s", str(rows[0]["seed"])) == 0
     assert rows[0]["reply"] == capsys.readouterr().out.strip()
     assert rows[1]["reply"] == second
     for row in rows:
