@@ -49,7 +49,8 @@ def candidates(args) -> list[dict]:
     """Every system's ranked candidates for each prompt (the shipped ranking order), with all score terms."""
     engine = Engine(args.lm)
     shipped, notes = make_ranker(engine)
-    print("; ".join(notes), file=sys.stderr)
+    for note in notes:
+        print(note, file=sys.stderr)
     terms = dataclasses.replace(shipped, weights=ALL_TERMS)
     rows = []
     prompts = read_jsonl(args.prompts)[: args.limit]
@@ -81,10 +82,13 @@ def make(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     old = read_jsonl(out / "candidates.jsonl") if (out / "candidates.jsonl").exists() else []
     rows = [r for r in old if r["system"] not in {x["system"] for x in rows}] + rows
-    (out / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    prompts = {p["id"]: p for p in read_jsonl(args.prompts)}
+    kept = read_jsonl(out / "prompts.jsonl") if (out / "prompts.jsonl").exists() else []
+    prompts = {**{p["id"]: p for p in kept}, **{p["id"]: p for p in read_jsonl(args.prompts)}}
     pids = list(dict.fromkeys(r["prompt_id"] for r in rows))
+    if missing := [p for p in pids if p not in prompts]:
+        raise SystemExit(f"{out} holds candidates of prompts in neither prompts file: {missing[:5]}")
     (out / "prompts.jsonl").write_text("".join(json.dumps(prompts[p]) + "\n" for p in pids), encoding="utf-8")
+    (out / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     write_sheets(out, rows, prompts, args.parts, args.seed)
 
 

@@ -215,10 +215,11 @@ def cmd_train_sentiment_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_train_reply_judge(args: argparse.Namespace) -> int:
+    from rnnchat.checkpoint import CheckpointError
     from rnnchat.session.judge_training import train_from_namespace
     try:
         metrics = train_from_namespace(args)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, CheckpointError) as e:
         raise CommandError(f"cannot train the reply judge: {e}") from None
     print(json.dumps(metrics["cross_validated_pick_ssa"], indent=1))
     print(f"wrote {args.out}", file=sys.stderr)

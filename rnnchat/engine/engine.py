@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from rnnchat import paths
 from rnnchat.checkpoint import CheckpointError
 from rnnchat.engine.conversation import Conversation
@@ -21,11 +23,22 @@ from rnnchat.engine.sentiment_live import LiveSentiment
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat, max_src_of
 from rnnchat.models.lm import LMDecoder, load_lm
 from rnnchat.models.lm_cache import CacheSettings
-from rnnchat.models.reply_judge import ReplyJudge
+from rnnchat.models.reply_judge import ReplyJudge, feature_size
 from rnnchat.models.seq2seq import Seq2Seq, load_seq2seq
 from rnnchat.text import Vocab
 
 T = TypeVar("T")
+
+
+def weights_id(named: dict[str, np.ndarray]) -> str:
+    """Which weights a model holds: a hash of every parameter's name, shape and every 97th value (fast: ~1 ms for
+    the 18 MB LM; two trainings never share it, the same file always gives it)."""
+    h = hashlib.sha256()
+    for name in sorted(named):
+        a = np.asarray(named[name])
+        h.update(f"{name}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a.ravel()[::97], np.float32).tobytes())
+    return h.hexdigest()[:16]
 
 
 class Engine:
@@ -37,10 +50,7 @@ class Engine:
         self.decoder = LMDecoder(model)
         ident = json.dumps([self.lm_header["config"], self.lm_header["vocab"]], sort_keys=True)
         self.model_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
-        # these weights, not only their shapes: the training run's header (its time, commit and corpus) too
-        made = json.dumps([ident, *(self.lm_header.get(k) for k in ("created", "git_commit", "corpus"))],
-                          sort_keys=True)
-        self.weights_id = hashlib.sha256(made.encode()).hexdigest()[:16]
+        self.weights_id = weights_id(model.params.named())
         self.cache_settings = _cache_settings(self.lm_path, self.lm_header)
 
     @property
@@ -101,14 +111,20 @@ def load_backward_model(path: Path | str | None = None) -> tuple[tuple[Seq2Seq, 
     return _optional(Path(path or paths.seq2seq_checkpoint("chat_backward")), "backward model", load)
 
 
-def load_reply_judge(weights_id: str, path: Path | str | None = None) -> tuple[ReplyJudge | None, str]:
-    """The reply judge (default: the shipped one) if it was trained on the features of the LM whose
-    `Engine.weights_id` is given, or (None, why not)."""
+def load_reply_judge(engine: Engine, backward_id: str, path: Path | str | None = None
+                     ) -> tuple[ReplyJudge | None, str]:
+    """The reply judge (default: the shipped one) if it reads this engine's LM and the backward model whose
+    `weights_id` is given (its features are theirs), or (None, why not)."""
     def load(path: Path) -> ReplyJudge:
         judge = ReplyJudge.load(path)
-        if judge.lm_id != weights_id:
+        if judge.lm_id != engine.weights_id:
             raise ValueError(f"{path} was trained for another language model; `rnnchat train reply-judge` makes "
                              f"one for this one")
+        if judge.backward_id != backward_id:
+            raise ValueError(f"{path} was trained with another backward model")
+        if judge.mean.shape[0] != feature_size(engine.decoder.hidden):
+            raise ValueError(f"{path} reads {judge.mean.shape[0]} features, this LM gives "
+                             f"{feature_size(engine.decoder.hidden)}")
         return judge
     return _optional(Path(path or paths.reply_judge_checkpoint()), "reply judge", load)
 
@@ -116,10 +132,14 @@ def load_reply_judge(weights_id: str, path: Path | str | None = None) -> tuple[R
 def make_ranker(engine: Engine, backward_path: Path | str | None = None, judge_path: Path | str | None = None
                 ) -> tuple[Ranker, list[str]]:
     """The reply ranker with the backward model and the reply judge where they are usable, and a note for each
-    one that is not."""
+    one that is not (the judge also needs the backward model)."""
     backward, backward_note = load_backward_model(backward_path)
-    judge, judge_note = load_reply_judge(engine.weights_id, judge_path)
-    notes = [] if backward is not None else [f"reply ranking without the backward model ({backward_note})"]
+    if backward is None:
+        judge, judge_note = None, "it reads the backward model's score"
+        notes = [f"reply ranking without the backward model ({backward_note})"]
+    else:
+        judge, judge_note = load_reply_judge(engine, weights_id(backward[0].params.named()), judge_path)
+        notes = []
     if judge is None:
         notes.append(f"reply ranking without the reply judge ({judge_note})")
     return Ranker(engine.decoder, engine.vocab, *(backward or (None, None)), judge=judge), notes

@@ -52,9 +52,10 @@ class RankWeights:
     # the reply judge decides where it is available (cross-validated on judged pools, judge alone >= judge added
     # to the terms above); the terms above then only break near-ties, and rank alone where it is not
     judge: float = 20.0
-    unfinished: float = 2.0   # subtracted from a reply cut before its end
-    repeat: float = 3.0       # subtracted from a reply that repeats the user or a recent reply of the bot
-    empty: float = 20.0       # subtracted from an empty reply
+    # the penalties outweigh the judge's whole range (20 x 2): a cut reply or a repeat loses to any other
+    unfinished: float = 45.0  # subtracted from a reply cut before its end
+    repeat: float = 50.0      # subtracted from a reply that repeats the user or a recent reply of the bot
+    empty: float = 100.0      # subtracted from an empty reply (worse than any other)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RankWeights":
@@ -182,6 +183,8 @@ class Ranker:
 
         conv: LM chat's memory after the user's turn (what the judge reads; None in seq2seq chat)."""
         w, n = self.weights, len(candidates)
+        if n == 0:
+            return []
         texts = [c.text for c in candidates]
         lengths = np.array([len(c.ids) + c.finished for c in candidates], np.float64).clip(min=1)
         judged = bool(w.judge) and self.can_judge(conv)

@@ -14,7 +14,7 @@ Features of a candidate reply r to a conversation c, all from the language model
   [5+2H:5+3H]     the state after <eot> times the state the reply started from (how the two relate).
 Two logistic regressions on the standardised features give P(sensible) and P(specific); the ranker's `judge`
 term is their sum. The features depend on the exact LM, so a judge records the id of the LM it was trained
-with (`Engine.weights_id`) and is used only with that one.
+with (`Engine.weights_id`) and the backward model whose score it reads, and is used only with those.
 
     judge = ReplyJudge.load("rnnchat/checkpoints/reply_judge.npz")
     features, fresh = reply_features(decoder, vocab, conv.logits, conv.state, ids, backward)
@@ -52,10 +52,12 @@ def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: Laye
 
     backward: (N,) the backward model's log p(message | reply) per token of the message (0 without it).
     known: (N,) log p(reply + <eot> | conversation) where it is already known (a finished sampled candidate's
-    own sum), NaN where not: those rows skip the projection to the vocabulary.
+    own sum), NaN where not: those rows' later tokens skip the projection to the vocabulary.
     The replies run from both states in one pass (2N rows: one product per layer per step for both).
     """
     N, H = len(replies), dec.hidden
+    if N == 0:
+        return np.zeros((0, feature_size(H))), np.zeros(0)
     fresh_logits, fresh_state = dec.step(np.array([vocab.eot_id]), dec.initial_state(1))
     scored = [[*r, vocab.eot_id] for r in replies]
     one, mask = pad(scored)                                             # (N, T): the reply and its <eot>
@@ -97,6 +99,7 @@ class ReplyJudge:
     weights: np.ndarray   # (2, D)
     bias: np.ndarray      # (2,)
     lm_id: str            # the `Engine.weights_id` of the LM whose features it reads
+    backward_id: str      # the `weights_id` of the backward model whose score it reads
     metrics: dict
 
     def predict(self, features: np.ndarray) -> np.ndarray:
@@ -107,7 +110,7 @@ class ReplyJudge:
     def save(self, path: Path | str, corpus: dict) -> None:
         arrays = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
         header = {"model": "reply_judge", "config": {"features": int(self.mean.shape[0])}, "vocab": [],
-                  "lm_id": self.lm_id, "corpus": corpus, "metrics": self.metrics}
+                  "lm_id": self.lm_id, "backward_id": self.backward_id, "corpus": corpus, "metrics": self.metrics}
         # float32 storage: the standardisation keeps every value well inside its range
         save_checkpoint(path, arrays, header)
 
@@ -119,9 +122,10 @@ class ReplyJudge:
                 raise ValueError(f"{path}: config features must be an integer > {N_TERMS}")
             return {"mean": (d,), "scale": (d,), "weights": (2, d), "bias": (2,)}
         arrays, header = load_checkpoint(path, spec, model="reply_judge", dtype=np.float64)
-        if not isinstance(header.get("lm_id"), str):
-            raise ValueError(f"{path}: the header names no lm_id")
+        for key in ("lm_id", "backward_id"):
+            if not isinstance(header.get(key), str):
+                raise ValueError(f"{path}: the header names no {key}")
         if not (arrays["scale"] > 0).all():
             raise ValueError(f"{path}: scale must be positive")
         return cls(arrays["mean"], arrays["scale"], arrays["weights"], arrays["bias"], header["lm_id"],
-                   header["metrics"])
+                   header["backward_id"], header["metrics"])

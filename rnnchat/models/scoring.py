@@ -72,7 +72,7 @@ def _lm_outputs(dec: LMDecoder, ids: np.ndarray, state: LayerStates, lengths: np
     only over its first lengths[i] ids (the outputs past them are 0); without, every step of every row runs."""
     N, T = ids.shape
     H = dec.hidden
-    lengths = np.full(N, T) if lengths is None else np.asarray(lengths)
+    lengths = np.full(N, T) if lengths is None else np.asarray(lengths).astype(np.int64)
     order = np.argsort(-lengths, kind="stable")                      # longest first: the running rows lead
     active = (lengths[order][None, :] > np.arange(T)[:, None]).sum(axis=1)
     ids = ids[order]

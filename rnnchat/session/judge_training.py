@@ -1,7 +1,7 @@
 """Train the reply judge (`models/reply_judge.py`) on judged candidate pools, cross-validated over prompts.
 
 It lives with the sessions because it reads each candidate as a session's ranker does (the LM memory after the
-prompt, the ranker's PMI and backward terms).
+prompt's turns, fed as a session feeds them, and the ranker's PMI and backward terms).
 
     rnnchat train reply-judge --pools bench/chat_judging/pool_dev bench/chat_judging/pool_train \\
         --out rnnchat/checkpoints/reply_judge.npz
@@ -15,7 +15,7 @@ Before fitting on every pool, the judge is fitted K times on the pools of 4/5 of
 the reply of the other prompts' pools (folds over prompts, so a prompt is never seen by the judge that picks
 for it): the metrics are each system's SSA of the judge's pick and of the default ranker's
 (responder + PMI per token), by judge weight. Unfinished candidates are never picked while a finished one is
-there (the ranker's penalty).
+there (the ranker's penalties outweigh the judge).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnchat.engine.engine import Engine, load_backward_model
+from rnnchat.engine.engine import Engine, load_backward_model, weights_id
 from rnnchat.engine.ranking import Ranker
 from rnnchat.models.reply_judge import ReplyJudge, reply_features
 from rnnchat.progress import Progress
-from rnnchat.text import conversation_ids, turn_ids
+from rnnchat.text import turn_ids
 
 FOLDS = 5
 STEPS, LEARNING_RATE = 300, 0.05
@@ -87,6 +87,8 @@ def load_pools(dirs: list[Path]) -> list[Pool]:
     pools = []
     for (pid, system), rows in sorted(grouped.items()):
         if all((pid, r["text"]) in labels for r in rows):
+            if pid not in turns:
+                raise ValueError(f"prompt {pid!r} has judged candidates but is in no prompts.jsonl")
             pools.append(Pool(pid, system, turns[pid], [r["text"] for r in rows],
                               np.array([r["finished"] for r in rows]),
                               np.array([labels[(pid, r["text"])] for r in rows], np.float64)))
@@ -99,8 +101,8 @@ def pool_features(engine: Engine, ranker: Ranker, pools: list[Pool], progress: b
     out = []
     for i, pool in enumerate(pools):
         conv = engine.conversation()
-        conv.feed_ids(conversation_ids([[m for m in t.split("\n") if m.strip()] or [""] for t in pool.turns],
-                                       engine.vocab))
+        for turn in pool.turns:  # as `ChatSession.prime` and `respond` feed them
+            conv.feed(turn, end_turn=True)
         ids = [turn_ids([m for m in t.split("\n") if m.strip()] or [""], engine.vocab) for t in pool.texts]
         out.append(reply_features(engine.decoder, engine.vocab, conv.logits, conv.state, ids,
                                   ranker.backward_scores(pool.texts, pool.turns[-1]))[0])
@@ -135,13 +137,14 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, f
     return w, b
 
 
-def fit_judge(features: np.ndarray, labels: np.ndarray, l2: float, lm_id: str, metrics: dict | None = None
-              ) -> ReplyJudge:
+def fit_judge(features: np.ndarray, labels: np.ndarray, l2: float, lm_id: str = "", backward_id: str = "",
+              metrics: dict | None = None) -> ReplyJudge:
     """Standardise the features (N, D) and fit one logistic regression per label column (N, 2)."""
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
     X = (features - mean) / scale
     fits = [fit_logistic(X, labels[:, k], l2) for k in range(2)]
     return ReplyJudge(mean, scale, np.stack([w for w, _ in fits]), np.array([b for _, b in fits]), lm_id,
+                      backward_id,
                       metrics or {})
 
 
@@ -154,7 +157,7 @@ def pick_ssa(pools: list[Pool], scores: list[np.ndarray]) -> dict[str, float]:
     return {k: round(float(np.mean(v)), 4) for k, v in sorted(by_system.items())}
 
 
-def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, lm_id: str, seed: int = 0) -> dict:
+def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0) -> dict:
     """Pick SSA per system of the default ranker and of the judge (alone and added to the default terms),
     each prompt's pools picked by a judge fitted without that prompt."""
     prompts = sorted({p.prompt_id for p in pools})
@@ -164,7 +167,7 @@ def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, lm_id:
     for k in range(FOLDS):
         train = [i for i, p in enumerate(pools) if fold[p.prompt_id] != k]
         judge = fit_judge(np.concatenate([feats[i] for i in train]),
-                          np.concatenate([pools[i].labels for i in train]), l2, lm_id)
+                          np.concatenate([pools[i].labels for i in train]), l2)
         for i, p in enumerate(pools):
             if fold[p.prompt_id] == k:
                 judge_scores[i] = judge.predict(feats[i]).sum(axis=1)
@@ -185,14 +188,15 @@ def train_reply_judge(pool_dirs: list[Path], out: Path, l2: float = 300.0, lm: P
     ranker = Ranker(engine.decoder, engine.vocab, *backward)
     pools = load_pools(pool_dirs)
     if len({p.prompt_id for p in pools}) < FOLDS:
-        raise ValueError(f"need judged pools of at least {FOLDS} prompts, found {len(pools)} pools")
+        raise ValueError(f"need judged pools of at least {FOLDS} prompts, found {len({p.prompt_id for p in pools})}")
     feats = pool_features(engine, ranker, pools, progress)
     labels = np.concatenate([p.labels for p in pools])
     metrics = {"pools": len(pools), "prompts": len({p.prompt_id for p in pools}), "candidates": int(len(labels)),
                "sensible_rate": round(float(labels[:, 0].mean()), 4),
                "specific_rate": round(float(labels[:, 1].mean()), 4), "l2": l2,
-               "cross_validated_pick_ssa": cross_validate(pools, feats, l2, engine.weights_id)}
-    judge = fit_judge(np.concatenate(feats), labels, l2, engine.weights_id, metrics)
+               "cross_validated_pick_ssa": cross_validate(pools, feats, l2)}
+    judge = fit_judge(np.concatenate(feats), labels, l2, engine.weights_id, weights_id(backward[0].params.named()),
+                      metrics)
     judge.save(out, {"name": "judged candidate pools", "pools": [str(d) for d in pool_dirs]})
     return metrics
 

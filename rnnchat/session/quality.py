@@ -52,8 +52,8 @@ class SampledReply:
 def session_factory(lm_path: Path | str, seq2seq_path: Path | str | None = None,
                     backward_path: Path | str | None = None, mode: Mode | str | None = None,
                     candidates: int = 1) -> tuple[SessionFactory, Mode]:
-    """Sessions as `open_session` (session/opening.py) makes them (the LM, the chat model and the backward model
-    if given, with the reply judge where it fits the LM; ranking `candidates` replies), the models loaded once, and their mode: `mode`, or with None a
+    """Sessions as `open_session` (session/opening.py) makes them (the LM, the chat model, and the backward model
+    and the reply judge when a backward model is given; ranking `candidates` replies), the models loaded once, and their mode: `mode`, or with None a
     session's default.
     SessionError if the mode is unavailable, SettingsError for a bad number of candidates."""
     engine = Engine(lm_path)

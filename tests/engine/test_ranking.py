@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rnnchat.engine.engine import Engine
-from rnnchat.engine.ranking import Candidate, Ranker, RankWeights, lm_candidates, repeats
+from rnnchat.engine.ranking import Candidate, Ranker, RankWeights, _messages, lm_candidates, repeats
 from rnnchat.engine.tokens import Token
 from rnnchat.models.scoring import lm_reply_logprobs
 from rnnchat.sampling import SamplingSettings, SettingsError, StopWatch
@@ -140,7 +140,7 @@ def test_the_judge_decides_in_lm_chat_and_is_left_out_without_the_lm_memory(engi
     weights[0, N_TERMS - 1] = 5.0  # P(sensible) grows with the reply's length: longer wins
     mean = np.zeros(d)
     mean[N_TERMS - 1] = np.log(5)  # replies of fewer than 5 tokens (with <eot>) are judged unlikely sensible
-    judge = ReplyJudge(mean, np.ones(d), weights, np.zeros(2), engine.weights_id, {})
+    judge = ReplyJudge(mean, np.ones(d), weights, np.zeros(2), engine.weights_id, "bw", {})
     ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=judge)
     conv = engine.conversation()
     conv.feed("do you like dogs", end_turn=True)
@@ -156,3 +156,42 @@ def test_the_judge_decides_in_lm_chat_and_is_left_out_without_the_lm_memory(engi
     assert [short.terms["judge"], long.terms["judge"]] == pytest.approx(list(want))
     ranked = ranker.rank([short, long], "do you like dogs", [])  # seq2seq chat: no LM memory, no judge term
     assert ranked[0] is short and short.terms["judge"] == long.terms["judge"] == 0.0
+
+
+def random_judge(engine, seed=0):
+    """A judge that reads every feature (random weights), for the test LM."""
+    from rnnchat.models.reply_judge import ReplyJudge, feature_size
+    rng = np.random.default_rng(seed)
+    d = feature_size(engine.decoder.hidden)
+    return ReplyJudge(rng.normal(size=d), rng.uniform(0.5, 2, size=d), rng.normal(size=(2, d)) / np.sqrt(d),
+                      np.zeros(2), engine.weights_id, "bw", {})
+
+
+def test_the_judge_reads_each_sampled_candidate_from_the_conversation_it_answers(engine, seq2seq_chat):
+    from rnnchat.models.reply_judge import reply_features
+    v = engine.vocab
+    judge = random_judge(engine)
+    ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=judge)
+    conv = engine.conversation()
+    conv.feed("hello there , how are you ?", end_turn=True)
+    cands = lm_candidates(conv, S, 8)
+    ranked = ranker.rank(cands, "hello there , how are you ?", [], conv)
+    texts = [c.text for c in cands]
+    feats, _ = reply_features(engine.decoder, v, conv.logits, conv.state, [turn_ids(_messages(t), v) for t in texts],
+                              ranker.backward_scores(texts, "hello there , how are you ?"))  # all teacher-forced
+    want = judge.predict(feats).sum(axis=1)
+    assert [c.terms["judge"] for c in cands] == pytest.approx(list(want), rel=1e-3, abs=1e-4)
+    assert len({round(c.terms["judge"], 6) for c in cands}) > 1
+    other = engine.conversation()
+    other.feed("i hate the cat", end_turn=True)
+    feats_other, _ = reply_features(engine.decoder, v, other.logits, other.state, [turn_ids(_messages(t), v) for t in texts],
+                                    ranker.backward_scores(texts, "hello there , how are you ?"))
+    assert not np.allclose(judge.predict(feats_other).sum(axis=1), want, rtol=1e-3)  # the conversation matters
+    finished = [c for c in ranked if c.finished]
+    assert all(c.finished for c in ranked[:len(finished)])  # a cut candidate loses to every finished one
+
+
+def test_ranking_no_candidates_is_no_candidates(engine):
+    conv = engine.conversation()
+    conv.feed("hi", end_turn=True)
+    assert Ranker(engine.decoder, engine.vocab, judge=random_judge(engine)).rank([], "hi", [], conv) == []

@@ -65,7 +65,7 @@ def test_a_reply_s_features_do_not_depend_on_the_other_replies(lm):
 def judge(d, lm_id="lm-1"):
     rng = np.random.default_rng(0)
     return ReplyJudge(rng.normal(size=d), rng.uniform(0.5, 2, size=d), rng.normal(size=(2, d)), np.array([0.1, -0.2]),
-                      lm_id, {"note": "test"})
+                      lm_id, "bw-1", {"note": "test"})
 
 
 def test_judge_round_trips_and_predicts_probabilities(tmp_path):
@@ -73,7 +73,7 @@ def test_judge_round_trips_and_predicts_probabilities(tmp_path):
     path = tmp_path / "judge.npz"
     j.save(path, {"name": "test pools"})
     back = ReplyJudge.load(path)
-    assert back.lm_id == "lm-1" and back.metrics == {"note": "test"}
+    assert back.lm_id == "lm-1" and back.backward_id == "bw-1" and back.metrics == {"note": "test"}
     X = np.random.default_rng(1).normal(size=(5, N_TERMS + 6))
     p = back.predict(X)
     assert p.shape == (5, 2) and ((p > 0) & (p < 1)).all()
@@ -90,6 +90,10 @@ def test_judge_checkpoint_problems_are_errors(tmp_path):
     save_checkpoint(path, arrays, head)
     with pytest.raises(ValueError, match="lm_id"):
         ReplyJudge.load(path)
+    save_checkpoint(path, arrays, {**head, "lm_id": "x"})
+    with pytest.raises(ValueError, match="backward_id"):
+        ReplyJudge.load(path)
+    head["backward_id"] = "y"
     save_checkpoint(path, {**arrays, "scale": np.zeros(d)}, {**head, "lm_id": "x"})
     with pytest.raises(ValueError, match="scale"):
         ReplyJudge.load(path)
@@ -99,6 +103,13 @@ def test_judge_checkpoint_problems_are_errors(tmp_path):
     save_checkpoint(path, arrays, {**head, "model": "lm", "lm_id": "x"})
     with pytest.raises(CheckpointError, match="reply_judge"):
         ReplyJudge.load(path)
+
+
+def test_no_replies_no_features(lm):
+    dec, vocab = lm
+    logits, state = memory(dec, vocab, [["hi"]])
+    f, fresh = reply_features(dec, vocab, logits, state, [], np.zeros(0))
+    assert f.shape == (0, feature_size(dec.hidden)) and fresh.shape == (0,)
 
 
 def test_known_sums_replace_the_teacher_forced_ones_row_by_row(lm):

@@ -82,7 +82,8 @@ def test_fit_learns_a_separable_rule():
 def test_a_pick_never_takes_an_unfinished_candidate_over_a_finished_one():
     pool = jt.Pool("p", "s", ["hi"], ["a", "b"], np.array([False, True]), np.array([[1.0, 1.0], [0.0, 0.0]]))
     assert jt.pick_ssa([pool], [np.array([5.0, 0.0])]) == {"s": 0.0}
-    assert jt.pick_ssa([pool, pool], [np.array([5.0, 0.0]), np.array([5.0, 0.0])]) == {"s": 0.0}
+    both = jt.Pool("q", "s", ["hi"], ["a", "b"], np.array([True, True]), np.array([[1.0, 1.0], [0.0, 0.0]]))
+    assert jt.pick_ssa([pool, both], [np.array([5.0, 0.0]), np.array([5.0, 0.0])]) == {"s": 0.5}
 
 
 def test_a_trained_judge_ranks_with_its_lm_only(tmp_path, small_lm_path):
@@ -92,9 +93,17 @@ def test_a_trained_judge_ranks_with_its_lm_only(tmp_path, small_lm_path):
     cv = metrics["cross_validated_pick_ssa"]
     assert set(cv) >= {"default_ranker", "judge"} and all(set(v) == {"base"} for v in cv.values())
     engine = Engine(small_lm_path)
-    judge, note = load_reply_judge(engine.weights_id, out)
+    from rnnchat.engine.engine import load_backward_model, weights_id
+    shipped_backward = weights_id(load_backward_model(None)[0][0].params.named())
+    judge, note = load_reply_judge(engine, shipped_backward, out)
     assert judge is not None and note == ""
-    judge, note = load_reply_judge("another-lm", out)
+    judge, note = load_reply_judge(engine, "another-backward-model", out)
+    assert judge is None and "another backward model" in note
+    from rnnchat.models.lm import LanguageModel, LMConfig, save_lm
+    other = tmp_path / "other.npz"  # the same shapes and vocabulary, other weights from another run
+    save_lm(LanguageModel(LMConfig(**{**engine.lm_header["config"], "dropout": 0.0}), seed=9), engine.vocab, other,
+            {}, float16=False)
+    judge, note = load_reply_judge(Engine(other), shipped_backward, out)
     assert judge is None and "trained for another language model" in note
     ranker, notes = make_ranker(engine, judge_path=out)
     assert ranker.judge is not None and not any("judge" in n for n in notes)

@@ -86,3 +86,30 @@ def test_candidates_setting_and_command(make_session):
         with pytest.raises(SettingsError):
             s.command(f"/candidates {bad}")
 
+
+
+def test_a_session_ranks_lm_chat_with_the_judge_on_its_own_memory(engine, data_dir):
+    from rnnchat.engine.ranking import Ranker, _messages
+    from rnnchat.models.reply_judge import ReplyJudge, feature_size, reply_features
+    from rnnchat.session.session import ChatSession
+    from rnnchat.text import turn_ids
+    rng = np.random.default_rng(1)
+    d = feature_size(engine.decoder.hidden)
+    judge = ReplyJudge(rng.normal(size=d), np.ones(d), rng.normal(size=(2, d)) / np.sqrt(d), np.zeros(2),
+                       engine.weights_id, "bw", {})
+    from rnnchat.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    v = engine.vocab
+    backward = Seq2Seq(Seq2SeqConfig(src_vocab=len(v), tgt_vocab=len(v), embed=8, hidden=8, proj=8, tie=True), seed=1)
+    backward.train(False)
+    ranker = Ranker(engine.decoder, v, backward, v, 20, judge=judge)
+    s = ChatSession(engine, ranker=ranker, candidates=6, directory=data_dir)
+    s.set_mode(Mode.LM)
+    s.prime("hello there", "how are you ?")
+    reply(s, "i love the dog")
+    r = s.last_reply
+    texts = [c.text for c in r.ranked]
+    feats, _ = reply_features(engine.decoder, v, r.conv.logits, r.conv.state, [turn_ids(_messages(t), v) for t in texts],
+                              ranker.backward_scores(texts, "i love the dog"))
+    want = judge.predict(feats).sum(axis=1)
+    assert [c.terms["judge"] for c in r.ranked] == pytest.approx(list(want), rel=1e-3, abs=1e-4)
+    assert all(c.terms["judge"] > 0 for c in r.ranked)
