@@ -41,6 +41,7 @@ from rnnchat.engine.ranking import RankWeights  # noqa: E402
 from rnnchat.sampling import SamplingSettings  # noqa: E402
 from rnnchat.session.judge_training import judged  # noqa: E402
 from rnnchat.session.session import ChatSession  # noqa: E402
+from rnnchat.session.transcript import Mode  # noqa: E402
 
 ALL_TERMS = RankWeights(responder=1, pmi=1, pmi_mean=1, backward=1, judge=1)  # to record every candidate's terms
 
@@ -68,7 +69,7 @@ def candidates(args) -> list[dict]:
                 for _ in s.respond(turns[-1]):
                     pass
                 ranked = copy.deepcopy(s.last_reply.ranked)
-                conv = s.last_reply.conv if mode.value == "lm" else None
+                conv = s.last_reply.conv if mode is Mode.LM else None
                 terms.rank(ranked, turns[-1], [], conv)  # fills the terms; `ranked` keeps the shipped order
                 rows += [{"prompt_id": p["id"], "system": name, "rank": k, "text": c.text.strip(),
                           "finished": c.finished, "tokens": len(c.ids), "terms": c.terms} for k, c in enumerate(ranked)]

@@ -157,9 +157,13 @@ class Ranker:
     weights: RankWeights = field(default_factory=RankWeights)
     judge: ReplyJudge | None = None
 
+    def lm_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each reply text as the LM's ids (its messages, each closed by <eom>): what the LM terms score."""
+        return [turn_ids(_messages(t), self.lm_vocab) for t in texts]
+
     def fresh_logprobs(self, texts: list[str]) -> np.ndarray:
         """(N,) log p_LM(reply + <eot>) of each reply text from a fresh state (the anti-LM part of PMI)."""
-        return lm_reply_logprobs(self.lm, self.lm_vocab, [], [turn_ids(_messages(t), self.lm_vocab) for t in texts])
+        return lm_reply_logprobs(self.lm, self.lm_vocab, [], self.lm_ids(texts))
 
     def backward_scores(self, texts: list[str], user_text: str) -> np.ndarray:
         """(N,) log p(user's message | reply) per token of the message under the backward model (0 without a
@@ -192,7 +196,7 @@ class Ranker:
         back = self.backward_scores(texts, user_text) if (w.backward or judged) else np.zeros(n)
         judge = np.zeros(n)
         if judged:
-            ids = [turn_ids(_messages(t), self.lm_vocab) for t in texts]
+            ids = self.lm_ids(texts)
             # a finished candidate's own sum is log p(ids + <eot>) when its text reads back to its ids (and the
             # cache did not mix into its draws)
             known = np.array([c.logprob if c.finished and c.ids == i and conv.cache is None else np.nan

@@ -30,7 +30,6 @@ from rnnchat.engine.engine import Engine, load_backward_model, weights_id
 from rnnchat.engine.ranking import Ranker
 from rnnchat.models.reply_judge import ReplyJudge, reply_features
 from rnnchat.progress import Progress
-from rnnchat.text import turn_ids
 
 FOLDS = 5
 STEPS, LEARNING_RATE = 300, 0.05
@@ -103,8 +102,7 @@ def pool_features(engine: Engine, ranker: Ranker, pools: list[Pool], progress: b
         conv = engine.conversation()
         for turn in pool.turns:  # as `ChatSession.prime` and `respond` feed them
             conv.feed(turn, end_turn=True)
-        ids = [turn_ids([m for m in t.split("\n") if m.strip()] or [""], engine.vocab) for t in pool.texts]
-        out.append(reply_features(engine.decoder, engine.vocab, conv.logits, conv.state, ids,
+        out.append(reply_features(engine.decoder, engine.vocab, conv.logits, conv.state, ranker.lm_ids(pool.texts),
                                   ranker.backward_scores(pool.texts, pool.turns[-1]))[0])
         if bar is not None:
             bar.update(i + 1)
