@@ -78,6 +78,9 @@ class Candidate:
     logprob: float
     terms: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
+    # the LM's top-layer states after each id and <eot> ((len(ids) + 1, H), LM candidates that finished): what
+    # the reply judge reads, kept from decoding so the ranking need not run the reply through the LM again
+    states: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def text(self) -> str:
@@ -118,10 +121,10 @@ def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> lis
     adjust = conv.cache.mix if conv.cache is not None and settings.cache else None
     guide = fresh_guide(conv.decoder, vocab, [settings.guidance] * n)
     for d in decode_rows(conv.decoder, vocab, logits, state, rows, [settings] * n, with_logprobs=True,
-                         enough=enough, adjust=adjust, guide=guide, not_first=vocab.end_ids):
+                         enough=enough, adjust=adjust, guide=guide, not_first=vocab.end_ids, keep_states=True):
         ids = d.ids[:-1] if d.finished else d.ids
         tokens = [Token(tid, vocab.itos[tid], piece, p) for tid, p, piece in zip(d.ids, d.probs, d.pieces)]
-        out.append(Candidate(tokens, ids, d.finished, d.logprob))
+        out.append(Candidate(tokens, ids, d.finished, d.logprob, states=d.states))
     return out
 
 
@@ -198,10 +201,12 @@ class Ranker:
         if judged:
             ids = self.lm_ids(texts)
             # a finished candidate's own sum is log p(ids + <eot>) when its text reads back to its ids (and the
-            # cache did not mix into its draws)
-            known = np.array([c.logprob if c.finished and c.ids == i and conv.cache is None else np.nan
-                              for c, i in zip(candidates, ids)])
-            features, fresh = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids, back, known)
+            # cache did not mix into its draws), and its states from decoding are those of its ids
+            same = [c.finished and c.ids == i for c, i in zip(candidates, ids)]
+            known = np.array([c.logprob if ok and conv.cache is None else np.nan for c, ok in zip(candidates, same)])
+            states = [c.states if ok else None for c, ok in zip(candidates, same)]
+            features, fresh = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids, back, known,
+                                             states)
             judge = self.judge.predict(features).sum(axis=1)
         elif self.lm is not None and (w.pmi or w.pmi_mean):
             fresh = self.fresh_logprobs(texts)

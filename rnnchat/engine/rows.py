@@ -36,6 +36,8 @@ class Decoded:
     pieces: list[str]
     finished: bool
     logprob: float = 0.0  # with_logprobs: sum of log p(token) under the model (not the sampling distribution)
+    # keep_states: (len(ids), H) the top layer's state after each id, <eot> included (rows finished on <eot>)
+    states: np.ndarray | None = None
 
     @property
     def text(self) -> str:
@@ -141,7 +143,8 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
                 settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None,
                 adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                guide: Guide | None = None, not_first: tuple[int, ...] = ()) -> list[Decoded]:
+                guide: Guide | None = None, not_first: tuple[int, ...] = (), keep_states: bool = False
+                ) -> list[Decoded]:
     """Sample every row from its (logits (B, V), state) until <eot>, its max tokens or a stop sequence.
 
     Rows advance together, one matrix product per layer per step; rows that finish drop out of the batch, and
@@ -154,6 +157,8 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     not_first: ids no row may draw first (a chat reply that opens with <eot> would be empty), banned after
     `adjust` and the guide. `with_logprobs` sums the model's own log-probabilities all the same (what the
     reply ranking scores, as its teacher-forced scores do).
+    keep_states: also keep each row's top-layer states (`Decoded.states`; what the reply judge reads, so it need
+    not run the rows again). A row that ends on <eot> is fed it once more, after the loop, in one step.
     """
     B = len(rows)
     out_ids: list[list[int]] = [[] for _ in range(B)]
@@ -168,6 +173,8 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     if guide is not None:
         guide = guide.rows(active)
     first = True  # every row draws its first token in the first step
+    tops: list[tuple[np.ndarray, np.ndarray]] = []  # keep_states: (rows, their top states) after each step
+    ended: dict[int, LayerStates] = {}  # keep_states: a row finished on <eot> -> its state before <eot>
     while active.size:
         if adjust is not None:
             logits = adjust(logits, state[-1][0])
@@ -193,6 +200,9 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             finished[j] = tid == vocab.eot_id
             if watches[j].hit:
                 keep[k] = False
+        if keep_states:
+            ended.update({j: [(h[k:k + 1], c[k:k + 1]) for h, c in state]
+                          for k, j in enumerate(active.tolist()) if finished[j]})
         if not keep.any() or (enough is not None and sum(finished) >= enough):
             break
         if not keep.all():  # rows that finished drop out of the batch
@@ -200,4 +210,25 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             if guide is not None:
                 guide = guide.rows(keep)
         logits, state = step_guided(decoder, ids, state, guide)
-    return [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j])) for j in range(B)]
+        if keep_states:
+            tops.append((active, state[-1][0]))
+    out = [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j])) for j in range(B)]
+    if keep_states and ended:
+        _keep_states(decoder, vocab, out, tops, ended)
+    return out
+
+
+def _keep_states(decoder: LMDecoder, vocab: Vocab, out: list[Decoded], tops: list[tuple[np.ndarray, np.ndarray]],
+                 ended: dict[int, LayerStates]) -> None:
+    """Fill `states` of the rows that ended on <eot>: their top states after each step, then after <eot>."""
+    rows = list(ended)
+    layers = zip(*(ended[j] for j in rows))
+    state = [(np.concatenate([h for h, _ in layer]), np.concatenate([c for _, c in layer])) for layer in layers]
+    _, state = step_rows(decoder, np.full(len(rows), vocab.eot_id), state)
+    steps: dict[int, list[np.ndarray]] = {j: [] for j in rows}
+    for active, top in tops:
+        for k, j in enumerate(active.tolist()):
+            if j in steps:
+                steps[j].append(top[k])
+    for k, j in enumerate(rows):
+        out[j].states = np.stack([*steps[j], state[-1][0][k]])

@@ -44,8 +44,8 @@ def feature_size(hidden: int) -> int:
 
 
 def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: LayerStates,
-                   replies: Sequence[Sequence[int]], backward: np.ndarray, known: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   replies: Sequence[Sequence[int]], backward: np.ndarray, known: np.ndarray | None = None,
+                   states: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N, 5 + 3H) features of N replies (ids without <eot>) to the conversation whose next-token logits (1, V)
     and state (layers of (1, H) pairs) are given (the memory after the user's turn), and (N,) each reply's
     log p(reply + <eot>) from the fresh state (the anti-LM part of PMI, as `lm_reply_logprobs` with no context).
@@ -53,7 +53,9 @@ def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: Laye
     backward: (N,) the backward model's log p(message | reply) per token of the message (0 without it).
     known: (N,) log p(reply + <eot> | conversation) where it is already known (a finished sampled candidate's
     own sum), NaN where not: those rows' later tokens skip the projection to the vocabulary.
-    The replies run from both states in one pass (2N rows: one product per layer per step for both).
+    states: each reply's top-layer states after its ids and <eot> ((len + 1, H), as decoding kept them), None
+    where not known: those replies do not run from the conversation's state again.
+    The replies run from both states in one pass (up to 2N rows: one product per layer per step for all).
     """
     N, H = len(replies), dec.hidden
     if N == 0:
@@ -62,9 +64,18 @@ def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: Laye
     scored = [[*r, vocab.eot_id] for r in replies]
     one, mask = pad(scored)                                             # (N, T): the reply and its <eot>
     inputs, mask2 = np.concatenate([one, one]), np.concatenate([mask, mask])
-    rows = [(np.repeat(np.concatenate([h, fh]), N, axis=0), np.repeat(np.concatenate([c, fc]), N, axis=0))
+    given = np.zeros(N, bool) if states is None else np.array([s is not None for s in states])
+    for i in np.flatnonzero(given):
+        if states[i].shape != (len(scored[i]), H):
+            raise ValueError(f"reply {i}: states of shape {states[i].shape}, not ({len(scored[i])}, {H})")
+    run = np.concatenate([np.flatnonzero(~given), N + np.arange(N)])  # rows of the 2N run here
+    rows = [(np.repeat(np.concatenate([h, fh]), N, axis=0)[run], np.repeat(np.concatenate([c, fc]), N, axis=0)[run])
             for (h, c), (fh, fc) in zip(state, fresh_state)]
-    out = _lm_outputs(dec, inputs, rows, mask2.sum(axis=1))             # (2N, T, H): the state after each input
+    ran = _lm_outputs(dec, inputs[run], rows, mask2.sum(axis=1)[run])
+    out = np.zeros((2 * N, inputs.shape[1], H), ran.dtype)            # (2N, T, H): the state after each input
+    out[run] = ran
+    for i in np.flatnonzero(given):
+        out[i, :len(states[i])] = states[i]
     # teacher-forced log p(reply + <eot>): the first token from the starting logits, each later one from the
     # state after the token before it
     first = np.repeat(np.concatenate([logits, fresh_logits]).astype(np.float32), N, axis=0)

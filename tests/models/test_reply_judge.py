@@ -123,3 +123,32 @@ def test_known_sums_replace_the_teacher_forced_ones_row_by_row(lm):
     np.testing.assert_allclose(part[1], plain[1], rtol=1e-5, atol=1e-5)  # an unknown row is computed as before
     np.testing.assert_allclose(part[0, N_TERMS:], plain[0, N_TERMS:], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fresh_part, fresh, rtol=1e-5, atol=1e-5)
+
+
+def test_states_kept_from_decoding_replace_the_conversation_pass(lm):
+    from rnnchat.engine.rows import decode_rows
+    from rnnchat.sampling import RowSampler, SamplingSettings, skip_ids
+    dec, vocab = lm
+    logits, state = memory(dec, vocab, [["do you like dogs"]])
+    settings = SamplingSettings(temperature=1.0, max_tokens=12)
+    n = 6
+    rows = [RowSampler(settings, skip_ids(settings, vocab), np.random.default_rng(s)) for s in range(n)]
+    out = decode_rows(dec, vocab, np.repeat(logits, n, axis=0), [(np.repeat(h, n, 0), np.repeat(c, n, 0))
+                      for h, c in state], rows, [settings] * n, not_first=vocab.end_ids, keep_states=True)
+    done = [d for d in out if d.finished]
+    assert done and any(not d.finished for d in out)  # both kinds occur with these seeds
+    assert all(d.states is None for d in out if not d.finished)
+    for d in done:  # the top state after each id, <eot> included, as one-at-a-time steps give it
+        st, tops = state, []
+        for tid in d.ids:
+            _, st = dec.step(np.array([tid]), st)
+            tops.append(st[-1][0][0])
+        np.testing.assert_allclose(d.states, tops, atol=1e-5)
+    replies = [d.ids[:-1] if d.finished else d.ids for d in out]
+    plain, fresh = reply_features(dec, vocab, logits, state, replies, np.zeros(n))
+    kept, fresh_kept = reply_features(dec, vocab, logits, state, replies, np.zeros(n), states=[d.states for d in out])
+    np.testing.assert_allclose(kept, plain, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fresh_kept, fresh, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        reply_features(dec, vocab, logits, state, [turn_ids(["i love the dog"], vocab)], np.zeros(1),
+                       states=[np.zeros((1, dec.hidden))])
