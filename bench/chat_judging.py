@@ -81,7 +81,7 @@ def make_replies(args) -> None:
     chat, note = load_chat_model(args.seq2seq)
     if chat is None:
         raise SystemExit(f"no seq2seq chat model: {note}")
-    ranker, notes = make_ranker(engine, args.backward)
+    ranker, notes = make_ranker(engine, args.backward, args.judge)
     print("; ".join([*notes, f"weights {ranker.weights}"]), file=sys.stderr)
     systems = load_systems(args.systems)
     rankers = {name: dataclasses.replace(ranker, weights=dataclasses.replace(ranker.weights, **w))
@@ -166,6 +166,7 @@ def main() -> None:
     r.add_argument("--lm", type=Path, default=paths.lm_checkpoint())
     r.add_argument("--seq2seq", type=Path, default=None)
     r.add_argument("--backward", type=Path, default=None)
+    r.add_argument("--judge", type=Path, default=None, help="the reply judge (default: the shipped one)")
     r.add_argument("--systems", type=Path, default=None, help="JSON of the systems to compare (default: SYSTEMS)")
     r.set_defaults(func=make_replies)
     s = sub.add_parser("sheet")
