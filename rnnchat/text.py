@@ -120,7 +120,11 @@ _SPECIAL_SET = frozenset(SPECIALS)
 class Detokenizer:
     """Streaming detokenizer: ``push`` tokens one at a time and append the pieces.
 
-    Joining the pieces returned for a token sequence equals ``detokenize`` of it.
+    Joining the pieces returned for a token sequence equals ``detokenize`` of it, and ``tokenize`` of that text
+    gives the tokens back (specials aside): a token glued to the one before gets a space after all where the
+    two would read back as other tokens (":" ")" is not the emoticon ":)", "!" "!" not "!!"). Tokens never span
+    whitespace, so checking the run of glued text since the last space is enough; a reply the memory holds
+    then reads back as the same ids when a conversation is loaded, regenerated or primed from its text.
     """
 
     def __init__(self) -> None:
@@ -133,6 +137,7 @@ class Detokenizer:
         self._force_space = False  # previous token was a special token
         self._capitalise = True  # next word starts a sentence
         self._open_quotes: set[str] = set()
+        self._run, self._run_tokens = "", []  # the text since the last space, and the tokens it must read as
 
     def push_generated(self, token: str) -> str:
         """The text of a token a model generated: ``<eom>`` ends the line (and starts a new text), ``<eot>``
@@ -151,6 +156,7 @@ class Detokenizer:
             self._empty, self._glue, self._force_space = False, False, True
             self._capitalise = True
             self._open_quotes.clear()
+            self._run, self._run_tokens = "", []
             return piece
         glue_before = token in _CLOSERS or not token.strip(".!?…") or token in _TIGHT
         glue_after = token in _OPENERS or token in _TIGHT
@@ -168,6 +174,13 @@ class Detokenizer:
         elif not token.strip(".!?") and ".." not in token:
             self._capitalise = True  # sentence end: . ! ? !! ?!
         space = not self._empty and (self._force_space or not (self._glue or glue_before))
+        own = tokenize(token)
+        if not space and self._run and tokenize(self._run + token) != self._run_tokens + own:
+            space = True
+        if space or self._empty:
+            self._run, self._run_tokens = token, own
+        else:
+            self._run, self._run_tokens = self._run + token, self._run_tokens + own
         self._empty, self._glue, self._force_space = False, glue_after, False
         return " " + token if space else token
 

@@ -53,8 +53,9 @@ def test_read_chat_jobs_formats_and_bad_lines():
 def test_a_batch_reply_is_the_chat_p_reply(small_lm_path, data_dir, tmp_path, capsys, mode):
     """Each line is answered as `rnnchat chat -p` answers after the same turns: the same ranked candidates,
     seeds and mode; for a later turn the earlier exchange is primed (here: one made by `-p --conversation`)."""
-    # (temperature 0.8: at the default 0.5 this random test LM's first reply is ":). Are a?", whose text does not
-    # read back to the ids it was drawn as, so a history primed from its text is not the one it lived)
+    # (temperature 0.8: at the default 0.5 this random test LM's first reply, ":). Are a?", ends its turn on <eot>
+    # without the <eom> every message of a turn read from text ends with, so a history primed from its text is
+    # not the one it lived; a trained LM learnt the turn encoding and ends on <eom> <eot>)
     t = ("--temperature", "0.8")
     assert chat(small_lm_path, *t, "--mode", mode, "-p", "hello there", "--conversation", "s") == 0
     first = capsys.readouterr().out.strip()
