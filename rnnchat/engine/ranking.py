@@ -77,6 +77,7 @@ class Candidate:
     finished: bool
     logprob: float
     terms: dict[str, float] = field(default_factory=dict)
+    lm_logprob: float | None = None  # the LM's own log p(ids (+ <eot>)) where the cache mixed into `logprob`
     score: float = 0.0
     # the LM's top-layer states after each id and <eot> ((len(ids) + 1, H), LM candidates that finished): what
     # the reply judge reads, kept from decoding so the ranking need not run the reply through the LM again
@@ -124,7 +125,7 @@ def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> lis
                          enough=enough, adjust=adjust, guide=guide, not_first=vocab.end_ids, keep_states=True):
         ids = d.ids[:-1] if d.finished else d.ids
         tokens = [Token(tid, vocab.itos[tid], piece, p) for tid, p, piece in zip(d.ids, d.probs, d.pieces)]
-        out.append(Candidate(tokens, ids, d.finished, d.logprob, states=d.states))
+        out.append(Candidate(tokens, ids, d.finished, d.logprob, lm_logprob=d.lm_logprob, states=d.states))
     return out
 
 
@@ -200,10 +201,11 @@ class Ranker:
         judge = np.zeros(n)
         if judged:
             ids = self.lm_ids(texts)
-            # a finished candidate's own sum is log p(ids + <eot>) when its text reads back to its ids (and the
-            # cache did not mix into its draws), and its states from decoding are those of its ids
+            # a finished candidate's own sum is the LM's log p(ids + <eot>) when its text reads back to its ids,
+            # and its states from decoding are those of its ids
             same = [c.finished and c.ids == i for c, i in zip(candidates, ids)]
-            known = np.array([c.logprob if ok and conv.cache is None else np.nan for c, ok in zip(candidates, same)])
+            known = np.array([(c.logprob if c.lm_logprob is None else c.lm_logprob) if ok else np.nan
+                              for c, ok in zip(candidates, same)])
             states = [c.states if ok else None for c, ok in zip(candidates, same)]
             features, fresh = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids, back, known,
                                              states)

@@ -36,6 +36,7 @@ class Decoded:
     pieces: list[str]
     finished: bool
     logprob: float = 0.0  # with_logprobs: sum of log p(token) under the model (not the sampling distribution)
+    lm_logprob: float = 0.0  # with_logprobs: the same under the LM's own logits, before `adjust` (the cache)
     # keep_states: (len(ids), H) the top layer's state after each id, <eot> included (rows finished on <eot>)
     states: np.ndarray | None = None
 
@@ -128,6 +129,12 @@ def step_guided(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
     return out[:k], [(h[:k], c[:k]) for h, c in both]
 
 
+def _row_logz(z: np.ndarray) -> np.ndarray:
+    """(B,) log sum exp of each row of finite logits, the sum in float64."""
+    top = z.max(axis=1, keepdims=True)
+    return np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
+
+
 def _logsumexp(z: np.ndarray) -> np.ndarray:
     """(B, 1) log sum exp of each row; a row of -inf only gives -inf."""
     top = z.max(axis=1, keepdims=True)
@@ -167,7 +174,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     max_tokens = np.array([s.max_tokens for s in settings])  # counts down: tokens each row may still add
     watches = [StopWatch(s.stop, vocab) for s in settings]
     finished = [False] * B
-    logprob = np.zeros(B)
+    logprob, lm_logprob = np.zeros(B), np.zeros(B)
     active = np.flatnonzero(max_tokens > 0)
     logits, state = logits[active], [(h[active], c[active]) for h, c in state]
     if guide is not None:
@@ -176,12 +183,15 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     tops: list[tuple[np.ndarray, np.ndarray]] = []  # keep_states: (rows, their top states) after each step
     ended: dict[int, LayerStates] = {}  # keep_states: a row finished on <eot> -> its state before <eot>
     while active.size:
+        if with_logprobs and adjust is not None:  # the LM's own log-probabilities, before the cache mixes in
+            lm_z, lm_logz = logits, _row_logz(logits)  # (`adjust` returns a new array: these stay as they are)
         if adjust is not None:
             logits = adjust(logits, state[-1][0])
         if with_logprobs:  # log-softmax of the model's logits, before sampling changes them
-            z = logits.copy()  # in the logits' precision; sums in float64
-            top = z.max(axis=1, keepdims=True)
-            logz = np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
+            z = logits.copy()  # in the logits' precision
+            logz = _row_logz(z)
+            if adjust is None:
+                lm_z, lm_logz = z, logz
         if guide is not None:
             logits = guide.apply(logits)
         if first and not_first:  # (`logits` is ours here: the rows were picked out with an index array)
@@ -191,6 +201,7 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
         ids, probs = sample_rows(logits, [rows[j] for j in active])
         if with_logprobs:
             logprob[active] += z[np.arange(len(ids)), ids] - logz
+            lm_logprob[active] += lm_z[np.arange(len(ids)), ids] - lm_logz
         max_tokens[active] -= 1
         keep = (ids != vocab.eot_id) & (max_tokens[active] > 0)
         for k, (j, tid, p) in enumerate(zip(active.tolist(), ids.tolist(), probs.tolist())):
@@ -212,7 +223,8 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
         logits, state = step_guided(decoder, ids, state, guide)
         if keep_states:
             tops.append((active, state[-1][0]))
-    out = [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j])) for j in range(B)]
+    out = [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j]), float(lm_logprob[j]))
+           for j in range(B)]
     if keep_states and ended:
         _keep_states(decoder, vocab, out, tops, ended)
     return out

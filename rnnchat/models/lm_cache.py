@@ -100,23 +100,41 @@ class ConversationCache:
 
     def probs(self, h: np.ndarray) -> np.ndarray | None:
         """(B, V) p_cache at the states h (B, H), or None while the cache is empty."""
+        sparse = self._word_probs(h)
+        if sparse is None:
+            return None
+        words, p = sparse
+        out = np.zeros((len(h), self.vocab_size))
+        out[:, words] = p
+        return out
+
+    def _word_probs(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The distinct words the cache holds (K,) and p_cache of each at the states h (B, K); None while empty."""
         n = len(self)
         if n == 0:
             return None
+        words, slot_word = np.unique(self.values[:n], return_inverse=True)
         weights = _softmax_rows(self.settings.theta * (h.astype(np.float64) @ self.keys[:n].T.astype(np.float64)))
-        return np.stack([np.bincount(self.values[:n], weights=w, minlength=self.vocab_size) for w in weights])
+        return words, np.stack([np.bincount(slot_word, weights=w, minlength=len(words)) for w in weights])
 
     def mix(self, logits: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Model logits (B, V) at states h (B, H) -> log of the mixed distribution (B, V), as logits for the
-        sampler (any constant offset per row is harmless there)."""
-        p_cache = self.probs(h)
-        lam = self.settings.lam
-        if p_cache is None or lam == 0:
+        sampler (any constant offset per row is harmless there).
+
+        p_cache is 0 outside the K words the cache holds (a few hundred at most in a chat), so only those
+        columns mix; every other one is log p_model + log(1 - lam), one pass over the row."""
+        sparse, lam = self._word_probs(h), self.settings.lam
+        if sparse is None or lam == 0:
             return logits.copy()  # a new array either way: the sampler writes into what it is given
-        z = logits.astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return mix_log_probs(z, p_cache, lam).astype(logits.dtype)
+        words, p_cache = sparse
+        top = logits.max(axis=1, keepdims=True)
+        lse = top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True, dtype=np.float64))  # (B, 1) float64
+        log_p = logits[:, words] - lse                                                         # (B, K)
+        with np.errstate(divide="ignore"):  # a word whose weight underflowed: log 0 = -inf, logaddexp copes
+            mixed = np.logaddexp(np.log1p(-lam) + log_p, np.log(lam) + np.log(p_cache))
+        out = logits - (lse - np.log1p(-lam)).astype(logits.dtype)
+        out[:, words] = mixed
+        return out
 
     # -- persistence (inside a conversation file) ------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:

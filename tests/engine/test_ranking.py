@@ -167,14 +167,21 @@ def random_judge(engine, seed=0):
                       np.zeros(2), engine.weights_id, "bw", {})
 
 
-def test_the_judge_reads_each_sampled_candidate_from_the_conversation_it_answers(engine, seq2seq_chat):
+@pytest.mark.parametrize("cache", [False, True])
+def test_the_judge_reads_each_sampled_candidate_from_the_conversation_it_answers(engine, seq2seq_chat, cache):
+    """... from the LM alone: with the cache on, the candidates are drawn from the mixture, but the judge reads
+    the LM's own log-probabilities and states (what it was trained on), kept while they were drawn."""
+    from rnnchat.engine.conversation import Conversation
+    from rnnchat.models.lm_cache import CacheSettings
     from rnnchat.models.reply_judge import reply_features
     v = engine.vocab
     judge = random_judge(engine)
     ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=judge)
-    conv = engine.conversation()
+    conv = Conversation(engine.decoder, v, engine.model_id, CacheSettings(lam=0.5) if cache else None)
     conv.feed("hello there , how are you ?", end_turn=True)
-    cands = lm_candidates(conv, S, 8)
+    cands = lm_candidates(conv, S.with_(cache=cache), 8)
+    mixed = [c.logprob != pytest.approx(c.lm_logprob) for c in cands]
+    assert any(mixed) if cache else not any(mixed)
     ranked = ranker.rank(cands, "hello there , how are you ?", [], conv)
     texts = [c.text for c in cands]
     feats, _ = reply_features(engine.decoder, v, conv.logits, conv.state, [turn_ids(_messages(t), v) for t in texts],
