@@ -155,20 +155,28 @@ def pick_ssa(pools: list[Pool], scores: list[np.ndarray]) -> dict[str, float]:
     return {k: round(float(np.mean(v)), 4) for k, v in sorted(by_system.items())}
 
 
-def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0) -> dict:
-    """Pick SSA per system of the default ranker and of the judge (alone and added to the default terms),
-    each prompt's pools picked by a judge fitted without that prompt."""
+def cross_validated_predictions(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0
+                                ) -> list[np.ndarray]:
+    """(N, 2) P(sensible), P(specific) of each pool's candidates by a judge fitted without that pool's prompt
+    (`FOLDS` folds over prompts)."""
     prompts = sorted({p.prompt_id for p in pools})
     np.random.default_rng(seed).shuffle(prompts)
     fold = {pid: k % FOLDS for k, pid in enumerate(prompts)}
-    judge_scores: list[np.ndarray] = [np.zeros(0)] * len(pools)
+    out: list[np.ndarray] = [np.zeros((0, 2))] * len(pools)
     for k in range(FOLDS):
         train = [i for i, p in enumerate(pools) if fold[p.prompt_id] != k]
         judge = fit_judge(np.concatenate([feats[i] for i in train]),
                           np.concatenate([pools[i].labels for i in train]), l2)
         for i, p in enumerate(pools):
             if fold[p.prompt_id] == k:
-                judge_scores[i] = judge.predict(feats[i]).sum(axis=1)
+                out[i] = judge.predict(feats[i])
+    return out
+
+
+def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0) -> dict:
+    """Pick SSA per system of the default ranker and of the judge (alone and added to the default terms),
+    each prompt's pools picked by a judge fitted without that prompt."""
+    judge_scores = [p.sum(axis=1) for p in cross_validated_predictions(pools, feats, l2, seed)]
     default = [f[:, 0] + f[:, 2] for f in feats]  # responder + pmi_mean: the ranker's default terms
     out = {"default_ranker": pick_ssa(pools, default), "judge": pick_ssa(pools, judge_scores)}
     for a in MIX_WEIGHTS:

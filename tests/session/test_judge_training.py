@@ -110,3 +110,16 @@ def test_a_trained_judge_ranks_with_its_lm_only(tmp_path, small_lm_path):
     conv = engine.conversation()
     conv.feed("do you like dogs", end_turn=True)
     assert ranker.can_judge(conv) and not ranker.can_judge(None)
+
+
+def test_a_pool_s_cross_validated_predictions_never_read_its_own_labels():
+    rng = np.random.default_rng(4)
+    pools = [jt.Pool(f"p{i}", "base", ["hi"], ["a", "b", "c"], np.ones(3, bool),
+                     rng.integers(0, 2, size=(3, 2)).astype(float)) for i in range(10)]
+    feats = [rng.normal(size=(3, 5)) for _ in pools]
+    before = jt.cross_validated_predictions(pools, feats, 1.0)
+    pools[0].labels = 1.0 - pools[0].labels  # what prompt p0's judges said changes; p0's fold is fitted without it
+    after = jt.cross_validated_predictions(pools, feats, 1.0)
+    np.testing.assert_array_equal(after[0], before[0])
+    assert before[0].shape == (3, 2) and ((before[0] > 0) & (before[0] < 1)).all()
+    assert any(not np.allclose(a, b) for a, b in zip(after[1:], before[1:]))  # the other folds read them
