@@ -115,6 +115,9 @@ _OPENERS = frozenset("([{$#@£€¿¡")
 _TIGHT = frozenset("-/")  # joined on both sides: e-mail, and/or
 _QUOTES = frozenset("\"'")
 _SPECIAL_SET = frozenset(SPECIALS)
+# a glued run of this many tokens gets a space before the next one: checking a run re-tokenizes it whole, so an
+# unbounded one (a model stuck on ")))...") would cost quadratic time; a space never merges tokens
+_LONGEST_RUN = 32
 
 
 class Detokenizer:
@@ -175,7 +178,8 @@ class Detokenizer:
             self._capitalise = True  # sentence end: . ! ? !! ?!
         space = not self._empty and (self._force_space or not (self._glue or glue_before))
         own = tokenize(token)
-        if not space and self._run and tokenize(self._run + token) != self._run_tokens + own:
+        if not space and self._run and (len(self._run_tokens) >= _LONGEST_RUN
+                                        or tokenize(self._run + token) != self._run_tokens + own):
             space = True
         if space or self._empty:
             self._run, self._run_tokens = token, own

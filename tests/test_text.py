@@ -199,6 +199,13 @@ def test_glued_tokens_that_would_read_back_as_others_get_a_space(tokens, text):
     assert detokenize(tokens) == text and tokenize(text) == tokens
 
 
+def test_a_long_glued_run_is_broken_up_and_still_reads_back():
+    # each glued token re-reads its run: a run is capped (32 tokens), or a model stuck on ")" costs quadratic time
+    text = detokenize([")"] * 5000)
+    assert tokenize(text) == [")"] * 5000 and text.count(" ") == 5000 // 32 - (5000 % 32 == 0)
+    assert " " not in detokenize([")"] * 32) and detokenize(["a", "-"] * 20).count(" ") == 1
+
+
 # -------------------------------------------------------------------- Vocab
 
 

@@ -81,7 +81,7 @@ class Candidate:
     score: float = 0.0
     # the LM's top-layer states after each id and <eot> ((len(ids) + 1, H), LM candidates that finished): what
     # the reply judge reads, kept from decoding so the ranking need not run the reply through the LM again
-    states: np.ndarray | None = field(default=None, repr=False)
+    states: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def text(self) -> str:

@@ -17,13 +17,16 @@ change a line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from rnnchat.models.lm import LayerStates, LMDecoder
 from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, ban_first, sample_rows
 from rnnchat.text import Vocab
+
+
+MAX_KEPT_STEPS = 256  # keep_states: at most this many steps of states are kept (then none: memory stays bounded)
 
 
 @dataclass
@@ -38,7 +41,7 @@ class Decoded:
     logprob: float = 0.0  # with_logprobs: sum of log p(token) under the model (not the sampling distribution)
     lm_logprob: float = 0.0  # with_logprobs: the same under the LM's own logits, before `adjust` (the cache)
     # keep_states: (len(ids), H) the top layer's state after each id, <eot> included (rows finished on <eot>)
-    states: np.ndarray | None = None
+    states: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def text(self) -> str:
@@ -221,8 +224,10 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
             if guide is not None:
                 guide = guide.rows(keep)
         logits, state = step_guided(decoder, ids, state, guide)
+        if keep_states and len(tops) == MAX_KEPT_STEPS:  # replies this long are read again by whoever needs them
+            keep_states, tops, ended = False, [], {}
         if keep_states:
-            tops.append((active, state[-1][0]))
+            tops.append((active, state[-1][0].copy()))  # (a copy: with a guide it is a view of twice the rows)
     out = [Decoded(out_ids[j], out_probs[j], out_pieces[j], finished[j], float(logprob[j]), float(lm_logprob[j]))
            for j in range(B)]
     if keep_states and ended:

@@ -179,9 +179,13 @@ def test_the_judge_reads_each_sampled_candidate_from_the_conversation_it_answers
     ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=judge)
     conv = Conversation(engine.decoder, v, engine.model_id, CacheSettings(lam=0.5) if cache else None)
     conv.feed("hello there , how are you ?", end_turn=True)
-    cands = lm_candidates(conv, S.with_(cache=cache), 8)
+    cands = lm_candidates(conv, S.with_(cache=cache, seed=0, max_tokens=12), 24)
     mixed = [c.logprob != pytest.approx(c.lm_logprob) for c in cands]
     assert any(mixed) if cache else not any(mixed)
+    # with the cache some candidates end on <eom> <eot> (this random LM's own turns end on a bare <eot>): their
+    # kept states and LM log-probabilities are what the judge reads, and must give the teacher-forced terms
+    reused = [c for c in cands if c.finished and c.ids == ranker.lm_ids([c.text])[0]]
+    assert (len(reused) > 0) == cache and all(c.states is not None for c in reused)
     ranked = ranker.rank(cands, "hello there , how are you ?", [], conv)
     texts = [c.text for c in cands]
     feats, _ = reply_features(engine.decoder, v, conv.logits, conv.state, [turn_ids(_messages(t), v) for t in texts],
@@ -196,6 +200,35 @@ def test_the_judge_reads_each_sampled_candidate_from_the_conversation_it_answers
     assert not np.allclose(judge.predict(feats_other).sum(axis=1), want, rtol=1e-3)  # the conversation matters
     finished = [c for c in ranked if c.finished]
     assert all(c.finished for c in ranked[:len(finished)])  # a cut candidate loses to every finished one
+
+
+def test_the_judge_reads_a_candidate_s_kept_states_and_lm_log_probability(engine, seq2seq_chat):
+    from rnnchat.models.reply_judge import reply_features
+    v = engine.vocab
+    judge = random_judge(engine, seed=2)
+    ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=judge)
+    conv = engine.conversation()
+    conv.feed("do you like dogs", end_turn=True)
+    ids = turn_ids(["i love the dog"], v)
+    judge.mean = reply_features(engine.decoder, v, conv.logits, conv.state, [ids],
+                                ranker.backward_scores(["I love the dog"], "do you like dogs"))[0][0]  # P near 1/2
+    judge.weights = judge.weights * 30  # and steep: a change in any feature moves it
+    logits, state, lp, tops = conv.logits, conv.state, 0.0, []
+    for tid in [*ids, v.eot_id]:  # what decoding keeps for this reply, one token at a time
+        z = logits[0].astype(np.float64)
+        lp += z[tid] - z.max() - np.log(np.exp(z - z.max()).sum())
+        logits, state = engine.decoder.step(np.array([tid]), state)
+        tops.append(state[-1][0][0])
+
+    def judged(states, lm_logprob):
+        c = cand(v, "i love the dog", logprob=lp)
+        c.ids, c.states, c.lm_logprob = ids, states, lm_logprob
+        return ranker.rank([c], "do you like dogs", [], conv)[0].terms["judge"]
+
+    plain = judged(None, None)  # teacher-forced
+    assert judged(np.stack(tops), lp) == pytest.approx(plain, rel=1e-4)
+    assert judged(np.stack(tops) * 0.5, lp) != pytest.approx(plain, rel=1e-3)  # the kept states are what it reads
+    assert judged(np.stack(tops), lp - 3.0) != pytest.approx(plain, rel=1e-3)  # and the kept log-probability
 
 
 def test_ranking_no_candidates_is_no_candidates(engine):

@@ -149,6 +149,10 @@ def test_states_kept_from_decoding_replace_the_conversation_pass(lm):
     kept, fresh_kept = reply_features(dec, vocab, logits, state, replies, np.zeros(n), states=[d.states for d in out])
     np.testing.assert_allclose(kept, plain, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fresh_kept, fresh, rtol=1e-5, atol=1e-5)
+    off = [None if d.states is None else d.states + 0.25 for d in out]  # the given states are the ones read
+    moved, _ = reply_features(dec, vocab, logits, state, replies, np.zeros(n), states=off)
+    first = next(i for i, d in enumerate(out) if d.finished)
+    assert not np.allclose(moved[first, N_TERMS:], plain[first, N_TERMS:], atol=1e-3)
     with pytest.raises(ValueError, match="shape"):
         reply_features(dec, vocab, logits, state, [turn_ids(["i love the dog"], vocab)], np.zeros(1),
                        states=[np.zeros((1, dec.hidden))])
