@@ -16,6 +16,7 @@ encoder).
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 import unicodedata
@@ -120,6 +121,12 @@ _SPECIAL_SET = frozenset(SPECIALS)
 _LONGEST_RUN = 32
 
 
+@functools.lru_cache(maxsize=4096)
+def _token_reads(token: str) -> tuple[str, ...]:
+    """`tokenize` of one token's text (memoised: a detokenizer asks it of every token it is given)."""
+    return tuple(tokenize(token))
+
+
 class Detokenizer:
     """Streaming detokenizer: ``push`` tokens one at a time and append the pieces.
 
@@ -140,7 +147,7 @@ class Detokenizer:
         self._force_space = False  # previous token was a special token
         self._capitalise = True  # next word starts a sentence
         self._open_quotes: set[str] = set()
-        self._run, self._run_tokens = "", []  # the text since the last space, and the tokens it must read as
+        self._run, self._run_tokens = "", ()  # the text since the last space, and the tokens it must read as
 
     def push_generated(self, token: str) -> str:
         """The text of a token a model generated: ``<eom>`` ends the line (and starts a new text), ``<eot>``
@@ -159,7 +166,7 @@ class Detokenizer:
             self._empty, self._glue, self._force_space = False, False, True
             self._capitalise = True
             self._open_quotes.clear()
-            self._run, self._run_tokens = "", []
+            self._run, self._run_tokens = "", ()
             return piece
         glue_before = token in _CLOSERS or not token.strip(".!?…") or token in _TIGHT
         glue_after = token in _OPENERS or token in _TIGHT
@@ -177,9 +184,9 @@ class Detokenizer:
         elif not token.strip(".!?") and ".." not in token:
             self._capitalise = True  # sentence end: . ! ? !! ?!
         space = not self._empty and (self._force_space or not (self._glue or glue_before))
-        own = tokenize(token)
+        own = _token_reads(token)
         if not space and self._run and (len(self._run_tokens) >= _LONGEST_RUN
-                                        or tokenize(self._run + token) != self._run_tokens + own):
+                                        or tuple(tokenize(self._run + token)) != self._run_tokens + own):
             space = True
         if space or self._empty:
             self._run, self._run_tokens = token, own
