@@ -77,7 +77,7 @@ class Candidate:
     finished: bool
     logprob: float
     terms: dict[str, float] = field(default_factory=dict)
-    lm_logprob: float | None = None  # the LM's own log p(ids (+ <eot>)) where the cache mixed into `logprob`
+    lm_logprob: float | None = None  # the LM's own log p(ids (+ <eot>)): `logprob` unless the cache mixed in
     score: float = 0.0
     # the LM's top-layer states after each id and <eot> ((len(ids) + 1, H), LM candidates that finished): what
     # the reply judge reads, kept from decoding so the ranking need not run the reply through the LM again
