@@ -10,7 +10,8 @@ A candidate's score is a weighted sum of terms (the same scorers `rnnchat eval c
 * `backward`   log p(user's message | reply) per token of the message, under the backward seq2seq model
                (MMI-bidi, same paper): replies from which the message can be told back win;
 * `judge`      P(sensible) + P(specific) under the reply judge learnt from judged candidate pools
-               (`models/reply_judge.py`; LM chat only: it reads the LM's state, and needs the backward model);
+               (`models/reply_judge.py`; LM chat only: it reads the LM's state, and needs the backward model;
+               while any candidate finished, the cut ones are not judged, nor given the anti-LM term: they lose);
 * penalties    a reply cut at max tokens, one that repeats the user or the bot's recent replies, an empty one.
 
 `rank` sorts candidates best first and fills each one's `terms` and `score`, so a UI can show why one won.
@@ -200,16 +201,20 @@ class Ranker:
         back = self.backward_scores(texts, user_text) if (w.backward or judged) else np.zeros(n)
         judge = np.zeros(n)
         if judged:
-            ids = self.lm_ids(texts)
+            # a cut candidate loses to every finished one whatever the judge says (its penalty outweighs the
+            # judge's whole range), so while any candidate finished only those are judged (and get the anti-LM
+            # term): the cut ones are the longest rows the judge would run
+            picked = [i for i, c in enumerate(candidates) if c.finished] or list(range(n))
+            ids = self.lm_ids([texts[i] for i in picked])
             # a finished candidate's own sum is the LM's log p(ids + <eot>) when its text reads back to its ids,
             # and its states from decoding are those of its ids
-            same = [c.finished and c.ids == i for c, i in zip(candidates, ids)]
+            same = [candidates[i].finished and candidates[i].ids == j for i, j in zip(picked, ids)]
             known = np.array([(c.logprob if c.lm_logprob is None else c.lm_logprob) if ok else np.nan
-                              for c, ok in zip(candidates, same)])
-            states = [c.states if ok else None for c, ok in zip(candidates, same)]
-            features, fresh = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids, back, known,
-                                             states)
-            judge = self.judge.predict(features).sum(axis=1)
+                              for c, ok in zip((candidates[i] for i in picked), same)])
+            states = [candidates[i].states if ok else None for i, ok in zip(picked, same)]
+            features, fresh[picked] = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids,
+                                                     back[picked], known, states)
+            judge[picked] = self.judge.predict(features).sum(axis=1)
         elif self.lm is not None and (w.pmi or w.pmi_mean):
             fresh = self.fresh_logprobs(texts)
         for i, c in enumerate(candidates):

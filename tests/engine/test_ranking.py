@@ -191,8 +191,12 @@ def test_the_judge_reads_each_sampled_candidate_from_the_conversation_it_answers
     feats, _ = reply_features(engine.decoder, v, conv.logits, conv.state, [turn_ids(_messages(t), v) for t in texts],
                               ranker.backward_scores(texts, "hello there , how are you ?"))  # all teacher-forced
     want = judge.predict(feats).sum(axis=1)
-    assert [c.terms["judge"] for c in cands] == pytest.approx(list(want), rel=1e-3, abs=1e-4)
-    assert len({round(c.terms["judge"], 6) for c in cands}) > 1
+    done = [i for i, c in enumerate(cands) if c.finished]
+    assert 0 < len(done) < len(cands)
+    assert [cands[i].terms["judge"] for i in done] == pytest.approx(list(want[done]), rel=1e-3, abs=1e-4)
+    assert len({round(cands[i].terms["judge"], 6) for i in done}) > 1
+    # the cut ones lose anyway: not judged, no anti-LM term (the longest rows, not run again)
+    assert all(c.terms["judge"] == 0 == c.terms["pmi"] for c in cands if not c.finished)
     other = engine.conversation()
     other.feed("i hate the cat", end_turn=True)
     feats_other, _ = reply_features(engine.decoder, v, other.logits, other.state, [turn_ids(_messages(t), v) for t in texts],
@@ -229,6 +233,16 @@ def test_the_judge_reads_a_candidate_s_kept_states_and_lm_log_probability(engine
     assert judged(np.stack(tops), lp) == pytest.approx(plain, rel=1e-4)
     assert judged(np.stack(tops) * 0.5, lp) != pytest.approx(plain, rel=1e-3)  # the kept states are what it reads
     assert judged(np.stack(tops), lp - 3.0) != pytest.approx(plain, rel=1e-3)  # and the kept log-probability
+
+
+def test_when_every_candidate_is_cut_the_judge_ranks_them_all(engine, seq2seq_chat):
+    v = engine.vocab
+    ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=random_judge(engine))
+    conv = engine.conversation()
+    conv.feed("do you like dogs", end_turn=True)
+    cut = [cand(v, t, finished=False) for t in ("i love the dog", "what is that", "the cat")]
+    ranker.rank(cut, "do you like dogs", [], conv)
+    assert all(c.terms["judge"] > 0 and c.terms["pmi"] != 0 for c in cut)
 
 
 def test_ranking_no_candidates_is_no_candidates(engine):
