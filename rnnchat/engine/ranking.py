@@ -205,13 +205,14 @@ class Ranker:
             # judge's whole range), so while any candidate finished only those are judged (and get the anti-LM
             # term): the cut ones are the longest rows the judge would run
             picked = [i for i, c in enumerate(candidates) if c.finished] or list(range(n))
-            ids = self.lm_ids([texts[i] for i in picked])
+            chosen = [candidates[i] for i in picked]
+            ids = self.lm_ids([c.text for c in chosen])
             # a finished candidate's own sum is the LM's log p(ids + <eot>) when its text reads back to its ids,
             # and its states from decoding are those of its ids
-            same = [candidates[i].finished and candidates[i].ids == j for i, j in zip(picked, ids)]
+            same = [c.finished and c.ids == j for c, j in zip(chosen, ids)]
             known = np.array([(c.logprob if c.lm_logprob is None else c.lm_logprob) if ok else np.nan
-                              for c, ok in zip((candidates[i] for i in picked), same)])
-            states = [candidates[i].states if ok else None for i, ok in zip(picked, same)]
+                              for c, ok in zip(chosen, same)])
+            states = [c.states if ok else None for c, ok in zip(chosen, same)]
             features, fresh[picked] = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids,
                                                      back[picked], known, states)
             judge[picked] = self.judge.predict(features).sum(axis=1)
