@@ -29,7 +29,7 @@ from bisect import bisect_right
 from pathlib import Path
 
 from rnnchat import paths
-from rnnchat.models.sentiment import Sentiment, token_id
+from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
 from rnnchat.text import ChunkTokenizer, Vocab
 
@@ -80,7 +80,11 @@ class LiveSentiment:
     def __init__(self, model: Classifier, vocab: Vocab):
         if model.vocab_size != len(vocab):
             raise ValueError(f"model vocab_size {model.vocab_size} != vocabulary length {len(vocab)}")
-        self.model, self.vocab = model, vocab
+        if not model.has_vocab:  # a model built in code rather than loaded
+            model.set_vocab(vocab)
+        self.model, self.vocab, self.reader = model, vocab, model.reader
+        if self.reader.vocab is not vocab and self.reader.vocab.itos != vocab.itos:
+            raise ValueError("the model reads another vocabulary (load both from one checkpoint)")
         model.train(False)
         self._ends = model.segment_ends  # (V,) bool, or None: the model never restarts
         self._is_end: dict[str, bool] = {}
@@ -117,7 +121,8 @@ class LiveSentiment:
         if end is None:
             if len(self._is_end) > 100_000:  # a memo, not a second vocabulary
                 self._is_end.clear()
-            end = self._is_end[token] = bool(self._ends[token_id(self.vocab, token)])
+            i = self.reader.token_id(token)  # a form (an unseen word's own id) ends nothing
+            end = self._is_end[token] = i < len(self._ends) and bool(self._ends[i])
         return end
 
     def set_text(self, text: str) -> Sentiment:
@@ -154,14 +159,14 @@ class LiveSentiment:
         new_segs: list[_Segment] = []
         state = states[resume] if resume else self._zero
         length = resume
-        vocab, ends = self.vocab, self._ends_segment
+        token_id, ends = self.reader.token_id, self._ends_segment
         pos = k - keep + resume
         while pos < stop:  # runs of at most DENSE tokens, none past a segment end: [pos, piece_end)
             piece_end, closed = pos, False
             while piece_end < stop and piece_end - pos < DENSE and not closed:
                 closed = ends(tokens[piece_end])
                 piece_end += 1
-            run = self.model.steps(state, [token_id(vocab, t) for t in tokens[pos:piece_end]])
+            run = self.model.steps(state, [token_id(t) for t in tokens[pos:piece_end]])
             for i, st in enumerate(run, length + 1):
                 if i % STRIDE == 0 or pos + i - length > n - DENSE:
                     states[i] = st

@@ -19,74 +19,28 @@ With ``lexicon`` the embedding has one more column that training never changes: 
 human-rated lexicon (VADER's, / 4; 0 for words it lacks), so the LSTM reads what the raters said of a word
 next to what it learnt, and words it never saw in training still carry their rating.
 
+With ``subwords`` (a number of hashed n-gram rows, fastText style) a token's input is its embedding row plus the
+mean of its character n-grams' rows, and a token the vocabulary lacks reads as <unk> plus its n-grams
+(``rnnchat.models.sentiment_tokens``: the `TokenReader` that `set_vocab` makes gives every token its id).
+
 The ensemble, the checkpoint's spec (one model or members "m0.", "m1.", ...), loading and saving are
 ``rnnchat.models.sentiment_ensemble``'s.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from rnnchat.models.sentiment_segments import RESTARTS, Segments, segment_ends
-from rnnchat.nn import LSTM, Dropout, Embedding, Linear, ParamSet
-from rnnchat.text import Vocab, tokenize
+from rnnchat.models.sentiment_tokens import TokenReader
+from rnnchat.nn import LSTM, Dropout, Embedding, EmbeddingBag, Linear, ParamSet
+from rnnchat.nn.layers import sum_rows
+from rnnchat.text import Vocab
 
-LABELS = ("negative", "neutral", "positive")
 POOLS = ("last", "max", "mean")
-NEG_THRESHOLD, POS_THRESHOLD = -0.5, 0.5
-
-
-@dataclass(frozen=True)
-class Sentiment:
-    """One text's sentiment, wherever it is shown or stored (live indicator, `rnnchat sentiment`, transcripts)."""
-
-    label: str                                        # "negative" | "neutral" | "positive"
-    score: float                                      # the score head, in [-1, 1]
-    probs: tuple[float, float, float] | None = None   # P(negative), P(neutral), P(positive); None: not kept
-    tokens: int | None = None                         # tokens classified (the live classifier says)
-
-    @classmethod
-    def of(cls, probs: np.ndarray, score: float, tokens: int | None = None) -> "Sentiment":
-        """From a model's readout: the label is the argmax of the probabilities."""
-        return cls(LABELS[int(np.argmax(probs))], float(score), tuple(float(p) for p in probs), tokens)
-
-    def as_dict(self) -> dict:
-        d: dict = {"label": self.label, "score": self.score}
-        if self.probs is not None:
-            d["probs"] = dict(zip(LABELS, self.probs))
-        if self.tokens is not None:
-            d["tokens"] = self.tokens
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "Sentiment | None":
-        return None if not d else cls(str(d["label"]), float(d["score"]))
-
-
-_ELONGATED = re.compile(r"(.)\1{2,}")
-
-
-def token_id(vocab: Vocab, token: str) -> int:
-    """A token's id for the classifier; an elongated word the vocabulary lacks ("soooo", "yesss") reads as its
-    form with every run of a letter cut to two, else to one ("soo", "so"; "yess", "yes"), else <unk>."""
-    i = vocab.stoi.get(token)
-    if i is None and _ELONGATED.search(token):
-        i = vocab.stoi.get(_ELONGATED.sub(r"\1\1", token)) or vocab.stoi.get(_ELONGATED.sub(r"\1", token))
-    return vocab.unk_id if i is None else i
-
-
-def text_ids(vocab: Vocab, text: str) -> list[int]:
-    """A text's ids for the classifier (`token_id` of each token): training, evaluation and live scoring alike."""
-    return [token_id(vocab, t) for t in tokenize(text)]
-
-
-def rating_label(rating: float) -> int:
-    """Class id of a human mean rating: 0 negative (<= -0.5), 2 positive (>= 0.5), else 1 neutral."""
-    return 0 if rating <= NEG_THRESHOLD else 2 if rating >= POS_THRESHOLD else 1
 
 
 @dataclass
@@ -101,10 +55,13 @@ class SentimentConfig:
     score_weight: float = 1.0     # lambda in CE + lambda * MSE
     lexicon: bool = False         # a fixed extra input per token: its lexicon rating / 4 (`set_lexicon`)
     restart: str = "none"         # "sentence" / "clause": the recurrence restarts after each one ends
+    subwords: int = 0             # hashed character n-gram rows added to each token's vector (0: none)
 
     def __post_init__(self):
         if self.restart not in RESTARTS:
             raise ValueError(f"restart must be one of {RESTARTS}, got {self.restart!r}")
+        if self.subwords < 0 or (self.subwords and self.lexicon):
+            raise ValueError(f"subwords must be >= 0 and not used with the lexicon column, got {self.subwords}")
         parts = self.pool.split("+")
         if not parts or any(p not in POOLS for p in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"pool must be a '+'-joined subset of {POOLS}, got {self.pool!r}")
@@ -160,8 +117,10 @@ class SentimentModel:
         self.drops = [Dropout(c.dropout, rng=self.rng) for _ in range(c.layers + 1)]
         self.cls = Linear(c.feature_size, 3, rng=self.rng, dtype=dtype)
         self.score = Linear(c.feature_size, 1, rng=self.rng, dtype=dtype)
+        self.ngrams = EmbeddingBag(c.subwords, c.embed, rng=self.rng, dtype=dtype) if c.subwords else None
         self.frozen_embedding = False
         self._ends: np.ndarray | None = None  # (V,) bool: ids that end a segment (`set_vocab`)
+        self._reader: TokenReader | None = None
         self._build_params()
         self.training = True
 
@@ -171,14 +130,31 @@ class SentimentModel:
 
     def _build_params(self) -> None:
         named = [] if self.frozen_embedding else [("embed", self.embed)]
+        named += [("ngrams", self.ngrams)] if self.ngrams is not None else []
         named += [(f"lstm{i}", l) for i, l in enumerate(self.lstms)]
         self.params = ParamSet(named + [("cls", self.cls), ("score", self.score)])
 
-    def set_vocab(self, vocab: Vocab) -> None:
-        """Learn which ids end a sentence / clause (needed when the config restarts; harmless otherwise)."""
+    def set_vocab(self, vocab: Vocab, reader: TokenReader | None = None) -> None:
+        """The reader of tokens (`reader`, shared by an ensemble's members, or a new one) and which ids end a
+        sentence / clause (needed when the config restarts; harmless otherwise)."""
         if len(vocab) != self.config.vocab_size:
             raise ValueError(f"vocabulary of {len(vocab)} for a model of {self.config.vocab_size}")
+        reader = reader or TokenReader(vocab, self.config.subwords)
+        if reader.vocab is not vocab or reader.buckets != self.config.subwords:
+            raise ValueError(f"a reader of {reader.buckets} subword rows for a model of {self.config.subwords}")
         self._ends = segment_ends(vocab.itos, self.config.restart)
+        self._reader = reader
+
+    @property
+    def has_vocab(self) -> bool:
+        return self._reader is not None
+
+    @property
+    def reader(self) -> TokenReader:
+        """Tokens -> this model's ids (`set_vocab` makes it; loading a checkpoint calls set_vocab)."""
+        if self._reader is None:
+            raise ValueError("the classifier needs set_vocab(vocab) before it reads text")
+        return self._reader
 
     @property
     def segment_ends(self) -> np.ndarray | None:
@@ -215,13 +191,16 @@ class SentimentModel:
     def forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ids, mask (N, T) -> (class logits (N, 3), scores (N,) in [-1, 1])."""
         mask = np.asarray(mask, self.dtype)
-        segs = self._segments(ids, mask)  # the segment ends are read before word dropout
-        if self.training and self.config.word_dropout > 0:
+        words = self.reader.words(ids) if self.ngrams is not None else ids  # a form's word is <unk>
+        segs = self._segments(words, mask)  # the segment ends are read before word dropout
+        if self.training and self.config.word_dropout > 0:  # a dropped word keeps its n-grams
             drop = (self.rng.random(ids.shape) < self.config.word_dropout) & (mask > 0)
-            ids = np.where(drop, 1, ids)  # <unk> is id 1
+            words = np.where(drop, 1, words)  # <unk> is id 1
         N, T = ids.shape
-        run_ids, run_mask = (ids, mask) if segs is None else (segs.rows(ids), segs.mask)
-        h = self.drops[0].forward(self.embed.forward(run_ids))
+        if segs is not None:
+            ids, words = segs.rows(ids), segs.rows(words)
+        run_mask = mask if segs is None else segs.mask
+        h = self.drops[0].forward(self._embed(ids, words))
         for i, lstm in enumerate(self.lstms):
             if i:
                 h = self.drops[i].forward(h)
@@ -282,10 +261,32 @@ class SentimentModel:
             dh = self.lstms[i].backward(dh)
             if i:
                 dh = self.drops[i].backward(dh)
+        dx = self.drops[0].backward(dh)
         if not self.frozen_embedding:
-            self.embed.backward(self.drops[0].backward(dh))
+            self.embed.backward(dx)
             if self.config.lexicon:
                 self.embed.grads["W"][:, -1] = 0  # the lexicon column is data, not a weight
+        if self.ngrams is not None:  # each distinct id's gradient, then its n-grams' share
+            inverse, n = self._bag_of
+            per_id = sum_rows(inverse, dx.reshape(len(inverse), -1), np.zeros((n, dx.shape[-1]), dx.dtype))
+            self.ngrams.backward(per_id)
+
+    def _embed(self, ids: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """(N, T) ids and their words -> input vectors (N, T, D): a word's row, plus its n-grams' mean."""
+        x = self.embed.forward(words)
+        if self.ngrams is None:
+            return x
+        distinct, inverse = np.unique(ids, return_inverse=True)
+        self._bag_of = (inverse.ravel(), len(distinct))
+        return x + self.ngrams.forward(*self.reader.bags(distinct))[inverse.ravel()].reshape(x.shape)
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The input vectors (T, D) of a run of ids, for the live path (pure; as `_embed` computes them)."""
+        ids = np.asarray(ids, np.int64)
+        W = self.embed.params["W"]
+        if self.ngrams is None:
+            return W[ids]
+        return W[self.reader.words(ids)] + self.ngrams.lookup(*self.reader.bags(ids))
 
     def loss(self, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, targets: np.ndarray,
              *, grad: bool = False) -> tuple[float, int]:
@@ -327,7 +328,7 @@ class SentimentModel:
     def advance(self, state: LiveState, token_id: int) -> LiveState:
         """The state after one more token (pure: `state` is not modified). Dropout never applies."""
         layers, mx, sm, k = state
-        x = self.embed.params["W"][token_id]
+        x = self.embed.params["W"][token_id] if self.ngrams is None else self.vectors([token_id])[0]
         H = self.config.hidden
         new_layers = []
         for lstm, (h, c) in zip(self.lstms, layers):
@@ -358,7 +359,7 @@ class SentimentModel:
         layers, mx, sm, k = state
         ids = np.asarray(ids, np.int64)
         for start in range(0, len(ids), chunk):
-            x = self.embed.params["W"][ids[start:start + chunk]][None]  # (1, T, D)
+            x = self.vectors(ids[start:start + chunk])[None]  # (1, T, D)
             new_layers = []
             for lstm, (h, c) in zip(self.lstms, layers):
                 x = lstm.forward(x, state=(h[None], c[None]))

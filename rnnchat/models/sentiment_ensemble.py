@@ -21,6 +21,7 @@ import numpy as np
 
 from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.models.sentiment import LiveState, SentimentConfig, SentimentModel, softmax, steps_one_by_one
+from rnnchat.models.sentiment_tokens import TokenReader
 from rnnchat.text import Vocab
 
 
@@ -40,7 +41,7 @@ def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
             spec |= {f"{member_prefix(i)}{k}": v for k, v in sentiment_spec(m).items()}
         return spec
     c = SentimentConfig.from_dict(config)
-    spec = {"embed.W": (c.vocab_size, c.embed + c.lexicon)}
+    spec = {"embed.W": (c.vocab_size, c.embed + c.lexicon)} | ({"ngrams.W": (c.subwords, c.embed)} if c.subwords else {})
     for i in range(c.layers):
         d_in = c.embed + c.lexicon if i == 0 else c.hidden
         spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
@@ -75,6 +76,7 @@ class StackedMembers:
         shift[:3 * c.hidden] = 0.5
         self.gate_scale, self.gate_shift = half, shift  # tanh(z/2) / 2 + 1/2 = sigmoid(z) on i|f|o; g as it is
         self.E = [m.embed.params["W"] for m in members]  # looked up per member: no copy of the big tables
+        self.members = members if c.subwords else None  # then each member composes its input vectors
         self.Wx = [np.stack([m.lstms[i].params["Wx"] for m in members]) * half for i in range(c.layers)]
         self.Wh = [np.stack([m.lstms[i].params["Wh"] for m in members]) * half for i in range(c.layers)]
         self.b = [np.stack([m.lstms[i].params["b"] for m in members])[:, None] * half for i in range(c.layers)]
@@ -84,7 +86,7 @@ class StackedMembers:
 
     @staticmethod
     def alike(members: list[SentimentModel]) -> bool:
-        keys = ("vocab_size", "embed", "hidden", "layers", "pool", "lexicon")
+        keys = ("vocab_size", "embed", "hidden", "layers", "pool", "lexicon", "subwords")
         return len({tuple(getattr(m.config, k) for k in keys) for m in members}) == 1
 
     def zero_state(self) -> StackedState:
@@ -106,7 +108,10 @@ class StackedMembers:
         rows = list(ids) if T > 1 else [ids[0], ids[0]]
         x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
         for i, E in enumerate(self.E):
-            np.take(E, rows, axis=0, out=x[i])
+            if self.members is None:
+                np.take(E, rows, axis=0, out=x[i])
+            else:
+                x[i] = self.members[i].vectors(rows)
         hs_all, cs_all = [], []
         for Wx, Wh, b, (h, c) in zip(self.Wx, self.Wh, self.b, layers):
             A = np.matmul(x, Wx)  # (M, T', 4H): the input products of all steps
@@ -169,6 +174,8 @@ class SentimentEnsemble:
             raise ValueError(f"an ensemble needs at least one member and one vocabulary size, got {sorted(sizes)}")
         if len({m.config.restart for m in members}) != 1:
             raise ValueError("an ensemble's members must share one restart rule (they share the live segments)")
+        if len({m.config.subwords for m in members}) != 1:
+            raise ValueError("an ensemble's members must share one subword table size (they read tokens alike)")
         self.members = list(members)
         self.stacked: StackedMembers | None = None
         self.training = False
@@ -188,8 +195,18 @@ class SentimentEnsemble:
         return self.members[0].segment_ends
 
     def set_vocab(self, vocab: Vocab) -> None:
+        """One reader for all members: an unseen word gets one id, the same for each."""
+        reader = TokenReader(vocab, self.members[0].config.subwords)
         for m in self.members:
-            m.set_vocab(vocab)
+            m.set_vocab(vocab, reader)
+
+    @property
+    def has_vocab(self) -> bool:
+        return all(m.has_vocab for m in self.members)
+
+    @property
+    def reader(self) -> TokenReader:
+        return self.members[0].reader
 
     def train(self, mode: bool = True) -> None:
         """Training mode (the live path's stacked copy of the weights is dropped), or eval mode (it is made, once:

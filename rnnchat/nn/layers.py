@@ -1,4 +1,4 @@
-"""Feed-forward layers: embedding, linear over time, inverted dropout, masked softmax cross-entropy.
+"""Feed-forward layers: embedding, embedding bag, linear over time, inverted dropout, masked softmax cross-entropy.
 
 Every layer keeps `params` and `grads` (dicts of arrays with the same keys) and has `forward` / `backward`.
 Sequence tensors are batch-major: (N, T, ...).
@@ -51,15 +51,48 @@ class Embedding(Layer):
         return self.params["W"][ids]
 
     def backward(self, dout: np.ndarray) -> None:
-        """Rows of repeated ids are summed: sort the ids, add each run of equal ids once (np.add.at is slower)."""
-        dW = self.grads["W"]
-        ids = self._ids.ravel()
+        sum_rows(self._ids.ravel(), dout.reshape(-1, self.grads["W"].shape[1]), self.grads["W"])
+
+
+def sum_rows(ids: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = the sum of rows[k] over each id (out[i] = sum of rows[k] with ids[k] == i, 0 for ids not there):
+    sort the ids, add each run of equal ids once (np.add.at is slower)."""
+    out.fill(0)
+    if ids.size:
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
         starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-        dW.fill(0)
-        if ids.size:
-            dW[sorted_ids[starts]] = np.add.reduceat(dout.reshape(-1, dW.shape[1])[order], starts, axis=0)
+        out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return out
+
+
+class EmbeddingBag(Layer):
+    """Bags of ids -> the mean of their rows (fastText's subword vectors): bag i holds ids[offsets[i]:offsets[i+1]];
+    (N + 1,) offsets and (K,) ids -> (N, D). An empty bag is the zero vector. Backward sums repeated ids."""
+
+    def __init__(self, num: int, dim: int, *, rng: np.random.Generator | None, dtype=np.float32, scale: float = 0.1):
+        self.params = {"W": uniform_init(rng, (num, dim), scale, dtype)}
+        self._init_grads()
+        self._bags: tuple[np.ndarray, np.ndarray] | None = None
+
+    def lookup(self, offsets: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The bags' means (pure: nothing is kept for backward)."""
+        W = self.params["W"]
+        sizes = np.diff(offsets)
+        out = np.zeros((len(sizes), W.shape[1]), W.dtype)
+        full = sizes > 0
+        if ids.size:  # each non-empty bag sums from its start to the next non-empty bag's start (its end)
+            out[full] = np.add.reduceat(W[ids], offsets[:-1][full], axis=0) / sizes[full, None].astype(W.dtype)
+        return out
+
+    def forward(self, offsets: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        self._bags = (np.diff(offsets), ids)
+        return self.lookup(offsets, ids)
+
+    def backward(self, dout: np.ndarray) -> None:
+        sizes, ids = self._bags
+        per_id = np.repeat(dout / np.maximum(sizes, 1)[:, None].astype(dout.dtype), sizes, axis=0)  # (K, D)
+        sum_rows(ids, per_id, self.grads["W"])
 
 
 class Linear(Layer):

@@ -21,7 +21,7 @@ from rnnchat.engine.engine import Engine
 from rnnchat.engine.ranking import Ranker, check_candidates
 from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
 from rnnchat.engine.tokens import Token, continued
-from rnnchat.models.sentiment import Sentiment
+from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids, skip_ids_as_words
 from rnnchat.session import commands, replies
 from rnnchat.session.config import DEFAULT_MODE

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 
-from rnnchat.models.sentiment import LABELS, Sentiment
+from rnnchat.models.sentiment_result import LABELS, Sentiment
 
 
 class Mode(str, Enum):

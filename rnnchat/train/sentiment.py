@@ -106,6 +106,7 @@ class SentimentTrainArgs:
     word_dropout: float = 0.1
     pool: str = "last+max+mean"
     restart: str = "none"           # "sentence" / "clause": the LSTM restarts after each (live edits re-run less)
+    subwords: int = 0               # >0: hashed character n-gram rows added to each token's vector (fastText)
     score_weight: float = 1.0
     batch_size: int = 32
     lr: float = 2e-3
@@ -217,7 +218,7 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
                             min_count=a.min_count)
         config = SentimentConfig(vocab_size=len(vocab), embed=a.embed, hidden=a.hidden, layers=a.layers,
                                  dropout=a.dropout, word_dropout=a.word_dropout, pool=a.pool,
-                                 score_weight=a.score_weight, restart=a.restart)
+                                 score_weight=a.score_weight, restart=a.restart, subwords=a.subwords)
     else:
         raise ValueError(f"init must be 'scratch' or 'lm', not {a.init!r}")
     train_recs = oversample(train_recs, a.oversample)
@@ -229,15 +230,17 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
         vocab = Vocab([*vocab.itos, *extra])
         config.vocab_size = len(vocab)
         train_recs = train_recs + [r for k, r in enumerate(lexicon) for _ in range(_copies(k, a.lexicon))]
-    if a.lexicon_channel and lm_init:
-        raise ValueError("lexicon_channel works with init='scratch' only")
+    if (a.lexicon_channel or a.subwords) and lm_init:
+        raise ValueError("lexicon_channel and subwords work with init='scratch' only")
+    if a.lexicon_channel and a.subwords:
+        raise ValueError("lexicon_channel and subwords are not used together")
     ratings = lexicon_ratings() if a.lexicon_channel else {}
     if ratings:  # every lexicon word gets an entry (its rating is its only input until it is trained on)
         vocab = Vocab([*vocab.itos, *(t for t in ratings if t not in vocab)])
         config.vocab_size, config.lexicon = len(vocab), True
-    train, val = encode(train_recs, vocab), encode(val_recs, vocab)
     model = SentimentModel(config, seed=a.seed)
     model.set_vocab(vocab)
+    train, val = encode(train_recs, model.reader), encode(val_recs, model.reader)
     if ratings:
         model.set_lexicon(np.array([ratings.get(t, 0.0) / 4 for t in vocab.itos], model.dtype))
     if lm_init:
@@ -311,8 +314,8 @@ def finalize_model(model: Classifier, vocab: Vocab, out: Path, *, selection: dic
     """Val and test tables of a trained (float32) model or ensemble, the float16 check, then write `out`.
 
     float16 storage is used only if (almost) no verdict changes: <= 0.2% of val+test sentences."""
-    val = encode(corpora.load_vader("val"), vocab)
-    test = encode(corpora.load_vader("test"), vocab)
+    val = encode(corpora.load_vader("val"), model.reader)
+    test = encode(corpora.load_vader("test"), model.reader)
     tables = {"val": model_table(model, val), "test": model_table(model, test)}
     use16 = False
     if float16:
@@ -352,6 +355,8 @@ _FLAG_HELP = {
     "restart": "none, sentence or clause: the LSTM starts again after each sentence (or clause) end, pooling "
                "over the whole text (a live edit then re-runs only the rest of its segment)",
     "max_train": "use only the first N training sentences",
+    "subwords": "hashed character 3-5-gram rows (fastText style, e.g. 16384): a token reads as its vector plus "
+                "the mean of its n-grams', and a word never seen in training as <unk> plus its n-grams",
     "lexicon": "add VADER's rated lexicon entries (vaderSentiment's vader_lexicon.txt) as training examples, "
                "this many copies; their tokens join the vocabulary (tried: no clear gain on val)",
     "lexicon_channel": "each token's VADER lexicon rating / 4 as a fixed extra input the LSTM reads (lexicon "

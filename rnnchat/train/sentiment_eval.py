@@ -26,7 +26,9 @@ import numpy as np
 
 from rnnchat import paths
 from rnnchat.data import corpora
-from rnnchat.models.sentiment import Sentiment, SentimentModel, rating_label, text_ids
+from rnnchat.models.sentiment import SentimentModel
+from rnnchat.models.sentiment_result import Sentiment, rating_label
+from rnnchat.models.sentiment_tokens import TokenReader
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
 from rnnchat.models.sentiment_segments import split_ids
 from rnnchat.text import Vocab
@@ -56,8 +58,9 @@ class SentimentData:
         return ids, mask, self.labels[idx], self.targets[idx]
 
 
-def encode(records: list[dict], vocab: Vocab) -> SentimentData:
-    return SentimentData(ids=[text_ids(vocab, r["text"]) for r in records],
+def encode(records: list[dict], reader: TokenReader) -> SentimentData:
+    """The records' texts as the classifier reads them (`reader`: the model's, `model.reader`)."""
+    return SentimentData(ids=[reader.text_ids(r["text"]) for r in records],
                    ratings=np.array([r["rating"] for r in records], np.float64),
                    labels=np.array([rating_label(r["rating"]) for r in records], np.int64),
                    domains=[r["domain"] for r in records], texts=[r["text"] for r in records])
@@ -133,13 +136,13 @@ def load_chat_set(path: Path = CHAT_SET) -> list[dict]:
     return [dict(zip(("label", "style", "text"), line.split("\t"))) for line in lines if line]
 
 
-def chat_set_table(model: Classifier, vocab: Vocab, compare_vader: bool = True) -> dict:
+def chat_set_table(model: Classifier, compare_vader: bool = True) -> dict:
     """Binary accuracy on the chat set, overall and per style, for the model (and VADER, with how many
     messages it has no opinion on: compound 0, which its decision counts as negative)."""
     rows = load_chat_set()
     truth = np.array([r["label"] == "positive" for r in rows])
     styles = np.array([r["style"] for r in rows])
-    probs, _ = predict_ids(model, [text_ids(vocab, r["text"]) for r in rows])
+    probs, _ = predict_ids(model, [model.reader.text_ids(r["text"]) for r in rows])
 
     def table(positive: np.ndarray) -> dict:
         right = positive == truth
@@ -193,13 +196,13 @@ def evaluate_sentiment(checkpoint: Path | str | None = None, split: str = "test"
     """Per-domain and pooled binary accuracy and macro-F1 of the checkpoint (and VADER on the same
     sentences) on a vader split. Returns {"split", "decision", "model": {...}, "vader": {...}}."""
     checkpoint = checkpoint or paths.sentiment_checkpoint()
-    model, vocab, _ = load_sentiment(checkpoint)
-    data = encode(corpora.load_vader(split), vocab)
+    model, _, _ = load_sentiment(checkpoint)
+    data = encode(corpora.load_vader(split), model.reader)
     out = {"split": split, "checkpoint": str(checkpoint), "decision": DECISION,
            "model": model_table(model, data)}
     if compare_vader:
         out["vader"] = vader_table(data)
-    out["chat_set"] = chat_set_table(model, vocab, compare_vader)
+    out["chat_set"] = chat_set_table(model, compare_vader)
     return out
 
 
@@ -246,8 +249,8 @@ def _cached(checkpoint: Path | str) -> tuple[Classifier, Vocab, dict]:
 
 def score_texts(texts: Sequence[str], checkpoint: Path | str | None = None) -> list[dict]:
     """[{"text", "label", "score", "probs": {"negative", "neutral", "positive"}}] for each text."""
-    model, vocab, _ = _cached(checkpoint or paths.sentiment_checkpoint())
-    probs, scores = predict_ids(model, [text_ids(vocab, t) for t in texts])
+    model, _, _ = _cached(checkpoint or paths.sentiment_checkpoint())
+    probs, scores = predict_ids(model, [model.reader.text_ids(t) for t in texts])
     return [{"text": t, **Sentiment.of(p, s).as_dict()} for t, p, s in zip(texts, probs, scores)]
 
 

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from rnnchat.models.sentiment import SentimentConfig, SentimentModel
 from rnnchat.models.sentiment_ensemble import SentimentEnsemble
 from rnnchat.engine.sentiment_live import LiveSentiment
-from rnnchat.models.sentiment import Sentiment, text_ids
+from rnnchat.models.sentiment_result import Sentiment
+from rnnchat.models.sentiment_tokens import TokenReader
 from rnnchat.text import SPECIALS, Vocab, tokenize
 from rnnchat.data.batches import pad
 from rnnchat import paths
@@ -43,14 +44,21 @@ for p in [*SENTENCES.params.params, *(q for m in CLAUSE_MEMBERS for q in m.param
 CLAUSES = SentimentEnsemble(CLAUSE_MEMBERS)  # stacked copies of the weights as they are now
 SENTENCES.set_vocab(VOCAB)
 CLAUSES.set_vocab(VOCAB)
-MODELS = [MODEL, ENSEMBLE, STACKED, SENTENCES, CLAUSES]
-MODEL_IDS = ["model", "ensemble", "stacked", "sentences", "clauses"]
+# subwords: an unseen word reads as <unk> plus its character n-grams (one model; alike members stacked)
+SUBWORDS = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=6, hidden=7, layers=2, subwords=32), seed=12)
+SUBWORD_MEMBERS = [SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=5, hidden=6, subwords=16), seed=s)
+                   for s in (13, 14)]
+for p in [*SUBWORDS.params.params, *(q for m in SUBWORD_MEMBERS for q in m.params.params)]:
+    p *= 4
+SUBWORD_PAIR = SentimentEnsemble(SUBWORD_MEMBERS)  # stacked copies of the weights as they are now
+MODELS = [MODEL, ENSEMBLE, STACKED, SENTENCES, CLAUSES, SUBWORDS, SUBWORD_PAIR]
+MODEL_IDS = ["model", "ensemble", "stacked", "sentences", "clauses", "subwords", "subword-pair"]
 # characters that make tokens grow, merge and split: letters, spaces, emoticon, number and sentence-end parts
 ALPHABET = "gonbdatlr :()!.'3147é,?"
 
 
 def batched(model, vocab, text):
-    ids, mask = pad([text_ids(vocab, text)])
+    ids, mask = pad([model.reader.text_ids(text)])  # the model's reader: unseen words' ids are its own
     probs, scores = model.predict(ids, mask)
     return probs[0], scores[0]
 
@@ -208,12 +216,12 @@ def test_alike_members_step_stacked_and_agree_with_stepping_one_by_one():
 
 
 def test_elongated_words_read_as_the_word_live_and_batched():
-    from rnnchat.models.sentiment import token_id
-    assert token_id(VOCAB, "goooood") == VOCAB.stoi["good"] and token_id(VOCAB, "baaad") == VOCAB.stoi["bad"]
-    assert token_id(VOCAB, "zzzz") == VOCAB.unk_id and token_id(VOCAB, "good") == VOCAB.stoi["good"]
-    assert text_ids(VOCAB, "sooo goooood :)") == [VOCAB.unk_id, VOCAB.stoi["good"], VOCAB.stoi[":)"]]
+    reader = TokenReader(VOCAB)
+    assert reader.token_id("goooood") == VOCAB.stoi["good"] and reader.token_id("baaad") == VOCAB.stoi["bad"]
+    assert reader.token_id("zzzz") == VOCAB.unk_id and reader.token_id("good") == VOCAB.stoi["good"]
+    assert reader.text_ids("sooo goooood :)") == [VOCAB.unk_id, VOCAB.stoi["good"], VOCAB.stoi[":)"]]
     live = LiveSentiment(MODEL, VOCAB)
     for a, b in [("the food was goooood", "the food was good"), ("baaaad", "bad")]:
         assert live.set_text(a) == live.classify(b)
-        ids, mask = pad([text_ids(VOCAB, a)])
+        ids, mask = pad([reader.text_ids(a)])
         np.testing.assert_allclose(live.set_text(a).probs, MODEL.predict(ids, mask)[0][0], rtol=1e-5)

@@ -7,7 +7,9 @@ import pytest
 
 from rnnchat.data import corpora
 from rnnchat.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
-from rnnchat.models.sentiment import LABELS, SentimentConfig, SentimentModel, rating_label, text_ids
+from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment_result import LABELS, rating_label
+from rnnchat.models.sentiment_tokens import TokenReader
 from rnnchat.models.sentiment_ensemble import (SentimentEnsemble, build_sentiment, load_sentiment, save_sentiment,
                                               sentiment_spec)
 from rnnchat.text import SPECIALS, Vocab
@@ -166,7 +168,7 @@ def test_rating_labels_and_macro_f1():
 
 def test_epoch_batches_reshuffle_per_epoch_and_cover_everything():
     recs = [{"text": "good " * (i % 7 + 1), "rating": 1.0, "domain": "tweets", "id": str(i)} for i in range(50)]
-    data = encode(recs, Vocab.build([["good"]]))
+    data = encode(recs, TokenReader(Vocab.build([["good"]])))
     epoch = {"e": 0}
     b = EpochBatches(data, 8, seed=1, epoch_of=lambda: epoch["e"])
     first = [b[i][0].shape for i in range(len(b))]
@@ -283,8 +285,9 @@ def test_the_chat_set_is_balanced_judged_and_scored_per_style():
     vocab = Vocab([*SPECIALS, *words])
     model = SentimentModel(SentimentConfig(vocab_size=len(vocab), embed=4, hidden=5), seed=0)
     model.train(False)
-    table = chat_set_table(model, vocab, compare_vader=False)["model"]
-    probs, _ = predict_ids(model, [text_ids(vocab, r["text"]) for r in rows])
+    model.set_vocab(vocab)
+    table = chat_set_table(model, compare_vader=False)["model"]
+    probs, _ = predict_ids(model, [model.reader.text_ids(r["text"]) for r in rows])
     expect = np.mean((probs[:, 2] > probs[:, 0]) == np.array([r["label"] == "positive" for r in rows]))
     assert table["binary_acc"] == pytest.approx(expect) and set(table["by_style"]) == {r["style"] for r in rows}
     text = format_evaluation({"split": "test", "model": {}, "chat_set": {"model": table}})

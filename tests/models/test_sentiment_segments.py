@@ -120,8 +120,10 @@ def test_checkpoints_keep_the_rule_and_refuse_mixed_ensembles(tmp_path):
     unset = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), restart="sentence"))
     with pytest.raises(ValueError, match="set_vocab"):
         unset.predict(ids, mask)
-    with pytest.raises(ValueError, match="set_vocab"):  # live too: not silently read as a model without restarts
-        LiveSentiment(unset, VOCAB)
+    live = LiveSentiment(unset, VOCAB)  # live, the model learns its vocabulary: it restarts, as in the batch
+    assert unset.segment_ends is not None
+    text = " ".join(VOCAB.itos[i] for i in ids[0][mask[0] > 0])
+    np.testing.assert_allclose(live.set_text(text).probs, unset.predict(ids[:1], mask[:1])[0][0], rtol=1e-4)
     assert m.steps(m.zero_state(), []) == []
     stacked = SentimentEnsemble([model("clause", layers=1, dtype=np.float32, seed=s) for s in (5, 6)])
     assert stacked.stacked is not None and stacked.steps(stacked.zero_state(), []) == []

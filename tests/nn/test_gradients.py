@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rnnchat.nn import (GRU, LSTM, RNN, Attention, Bidirectional, Dropout, Embedding, Linear,
+from rnnchat.nn import (GRU, LSTM, RNN, Attention, Bidirectional, Dropout, Embedding, EmbeddingBag, Linear,
                         SoftmaxCrossEntropy, Stack, TiedOutput)
 from tests.nn.gradcheck import numerical_grad, rel_error
 
@@ -49,6 +49,29 @@ def test_embedding_accumulates_repeated_ids():
     assert rel_error(emb.grads["W"], numerical_grad(loss, emb.params["W"])) < TOL
     np.testing.assert_allclose(emb.grads["W"][1], R[0, 0] + R[0, 2] + R[1, 0])
     assert not emb.grads["W"][3].any()
+
+
+def test_embedding_bag_means_its_rows_and_sums_repeated_ids():
+    bag = EmbeddingBag(6, 3, rng=rng(), dtype=F64)
+    offsets, ids = np.array([0, 3, 3, 4, 6]), np.array([1, 2, 1, 5, 0, 5])  # bags [1 2 1] [] [5] [0 5]
+    out = bag.forward(offsets, ids)
+    W = bag.params["W"]
+    np.testing.assert_allclose(out, [(2 * W[1] + W[2]) / 3, np.zeros(3), W[5], (W[0] + W[5]) / 2])
+    R = rng(3).standard_normal((4, 3))
+    loss = lambda: float(np.sum(bag.forward(offsets, ids) * R))
+    bag.forward(offsets, ids)
+    bag.backward(R)
+    assert rel_error(bag.grads["W"], numerical_grad(loss, W)) < TOL
+    np.testing.assert_allclose(bag.grads["W"][5], R[2] + R[3] / 2)
+    assert not bag.grads["W"][3].any() and not bag.grads["W"][4].any()
+
+
+def test_embedding_bag_of_empty_bags_only():
+    bag = EmbeddingBag(4, 2, rng=rng(), dtype=F64)
+    out = bag.forward(np.zeros(3, np.int64), np.zeros(0, np.int64))
+    assert out.shape == (2, 2) and not out.any()
+    bag.backward(np.ones((2, 2)))
+    assert not bag.grads["W"].any()
 
 
 def test_tied_output():

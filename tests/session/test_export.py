@@ -6,7 +6,7 @@ import json
 import pytest
 
 from rnnchat.cli.main import main
-from rnnchat.models.sentiment import Sentiment
+from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.session.export import render
 from rnnchat.session.transcript import Mode, Turn, from_json
 

@@ -102,7 +102,8 @@ def test_a_session_ranks_lm_chat_with_the_judge_on_its_own_memory(engine, data_d
     backward = Seq2Seq(Seq2SeqConfig(src_vocab=len(v), tgt_vocab=len(v), embed=8, hidden=8, proj=8, tie=True), seed=1)
     backward.train(False)
     ranker = Ranker(engine.decoder, v, backward, v, 20, judge=judge)
-    s = ChatSession(engine, ranker=ranker, candidates=6, directory=data_dir)
+    from rnnchat.sampling import SamplingSettings
+    s = ChatSession(engine, ranker=ranker, candidates=6, directory=data_dir, settings=SamplingSettings(seed=3))
     s.set_mode(Mode.LM)
     s.prime("hello there", "how are you ?")
     reply(s, "i love the dog")

@@ -8,7 +8,7 @@ import pytest
 
 from rnnchat.engine.engine import load_live_sentiment as load_sentiment
 from rnnchat.engine.tokens import Token
-from rnnchat.models.sentiment import Sentiment as Mood
+from rnnchat.models.sentiment_result import Sentiment as Mood
 from rnnchat import paths
 from rnnchat.paths import data_dir
 from rnnchat.session.opening import open_session

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 from textual.app import App
 
-from rnnchat.models.sentiment import Sentiment as Mood
+from rnnchat.models.sentiment_result import Sentiment as Mood
 from rnnchat.ui.render import score_bar
 from rnnchat.ui.tui.widgets import StreamText, mood_text, wrap
 

@@ -17,7 +17,7 @@ from textual import events
 from textual.message import Message
 from textual.widgets import Sparkline, Static, TextArea
 
-from rnnchat.models.sentiment import Sentiment
+from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.ui.history import Recall
 from rnnchat.ui.render import score_bar
 

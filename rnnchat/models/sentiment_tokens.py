@@ -1,0 +1,96 @@
+"""What the sentiment classifier reads for each token: a vocabulary id and, with subwords, its character n-grams.
+
+`TokenReader(vocab, buckets)` gives every token an id (training, evaluation and the live path alike):
+
+* a word of the vocabulary is its id;
+* an elongated word the vocabulary lacks ("soooo", "yesss") reads as its form with every run of a letter cut
+  to two, else to one ("soo", "so"; "yess", "yes");
+* any other token is <unk> (id 1) without subwords. With subwords (`buckets` > 0) it gets an id of its own,
+  len(vocab) and up, the first time it is seen: a *form*, read as the <unk> vector plus its n-grams, so a word
+  never seen in training still reads as what its spelling shares with the words that were ("shattered" with
+  "shatter", "scattered"; "#briansdailythanks" with "thanks"). Form ids are not stored anywhere: a new reader
+  numbers them afresh, and the numbers carry no weights.
+
+`bags(ids)` gives each id's subwords as `EmbeddingBag` input: fastText's recipe, the token wrapped in < and >
+and its character 3-, 4- and 5-grams, each hashed (CRC-32 of its UTF-8, the same in every process) into
+`buckets` rows. A word's vector is its own row plus the mean of its n-gram rows; special tokens have none.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from rnnchat.text import SPECIALS, Vocab, tokenize
+
+NGRAM_SIZES = (3, 4, 5)
+FORMS_LIMIT = 100_000  # unseen tokens given ids of their own in one process; later ones read as <unk>
+
+_ELONGATED = re.compile(r"(.)\1{2,}")
+
+
+def char_ngrams(token: str) -> list[str]:
+    """fastText's subwords of a token: the character n-grams (n in NGRAM_SIZES) of "<token>"."""
+    w = f"<{token}>"
+    return [w[i:i + n] for n in NGRAM_SIZES for i in range(len(w) - n + 1)]
+
+
+def ngram_buckets(token: str, buckets: int) -> np.ndarray:
+    """The hashed rows of a token's n-grams (int64, possibly repeated)."""
+    return np.array([zlib.crc32(g.encode("utf-8")) % buckets for g in char_ngrams(token)], np.int64)
+
+
+class TokenReader:
+    """Tokens -> the classifier's ids, and ids -> their subword rows (see the module docstring)."""
+
+    def __init__(self, vocab: Vocab, buckets: int = 0):
+        if buckets < 0:
+            raise ValueError(f"subword buckets must be >= 0, got {buckets}")
+        self.vocab, self.buckets, self.size = vocab, buckets, len(vocab)
+        self._forms: dict[str, int] = {}  # an unseen token -> its id (size + k)
+        self._form_tokens: list[str] = []
+        self._bags: dict[int, np.ndarray] = {}  # id -> its n-gram rows, made on first use
+
+    def token_id(self, token: str) -> int:
+        stoi = self.vocab.stoi
+        i = stoi.get(token)
+        if i is None and _ELONGATED.search(token):
+            i = stoi.get(_ELONGATED.sub(r"\1\1", token)) or stoi.get(_ELONGATED.sub(r"\1", token))
+        if i is not None:
+            return i
+        if not self.buckets:
+            return self.vocab.unk_id
+        i = self._forms.get(token)
+        if i is None:
+            if len(self._form_tokens) >= FORMS_LIMIT:
+                return self.vocab.unk_id
+            i = self._forms[token] = self.size + len(self._form_tokens)
+            self._form_tokens.append(token)
+        return i
+
+    def text_ids(self, text: str) -> list[int]:
+        return [self.token_id(t) for t in tokenize(text)]
+
+    def words(self, ids: np.ndarray) -> np.ndarray:
+        """The vocabulary ids behind `ids`: a form is <unk>."""
+        return np.where(ids >= self.size, self.vocab.unk_id, ids) if self.buckets else ids
+
+    def token(self, i: int) -> str:
+        return self.vocab.itos[i] if i < self.size else self._form_tokens[i - self.size]
+
+    def bags(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets (N + 1,), rows (K,)): id j's n-gram rows are rows[offsets[j]:offsets[j + 1]]."""
+        parts = []
+        for i in np.asarray(ids, np.int64).tolist():
+            rows = self._bags.get(i)
+            if rows is None:
+                token = self.token(i)
+                rows = np.zeros(0, np.int64) if token in SPECIALS else ngram_buckets(token, self.buckets)
+                self._bags[i] = rows
+            parts.append(rows)
+        offsets = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum([len(p) for p in parts], out=offsets[1:])
+        return offsets, (np.concatenate(parts) if parts else np.zeros(0, np.int64))

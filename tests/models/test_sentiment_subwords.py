@@ -1,0 +1,142 @@
+"""Subword input of the sentiment classifier (issue 18): the token reader, a float64 gradient check with the
+n-gram table, unseen words read as <unk> plus their n-grams, live = batched, checkpoints and training."""
+
+import numpy as np
+import pytest
+
+from rnnchat.data import corpora
+from rnnchat.data.batches import pad
+from rnnchat.engine.sentiment_live import LiveSentiment
+from rnnchat.models import sentiment_tokens
+from rnnchat.models.sentiment import SentimentConfig, SentimentModel
+from rnnchat.models.sentiment_ensemble import SentimentEnsemble, load_sentiment, save_sentiment, sentiment_spec
+from rnnchat.models.sentiment_tokens import TokenReader, char_ngrams, ngram_buckets
+from rnnchat.text import SPECIALS, Vocab
+from rnnchat.train.sentiment import SentimentTrainArgs, train_sentiment
+from tests.nn.gradcheck import numerical_grad, rel_error
+
+WORDS = ["good", "bad", "not", "great", "awful", "the", "food", "was", ":)"]
+VOCAB = Vocab([*SPECIALS, *WORDS])
+TEXTS = ["the food was good", "goodish and baddest", "not gooood at all :)", "", "shattered"]
+
+
+def model(seed=0, dtype=np.float64, subwords=11, layers=1, **kw):
+    config = SentimentConfig(vocab_size=len(VOCAB), embed=4, hidden=5, layers=layers, dropout=0.0,
+                             word_dropout=0.0, subwords=subwords, **kw)
+    m = SentimentModel(config, seed=seed, dtype=dtype)
+    for p in m.params.params:  # larger weights: gradients well above finite-difference noise
+        p *= 3
+    m.set_vocab(VOCAB)
+    return m
+
+
+def test_the_reader_gives_unseen_words_ids_of_their_own_and_their_ngrams():
+    assert char_ngrams("ab") == ["<ab", "ab>", "<ab>"]
+    assert char_ngrams("good")[:3] == ["<go", "goo", "ood"] and len(char_ngrams("good")) == 4 + 3 + 2
+    rows = ngram_buckets("good", 7)
+    assert rows.dtype == np.int64 and rows.min() >= 0 and rows.max() < 7
+    np.testing.assert_array_equal(rows, ngram_buckets("good", 7))  # CRC-32: the same in every process
+    plain, sub = TokenReader(VOCAB), TokenReader(VOCAB, 16)
+    assert plain.text_ids("good zzz") == [VOCAB.stoi["good"], VOCAB.unk_id]
+    n = len(VOCAB)
+    assert sub.text_ids("good zzz yyy zzz goooood") == [VOCAB.stoi["good"], n, n + 1, n, VOCAB.stoi["good"]]
+    np.testing.assert_array_equal(sub.words(np.array([4, n, n + 1])), [4, VOCAB.unk_id, VOCAB.unk_id])
+    offsets, rows = sub.bags([0, 1, VOCAB.stoi["good"], n])  # specials have no n-grams
+    assert list(np.diff(offsets)) == [0, 0, len(char_ngrams("good")), len(char_ngrams("zzz"))]
+    np.testing.assert_array_equal(rows[offsets[3]:], ngram_buckets("zzz", 16))
+    with pytest.raises(ValueError, match="buckets"):
+        TokenReader(VOCAB, -1)
+
+
+def test_forms_stop_at_the_limit(monkeypatch):
+    monkeypatch.setattr(sentiment_tokens, "FORMS_LIMIT", 2)
+    reader = TokenReader(VOCAB, 8)
+    assert reader.text_ids("aa bb cc aa") == [len(VOCAB), len(VOCAB) + 1, VOCAB.unk_id, len(VOCAB)]
+
+
+def test_gradients_match_finite_differences_with_subwords():
+    for layers, restart in ((1, "none"), (2, "clause")):
+        m = model(layers=layers, restart=restart)
+        ids, mask = pad([m.reader.text_ids(t) for t in ["good , goodish baddest", *TEXTS[1:]]])
+        assert ids.max() >= len(VOCAB)  # unseen words are in the batch as forms
+        batch = (ids, mask, np.array([2, 0, 1, 1, 0]), np.array([0.6, -0.4, 0.1, 0.0, -0.9]))
+        m.train_step(*batch)
+        grads = {n: g.copy() for n, g in zip(m.params.names, m.params.grads())}
+        assert "ngrams.W" in grads and set(grads) == set(sentiment_spec(m.header_config()))
+        assert grads["ngrams.W"].any()
+        for name, p in m.params.named().items():
+            num = numerical_grad(lambda: m.loss(*batch)[0], p, eps=1e-5)
+            assert rel_error(grads[name], num) < 1e-6, (layers, name)
+
+
+def test_a_token_reads_as_its_row_plus_its_ngrams_mean():
+    m = model()
+    E, G = m.embed.params["W"], m.ngrams.params["W"]
+    good, unseen = VOCAB.stoi["good"], m.reader.token_id("shattered")
+    np.testing.assert_allclose(m.vectors([good])[0], E[good] + G[ngram_buckets("good", 11)].mean(axis=0))
+    np.testing.assert_allclose(m.vectors([unseen])[0], E[VOCAB.unk_id] + G[ngram_buckets("shattered", 11)].mean(0))
+    np.testing.assert_array_equal(m.vectors([0])[0], E[0])  # <pad>: no n-grams
+    # two unseen words differ (they were both one <unk> before)
+    m.train(False)
+    a, b = (m.predict(*pad([m.reader.text_ids(t)]))[0][0] for t in ("shattered", "thankful"))
+    assert not np.allclose(a, b)
+
+
+def test_word_dropout_keeps_the_ngrams():
+    m = model(dtype=np.float32)
+    m.config.word_dropout = 1.0  # every word dropped: only <unk> plus n-grams are left
+    ids, mask = pad([m.reader.text_ids("good food")])
+    m.forward(ids, mask)
+    x = m.embed._ids
+    assert (x[mask > 0] == VOCAB.unk_id).all() and m.ngrams._bags[1].size > 0
+
+
+@pytest.mark.parametrize("restart", ["none", "sentence"])
+def test_live_steps_equal_the_batch_for_one_model_and_stacked_members(restart):
+    single = model(seed=1, dtype=np.float32, restart=restart)
+    members = [SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=4, hidden=5, subwords=11,
+                                              restart=restart), seed=s) for s in (2, 3)]
+    for m in members:
+        for p in m.params.params:
+            p *= 4
+    stacked = SentimentEnsemble(members)
+    stacked.set_vocab(VOCAB)
+    assert stacked.stacked is not None and members[0].reader is members[1].reader  # one id per unseen word
+    for clf in (single, stacked):
+        clf.train(False)
+        live = LiveSentiment(clf, VOCAB)
+        for text in TEXTS + ["the food was shattered . goodish !"]:
+            r = live.set_text(text)
+            assert r == live.classify(text)
+            probs, scores = clf.predict(*pad([clf.reader.text_ids(text)]))
+            np.testing.assert_allclose(r.probs, probs[0], rtol=1e-5, atol=1e-6)
+            assert r.score == pytest.approx(scores[0], rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="subword"):
+        SentimentEnsemble([members[0], model(subwords=7, restart=restart)])
+    with pytest.raises(ValueError, match="subwords"):
+        SentimentConfig(vocab_size=9, subwords=4, lexicon=True)
+
+
+def test_checkpoints_keep_the_ngram_table(tmp_path):
+    m = model(dtype=np.float32)
+    save_sentiment(m, VOCAB, tmp_path / "s.npz", {}, float16=False)
+    loaded, vocab, header = load_sentiment(tmp_path / "s.npz")
+    assert header["config"]["subwords"] == 11 and loaded.reader.buckets == 11
+    m.train(False)
+    for text in TEXTS:
+        np.testing.assert_allclose(loaded.predict(*pad([loaded.reader.text_ids(text)]))[0],
+                                   m.predict(*pad([m.reader.text_ids(text)]))[0], rtol=1e-6)
+
+
+@pytest.mark.skipif(not (corpora.default_root() / "vader" / "train.jsonl").exists(),
+                    reason="vader corpus not built (rnnchat corpus build vader)")
+def test_training_with_subwords(tmp_path):
+    args = SentimentTrainArgs(run_dir=tmp_path / "run", out=tmp_path / "s.npz", embed=6, hidden=6, epochs=1,
+                              batch_size=50, eval_every=4, max_train=200, vocab_size=300, subwords=64,
+                              compare_vader=False, float16=False)
+    train_sentiment(args)
+    trained, vocab, header = load_sentiment(tmp_path / "s.npz")
+    assert header["config"]["subwords"] == 64 and len(vocab) == 300
+    assert np.abs(trained.ngrams.params["W"]).max() > 0.1  # trained away from its U(-0.1, 0.1) start
+    with pytest.raises(ValueError, match="subwords"):
+        train_sentiment(SentimentTrainArgs(**{**vars(args), "lexicon_channel": True, "run_dir": tmp_path / "b"}))
