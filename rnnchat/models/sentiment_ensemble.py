@@ -107,11 +107,14 @@ class StackedMembers:
             return []
         rows = list(ids) if T > 1 else [ids[0], ids[0]]
         x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
+        words, bags = rows, None
+        if self.members is not None:  # the members share one reader: each run's n-gram rows are found once
+            reader = self.members[0].reader
+            words, bags = reader.words(np.asarray(rows, np.int64)), reader.bags(rows)
         for i, E in enumerate(self.E):
-            if self.members is None:
-                np.take(E, rows, axis=0, out=x[i])
-            else:
-                x[i] = self.members[i].vectors(rows)
+            np.take(E, words, axis=0, out=x[i])
+            if bags is not None:
+                x[i] += self.members[i].ngrams.lookup(*bags)  # as SentimentModel.vectors adds them
         hs_all, cs_all = [], []
         for Wx, Wh, b, (h, c) in zip(self.Wx, self.Wh, self.b, layers):
             A = np.matmul(x, Wx)  # (M, T', 4H): the input products of all steps
@@ -177,6 +180,10 @@ class SentimentEnsemble:
         if len({m.config.subwords for m in members}) != 1:
             raise ValueError("an ensemble's members must share one subword table size (they read tokens alike)")
         self.members = list(members)
+        if all(m.has_vocab for m in members):  # loaded members: one reader for all (an unseen word, one id)
+            if len({tuple(m.reader.vocab.itos) for m in members}) != 1:
+                raise ValueError("an ensemble's members must share one vocabulary")
+            self.set_vocab(members[0].reader.vocab)
         self.stacked: StackedMembers | None = None
         self.training = False
         self.train(False)

@@ -319,7 +319,7 @@ def finalize_model(model: Classifier, vocab: Vocab, out: Path, *, selection: dic
     tables = {"val": model_table(model, val), "test": model_table(model, test)}
     use16 = False
     if float16:
-        m16 = copy.deepcopy(model)
+        m16 = copy.deepcopy(model, {id(model.reader): model.reader})  # the same reader: val/test's ids
         m16.load_arrays({k: v.astype(np.float16).astype(np.float32) for k, v in model.arrays().items()})
         changed = n = 0
         for data in (val, test):

@@ -117,6 +117,23 @@ def test_live_steps_equal_the_batch_for_one_model_and_stacked_members(restart):
         SentimentConfig(vocab_size=9, subwords=4, lexicon=True)
 
 
+def test_an_ensemble_of_loaded_members_reads_with_one_reader(tmp_path):
+    for seed in (4, 5):
+        save_sentiment(model(seed=seed, dtype=np.float32), VOCAB, tmp_path / f"{seed}.npz", {}, float16=False)
+    loaded = [load_sentiment(tmp_path / f"{seed}.npz")[0] for seed in (4, 5)]
+    assert loaded[0].reader is not loaded[1].reader
+    ens = SentimentEnsemble(loaded)
+    assert loaded[0].reader is loaded[1].reader is ens.reader
+    ids, mask = pad([ens.reader.text_ids(t) for t in TEXTS])
+    probs, _ = ens.predict(ids, mask)
+    want = np.mean([m.predict(ids, mask)[0] for m in loaded], axis=0)
+    np.testing.assert_allclose(probs, want, rtol=1e-6)
+    with pytest.raises(ValueError, match="vocabulary"):
+        other = model(dtype=np.float32)
+        other.set_vocab(Vocab([*SPECIALS, *reversed(WORDS)]))
+        SentimentEnsemble([loaded[0], other])
+
+
 def test_checkpoints_keep_the_ngram_table(tmp_path):
     m = model(dtype=np.float32)
     save_sentiment(m, VOCAB, tmp_path / "s.npz", {}, float16=False)
@@ -140,3 +157,7 @@ def test_training_with_subwords(tmp_path):
     assert np.abs(trained.ngrams.params["W"]).max() > 0.1  # trained away from its U(-0.1, 0.1) start
     with pytest.raises(ValueError, match="subwords"):
         train_sentiment(SentimentTrainArgs(**{**vars(args), "lexicon_channel": True, "run_dir": tmp_path / "b"}))
+    # two loads of it as an ensemble (each load has its own reader until the ensemble shares one)
+    from rnnchat.train.sentiment_ensemble import build_ensemble
+    metrics = build_ensemble([tmp_path / "s.npz", tmp_path / "s.npz"], tmp_path / "e.npz", compare_vader=False)
+    assert metrics["val"]["pooled"]["binary_acc"] == pytest.approx(header["metrics"]["val"]["pooled"]["binary_acc"])
