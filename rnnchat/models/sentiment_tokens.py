@@ -27,7 +27,7 @@ import numpy as np
 from rnnchat.text import SPECIALS, Vocab, tokenize
 
 NGRAM_SIZES = (3, 4, 5)
-FORMS_LIMIT = 100_000  # unseen tokens given ids of their own in one process; later ones read as <unk>
+FORMS_LIMIT = 50_000  # unseen tokens given ids of their own by one reader (~20 MB); later ones read as <unk>
 
 _ELONGATED = re.compile(r"(.)\1{2,}")
 
