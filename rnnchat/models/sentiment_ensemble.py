@@ -41,7 +41,9 @@ def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
             spec |= {f"{member_prefix(i)}{k}": v for k, v in sentiment_spec(m).items()}
         return spec
     c = SentimentConfig.from_dict(config)
-    spec = {"embed.W": (c.vocab_size, c.embed + c.lexicon)} | ({"ngrams.W": (c.subwords, c.embed)} if c.subwords else {})
+    spec = {"embed.W": (c.vocab_size, c.embed + c.lexicon)}
+    if c.subwords:
+        spec["ngrams.W"] = (c.subwords, c.embed)
     for i in range(c.layers):
         d_in = c.embed + c.lexicon if i == 0 else c.hidden
         spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
@@ -180,10 +182,11 @@ class SentimentEnsemble:
         if len({m.config.subwords for m in members}) != 1:
             raise ValueError("an ensemble's members must share one subword table size (they read tokens alike)")
         self.members = list(members)
-        if all(m.has_vocab for m in members):  # loaded members: one reader for all (an unseen word, one id)
-            if len({tuple(m.reader.vocab.itos) for m in members}) != 1:
+        readers = {id(m.reader): m.reader for m in members if m.has_vocab}
+        if len(readers) > 1 or (readers and not all(m.has_vocab for m in members)):  # e.g. loaded one by one
+            if len({tuple(r.vocab.itos) for r in readers.values()}) != 1:
                 raise ValueError("an ensemble's members must share one vocabulary")
-            self.set_vocab(members[0].reader.vocab)
+            self.set_vocab(next(iter(readers.values())).vocab)  # one reader for all: an unseen word, one id
         self.stacked: StackedMembers | None = None
         self.training = False
         self.train(False)

@@ -32,14 +32,16 @@ def segment_ends(itos: Sequence[str], restart: str) -> np.ndarray | None:
 
 
 def split_ids(ids: Sequence[int], ends: np.ndarray | None) -> list[list[int]]:
-    """A text's ids cut after every segment end (the whole text is one segment without a rule)."""
+    """A text's ids cut after every segment end (the whole text is one segment without a rule). An id past the
+    table (a subword model's unseen word) ends nothing."""
     if ends is None:
         return [list(ids)] if len(ids) else []
     out: list[list[int]] = []
     current: list[int] = []
+    size = len(ends)
     for i in ids:
         current.append(i)
-        if ends[i]:
+        if i < size and ends[i]:
             out.append(current)
             current = []
     if current:

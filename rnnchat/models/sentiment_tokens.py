@@ -19,6 +19,7 @@ and its character 3-, 4- and 5-grams, each hashed (CRC-32 of its UTF-8, the same
 from __future__ import annotations
 
 import re
+import threading
 import zlib
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ import numpy as np
 from rnnchat.text import SPECIALS, Vocab, tokenize
 
 NGRAM_SIZES = (3, 4, 5)
-FORMS_LIMIT = 50_000  # unseen tokens given ids of their own by one reader (~20 MB); later ones read as <unk>
+FORMS_LIMIT = 1_000_000  # unseen tokens given ids by one reader (~120 B each); later ones read as bare <unk>
 
 _ELONGATED = re.compile(r"(.)\1{2,}")
 
@@ -52,7 +53,8 @@ class TokenReader:
         self.vocab, self.buckets, self.size = vocab, buckets, len(vocab)
         self._forms: dict[str, int] = {}  # an unseen token -> its id (size + k)
         self._form_tokens: list[str] = []
-        self._bags: dict[int, np.ndarray] = {}  # id -> its n-gram rows, made on first use
+        self._new_form = threading.Lock()  # the app reads typing on one thread and replies on another
+        self._bags: dict[int, np.ndarray] = {}  # a vocabulary id -> its n-gram rows, made on first use
 
     def token_id(self, token: str) -> int:
         stoi = self.vocab.stoi
@@ -65,10 +67,13 @@ class TokenReader:
             return self.vocab.unk_id
         i = self._forms.get(token)
         if i is None:
-            if len(self._form_tokens) >= FORMS_LIMIT:
-                return self.vocab.unk_id
-            i = self._forms[token] = self.size + len(self._form_tokens)
-            self._form_tokens.append(token)
+            with self._new_form:
+                i = self._forms.get(token)
+                if i is None:
+                    if len(self._form_tokens) >= FORMS_LIMIT:
+                        return self.vocab.unk_id
+                    self._form_tokens.append(token)
+                    i = self._forms[token] = self.size + len(self._form_tokens) - 1
         return i
 
     def text_ids(self, text: str) -> list[int]:
@@ -89,7 +94,8 @@ class TokenReader:
             if rows is None:
                 token = self.token(i)
                 rows = np.zeros(0, np.int64) if token in SPECIALS else ngram_buckets(token, self.buckets)
-                self._bags[i] = rows
+                if i < self.size:  # a form's rows are made again each time: memory stays ~120 B a form
+                    self._bags[i] = rows
             parts.append(rows)
         offsets = np.zeros(len(parts) + 1, np.int64)
         np.cumsum([len(p) for p in parts], out=offsets[1:])

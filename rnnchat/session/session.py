@@ -155,7 +155,8 @@ class ChatSession:
 
     def text_mood(self, text: str) -> Sentiment | None:
         """Sentiment of a finished text (a reply), from scratch: the typing state is left alone, so it may run on
-        the reply's worker thread while the user types. None as for `mood`."""
+        the reply's worker thread while the user types (the classifier's reader of unseen words is locked). None as
+        for `mood`."""
         return self._scored(text, live=False)
 
     def _scored(self, text: str, live: bool) -> Sentiment | None:

@@ -54,6 +54,42 @@ def test_forms_stop_at_the_limit(monkeypatch):
     assert reader.text_ids("aa bb cc aa") == [len(VOCAB), len(VOCAB) + 1, VOCAB.unk_id, len(VOCAB)]
 
 
+def ids_from_two_threads(reader: TokenReader, words: list[str]) -> list[list[int]]:
+    """Each thread's ids of `words`, the two reading at once and switching as often as the interpreter can (without
+    the reader's lock, 2 runs in 10 gave one word two ids)."""
+    import sys
+    import threading
+    got: list[list[int]] = [[], []]
+    threads = [threading.Thread(target=lambda k=k: got[k].extend(reader.token_id(w) for w in words)) for k in (0, 1)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    return got
+
+
+def test_two_threads_give_an_unseen_word_one_id():
+    words = [f"w{i}" for i in range(20000)]
+    for _ in range(3):
+        a, b = ids_from_two_threads(TokenReader(VOCAB, 8), words)
+        assert a == b and sorted(a) == list(range(len(VOCAB), len(VOCAB) + len(words)))
+
+
+def test_long_texts_of_a_restarting_subword_model_are_scored_in_chunks():
+    from rnnchat.train.sentiment_eval import LONG_TEXT, predict_ids
+    m = model(dtype=np.float32, restart="sentence")
+    m.train(False)
+    ids = m.reader.text_ids("good shattered . " * (LONG_TEXT // 3 + 10))  # past LONG_TEXT, with forms
+    assert len(ids) > LONG_TEXT and max(ids) >= len(VOCAB)
+    probs, _ = predict_ids(m, [ids])
+    np.testing.assert_allclose(probs[0], m.predict(*pad([ids]))[0][0], rtol=1e-4, atol=1e-6)
+
+
 def test_gradients_match_finite_differences_with_subwords():
     for layers, restart in ((1, "none"), (2, "clause")):
         m = model(layers=layers, restart=restart)
@@ -124,6 +160,8 @@ def test_an_ensemble_of_loaded_members_reads_with_one_reader(tmp_path):
     assert loaded[0].reader is not loaded[1].reader
     ens = SentimentEnsemble(loaded)
     assert loaded[0].reader is loaded[1].reader is ens.reader
+    kept = ens.reader
+    assert SentimentEnsemble(loaded).reader is kept  # members that share one reader keep it (ids stay valid)
     ids, mask = pad([ens.reader.text_ids(t) for t in TEXTS])
     probs, _ = ens.predict(ids, mask)
     want = np.mean([m.predict(ids, mask)[0] for m in loaded], axis=0)
