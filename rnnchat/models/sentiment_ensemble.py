@@ -110,13 +110,14 @@ class StackedMembers:
         rows = list(ids) if T > 1 else [ids[0], ids[0]]
         x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
         words, bags = rows, None
-        if self.members is not None:  # the members share one reader: each run's n-gram rows are found once
+        if self.members is not None:  # the members share one reader: each run's distinct ids' n-grams found once
             reader = self.members[0].reader
-            words, bags = reader.words(np.asarray(rows, np.int64)), reader.bags(rows)
+            distinct, where = np.unique(np.asarray(rows, np.int64), return_inverse=True)
+            words, bags = reader.words(np.asarray(rows, np.int64)), reader.bags(distinct)
         for i, E in enumerate(self.E):
             np.take(E, words, axis=0, out=x[i])
             if bags is not None:
-                x[i] += self.members[i].ngrams.lookup(*bags)  # as SentimentModel.vectors adds them
+                x[i] += self.members[i].ngrams.lookup(*bags)[where]  # as SentimentModel.vectors adds them
         hs_all, cs_all = [], []
         for Wx, Wh, b, (h, c) in zip(self.Wx, self.Wh, self.b, layers):
             A = np.matmul(x, Wx)  # (M, T', 4H): the input products of all steps

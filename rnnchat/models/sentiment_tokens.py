@@ -29,6 +29,7 @@ from rnnchat.text import SPECIALS, Vocab, tokenize
 
 NGRAM_SIZES = (3, 4, 5)
 FORMS_LIMIT = 1_000_000  # unseen tokens given ids by one reader (~120 B each); later ones read as bare <unk>
+FORM_BAGS_KEPT = 4096    # forms whose n-gram rows are kept (the words being typed), the others made again
 
 _ELONGATED = re.compile(r"(.)\1{2,}")
 
@@ -55,6 +56,7 @@ class TokenReader:
         self._form_tokens: list[str] = []
         self._new_form = threading.Lock()  # the app reads typing on one thread and replies on another
         self._bags: dict[int, np.ndarray] = {}  # a vocabulary id -> its n-gram rows, made on first use
+        self._form_bags: dict[int, np.ndarray] = {}  # the same for recent forms (a word being typed), bounded
 
     def token_id(self, token: str) -> int:
         stoi = self.vocab.stoi
@@ -90,12 +92,14 @@ class TokenReader:
         """(offsets (N + 1,), rows (K,)): id j's n-gram rows are rows[offsets[j]:offsets[j + 1]]."""
         parts = []
         for i in np.asarray(ids, np.int64).tolist():
-            rows = self._bags.get(i)
+            memo = self._bags if i < self.size else self._form_bags
+            rows = memo.get(i)
             if rows is None:
                 token = self.token(i)
                 rows = np.zeros(0, np.int64) if token in SPECIALS else ngram_buckets(token, self.buckets)
-                if i < self.size:  # a form's rows are made again each time: memory stays ~120 B a form
-                    self._bags[i] = rows
+                if memo is self._form_bags and len(memo) >= FORM_BAGS_KEPT:
+                    memo.clear()  # forms keep ~120 B each; only the recent ones keep their rows
+                memo[i] = rows
             parts.append(rows)
         offsets = np.zeros(len(parts) + 1, np.int64)
         np.cumsum([len(p) for p in parts], out=offsets[1:])

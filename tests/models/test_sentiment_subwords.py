@@ -48,10 +48,15 @@ def test_the_reader_gives_unseen_words_ids_of_their_own_and_their_ngrams():
         TokenReader(VOCAB, -1)
 
 
-def test_forms_stop_at_the_limit(monkeypatch):
+def test_forms_stop_at_the_limit_and_keep_few_ngram_rows(monkeypatch):
     monkeypatch.setattr(sentiment_tokens, "FORMS_LIMIT", 2)
     reader = TokenReader(VOCAB, 8)
     assert reader.text_ids("aa bb cc aa") == [len(VOCAB), len(VOCAB) + 1, VOCAB.unk_id, len(VOCAB)]
+    monkeypatch.setattr(sentiment_tokens, "FORM_BAGS_KEPT", 1)
+    for _ in range(2):  # rows made again once the memo is cleared are the same rows
+        offsets, rows = reader.bags([len(VOCAB), len(VOCAB) + 1])
+        np.testing.assert_array_equal(rows, np.r_[ngram_buckets("aa", 8), ngram_buckets("bb", 8)])
+        assert len(reader._form_bags) == 1
 
 
 def ids_from_two_threads(reader: TokenReader, words: list[str]) -> list[list[int]]:
