@@ -111,9 +111,9 @@ class StackedMembers:
         x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
         words, bags = rows, None
         if self.members is not None:  # the members share one reader: each run's distinct ids' n-grams found once
-            reader = self.members[0].reader
-            distinct, where = np.unique(np.asarray(rows, np.int64), return_inverse=True)
-            words, bags = reader.words(np.asarray(rows, np.int64)), reader.bags(distinct)
+            reader, run = self.members[0].reader, np.asarray(rows, np.int64)
+            distinct, where = np.unique(run, return_inverse=True)
+            words, bags = reader.words(run), reader.bags(distinct)
         for i, E in enumerate(self.E):
             np.take(E, words, axis=0, out=x[i])
             if bags is not None:
