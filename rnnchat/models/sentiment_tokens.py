@@ -13,13 +13,15 @@
 
 `bags(ids)` gives each id's subwords as `EmbeddingBag` input: fastText's recipe, the token wrapped in < and >
 and its character 3-, 4- and 5-grams, each hashed (CRC-32 of its UTF-8, the same in every process) into
-`buckets` rows. A word's vector is its own row plus the mean of its n-gram rows; special tokens have none.
+`buckets` rows; an emoji's are those of its Unicode name's words (`subwords`). A word's vector is its own row plus
+the mean of its n-gram rows; special tokens have none.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 import zlib
 from collections.abc import Sequence
 
@@ -40,9 +42,19 @@ def char_ngrams(token: str) -> list[str]:
     return [w[i:i + n] for n in NGRAM_SIZES for i in range(len(w) - n + 1)]
 
 
+def subwords(token: str) -> list[str]:
+    """A token's n-grams: `char_ngrams`, except for a pictograph (one character of Unicode category So: an emoji, a
+    symbol), which reads as the n-grams of its Unicode name's words. The training text has almost none, so "😞"
+    (DISAPPOINTED FACE) would otherwise be rows no sentence ever trained; as "disappointed" and "face" it carries
+    what those words' n-grams learnt."""
+    if len(token) == 1 and unicodedata.category(token) == "So" and (name := unicodedata.name(token, "")):
+        return [g for word in name.lower().replace("-", " ").split() for g in char_ngrams(word)]
+    return char_ngrams(token)
+
+
 def ngram_buckets(token: str, buckets: int) -> np.ndarray:
-    """The hashed rows of a token's n-grams (int64, possibly repeated)."""
-    return np.array([zlib.crc32(g.encode("utf-8")) % buckets for g in char_ngrams(token)], np.int64)
+    """The hashed rows of a token's n-grams (`subwords`; int64, possibly repeated)."""
+    return np.array([zlib.crc32(g.encode("utf-8")) % buckets for g in subwords(token)], np.int64)
 
 
 class TokenReader:

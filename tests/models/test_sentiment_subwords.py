@@ -48,6 +48,14 @@ def test_the_reader_gives_unseen_words_ids_of_their_own_and_their_ngrams():
         TokenReader(VOCAB, -1)
 
 
+def test_an_emoji_reads_as_its_unicode_names_words():
+    from rnnchat.models.sentiment_tokens import subwords
+    assert subwords("😞") == char_ngrams("disappointed") + char_ngrams("face")
+    assert subwords("💔") == char_ngrams("broken") + char_ngrams("heart")
+    assert subwords(":)") == char_ngrams(":)") and subwords("é") == char_ngrams("é")  # not a pictograph
+    np.testing.assert_array_equal(ngram_buckets("😍", 16)[:len(char_ngrams("smiling"))], ngram_buckets("smiling", 16))
+
+
 def test_forms_stop_at_the_limit_and_keep_few_ngram_rows(monkeypatch):
     monkeypatch.setattr(sentiment_tokens, "FORMS_LIMIT", 2)
     reader = TokenReader(VOCAB, 8)
