@@ -32,6 +32,7 @@ from rnnchat.text import SPECIALS, Vocab, tokenize
 NGRAM_SIZES = (3, 4, 5)
 FORMS_LIMIT = 1_000_000  # unseen tokens given ids by one reader (~120 B each); later ones read as bare <unk>
 FORM_BAGS_KEPT = 4096    # forms whose n-gram rows are kept (the words being typed), the others made again
+LONGEST = 64             # a longer token (a URL, a pasted run of letters) reads as the n-grams of its first 64
 
 _ELONGATED = re.compile(r"(.)\1{2,}")
 
@@ -43,13 +44,14 @@ def char_ngrams(token: str) -> list[str]:
 
 
 def subwords(token: str) -> list[str]:
-    """A token's n-grams: `char_ngrams`, except for a pictograph (one character of Unicode category So: an emoji, a
-    symbol), which reads as the n-grams of its Unicode name's words. The training text has almost none, so "😞"
+    """A token's n-grams: `char_ngrams`, with two exceptions. A pictograph (one character of Unicode category So: an
+    emoji, a symbol) reads as the n-grams of its Unicode name's words: the training text has almost none, so "😞"
     (DISAPPOINTED FACE) would otherwise be rows no sentence ever trained; as "disappointed" and "face" it carries
-    what those words' n-grams learnt."""
+    what those words' n-grams learnt. A token longer than LONGEST characters reads by its start, so time and memory
+    stay bounded however long a token is pasted."""
     if len(token) == 1 and unicodedata.category(token) == "So" and (name := unicodedata.name(token, "")):
         return [g for word in name.lower().replace("-", " ").split() for g in char_ngrams(word)]
-    return char_ngrams(token)
+    return char_ngrams(token[:LONGEST])
 
 
 def ngram_buckets(token: str, buckets: int) -> np.ndarray:

@@ -54,6 +54,7 @@ def test_an_emoji_reads_as_its_unicode_names_words():
     assert subwords("💔") == char_ngrams("broken") + char_ngrams("heart")
     assert subwords(":)") == char_ngrams(":)") and subwords("é") == char_ngrams("é")  # not a pictograph
     np.testing.assert_array_equal(ngram_buckets("😍", 16)[:len(char_ngrams("smiling"))], ngram_buckets("smiling", 16))
+    assert subwords("z" * 400_000) == char_ngrams("z" * 64)  # a pasted run of letters: bounded n-grams
 
 
 def test_forms_stop_at_the_limit_and_keep_few_ngram_rows(monkeypatch):
