@@ -35,6 +35,8 @@ FORM_BAGS_KEPT = 4096    # forms whose n-gram rows are kept (the words being typ
 LONGEST = 64             # a longer token (a URL, a pasted run of letters) reads as the n-grams of its first 64
 
 _ELONGATED = re.compile(r"(.)\1{2,}")
+# an emoji sequence: pictographs (So) with skin-tone modifiers (Sk), variation marks (Mn) and joiners (Cf)
+_PICTOGRAPH_PARTS = frozenset({"So", "Sk", "Mn", "Cf"})
 
 
 def char_ngrams(token: str) -> list[str]:
@@ -44,13 +46,17 @@ def char_ngrams(token: str) -> list[str]:
 
 
 def subwords(token: str) -> list[str]:
-    """A token's n-grams: `char_ngrams`, with two exceptions. A pictograph (one character of Unicode category So: an
-    emoji, a symbol) reads as the n-grams of its Unicode name's words: the training text has almost none, so "😞"
+    """A token's n-grams: `char_ngrams`, with two exceptions. A pictograph (a character of Unicode category So: an
+    emoji, a symbol; or a sequence of them with skin tones and joiners, "👍🏽", "👨‍👩‍👧") reads as the n-grams of the
+    words of its pictographs' Unicode names: the training text has almost none, so "😞"
     (DISAPPOINTED FACE) would otherwise be rows no sentence ever trained; as "disappointed" and "face" it carries
     what those words' n-grams learnt. A token longer than LONGEST characters reads by its start, so time and memory
     stay bounded however long a token is pasted."""
-    if len(token) == 1 and unicodedata.category(token) == "So" and (name := unicodedata.name(token, "")):
-        return [g for word in name.lower().replace("-", " ").split() for g in char_ngrams(word)]
+    if len(token) <= 16 and all(unicodedata.category(c) in _PICTOGRAPH_PARTS for c in token):
+        names = [unicodedata.name(c, "") for c in token if unicodedata.category(c) == "So"]
+        words = " ".join(names).lower().replace("-", " ").split()
+        if words:
+            return [g for word in words for g in char_ngrams(word)]
     return char_ngrams(token[:LONGEST])
 
 

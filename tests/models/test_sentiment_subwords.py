@@ -53,6 +53,8 @@ def test_an_emoji_reads_as_its_unicode_names_words():
     assert subwords("😞") == char_ngrams("disappointed") + char_ngrams("face")
     assert subwords("💔") == char_ngrams("broken") + char_ngrams("heart")
     assert subwords(":)") == char_ngrams(":)") and subwords("é") == char_ngrams("é")  # not a pictograph
+    assert subwords("👍🏽") == [g for w in ("thumbs", "up", "sign") for g in char_ngrams(w)]  # a skin tone
+    assert subwords("👨\u200d👧") == char_ngrams("man") + char_ngrams("girl")  # joined by a zero-width joiner
     np.testing.assert_array_equal(ngram_buckets("😍", 16)[:len(char_ngrams("smiling"))], ngram_buckets("smiling", 16))
     assert subwords("z" * 400_000) == char_ngrams("z" * 64)  # a pasted run of letters: bounded n-grams
 
