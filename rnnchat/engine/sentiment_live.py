@@ -31,6 +31,7 @@ from pathlib import Path
 from rnnchat import paths
 from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment
+from rnnchat.models.sentiment_segments import ends_at
 from rnnchat.text import ChunkTokenizer, Vocab
 
 
@@ -121,8 +122,7 @@ class LiveSentiment:
         if end is None:
             if len(self._is_end) > 100_000:  # a memo, not a second vocabulary
                 self._is_end.clear()
-            i = self.reader.token_id(token)  # a form (an unseen word's own id) ends nothing
-            end = self._is_end[token] = i < len(self._ends) and bool(self._ends[i])
+            end = self._is_end[token] = ends_at(self._ends, self.reader.token_id(token))
         return end
 
     def set_text(self, text: str) -> Sentiment:

@@ -276,9 +276,9 @@ class SentimentModel:
         x = self.embed.forward(words)
         if self.ngrams is None:
             return x
-        distinct, inverse = np.unique(ids, return_inverse=True)
-        self._bag_of = (inverse.ravel(), len(distinct))
-        return x + self.ngrams.forward(*self.reader.bags(distinct))[inverse.ravel()].reshape(x.shape)
+        where, offsets, rows = self.reader.distinct_bags(ids)
+        self._bag_of = (where, len(offsets) - 1)
+        return x + self.ngrams.forward(offsets, rows)[where].reshape(x.shape)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The input vectors (T, D) of a run of ids, for the live path (pure; as `_embed` computes them)."""
@@ -286,7 +286,8 @@ class SentimentModel:
         W = self.embed.params["W"]
         if self.ngrams is None:
             return W[ids]
-        return W[self.reader.words(ids)] + self.ngrams.lookup(*self.reader.bags(ids))
+        where, offsets, rows = self.reader.distinct_bags(ids)
+        return W[self.reader.words(ids)] + self.ngrams.lookup(offsets, rows)[where]
 
     def loss(self, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, targets: np.ndarray,
              *, grad: bool = False) -> tuple[float, int]:

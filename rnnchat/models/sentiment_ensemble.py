@@ -110,10 +110,9 @@ class StackedMembers:
         rows = list(ids) if T > 1 else [ids[0], ids[0]]
         x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
         words, bags = rows, None
-        if self.members is not None:  # the members share one reader: each run's distinct ids' n-grams found once
+        if self.members is not None:  # the members share one reader: the run's n-gram rows are found once
             reader, run = self.members[0].reader, np.asarray(rows, np.int64)
-            distinct, where = np.unique(run, return_inverse=True)
-            words, bags = reader.words(run), reader.bags(distinct)
+            words, (where, *bags) = reader.words(run), reader.distinct_bags(run)
         for i, E in enumerate(self.E):
             np.take(E, words, axis=0, out=x[i])
             if bags is not None:

@@ -31,17 +31,20 @@ def segment_ends(itos: Sequence[str], restart: str) -> np.ndarray | None:
     return np.array([pattern.fullmatch(t) is not None for t in itos], bool)
 
 
+def ends_at(ends: np.ndarray, i: int) -> bool:
+    """Whether id i ends a segment; an id past the table (a subword model's unseen word) ends nothing."""
+    return i < len(ends) and bool(ends[i])
+
+
 def split_ids(ids: Sequence[int], ends: np.ndarray | None) -> list[list[int]]:
-    """A text's ids cut after every segment end (the whole text is one segment without a rule). An id past the
-    table (a subword model's unseen word) ends nothing."""
+    """A text's ids cut after every segment end (the whole text is one segment without a rule)."""
     if ends is None:
         return [list(ids)] if len(ids) else []
     out: list[list[int]] = []
     current: list[int] = []
-    size = len(ends)
     for i in ids:
         current.append(i)
-        if i < size and ends[i]:
+        if ends_at(ends, i):
             out.append(current)
             current = []
     if current:

@@ -108,6 +108,12 @@ class TokenReader:
     def token(self, i: int) -> str:
         return self.vocab.itos[i] if i < self.size else self._form_tokens[i - self.size]
 
+    def distinct_bags(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(where, offsets, rows): `bags` of the distinct ids of `ids` (any shape), each found once, and which of
+        them each position of `ids` holds (flat). The batch, a live run and stacked members all compose this way."""
+        distinct, where = np.unique(np.asarray(ids, np.int64), return_inverse=True)
+        return (where.ravel(), *self.bags(distinct))
+
     def bags(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(offsets (N + 1,), rows (K,)): id j's n-gram rows are rows[offsets[j]:offsets[j + 1]]."""
         parts = []
