@@ -202,12 +202,15 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
-    """Copy a checkpoint's weights into `model` (same architecture and vocabulary); return its header."""
+    """Copy a checkpoint's weights into `model` (same sizes and vocabulary; the dropout may differ); return its
+    header."""
     source, source_vocab, header = load_lm(path)
     if source_vocab.to_list() != vocab.to_list():
         raise ValueError(f"--init-from {path}: its vocabulary differs from the one built from this corpus")
-    if source.header_config() != model.header_config():
-        raise ValueError(f"--init-from {path}: architecture {source.header_config()} != {model.header_config()}")
+    shape = lambda config: {k: v for k, v in config.items() if k != "dropout"}  # dropout is training, not shape
+    if shape(source.header_config()) != shape(model.header_config()):
+        raise ValueError(f"--init-from {path}: architecture {shape(source.header_config())} != "
+                         f"{shape(model.header_config())}")
     model.params.load(source.arrays())
     return header
 

@@ -74,6 +74,10 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     assert abs(first["val_perplexity"] - source_val) / source_val < 0.01
     with pytest.raises(ValueError, match="architecture"):
         train_lm(LMTrainArgs(**{**vars(warm), "hidden": 16}))
+    # another dropout is a training choice, not another shape: the weights are taken as they are
+    train_lm(LMTrainArgs(**{**vars(warm), "run_dir": tmp_path / "warm2", "out": tmp_path / "warm2.npz",
+                            "dropout": 0.5}))
+    assert read_header(tmp_path / "warm2.npz")["config"]["dropout"] == 0.5
 
 
 def test_resume_keeps_the_runs_regularisers(chitchat_root, tmp_path, monkeypatch):
