@@ -23,6 +23,10 @@ With ``subwords`` (a number of hashed n-gram rows, fastText style) a token's inp
 mean of its character n-grams' rows, and a token the vocabulary lacks reads as <unk> plus its n-grams
 (``rnnchat.models.sentiment_tokens``: the `TokenReader` that `set_vocab` makes gives every token its id).
 
+With ``cell="qrnn"`` the recurrence is a QRNN (``rnnchat.nn.qrnn``: gates from the last ``window`` tokens
+only, an element-wise memory), whose live path (``rnnchat.models.sentiment_qrnn``) re-runs the rest of a text
+after an edit without a matrix product per token.
+
 The ensemble, the checkpoint's spec (one model or members "m0.", "m1.", ...), loading and saving are
 ``rnnchat.models.sentiment_ensemble``'s.
 """
@@ -31,16 +35,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 
 import numpy as np
 
-from rnnchat.models.sentiment_segments import RESTARTS, Segments, segment_ends
+from rnnchat.models.sentiment_qrnn import StackedQRNN
+from rnnchat.models.sentiment_result import softmax
+from rnnchat.models.sentiment_segments import RESTARTS, Segments, join_states, segment_ends
 from rnnchat.models.sentiment_tokens import TokenReader
 from rnnchat.nn import LSTM, Dropout, Embedding, EmbeddingBag, Linear, ParamSet
 from rnnchat.nn.layers import sum_rows
+from rnnchat.nn.recurrent import lstm_cell
+from rnnchat.nn.qrnn import QRNN
 from rnnchat.text import Vocab
 
 POOLS = ("last", "max", "mean")
+CELLS = ("lstm", "qrnn")
 
 
 @dataclass
@@ -56,8 +66,12 @@ class SentimentConfig:
     lexicon: bool = False         # a fixed extra input per token: its lexicon rating / 4 (`set_lexicon`)
     restart: str = "none"         # "sentence" / "clause": the recurrence restarts after each one ends
     subwords: int = 0             # hashed character n-gram rows added to each token's vector (0: none)
+    cell: str = "lstm"            # "lstm" or "qrnn" (gates from the inputs only: a live edit re-runs in µs)
+    window: int = 2               # qrnn: the gates read this many tokens (the current one and those before)
 
     def __post_init__(self):
+        if self.cell not in CELLS or (self.cell == "qrnn" and self.layers != 1):  # live: gate rows per token
+            raise ValueError(f"cell must be one of {CELLS} (qrnn with one layer), got {self.cell!r}")
         if self.restart not in RESTARTS:
             raise ValueError(f"restart must be one of {RESTARTS}, got {self.restart!r}")
         if self.subwords < 0 or (self.subwords and self.lexicon):
@@ -89,12 +103,6 @@ def steps_one_by_one(advance, state, ids: Sequence[int]) -> list:
     return out
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 # The incremental state after k tokens: per layer (h, c), then the running max and sum of the last
 # layer's outputs, and k. Arrays are 1-D (H,).
 LiveState = tuple[tuple[tuple[np.ndarray, np.ndarray], ...], np.ndarray, np.ndarray, int]
@@ -110,9 +118,10 @@ class SentimentModel:
         self.embed = Embedding(c.vocab_size, c.embed + c.lexicon, rng=self.rng, dtype=dtype)
         if c.lexicon:
             self.embed.params["W"][:, -1] = 0  # no rating until `set_lexicon`
-        self.lstms = [LSTM(c.embed + c.lexicon if i == 0 else c.hidden, c.hidden, rng=self.rng, dtype=dtype)
+        cell = LSTM if c.cell == "lstm" else partial(QRNN, window=c.window)
+        self.lstms = [cell(c.embed + c.lexicon if i == 0 else c.hidden, c.hidden, rng=self.rng, dtype=dtype)
                       for i in range(c.layers)]
-        for lstm in self.lstms:  # forget-gate bias 1: remember by default (gate order i|f|o|g)
+        for lstm in self.lstms:  # forget-gate bias 1: remember by default (i|f|o|g, or z|f|o for the QRNN)
             lstm.params["b"][c.hidden:2 * c.hidden] = 1.0
         self.drops = [Dropout(c.dropout, rng=self.rng) for _ in range(c.layers + 1)]
         self.cls = Linear(c.feature_size, 3, rng=self.rng, dtype=dtype)
@@ -121,6 +130,7 @@ class SentimentModel:
         self.frozen_embedding = False
         self._ends: np.ndarray | None = None  # (V,) bool: ids that end a segment (`set_vocab`)
         self._reader: TokenReader | None = None
+        self._qrnn_live: StackedQRNN | None = None  # a QRNN's live path (made in eval mode, from the weights)
         self._build_params()
         self.training = True
 
@@ -131,7 +141,7 @@ class SentimentModel:
     def _build_params(self) -> None:
         named = [] if self.frozen_embedding else [("embed", self.embed)]
         named += [("ngrams", self.ngrams)] if self.ngrams is not None else []
-        named += [(f"lstm{i}", l) for i, l in enumerate(self.lstms)]
+        named += [(f"{self.config.cell}{i}", l) for i, l in enumerate(self.lstms)]
         self.params = ParamSet(named + [("cls", self.cls), ("score", self.score)])
 
     def set_vocab(self, vocab: Vocab, reader: TokenReader | None = None) -> None:
@@ -183,6 +193,17 @@ class SentimentModel:
         self.training = mode
         for d in self.drops:
             d.training = mode
+        self._qrnn_live = None  # its gate rows hold products of the weights: made again when next used
+
+    def _qrnn(self) -> StackedQRNN | None:
+        """A QRNN model's live path (this model as a stack of one); None for an LSTM."""
+        if self.config.cell != "qrnn":
+            return None
+        if self.training:  # the weights may change between calls: no copy is kept
+            return StackedQRNN([self])
+        if self._qrnn_live is None:
+            self._qrnn_live = StackedQRNN([self])
+        return self._qrnn_live
 
     def reset_state(self) -> None:
         """Nothing is carried between batches (each sentence starts from the zero state)."""
@@ -322,41 +343,40 @@ class SentimentModel:
 
     # -- incremental, one token at a time -------------------------------------------------------------
     def zero_state(self) -> LiveState:
+        if (qrnn := self._qrnn()) is not None:
+            return qrnn.zero_state()
         H = self.config.hidden
         layers = tuple((np.zeros(H, self.dtype), np.zeros(H, self.dtype)) for _ in self.lstms)
         return layers, np.full(H, -np.inf, self.dtype), np.zeros(H, self.dtype), 0
 
     def advance(self, state: LiveState, token_id: int) -> LiveState:
         """The state after one more token (pure: `state` is not modified). Dropout never applies."""
+        if (qrnn := self._qrnn()) is not None:
+            return qrnn.advance(state, token_id)
         layers, mx, sm, k = state
         x = self.embed.params["W"][token_id] if self.ngrams is None else self.vectors([token_id])[0]
-        H = self.config.hidden
         new_layers = []
         for lstm, (h, c) in zip(self.lstms, layers):
             p = lstm.params
             a = x @ p["Wx"]
             a += h @ p["Wh"]
             a += p["b"]
-            s = a[:3 * H]
-            s *= 0.5  # sigmoid via tanh, exactly as the batched LSTM computes it
-            np.tanh(s, out=s)
-            s *= 0.5
-            s += 0.5
-            g = np.tanh(a[3 * H:])
-            c = a[H:2 * H] * c
-            c += a[:H] * g
-            h = a[2 * H:3 * H] * np.tanh(c)
+            h, c = (v[0] for v in lstm_cell(a[None], c[None], self.config.hidden))  # as the batched LSTM
             new_layers.append((h, c))
             x = h
         return tuple(new_layers), np.maximum(mx, x), sm + x, k + 1
 
     def steps(self, state: LiveState, ids: Sequence[int]) -> list[LiveState]:
         """The states after each of `ids` (the live path's runs of tokens)."""
+        if (qrnn := self._qrnn()) is not None:
+            return qrnn.steps(state, ids)
         return steps_one_by_one(self.advance, state, ids)
 
     def advance_many(self, state: LiveState, ids: Sequence[int], chunk: int = 1024) -> LiveState:
         """The state after all of `ids`, as `advance` one at a time would give, computed `chunk` tokens at a
         time through the batched LSTMs: linear time, memory bounded by the chunk, for texts of any length."""
+        if (qrnn := self._qrnn()) is not None:
+            return qrnn.advance_many(state, ids, chunk)
         layers, mx, sm, k = state
         ids = np.asarray(ids, np.int64)
         for start in range(0, len(ids), chunk):
@@ -369,14 +389,12 @@ class SentimentModel:
             mx, sm, k = np.maximum(mx, top.max(axis=0)), sm + top.sum(axis=0), k + len(top)
         return layers, mx, sm, k
 
-    @staticmethod
-    def join(state: LiveState, segment: LiveState) -> LiveState:
-        """A text's state followed by a segment's (stepped from `zero_state`): the segment's recurrent state,
-        the pools over both. join(zero_state(), s) is s: a text without restarts is one segment."""
-        return segment[0], np.maximum(state[1], segment[1]), state[2] + segment[2], state[3] + segment[3]
+    join = staticmethod(join_states)
 
     def readout(self, state: LiveState) -> tuple[np.ndarray, float]:
         """(probabilities (3,), score) for the text whose tokens led to `state`."""
+        if (qrnn := self._qrnn()) is not None:
+            return qrnn.readout(state)
         layers, mx, sm, k = state
         feats = []
         for pool in self.config.pools:
@@ -398,6 +416,7 @@ class SentimentModel:
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         np.copyto(self.embed.params["W"], arrays["embed.W"].astype(self.dtype, copy=False))
         self.params.load(arrays)
+        self._qrnn_live = None
 
     def header_config(self) -> dict:
         return asdict(self.config)

@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat.checkpoint import load_vocab_model, save_checkpoint
-from rnnchat.models.sentiment import LiveState, SentimentConfig, SentimentModel, softmax, steps_one_by_one
+from rnnchat.models.sentiment import LiveState, SentimentConfig, SentimentModel, steps_one_by_one
+from rnnchat.models.sentiment_qrnn import StackedQRNN
+from rnnchat.models.sentiment_result import mean_in_order, softmax
+from rnnchat.models.sentiment_segments import join_states
 from rnnchat.models.sentiment_tokens import TokenReader
 from rnnchat.text import Vocab
 
@@ -46,8 +49,11 @@ def sentiment_spec(config: dict) -> dict[str, tuple[int, ...]]:
         spec["ngrams.W"] = (c.subwords, c.embed)
     for i in range(c.layers):
         d_in = c.embed + c.lexicon if i == 0 else c.hidden
-        spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
-                 f"lstm{i}.b": (4 * c.hidden,)}
+        if c.cell == "qrnn":
+            spec |= {f"qrnn{i}.W": (c.window * d_in, 3 * c.hidden), f"qrnn{i}.b": (3 * c.hidden,)}
+        else:
+            spec |= {f"lstm{i}.Wx": (d_in, 4 * c.hidden), f"lstm{i}.Wh": (c.hidden, 4 * c.hidden),
+                     f"lstm{i}.b": (4 * c.hidden,)}
     F = c.feature_size
     return spec | {"cls.W": (F, 3), "cls.b": (3,), "score.W": (F, 1), "score.b": (1,)}
 
@@ -79,6 +85,7 @@ class StackedMembers:
         self.gate_scale, self.gate_shift = half, shift  # tanh(z/2) / 2 + 1/2 = sigmoid(z) on i|f|o; g as it is
         self.E = [m.embed.params["W"] for m in members]  # looked up per member: no copy of the big tables
         self.members = members if c.subwords else None  # then each member composes its input vectors
+        self.models = members
         self.Wx = [np.stack([m.lstms[i].params["Wx"] for m in members]) * half for i in range(c.layers)]
         self.Wh = [np.stack([m.lstms[i].params["Wh"] for m in members]) * half for i in range(c.layers)]
         self.b = [np.stack([m.lstms[i].params["b"] for m in members])[:, None] * half for i in range(c.layers)]
@@ -88,8 +95,9 @@ class StackedMembers:
 
     @staticmethod
     def alike(members: list[SentimentModel]) -> bool:
-        keys = ("vocab_size", "embed", "hidden", "layers", "pool", "lexicon", "subwords")
-        return len({tuple(getattr(m.config, k) for k in keys) for m in members}) == 1
+        keys = ("vocab_size", "embed", "hidden", "layers", "pool", "lexicon", "subwords", "cell")
+        same = len({tuple(getattr(m.config, k) for k in keys) for m in members}) == 1
+        return same and members[0].config.cell == "lstm"
 
     def zero_state(self) -> StackedState:
         M, H = self.M, self.H
@@ -148,7 +156,11 @@ class StackedMembers:
             out.append((tuple((hs[t], cs[t]) for hs, cs in zip(hs_all, cs_all)), mx, sm, k + t + 1))
         return out
 
-    join = staticmethod(SentimentModel.join)  # the same arithmetic on (M, H) arrays
+    def advance_many(self, state: StackedState, ids: Sequence[int]) -> StackedState:
+        """The state after all of `ids`, each member through its batched LSTMs (`SentimentModel.advance_many`)."""
+        return self.stack([m.advance_many(s, ids) for m, s in zip(self.models, self.unstack(state))])
+
+    join = staticmethod(join_states)  # the same arithmetic on (M, H) arrays
 
     def readout(self, state: StackedState) -> tuple[np.ndarray, float]:
         layers, mx, sm, k = state
@@ -157,7 +169,7 @@ class StackedMembers:
         out = np.matmul(f, self.head_W)[:, 0] + self.head_b  # (M, 4)
         logits, scores = out[:, :3], np.tanh(out[:, 3])
         probs = softmax(logits.astype(np.float64))
-        return _mean(list(probs)), float(_mean([np.float64(s) for s in scores]))
+        return mean_in_order(list(probs)), float(mean_in_order([np.float64(s) for s in scores]))
 
     def stack(self, states: Sequence[LiveState]) -> StackedState:
         """The members' own states as one stacked state."""
@@ -187,7 +199,7 @@ class SentimentEnsemble:
             if len({tuple(r.vocab.itos) for r in readers.values()}) != 1:
                 raise ValueError("an ensemble's members must share one vocabulary")
             self.set_vocab(next(iter(readers.values())).vocab)  # one reader for all: an unseen word, one id
-        self.stacked: StackedMembers | None = None
+        self.stacked: StackedMembers | StackedQRNN | None = None
         self.training = False
         self.train(False)
 
@@ -228,11 +240,13 @@ class SentimentEnsemble:
             self.stacked = None
         elif self.stacked is None and StackedMembers.alike(self.members):
             self.stacked = StackedMembers(self.members)
+        elif self.stacked is None and StackedQRNN.alike(self.members):
+            self.stacked = StackedQRNN(self.members)
 
     def predict(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean probabilities (N, 3), mean scores (N,)) with dropout off."""
         out = [m.predict(ids, mask) for m in self.members]
-        return _mean([p for p, _ in out]), _mean([s for _, s in out])
+        return mean_in_order([p for p, _ in out]), mean_in_order([s for _, s in out])
 
     # -- live ---------------------------------------------------------------------------------------------
     def zero_state(self):
@@ -253,8 +267,7 @@ class SentimentEnsemble:
 
     def advance_many(self, state, ids: Sequence[int]):
         if self.stacked is not None:
-            states = self.stacked.unstack(state)
-            return self.stacked.stack([m.advance_many(s, ids) for m, s in zip(self.members, states)])
+            return self.stacked.advance_many(state, ids)
         return tuple(m.advance_many(s, ids) for m, s in zip(self.members, state))
 
     def join(self, state, segment):
@@ -266,7 +279,7 @@ class SentimentEnsemble:
         if self.stacked is not None:
             return self.stacked.readout(state)
         out = [m.readout(s) for m, s in zip(self.members, state)]
-        return _mean([p for p, _ in out]), float(_mean([np.float64(s) for _, s in out]))
+        return mean_in_order([p for p, _ in out]), float(mean_in_order([np.float64(s) for _, s in out]))
 
     # -- checkpoint arrays --------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -281,14 +294,6 @@ class SentimentEnsemble:
 
     def header_config(self) -> dict:
         return {"vocab_size": self.vocab_size, "members": [m.header_config() for m in self.members]}
-
-
-def _mean(values: list[np.ndarray]) -> np.ndarray:
-    """The mean in a fixed order (sum left to right, then divide), the same for batched and live use."""
-    total = values[0].astype(np.float64, copy=True)
-    for v in values[1:]:
-        total += v
-    return total / len(values)
 
 
 Classifier = SentimentModel | SentimentEnsemble  # what checkpoints load as; both predict and run live

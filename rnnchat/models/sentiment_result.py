@@ -1,5 +1,6 @@
 """A text's sentiment as the app shows and stores it, and the class of a human rating: one result type for every
-classifier, the live indicator, `rnnchat sentiment` and transcripts."""
+classifier, the live indicator, `rnnchat sentiment` and transcripts; and how classifiers' logits become it
+(`softmax`, members averaged by `mean_in_order`)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,21 @@ class Sentiment:
     @classmethod
     def from_dict(cls, d: dict | None) -> "Sentiment | None":
         return None if not d else cls(str(d["label"]), float(d["score"]))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def mean_in_order(values: list[np.ndarray]) -> np.ndarray:
+    """The mean in a fixed order (sum left to right, then divide): an ensemble's members averaged the same way
+    for batched and live use."""
+    total = values[0].astype(np.float64, copy=True)
+    for v in values[1:]:
+        total += v
+    return total / len(values)
 
 
 def rating_label(rating: float) -> int:

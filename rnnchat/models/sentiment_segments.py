@@ -89,3 +89,10 @@ class Segments:
         out = np.zeros((self.S, self.T, dh.shape[-1]), dh.dtype)
         out[self.seg, self.pos] = dh[self.real]
         return out
+
+
+def join_states(state: tuple, segment: tuple) -> tuple:
+    """A text's live state followed by a segment's (stepped from the zero state): the segment's recurrent
+    state, the pools over both (running max, sum, token count). join_states(zero, s) is s: a text without
+    restarts is one segment. The same arithmetic for one model's (H,) arrays and stacked members' (M, H)."""
+    return segment[0], np.maximum(state[1], segment[1]), state[2] + segment[2], state[3] + segment[3]
