@@ -163,6 +163,8 @@ class LiveSentiment:
         pos = k - keep + resume
         while pos < stop:  # runs of at most DENSE tokens, none past a segment end: [pos, piece_end)
             piece_end, closed = pos, False
+            if self._ends is None:  # one segment: no token to test
+                piece_end = min(stop, pos + DENSE)
             while piece_end < stop and piece_end - pos < DENSE and not closed:
                 closed = ends(tokens[piece_end])
                 piece_end += 1
