@@ -43,10 +43,9 @@ from rnnchat.models.sentiment_qrnn import StackedQRNN
 from rnnchat.models.sentiment_result import softmax
 from rnnchat.models.sentiment_segments import RESTARTS, Segments, join_states, segment_ends
 from rnnchat.models.sentiment_tokens import TokenReader
-from rnnchat.nn import LSTM, Dropout, Embedding, EmbeddingBag, Linear, ParamSet
+from rnnchat.nn import LSTM, QRNN, Dropout, Embedding, EmbeddingBag, Linear, ParamSet
 from rnnchat.nn.layers import sum_rows
 from rnnchat.nn.recurrent import lstm_cell
-from rnnchat.nn.qrnn import QRNN
 from rnnchat.text import Vocab
 
 POOLS = ("last", "max", "mean")
