@@ -42,10 +42,10 @@ import numpy as np
 from rnnchat.models.sentiment_qrnn import StackedQRNN
 from rnnchat.models.sentiment_result import softmax
 from rnnchat.models.sentiment_segments import RESTARTS, Segments, join_states, segment_ends
+from rnnchat.models.sentiment_stacked import StackedMembers
 from rnnchat.models.sentiment_tokens import TokenReader
 from rnnchat.nn import LSTM, QRNN, Dropout, Embedding, EmbeddingBag, Linear, ParamSet
 from rnnchat.nn.layers import sum_rows
-from rnnchat.nn.recurrent import lstm_cell
 from rnnchat.text import Vocab
 
 POOLS = ("last", "max", "mean")
@@ -93,18 +93,9 @@ class SentimentConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def steps_one_by_one(advance, state, ids: Sequence[int]) -> list:
-    """The states after each of `ids`, one `advance` at a time (a model or members that cannot step a run)."""
-    out = []
-    for i in ids:
-        state = advance(state, i)
-        out.append(state)
-    return out
-
-
-# The incremental state after k tokens: per layer (h, c), then the running max and sum of the last
-# layer's outputs, and k. Arrays are 1-D (H,).
-LiveState = tuple[tuple[tuple[np.ndarray, np.ndarray], ...], np.ndarray, np.ndarray, int]
+# The incremental state after k tokens: per layer (h, c) (a QRNN's also holds the window's ids), then the
+# running max and sum of the last layer's outputs, and k. Arrays are (1, H): a model runs as a stack of one.
+LiveState = tuple[tuple[tuple, ...], np.ndarray, np.ndarray, int]
 
 
 class SentimentModel:
@@ -129,7 +120,7 @@ class SentimentModel:
         self.frozen_embedding = False
         self._ends: np.ndarray | None = None  # (V,) bool: ids that end a segment (`set_vocab`)
         self._reader: TokenReader | None = None
-        self._qrnn_live: StackedQRNN | None = None  # a QRNN's live path (made in eval mode, from the weights)
+        self._live_path: StackedMembers | StackedQRNN | None = None  # made in eval mode, from the weights
         self._build_params()
         self.training = True
 
@@ -192,17 +183,7 @@ class SentimentModel:
         self.training = mode
         for d in self.drops:
             d.training = mode
-        self._qrnn_live = None  # its gate rows hold products of the weights: made again when next used
-
-    def _qrnn(self) -> StackedQRNN | None:
-        """A QRNN model's live path (this model as a stack of one); None for an LSTM."""
-        if self.config.cell != "qrnn":
-            return None
-        if self.training:  # the weights may change between calls: no copy is kept
-            return StackedQRNN([self])
-        if self._qrnn_live is None:
-            self._qrnn_live = StackedQRNN([self])
-        return self._qrnn_live
+        self._live_path = None  # copies of the weights: made again when next used
 
     def reset_state(self) -> None:
         """Nothing is carried between batches (each sentence starts from the zero state)."""
@@ -341,72 +322,36 @@ class SentimentModel:
         return softmax(logits.astype(np.float64)), scores.astype(np.float64)
 
     # -- incremental, one token at a time -------------------------------------------------------------
+    def _live(self) -> "StackedMembers | StackedQRNN":
+        """This model's live path: a stack of one (`sentiment_stacked` for an LSTM, `sentiment_qrnn` for a
+        QRNN). It holds copies and products of the weights, so it is made again after training."""
+        if self._live_path is None or self.training:
+            path = (StackedQRNN if self.config.cell == "qrnn" else StackedMembers)([self])
+            if self.training:  # the weights may change between calls: nothing is kept
+                return path
+            self._live_path = path
+        return self._live_path
+
     def zero_state(self) -> LiveState:
-        if (qrnn := self._qrnn()) is not None:
-            return qrnn.zero_state()
-        H = self.config.hidden
-        layers = tuple((np.zeros(H, self.dtype), np.zeros(H, self.dtype)) for _ in self.lstms)
-        return layers, np.full(H, -np.inf, self.dtype), np.zeros(H, self.dtype), 0
+        return self._live().zero_state()
 
     def advance(self, state: LiveState, token_id: int) -> LiveState:
         """The state after one more token (pure: `state` is not modified). Dropout never applies."""
-        if (qrnn := self._qrnn()) is not None:
-            return qrnn.advance(state, token_id)
-        layers, mx, sm, k = state
-        x = self.embed.params["W"][token_id] if self.ngrams is None else self.vectors([token_id])[0]
-        new_layers = []
-        for lstm, (h, c) in zip(self.lstms, layers):
-            p = lstm.params
-            a = x @ p["Wx"]
-            a += h @ p["Wh"]
-            a += p["b"]
-            h, c = (v[0] for v in lstm_cell(a[None], c[None], self.config.hidden))  # as the batched LSTM
-            new_layers.append((h, c))
-            x = h
-        return tuple(new_layers), np.maximum(mx, x), sm + x, k + 1
+        return self._live().advance(state, token_id)
 
     def steps(self, state: LiveState, ids: Sequence[int]) -> list[LiveState]:
         """The states after each of `ids` (the live path's runs of tokens)."""
-        if (qrnn := self._qrnn()) is not None:
-            return qrnn.steps(state, ids)
-        return steps_one_by_one(self.advance, state, ids)
+        return self._live().steps(state, ids)
 
-    def advance_many(self, state: LiveState, ids: Sequence[int], chunk: int = 1024) -> LiveState:
-        """The state after all of `ids`, as `advance` one at a time would give, computed `chunk` tokens at a
-        time through the batched LSTMs: linear time, memory bounded by the chunk, for texts of any length."""
-        if (qrnn := self._qrnn()) is not None:
-            return qrnn.advance_many(state, ids, chunk)
-        layers, mx, sm, k = state
-        ids = np.asarray(ids, np.int64)
-        for start in range(0, len(ids), chunk):
-            x = self.vectors(ids[start:start + chunk])[None]  # (1, T, D)
-            new_layers = []
-            for lstm, (h, c) in zip(self.lstms, layers):
-                x = lstm.forward(x, state=(h[None], c[None]))
-                new_layers.append(tuple(s[0].copy() for s in lstm.final_state))
-            layers, top = tuple(new_layers), x[0]
-            mx, sm, k = np.maximum(mx, top.max(axis=0)), sm + top.sum(axis=0), k + len(top)
-        return layers, mx, sm, k
+    def advance_many(self, state: LiveState, ids: Sequence[int]) -> LiveState:
+        """The state after all of `ids`, a chunk at a time: linear time, bounded memory, any length of text."""
+        return self._live().advance_many(state, ids)
 
     join = staticmethod(join_states)
 
     def readout(self, state: LiveState) -> tuple[np.ndarray, float]:
         """(probabilities (3,), score) for the text whose tokens led to `state`."""
-        if (qrnn := self._qrnn()) is not None:
-            return qrnn.readout(state)
-        layers, mx, sm, k = state
-        feats = []
-        for pool in self.config.pools:
-            if pool == "last":
-                feats.append(layers[-1][0])
-            elif pool == "max":
-                feats.append(mx if k else np.zeros_like(mx))
-            else:
-                feats.append(sm / max(k, 1))
-        f = np.concatenate(feats)
-        logits = f @ self.cls.params["W"] + self.cls.params["b"]
-        score = np.tanh(f @ self.score.params["W"] + self.score.params["b"])[0]
-        return softmax(logits.astype(np.float64)), float(score)
+        return self._live().readout(state)
 
     # -- checkpoint arrays ----------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -415,7 +360,7 @@ class SentimentModel:
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         np.copyto(self.embed.params["W"], arrays["embed.W"].astype(self.dtype, copy=False))
         self.params.load(arrays)
-        self._qrnn_live = None
+        self._live_path = None
 
     def header_config(self) -> dict:
         return asdict(self.config)
