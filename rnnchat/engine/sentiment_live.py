@@ -20,7 +20,8 @@ is one `SentimentModel` or a `SentimentEnsemble` (its state is the members' stat
 
 Memory stays bounded for long texts: states are kept for every token among the last `DENSE` ones (where
 typing edits) and, before them, at every `STRIDE`-th token of a segment and at each segment's end; an edit
-further back re-runs from the nearest kept state before it (at most `STRIDE` extra steps).
+further back re-runs from the nearest kept state before it (at most `STRIDE` extra steps). The states kept for
+long are compacted (`model.compact`: a QRNN's state otherwise shares the arrays of its whole run of tokens).
 """
 
 from __future__ import annotations
@@ -170,19 +171,21 @@ class LiveSentiment:
                 piece_end += 1
             run = self.model.steps(state, [token_id(t) for t in tokens[pos:piece_end]])
             for i, st in enumerate(run, length + 1):
-                if i % STRIDE == 0 or pos + i - length > n - DENSE:
+                if i % STRIDE == 0:  # kept for long: its own numbers only
+                    states[i] = self.model.compact(st)
+                elif pos + i - length > n - DENSE:
                     states[i] = st
             length += len(run)
             state = run[-1]
             pos = piece_end
             if closed and pos < stop:  # a segment ends inside the re-run: the next token starts a new one
-                states[length] = state
+                states[length] = state = self.model.compact(state)
                 new_segs.append(_Segment(length, states))
                 new_starts.append(pos)
                 states, state, length = {}, self._zero, 0
         steps = stop - (k - keep + resume)
         if length:
-            states[length] = state
+            states[length] = self.model.compact(state)
             new_segs.append(_Segment(length, states))
         else:
             new_starts.pop()

@@ -39,7 +39,7 @@ from functools import partial
 
 import numpy as np
 
-from rnnchat.models.sentiment_qrnn import StackedQRNN
+from rnnchat.models.sentiment_qrnn import StackedQRNN, compact
 from rnnchat.models.sentiment_result import softmax
 from rnnchat.models.sentiment_segments import RESTARTS, Segments, join_states, segment_ends
 from rnnchat.models.sentiment_stacked import StackedMembers
@@ -348,6 +348,7 @@ class SentimentModel:
         return self._live().advance_many(state, ids)
 
     join = staticmethod(join_states)
+    compact = staticmethod(compact)  # a state kept for long holds only its own numbers
 
     def readout(self, state: LiveState) -> tuple[np.ndarray, float]:
         """(probabilities (3,), score) for the text whose tokens led to `state`."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from rnnchat.checkpoint import load_vocab_model, save_checkpoint
 from rnnchat.models.sentiment import SentimentConfig, SentimentModel
-from rnnchat.models.sentiment_qrnn import StackedQRNN
+from rnnchat.models.sentiment_qrnn import StackedQRNN, compact
 from rnnchat.models.sentiment_result import mean_in_order
 from rnnchat.models.sentiment_stacked import StackedMembers
 from rnnchat.models.sentiment_tokens import TokenReader
@@ -156,6 +156,8 @@ class SentimentEnsemble:
         if self.stacked is not None:
             return self.stacked.join(state, segment)
         return tuple(m.join(s, g) for m, s, g in zip(self.members, state, segment))
+
+    compact = staticmethod(compact)  # a state kept for long holds only its own numbers
 
     def readout(self, state) -> tuple[np.ndarray, float]:
         if self.stacked is not None:

@@ -151,6 +151,19 @@ class RunState:
         return self._pools[i - 1]
 
 
+def compact(state):
+    """A live state that holds only its own numbers: a `RunState` read into arrays of its own (it keeps its
+    whole run's arrays alive otherwise), inside any tuple of states (an ensemble's members); other states as
+    they are. The live classifier compacts the states it keeps for long (every STRIDE-th, segment ends), so a
+    pasted book stays in bounded memory."""
+    if isinstance(state, RunState):
+        ((h, c, window),), mx, sm, n = state
+        return ((h.copy(), c.copy(), window),), mx, sm, n
+    if isinstance(state, tuple) and any(isinstance(s, (RunState, tuple)) for s in state):
+        return tuple(compact(s) for s in state)
+    return state
+
+
 class StackedQRNN:
     """M alike one-layer QRNN members (M may be 1) stepped together; the interface of `StackedMembers`."""
 

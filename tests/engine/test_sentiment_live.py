@@ -261,3 +261,20 @@ def test_qrnn_tables_that_start_over_give_the_same_numbers(edits):
     for e in edits:
         text = apply(text, e)
         assert live.set_text(text) == whole.set_text(text)
+
+
+@pytest.mark.parametrize("model", [QRNN_STACK, QRNN_CLAUSES, ENSEMBLE], ids=["qrnn-stack", "qrnn-clauses", "ensemble"])
+def test_states_kept_behind_the_dense_tail_hold_only_their_own_arrays(model):
+    """A pasted long text stays in bounded memory with QRNN members too: every state kept behind the dense tail
+    is compacted (a QRNN run's state would keep its whole run's h and c alive)."""
+    from rnnchat.engine.sentiment_live import DENSE, STRIDE
+    from rnnchat.models.sentiment_qrnn import RunState
+    live = LiveSentiment(model, VOCAB)
+    text = "the food was good , but not great . " * 400  # 3,600 tokens
+    live.set_text(text)
+    live.set_text(text + "really")
+    lazy = [s for seg in live._segs for s in seg.states.values()
+            if isinstance(s, RunState) or (isinstance(s, tuple) and any(isinstance(m, RunState) for m in s))]
+    n = len(live.tokens)
+    assert len(lazy) <= DENSE and live.kept_states() <= DENSE + n // STRIDE + len(live._segs) + 1
+    assert live.set_text(text + "really") == live.classify(text + "really")
