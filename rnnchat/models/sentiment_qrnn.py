@@ -8,9 +8,11 @@ activation for a window seen before. That is what makes an edit in the middle of
 the text is re-run in microseconds per token, where an LSTM runs a recurrent product per token per member.
 
 A token's rows are computed by a matrix product of at least two rows (a single one is computed twice), so
-they are the same numbers however tokens arrive (OpenBLAS's one-row kernel rounds differently); the gathers,
-the scan and the pools are element-wise and sequential, so the states after a text are the same bit for bit
-however it was split into runs. They equal the batched `forward` up to float rounding.
+they are the same numbers however tokens arrive (OpenBLAS's one-row kernel rounds differently). That holds for
+the sizes trained here, not for every size: with 3H mod 16 small (~1-8) the many-row kernel's tail rounds by
+row count too. The gathers, the scan and the pools are element-wise and sequential, so the states after a
+text are the same bit for bit however it was split into runs. They equal the batched `forward` up to float
+rounding.
 
 State (stacked, M members): ((h (M, H), c (M, H), the previous k - 1 token ids, -1 before the first),), the
 running max and sum of h (M, H), the token count: `StackedMembers`'s layout, with the window's ids.

@@ -1,4 +1,4 @@
-"""Where the sentiment LSTM restarts: sentence (or clause) segments, and a batch laid out as segment rows.
+"""Where the sentiment recurrence restarts: sentence (or clause) segments, and a batch laid out as segment rows.
 
 With a restart rule the recurrence starts from the zero state after every token that ends a segment
 (``sentence``: ``.``, ``!``, ``?`` and runs of them like ``...`` or ``?!``; ``clause``: also ``,`` and ``;``),

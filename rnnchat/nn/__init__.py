@@ -1,6 +1,7 @@
 """The NumPy neural-network core: layers, recurrent layers, attention, optimizers.
 
-The models use `LSTM`, `QRNN` (the sentiment classifier's other cell), `Embedding`, `EmbeddingBag`, `Linear`, `TiedOutput`, `Dropout`, `Attention` and `Adam`;
+The models use `LSTM`, `QRNN` (the sentiment classifier's other cell),
+`Embedding`, `EmbeddingBag`, `Linear`, `TiedOutput`, `Dropout`, `Attention` and `Adam`;
 `RNN`, `GRU`, `Stack` and `Bidirectional` are kept as the textbook layers they are, gradient-checked in
 tests/nn/test_gradients.py (the seq2seq encoder runs its own bidirectional pass over two LSTMs).
 """

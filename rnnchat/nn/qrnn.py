@@ -38,14 +38,14 @@ def activate(A: np.ndarray) -> np.ndarray:
     return A
 
 
-def qrnn_scan(A: np.ndarray, c: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def qrnn_scan(A: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Gate pre-activations A (T, ..., 3H) (overwritten by z|f|o) from the state c (..., H) -> c for every
     step (T, ..., H)."""
     H = A.shape[-1] // 3
     activate(A)
     z, f = A[..., :H], A[..., H:2 * H]
     g = (1 - f) * z  # the new content, for all steps at once
-    cs = np.empty(A.shape[:-1] + (H,), A.dtype) if out is None else out
+    cs = np.empty(A.shape[:-1] + (H,), A.dtype)
     for t in range(len(A)):
         np.multiply(f[t], c, out=cs[t])
         cs[t] += g[t]

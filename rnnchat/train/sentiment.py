@@ -105,7 +105,7 @@ class SentimentTrainArgs:
     dropout: float = 0.5
     word_dropout: float = 0.1
     pool: str = "last+max+mean"
-    restart: str = "none"           # "sentence" / "clause": the LSTM restarts after each (live edits re-run less)
+    restart: str = "none"           # "sentence" / "clause": the recurrence restarts after each (live edits re-run less)
     subwords: int = 0               # >0: hashed character n-gram rows added to each token's vector (fastText)
     cell: str = "lstm"              # "qrnn": gates from the inputs only (live edits re-run element-wise)
     window: int = 2                 # qrnn: tokens each gate reads (the current one and those before it)
@@ -355,11 +355,11 @@ _FLAG_HELP = {
     "init": "scratch: vocabulary from the vader train split; lm: embedding + first LSTM from --lm-checkpoint",
     "select": "what the best checkpoint minimises on val: loss (CE+lambda*MSE) or acc_f1 (1-(acc+F1)/2)",
     "pool": "'+'-joined subset of last, max, mean",
-    "restart": "none, sentence or clause: the LSTM starts again after each sentence (or clause) end, pooling "
+    "restart": "none, sentence or clause: the recurrence starts again after each sentence (or clause) end, pooling "
                "over the whole text (a live edit then re-runs only the rest of its segment)",
     "max_train": "use only the first N training sentences",
     "window": "with --cell qrnn: how many tokens each gate reads (the current one and those before it)",
-    "cell": "lstm, or qrnn (Bradbury et al. 2016: gates from the token and the one before it, an element-wise "
+    "cell": "lstm, or qrnn (Bradbury et al. 2016: gates from the last --window tokens, an element-wise "
             "recurrence: a live edit in the middle of a text re-runs in microseconds per token)",
     "subwords": "hashed character 3-5-gram rows (fastText style, e.g. 16384): a token reads as its vector plus "
                 "the mean of its n-grams', and a word never seen in training as <unk> plus its n-grams",
