@@ -109,10 +109,10 @@ class SentimentModel:
         if c.lexicon:
             self.embed.params["W"][:, -1] = 0  # no rating until `set_lexicon`
         cell = LSTM if c.cell == "lstm" else partial(QRNN, window=c.window)
-        self.lstms = [cell(c.embed + c.lexicon if i == 0 else c.hidden, c.hidden, rng=self.rng, dtype=dtype)
+        self.cells = [cell(c.embed + c.lexicon if i == 0 else c.hidden, c.hidden, rng=self.rng, dtype=dtype)
                       for i in range(c.layers)]
-        for lstm in self.lstms:  # forget-gate bias 1: remember by default (i|f|o|g, or z|f|o for the QRNN)
-            lstm.params["b"][c.hidden:2 * c.hidden] = 1.0
+        for layer in self.cells:  # forget-gate bias 1: remember by default (i|f|o|g, or z|f|o for the QRNN)
+            layer.params["b"][c.hidden:2 * c.hidden] = 1.0
         self.drops = [Dropout(c.dropout, rng=self.rng) for _ in range(c.layers + 1)]
         self.cls = Linear(c.feature_size, 3, rng=self.rng, dtype=dtype)
         self.score = Linear(c.feature_size, 1, rng=self.rng, dtype=dtype)
@@ -131,7 +131,7 @@ class SentimentModel:
     def _build_params(self) -> None:
         named = [] if self.frozen_embedding else [("embed", self.embed)]
         named += [("ngrams", self.ngrams)] if self.ngrams is not None else []
-        named += [(f"{self.config.cell}{i}", l) for i, l in enumerate(self.lstms)]
+        named += [(f"{self.config.cell}{i}", l) for i, l in enumerate(self.cells)]
         self.params = ParamSet(named + [("cls", self.cls), ("score", self.score)])
 
     def set_vocab(self, vocab: Vocab, reader: TokenReader | None = None) -> None:
@@ -144,6 +144,7 @@ class SentimentModel:
             raise ValueError(f"a reader of {reader.buckets} subword rows for a model of {self.config.subwords}")
         self._ends = segment_ends(vocab.itos, self.config.restart)
         self._reader = reader
+        self._live_path = None  # its gate rows are kept per token id
 
     @property
     def has_vocab(self) -> bool:
@@ -172,6 +173,7 @@ class SentimentModel:
         if not self.config.lexicon or ratings.shape != (self.config.vocab_size,):
             raise ValueError(f"set_lexicon needs config lexicon=True and {self.config.vocab_size} ratings")
         self.embed.params["W"][:, -1] = ratings
+        self._live_path = None
 
     def freeze_embedding(self) -> None:
         """Keep the embedding fixed (e.g. taken from the LM): it leaves `params` and gets no gradient."""
@@ -183,7 +185,8 @@ class SentimentModel:
         self.training = mode
         for d in self.drops:
             d.training = mode
-        self._live_path = None  # copies of the weights: made again when next used
+        if mode:  # the weights will change: the live path's copies of them are made again in eval mode
+            self._live_path = None
 
     def reset_state(self) -> None:
         """Nothing is carried between batches (each sentence starts from the zero state)."""
@@ -202,10 +205,10 @@ class SentimentModel:
             ids, words = segs.rows(ids), segs.rows(words)
         run_mask = mask if segs is None else segs.mask
         h = self.drops[0].forward(self._embed(ids, words))
-        for i, lstm in enumerate(self.lstms):
+        for i, layer in enumerate(self.cells):
             if i:
                 h = self.drops[i].forward(h)
-            h = lstm.forward(h, run_mask)  # (N, T, H), or (S, T', H) for segment rows
+            h = layer.forward(h, run_mask)  # (N, T, H), or (S, T', H) for segment rows
         if segs is not None:
             h = segs.to_batch(h)
         self._segs = segs
@@ -258,8 +261,8 @@ class SentimentModel:
                 dh += (d / np.maximum(counts, 1)[:, None])[:, None, :] * mask[:, :, None]
         if self._segs is not None:
             dh = self._segs.to_segments(dh)
-        for i in reversed(range(len(self.lstms))):
-            dh = self.lstms[i].backward(dh)
+        for i in reversed(range(len(self.cells))):
+            dh = self.cells[i].backward(dh)
             if i:
                 dh = self.drops[i].backward(dh)
         dx = self.drops[0].backward(dh)
@@ -324,13 +327,14 @@ class SentimentModel:
     # -- incremental, one token at a time -------------------------------------------------------------
     def _live(self) -> "StackedMembers | StackedQRNN":
         """This model's live path: a stack of one (`sentiment_stacked` for an LSTM, `sentiment_qrnn` for a
-        QRNN). It holds copies and products of the weights, so it is made again after training."""
-        if self._live_path is None or self.training:
+        QRNN). It holds copies and products of the weights (and the QRNN's, rows per token id), so it is made
+        again after training, loading, `set_vocab` and `set_lexicon`."""
+        path = self._live_path  # read once: another thread may drop it meanwhile
+        if path is None or self.training:
             path = (StackedQRNN if self.config.cell == "qrnn" else StackedMembers)([self])
-            if self.training:  # the weights may change between calls: nothing is kept
-                return path
-            self._live_path = path
-        return self._live_path
+            if not self.training:  # (in training the weights may change between calls: nothing is kept)
+                self._live_path = path
+        return path
 
     def zero_state(self) -> LiveState:
         return self._live().zero_state()

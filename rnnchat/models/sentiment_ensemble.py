@@ -72,13 +72,13 @@ class SentimentEnsemble:
         if len({m.config.subwords for m in members}) != 1:
             raise ValueError("an ensemble's members must share one subword table size (they read tokens alike)")
         self.members = list(members)
+        self.stacked: StackedMembers | StackedQRNN | None = None
+        self.training = False
         readers = {id(m.reader): m.reader for m in members if m.has_vocab}
         if len(readers) > 1 or (readers and not all(m.has_vocab for m in members)):  # e.g. loaded one by one
             if len({tuple(r.vocab.itos) for r in readers.values()}) != 1:
                 raise ValueError("an ensemble's members must share one vocabulary")
             self.set_vocab(next(iter(readers.values())).vocab)  # one reader for all: an unseen word, one id
-        self.stacked: StackedMembers | StackedQRNN | None = None
-        self.training = False
         self.train(False)
 
     @classmethod
@@ -95,10 +95,13 @@ class SentimentEnsemble:
         return self.members[0].segment_ends
 
     def set_vocab(self, vocab: Vocab) -> None:
-        """One reader for all members: an unseen word gets one id, the same for each."""
+        """One reader for all members: an unseen word gets one id, the same for each. (The stacked live path is
+        made again: a QRNN's keeps gate rows per token id.)"""
         reader = TokenReader(vocab, self.members[0].config.subwords)
         for m in self.members:
             m.set_vocab(vocab, reader)
+        self.stacked = None
+        self.train(self.training)
 
     @property
     def has_vocab(self) -> bool:

@@ -7,10 +7,9 @@ tokens costs one gather and the element-wise recurrence: no matrix product for a
 activation for a window seen before. That is what makes an edit in the middle of a text cheap: the rest of
 the text is re-run in microseconds per token, where an LSTM runs a recurrent product per token per member.
 
-A token's rows are computed by a matrix product of at least two rows (a single one is computed twice), so
-they are the same numbers however tokens arrive (OpenBLAS's one-row kernel rounds differently). That holds for
-the sizes trained here, not for every size: with 3H mod 16 small (~1-8) the many-row kernel's tail rounds by
-row count too. The gathers, the scan and the pools are element-wise and sequential, so the states after a
+Each token's rows are a product of their own (a stack of one-row products), so they are the same numbers
+however many tokens arrive together (OpenBLAS rounds a row of a many-row product by the product's row count
+for some sizes). The gathers, the scan and the pools are element-wise and sequential, so the states after a
 text are the same bit for bit however it was split into runs. They equal the batched `forward` up to float
 rounding.
 
@@ -20,6 +19,7 @@ running max and sum of h (M, H), the token count: `StackedMembers`'s layout, wit
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,9 +38,9 @@ class GateRows:
 
     def __init__(self, members: list, limit: int = 2048):
         self.members, self.limit = members, limit
-        layer = members[0].lstms[0]
+        layer = members[0].cells[0]
         self.window = layer.window
-        self.W = [[m.lstms[0].weight(j) for m in members] for j in range(self.window)]  # [j][member]: (D, 3H)
+        self.W = [[m.cells[0].weight(j) for m in members] for j in range(self.window)]  # [j][member]: (D, 3H)
         self.P = np.zeros((self.window, 1, len(members), 3 * layer.hidden), members[0].dtype)  # (k, rows, M, 3H)
         self.index: dict[int, int] = {}
 
@@ -55,16 +55,17 @@ class GateRows:
         return np.fromiter((self.index[i] if i >= 0 else 0 for i in ids), np.int64, len(ids))
 
     def _add(self, ids: list[int]) -> None:
-        n0, run = len(self.index) + 1, ids if len(ids) > 1 else ids * 2  # never the one-row kernel
-        need = n0 + len(run)
+        n0 = len(self.index) + 1
+        need = n0 + len(ids)
         if need > self.P.shape[1]:
-            grown = np.zeros((self.window, max(need, 2 * self.P.shape[1], 64)) + self.P.shape[2:], self.P.dtype)
+            size = max(need, min(max(2 * self.P.shape[1], 64), self.limit + 1))  # (never past the limit's rows)
+            grown = np.zeros((self.window, size) + self.P.shape[2:], self.P.dtype)
             grown[:, :n0] = self.P[:, :n0]
             self.P = grown
         for m, member in enumerate(self.members):
-            x = member.vectors(run)
+            x = member.vectors(ids)[:, None]  # (T, 1, D): one product per token, the same bits in any batch
             for j in range(self.window):
-                self.P[j, n0:n0 + len(run), m] = x @ self.W[j][m]
+                self.P[j, n0:need, m] = np.matmul(x, self.W[j][m])[:, 0]
         for r, i in enumerate(ids, n0):
             self.index[i] = r
 
@@ -95,7 +96,8 @@ class WindowGates:
     def _add(self, windows: list[tuple[int, ...]]) -> None:
         k, n0 = len(windows[0]), len(self.index)
         if n0 + len(windows) > len(self.G):
-            grown = np.zeros((max(n0 + len(windows), 2 * len(self.G)),) + self.G.shape[1:], self.G.dtype)
+            size = max(n0 + len(windows), min(2 * len(self.G), self.limit))
+            grown = np.zeros((size,) + self.G.shape[1:], self.G.dtype)
             grown[:n0] = self.G[:n0]
             self.G = grown
         rows = self.gate_rows.rows([i for w in windows for i in w]).reshape(len(windows), k)  # oldest first
@@ -176,7 +178,8 @@ class StackedQRNN:
         self.H, self.pools, self.M, self.dtype = c.hidden, c.pools, len(members), members[0].dtype
         self.gate_rows = GateRows(members)
         self.k = self.gate_rows.window
-        self.windows = WindowGates(self.gate_rows, np.stack([m.lstms[0].params["b"] for m in members]))
+        self.windows = WindowGates(self.gate_rows, np.stack([m.cells[0].params["b"] for m in members]))
+        self.lock = threading.Lock()
         self.head_W = np.stack([np.concatenate([m.cls.params["W"], m.score.params["W"]], axis=1) for m in members])
         self.head_b = np.stack([np.concatenate([m.cls.params["b"], m.score.params["b"]]) for m in members])
 
@@ -200,8 +203,10 @@ class StackedQRNN:
         if not T:
             return []
         seq = [*before, *(int(i) for i in ids)]  # the window's earlier ids, then the run's
-        rows = self.windows.rows(list(zip(*(seq[j:j + T] for j in range(k)))))  # (may grow the table: read after)
-        G = self.windows.G[rows]  # (T, M, 3H)
+        windows = list(zip(*(seq[j:j + T] for j in range(k))))
+        with self.lock:  # the tables are shared: the app scores replies and the typed text in two threads
+            rows = self.windows.rows(windows)  # (may grow the table: read it after)
+            G = self.windows.G[rows]  # (T, M, 3H)
         H = self.H
         f, g = G[..., :H], G[..., H:2 * H]
         cs = np.empty((T, self.M, H), self.dtype)

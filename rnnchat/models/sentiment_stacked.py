@@ -40,9 +40,9 @@ class StackedMembers:
         self.gate_scale, self.gate_shift = half, shift  # tanh(z/2) / 2 + 1/2 = sigmoid(z) on i|f|o; g as it is
         self.E = [m.embed.params["W"] for m in members]  # looked up per member: no copy of the big tables
         self.members = members if c.subwords else None  # then each member composes its input vectors
-        self.Wx = [np.stack([m.lstms[i].params["Wx"] for m in members]) * half for i in range(c.layers)]
-        self.Wh = [np.stack([m.lstms[i].params["Wh"] for m in members]) * half for i in range(c.layers)]
-        self.b = [np.stack([m.lstms[i].params["b"] for m in members])[:, None] * half for i in range(c.layers)]
+        self.Wx = [np.stack([m.cells[i].params["Wx"] for m in members]) * half for i in range(c.layers)]
+        self.Wh = [np.stack([m.cells[i].params["Wh"] for m in members]) * half for i in range(c.layers)]
+        self.b = [np.stack([m.cells[i].params["b"] for m in members])[:, None] * half for i in range(c.layers)]
         # both heads in one product: (M, F, 3 class logits + 1 score)
         self.head_W = np.stack([np.concatenate([m.cls.params["W"], m.score.params["W"]], axis=1) for m in members])
         self.head_b = np.stack([np.concatenate([m.cls.params["b"], m.score.params["b"]]) for m in members])
@@ -62,18 +62,17 @@ class StackedMembers:
         return self.steps(state, [token_id])[-1]
 
     def steps(self, state: StackedState, ids: Sequence[int]) -> list[StackedState]:
-        """The states after each of `ids` (pure). Each layer's input product runs once for all the tokens; a
-        single token runs as two copies of itself, so every token's numbers are the same however the tokens
-        are split into calls (OpenBLAS's one-row kernel rounds differently from its many-row one)."""
+        """The states after each of `ids` (pure). Each layer's input products run in one call for all the
+        tokens, a one-row product per token, so every token's numbers are the same however the tokens are
+        split into calls (OpenBLAS rounds a row of a many-row product by its row count for some sizes)."""
         layers, mx, sm, k = state
         H, T, M = self.H, len(ids), self.M
         if not T:
             return []
-        rows = list(ids) if T > 1 else [ids[0], ids[0]]
-        x = np.empty((M, len(rows), self.E[0].shape[1]), self.dtype)
-        words, bags = rows, None
+        x = np.empty((M, T, self.E[0].shape[1]), self.dtype)
+        words, bags = ids, None
         if self.members is not None:  # the members share one reader: the run's n-gram rows are found once
-            reader, run = self.members[0].reader, np.asarray(rows, np.int64)
+            reader, run = self.members[0].reader, np.asarray(ids, np.int64)
             words, (where, *bags) = reader.words(run), reader.distinct_bags(run)
         for i, E in enumerate(self.E):
             np.take(E, words, axis=0, out=x[i])
@@ -81,9 +80,9 @@ class StackedMembers:
                 x[i] += self.members[i].ngrams.lookup(*bags)[where]  # as SentimentModel.vectors adds them
         hs_all, cs_all = [], []
         for Wx, Wh, b, (h, c) in zip(self.Wx, self.Wh, self.b, layers):
-            A = np.matmul(x, Wx)  # (M, T', 4H): the input products of all steps
+            A = np.matmul(x[:, :, None], Wx[:, None])[:, :, 0]  # (M, T, 4H): each step's input product
             A += b
-            A = np.ascontiguousarray(A.transpose(1, 0, 2))  # (T', M, 4H): each step's slab contiguous
+            A = np.ascontiguousarray(A.transpose(1, 0, 2))  # (T, M, 4H): each step's slab contiguous
             hs, cs = [], []  # one (M, H) array per step: a kept state holds only its own
             rec = np.empty((M, 1, 4 * H), self.dtype)
             for t in range(T):
@@ -102,7 +101,7 @@ class StackedMembers:
             hs_all.append(hs)
             cs_all.append(cs)
             if len(hs_all) < self.layers:
-                x = np.stack(hs if T > 1 else hs * 2, axis=1)  # (M, T', H): the next layer's input
+                x = np.stack(hs, axis=1)  # (M, T, H): the next layer's input
         out = []
         for t, top in enumerate(hs_all[-1]):  # the running pools, token by token (as the batch sums them)
             mx = np.maximum(mx, top)

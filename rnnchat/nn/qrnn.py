@@ -94,10 +94,10 @@ class QRNN(Layer):
         cs = qrnn_scan(A, c0)
         o = A[..., 2 * H:]
         hs = o * cs
-        if m is not None and T:  # a padded step emits the state it carries, the last real step's h
+        if m is not None and T:  # a padded step emits the state it carries, the last real step's h (none: 0)
+            hs[0] = np.where(m[0] > 0, hs[0], 0)
             for t in range(1, T):
                 hs[t] = np.where(m[t] > 0, hs[t], hs[t - 1])
-            hs[0] = np.where(m[0] > 0, hs[0], 0)
         self._shifted, self._A, self._cs, self._c0, self._m = shifted, A, cs, c0, m
         real = mask.sum(axis=1).astype(np.int64) if mask is not None else np.full(N, T)  # each row's real steps
         self.final_state = (full[real[:, None] + np.arange(k - 1), np.arange(N)[:, None]], cs[-1] if T else c0)
@@ -105,7 +105,7 @@ class QRNN(Layer):
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
         """dhs (N, T, H) -> dx (N, T, D); fills grads. (The initial state's gradient is not needed here.)"""
-        dh = np.ascontiguousarray(dhs.transpose(1, 0, 2), dtype=self.dtype)  # (T, N, H)
+        dh = dhs.transpose(1, 0, 2).astype(self.dtype, order="C")  # (T, N, H), a copy: the caller's stays
         T, N, H = dh.shape
         A, cs, m = self._A, self._cs, self._m
         z, f, o = A[..., :H], A[..., H:2 * H], A[..., 2 * H:]

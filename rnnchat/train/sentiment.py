@@ -249,7 +249,7 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
     if lm_init:
         for name, value in lm_init["arrays"].items():
             layer, key = name.split(".")
-            target = model.embed if layer == "embed" else model.lstms[0]
+            target = model.embed if layer == "embed" else model.cells[0]
             np.copyto(target.params[key], value)
         if a.freeze_embed:
             model.freeze_embedding()

@@ -278,3 +278,30 @@ def test_states_kept_behind_the_dense_tail_hold_only_their_own_arrays(model):
     n = len(live.tokens)
     assert len(lazy) <= DENSE and live.kept_states() <= DENSE + n // STRIDE + len(live._segs) + 1
     assert live.set_text(text + "really") == live.classify(text + "really")
+
+
+
+# Sizes where OpenBLAS's many-row kernel rounds a row by the number of rows in the product (an input at least
+# 32 wide, 4H or 3H a little over a multiple of 16): each token's input product is a product of its own here.
+ODD_LSTM = SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=40, hidden=6, layers=2), seed=23)
+ODD_QRNN = [SentimentModel(SentimentConfig(vocab_size=len(VOCAB), embed=40, hidden=7, cell="qrnn"), seed=s)
+            for s in (24, 25)]
+for p in (q for m in [ODD_LSTM, *ODD_QRNN] for q in m.params.params):
+    p *= 4
+ODD_LSTM.train(False)
+
+
+@pytest.mark.parametrize("kind", ["lstm-hidden-6", "qrnn-hidden-7"])
+@settings(max_examples=40, deadline=None)
+@given(edits=st.lists(edit, min_size=1, max_size=20))
+def test_any_sizes_give_results_bit_identical_to_classifying_from_scratch(kind, edits):
+    """Typed, edited or read whole, a text's tokens reach the products in runs of any length: the result is
+    the same bit for bit (the QRNN's reference has tables of its own, filled in other batches)."""
+    lstm = kind == "lstm-hidden-6"
+    live = LiveSentiment(ODD_LSTM if lstm else SentimentEnsemble(ODD_QRNN), VOCAB)
+    text = "the food was good but "
+    typed = [("type", w + " ") for w in "not bad at all , really great :) awful".split()]  # new ids, one by one
+    for e in typed + edits:
+        text = apply(text, e)
+        reference = ODD_LSTM if lstm else SentimentEnsemble(ODD_QRNN)  # (the QRNN's: with empty tables)
+        assert live.set_text(text) == LiveSentiment(reference, VOCAB).classify(text)

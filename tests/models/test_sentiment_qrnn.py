@@ -87,3 +87,54 @@ def test_training_a_qrnn_member(tmp_path):
     for text in ["the food was great", "not good at all"]:
         probs = trained.predict(*pad([trained.reader.text_ids(text)]))[0][0]
         np.testing.assert_allclose(live.set_text(text).probs, probs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_vocabulary_or_lexicon_is_read_live_at_once():
+    """The live path keeps gate rows per token id: a new vocabulary (other ids for the same words) or new
+    lexicon ratings make it again, for one model and for an ensemble's stacked members."""
+    other = Vocab([*SPECIALS, "bad", "good", "great", "not", "the", "food", "was", ":)", "."])  # ids swapped
+    one, pair = model(dtype=np.float32), SentimentEnsemble([model(seed=s, dtype=np.float32) for s in (3, 4)])
+    for m in (one, pair):
+        m.train(False)
+        LiveSentiment(m, VOCAB).set_text("good not bad")
+        m.set_vocab(other)
+        ids, mask = pad([m.reader.text_ids("good not bad")])
+        np.testing.assert_allclose(LiveSentiment(m, other).set_text("good not bad").probs, m.predict(ids, mask)[0][0],
+                                   rtol=1e-5)
+    rated = model(dtype=np.float32, lexicon=True)
+    rated.train(False)
+    LiveSentiment(rated, VOCAB).set_text("good not bad")
+    rated.set_lexicon(np.linspace(-1, 1, len(VOCAB)).astype(np.float32))
+    ids, mask = pad([rated.reader.text_ids("good not bad")])
+    np.testing.assert_allclose(LiveSentiment(rated, VOCAB).set_text("good not bad").probs,
+                               rated.predict(ids, mask)[0][0], rtol=1e-5)
+
+
+def test_typing_and_replies_in_two_threads_read_the_same_tables():
+    """The app scores the bot's replies (`classify`) in one thread while the user types (`set_text`) in another;
+    both fill the QRNN's shared gate-row and window tables, which start over often here: every result is
+    still the single-threaded one."""
+    import threading
+    vocab = Vocab([*SPECIALS, *(f"w{i}" for i in range(60))])
+    members = [SentimentModel(SentimentConfig(vocab_size=len(vocab), embed=8, hidden=6, cell="qrnn", window=3),
+                              seed=s) for s in (5, 6)]
+    rng = np.random.default_rng(0)
+    texts = [" ".join(f"w{i}" for i in rng.integers(0, 60, 12)) for _ in range(300)]
+    reference = SentimentEnsemble(members)
+    expected = [LiveSentiment(reference, vocab).classify(t) for t in texts]
+    shared = SentimentEnsemble(members)
+    shared.stacked.gate_rows.limit, shared.stacked.windows.limit = 40, 60
+    typing, replies = LiveSentiment(shared, vocab), LiveSentiment(shared, vocab)
+    wrong = []
+
+    def run(score):
+        for t, e in zip(texts, expected):
+            if score(t) != e:
+                wrong.append(t)
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in (typing.set_text, replies.classify)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not wrong

@@ -62,3 +62,25 @@ def test_padding_carries_the_state_and_a_split_run_equals_the_whole(window):
     np.testing.assert_allclose(np.concatenate([first, rest], axis=1), whole, rtol=1e-12)
     np.testing.assert_allclose(layer.final_state[0], x_last)
     np.testing.assert_allclose(layer.final_state[1], c_last, rtol=1e-12)
+
+
+def test_a_row_with_no_real_steps_emits_zeros_from_any_state():
+    """An empty text in a batch (its first step padded) emits zeros at every step, whatever state it starts
+    from: padding never carries the initial state's o * c out."""
+    layer = _layer(seed=8, window=2)
+    x = np.random.default_rng(9).standard_normal((2, 4, 4))
+    state = (np.ones((2, 1, 4)), np.full((2, 3), 0.7))
+    h = layer.forward(x, np.array([[1, 1, 1, 0], [0, 0, 0, 0]], F64), state=state)
+    np.testing.assert_array_equal(h[1], 0)
+    assert np.all(h[0] != 0)
+
+
+def test_backward_leaves_the_callers_gradient_as_it_was():
+    layer = _layer(seed=10)
+    for shape in [(1, 5, 4), (3, 1, 4)]:
+        x = np.random.default_rng(11).standard_normal(shape)
+        mask = np.zeros(shape[:2])
+        mask[0, 0] = 1
+        dh = np.ones(layer.forward(x, mask).shape)
+        layer.backward(dh)
+        np.testing.assert_array_equal(dh, 1)
