@@ -200,7 +200,7 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
 
 
 def cmd_train_sentiment(args: argparse.Namespace) -> int:
-    from rnnchat.train.sentiment import train_from_namespace
+    from rnnchat.train.sentiment_flags import train_from_namespace
     train_from_namespace(args)
     return 0
 

@@ -53,7 +53,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("train", "seq2seq"): Command("seq2seq: addition, dates, the chat model or its backward scorer (resumable)",
                                   "rnnchat.train.seq2seq:add_train_arguments", f"{_C}:cmd_train_seq2seq"),
     ("train", "sentiment"): Command("the sentiment classifier (resumable)",
-                                    "rnnchat.train.sentiment:add_train_arguments", f"{_C}:cmd_train_sentiment"),
+                                    "rnnchat.train.sentiment_flags:add_train_arguments", f"{_C}:cmd_train_sentiment"),
     ("train", "sentiment-ensemble"): Command("one sentiment checkpoint averaging trained members",
                                              "rnnchat.train.sentiment_ensemble:add_ensemble_arguments",
                                              f"{_C}:cmd_train_sentiment_ensemble"),

@@ -295,18 +295,18 @@ class SentimentModel:
 
     def loss(self, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, targets: np.ndarray,
              *, grad: bool = False) -> tuple[float, int]:
-        """Mean CE(labels) + score_weight * mean (score - targets)^2 over the batch; with `grad`, backward."""
+        """Mean CE(labels) + score_weight * mean (score - targets)^2 over the batch; with `grad`, backward.
+        `labels`: class ids (N,), or class probabilities (N, 3) (a teacher's: `rnnchat.train.sentiment_distill`)."""
         logits, scores = self.forward(ids, mask)
         N = len(labels)
         p = softmax(logits.astype(np.float64))
-        ce = -np.log(p[np.arange(N), labels] + 1e-300).mean()
+        q = labels if labels.ndim == 2 else np.eye(3)[labels]
+        ce = -(q * np.log(p + 1e-300)).sum(axis=1).mean()
         err = scores.astype(np.float64) - targets
         lam = self.config.score_weight
         loss = float(ce + lam * np.mean(err ** 2))
         if grad:
-            dlogits = p
-            dlogits[np.arange(N), labels] -= 1
-            dlogits /= N
+            dlogits = (p - q) / N
             dscores = 2 * lam * err / N
             self.backward(dlogits.astype(self.dtype), dscores.astype(self.dtype))
         return loss, N

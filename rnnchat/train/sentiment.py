@@ -20,14 +20,14 @@ from rnnchat import paths
 from rnnchat.data import corpora
 from rnnchat.data.batches import bucket_batches
 from rnnchat.models.lm import load_lm
-from rnnchat.models.sentiment import CELLS, SentimentConfig, SentimentModel
-from rnnchat.models.sentiment_segments import RESTARTS
+from rnnchat.models.sentiment import SentimentConfig, SentimentModel
 from rnnchat.models.sentiment_ensemble import Classifier, load_sentiment, save_sentiment
 from rnnchat.nn import Adam
 from rnnchat.nn.optim import swap_arrays
 from rnnchat.text import Vocab, tokenize
 from rnnchat.train.sentiment_eval import (DECISION, DOMAINS, SentimentData, corpus_info, encode, format_comparison,
                                           model_table, predict_ids, vader_table, validation_metrics)
+from rnnchat.train.sentiment_distill import with_teacher_texts
 from rnnchat.train.trainer import TrainConfig, Trainer
 
 # -- data ----------------------------------------------------------------------------------------------
@@ -123,6 +123,8 @@ class SentimentTrainArgs:
     select: str = "acc_f1"          # "loss" or "acc_f1": what the best checkpoint maximises on val
     float16: bool = True            # store float16 if test/val numbers are unchanged
     max_train: int | None = None    # only the first N training sentences (tests, quick runs)
+    teacher: Path | None = None     # a sentiment checkpoint that labels --teacher-texts chat messages ...
+    teacher_texts: int = 0          # ... which the model also trains on (distillation: sentiment_distill)
     seed: int = 0
     compare_vader: bool = True
 
@@ -210,6 +212,8 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
 
     Returns the final metrics (val/test tables, VADER's, float16 check)."""
     t0 = time.monotonic()
+    if bool(a.teacher) != (a.teacher_texts > 0):
+        raise ValueError("--teacher and --teacher-texts go together (a checkpoint, and how many messages it labels)")
     train_recs = corpora.load_vader("train")[: a.max_train]
     val_recs = corpora.load_vader("val")
     lm_init = None
@@ -244,6 +248,8 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
     model = SentimentModel(config, seed=a.seed)
     model.set_vocab(vocab)
     train, val = encode(train_recs, model.reader), encode(val_recs, model.reader)
+    if a.teacher_texts:
+        train = with_teacher_texts(train, model.reader, a.teacher, a.teacher_texts, a.seed)
     if ratings:
         model.set_lexicon(np.array([ratings.get(t, 0.0) / 4 for t in vocab.itos], model.dtype))
     if lm_init:
@@ -348,56 +354,3 @@ def finalize_model(model: Classifier, vocab: Vocab, out: Path, *, selection: dic
     save_sentiment(model, vocab, out, metrics, corpus_info(), extra=extra, float16=use16)
     print(format_comparison(metrics["test"], metrics.get("vader", {}).get("test"), "test"), file=sys.stderr)
     return metrics
-
-
-# -- CLI helpers (wired in rnnchat/cli.py) ---------------------------------------------------------------
-_FLAG_HELP = {
-    "init": "scratch: vocabulary from the vader train split; lm: embedding + first LSTM from --lm-checkpoint",
-    "select": "what the best checkpoint minimises on val: loss (CE+lambda*MSE) or acc_f1 (1-(acc+F1)/2)",
-    "pool": "'+'-joined subset of last, max, mean",
-    "restart": "none, sentence or clause: the recurrence starts again after each sentence (or clause) end, pooling "
-               "over the whole text (a live edit then re-runs only the rest of its segment)",
-    "max_train": "use only the first N training sentences",
-    "window": "with --cell qrnn: how many tokens each gate reads (the current one and those before it)",
-    "cell": "lstm, or qrnn (Bradbury et al. 2016: gates from the last --window tokens, an element-wise "
-            "recurrence: a live edit in the middle of a text re-runs in microseconds per token)",
-    "subwords": "hashed character 3-5-gram rows (fastText style, e.g. 16384): a token reads as its vector plus "
-                "the mean of its n-grams', and a word never seen in training as <unk> plus its n-grams",
-    "lexicon": "add VADER's rated lexicon entries (vaderSentiment's vader_lexicon.txt) as training examples, "
-               "this many copies; their tokens join the vocabulary (tried: no clear gain on val)",
-    "lexicon_channel": "each token's VADER lexicon rating / 4 as a fixed extra input the LSTM reads (lexicon "
-                       "words join the vocabulary, so unseen ones still carry their rating)",
-}
-
-
-def add_train_arguments(p) -> None:
-    """Add `rnnchat train sentiment` flags (one per SentimentTrainArgs field) to an argparse parser."""
-    d = SentimentTrainArgs()
-    for name, value in vars(d).items():
-        flag = "--" + name.replace("_", "-")
-        helptext = _FLAG_HELP.get(name)
-        if isinstance(value, bool):
-            if value:
-                p.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=helptext)
-            else:
-                p.add_argument(flag, dest=name, action="store_true", help=helptext)
-        elif name == "init":
-            p.add_argument(flag, choices=["scratch", "lm"], default=value, help=helptext)
-        elif name == "cell":
-            p.add_argument(flag, choices=list(CELLS), default=value, help=helptext)
-        elif name == "restart":
-            p.add_argument(flag, choices=list(RESTARTS), default=value, help=helptext)
-        elif name == "select":
-            p.add_argument(flag, choices=["loss", "acc_f1"], default=value, help=helptext)
-        elif name == "max_train":
-            p.add_argument(flag, type=int, default=None, help=helptext)
-        elif name == "out":
-            p.add_argument(flag, type=Path, default=None, help="the final checkpoint (default RUN_DIR/sentiment.npz)")
-        else:
-            p.add_argument(flag, type=type(value), default=value, help=helptext)
-
-
-def train_from_namespace(args) -> dict:
-    """`rnnchat train sentiment`: SentimentTrainArgs from the parsed flags, then train_sentiment."""
-    names = SentimentTrainArgs.__dataclass_fields__
-    return train_sentiment(SentimentTrainArgs(**{k: v for k, v in vars(args).items() if k in names}))

@@ -48,6 +48,7 @@ class SentimentData:
     labels: np.ndarray    # (N,) int64 class ids
     domains: list[str]
     texts: list[str]
+    soft: np.ndarray | None = None  # (N, 3) class probabilities to train on (a teacher's), else the labels
 
     @property
     def targets(self) -> np.ndarray:
@@ -55,7 +56,7 @@ class SentimentData:
 
     def batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         ids, mask = pad([self.ids[i] for i in idx])
-        return ids, mask, self.labels[idx], self.targets[idx]
+        return ids, mask, (self.labels if self.soft is None else self.soft)[idx], self.targets[idx]
 
 
 def encode(records: list[dict], reader: TokenReader) -> SentimentData:

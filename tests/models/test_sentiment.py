@@ -52,6 +52,26 @@ def test_gradients_match_finite_differences(pool):
         assert rel_error(grads[name], num) < 1e-6, name
 
 
+def test_soft_labels_gradients_and_one_hot_equal_class_ids():
+    """A teacher's class probabilities as labels (distillation): gradients match finite differences, and one-hot
+    probabilities give exactly the loss and gradients of the class ids."""
+    m = tiny(layers=1)
+    for p in m.params.params:
+        p *= 3
+    ids, mask, labels, targets = padded_batch(2)
+    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.0, 1.0, 0.0], [0.2, 0.2, 0.6]])
+    m.train_step(ids, mask, soft, targets)
+    grads = {n: g.copy() for n, g in zip(m.params.names, m.params.grads())}
+    for name, p in m.params.named().items():
+        num = numerical_grad(lambda: m.loss(ids, mask, soft, targets)[0], p, eps=1e-5)
+        assert rel_error(grads[name], num) < 1e-6, name
+    hard, _ = m.train_step(ids, mask, labels, targets)
+    hard_grads = [g.copy() for g in m.params.grads()]
+    assert m.train_step(ids, mask, np.eye(3)[labels], targets)[0] == pytest.approx(hard, rel=1e-12)
+    for a, b in zip(hard_grads, m.params.grads()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
 def test_padding_does_not_change_predictions():
     m = tiny()
     m.train(False)
