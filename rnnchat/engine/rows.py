@@ -5,15 +5,14 @@ that finish drop out of the batch. It serves ranked reply candidates (`engine.ra
 (`engine.batch`) and, with a `Guide`, classifier-free guidance (also in the single stream of
 `engine.conversation`).
 
-A row's result should not depend on the other rows of its batch. A single row goes through OpenBLAS's GEMV,
-whose sums differ in the last bits from GEMM's (1 ulp, probabilities ~3e-6 apart in the output), so a batch
-of one, and the last row left in a batch, run as two copies of themselves (`step_rows`, `prefill_rows`). With
-the OpenBLAS first measured (no row differed over 2..700 rows, 1 or 2 threads, for every product shape of the
-shipped LM and the test LM) batch size, resume and the split over Ray workers (`batch_ray`) then cannot change
-a line. Not with every OpenBLAS: with 0.3.31 (numpy 2.4.6) a row's bits for the shipped LM's 512-wide inputs
-depend on the row count in bands (1 thread: 2-3, 4-7, 8-11, >= 12 rows; 2 threads: 2-6, 7-16, 17-32, >= 33),
-so `generate --batch` lines can differ in `probs`' sixth decimal between batch sizes (15 of 32 lines, 1 vs 16;
-the texts the same). The test LM (24 wide) is unaffected, so the tests hold either way.
+A row's result does not depend on the other rows of its batch, bit for bit. OpenBLAS rounds a row of a
+matrix product by the product's row count (GEMV for one row; with 0.3.31's kernels, bands of row counts, and
+rows of 16 or more by their place in the batch), but a product of exactly 8 rows gives each row the same
+numbers wherever it sits and whatever its neighbours (measured for every product shape of the shipped and the
+test LM, 1 and 2 threads). So `step_rows` runs a batch in blocks of 8 rows (the last one padded with copies of
+its first row) and `prefill_rows` feeds each row alone, as two copies of itself (its products then depend on
+its own length only). Batch size, resume and the split over Ray workers (`batch_ray`) then cannot change a
+line. A block costs about what one row does (the products read the weights once either way).
 """
 
 from __future__ import annotations
@@ -50,30 +49,42 @@ class Decoded:
         return "".join(self.pieces)
 
 
-def _doubled(state: LayerStates) -> LayerStates:
-    return [(np.repeat(h, 2, axis=0), np.repeat(c, 2, axis=0)) for h, c in state]
+BLOCK = 8  # rows per product in `step_rows` (see the module docstring)
 
 
-def _first(state: LayerStates) -> LayerStates:
-    return [(h[:1], c[:1]) for h, c in state]
+def _rows(state: LayerStates, rows) -> LayerStates:
+    return [(h[rows], c[rows]) for h, c in state]
 
 
 def step_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:
-    """`decoder.step` whose result for a row does not depend on the other rows: one row runs as two copies
-    (the GEMM path every bigger batch takes, not GEMV; see the module's docstring)."""
-    if len(ids) != 1:
-        return decoder.step(ids, state)
-    logits, state = decoder.step(np.repeat(ids, 2), _doubled(state))
-    return logits[:1], _first(state)
+    """`decoder.step` whose result for a row does not depend on the other rows: blocks of exactly BLOCK rows."""
+    n = len(ids)
+    take = np.arange(-(-n // BLOCK) * BLOCK)
+    take[n:] = 0  # the last block filled with copies of row 0
+    padded, padded_state = ids[take], _rows(state, take)
+    out = [decoder.step(padded[s:s + BLOCK], _rows(padded_state, slice(s, s + BLOCK)))
+           for s in range(0, len(padded), BLOCK)]
+    logits = np.concatenate([o[0] for o in out])[:n]
+    new = [(np.concatenate([o[1][k][0] for o in out])[:n], np.concatenate([o[1][k][1] for o in out])[:n])
+           for k in range(len(state))]
+    return logits, new
 
 
 def prefill_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
                  mask: np.ndarray) -> tuple[np.ndarray, LayerStates]:
-    """`decoder.prefill`, one row run as two copies (as `step_rows`)."""
-    if len(ids) != 1:
-        return decoder.prefill(ids, state, mask)
-    logits, state = decoder.prefill(np.repeat(ids, 2, axis=0), _doubled(state), np.repeat(mask, 2, axis=0))
-    return logits[:1], _first(state)
+    """`decoder.prefill` of (B, T) right-padded ids, each row fed alone (its real tokens, as two copies of itself:
+    the GEMM path), so its result does not depend on the other rows or on the batch's padding."""
+    logits, rows = [], []
+    for r in range(len(ids)):
+        n, two_state = int(mask[r].sum()), _rows(state, [r, r])
+        if n:
+            lg, st = decoder.prefill(np.repeat(ids[r:r + 1, :n], 2, axis=0), two_state, np.ones((2, n), mask.dtype))
+        else:  # nothing to feed: the logits of the state as it is (as a batched prefill gives a padded row)
+            lg, st = two_state[-1][0] @ decoder.E_T + decoder.out_b, two_state
+        logits.append(lg[:1])
+        rows.append(_rows(st, slice(0, 1)))
+    return np.concatenate(logits), [(np.concatenate([s[k][0] for s in rows]), np.concatenate([s[k][1] for s in rows]))
+                                    for k in range(len(state))]
 
 
 @dataclass
