@@ -12,7 +12,8 @@ numbers wherever it sits and whatever its neighbours (measured for every product
 test LM, 1 and 2 threads). So `step_rows` runs a batch in blocks of 8 rows (the last one padded with copies of
 its first row) and `prefill_rows` feeds each row alone, as two copies of itself (its products then depend on
 its own length only). Batch size, resume and the split over Ray workers (`batch_ray`) then cannot change a
-line. A block costs about what one row does (the products read the weights once either way).
+line. A block of 8 costs about what one row does (its products read the weights once either way); 16 rows, two
+blocks, cost ~1.4x one product of 16 rows (a step 4.3 against 3.0 ms for the shipped LM on this 2-core VM).
 """
 
 from __future__ import annotations
