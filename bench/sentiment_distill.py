@@ -28,7 +28,7 @@ from rnnchat.data.batches import pad  # noqa: E402
 from rnnchat.models.sentiment import SentimentConfig, SentimentModel  # noqa: E402
 from rnnchat.models.sentiment_ensemble import load_sentiment, save_sentiment  # noqa: E402
 from rnnchat.nn.optim import Adam, clip_grad_norm  # noqa: E402
-from rnnchat.train.sentiment_distill import chat_messages  # noqa: E402
+from rnnchat.train.sentiment_distill import with_teacher_texts  # noqa: E402
 from rnnchat.train.sentiment_eval import encode, model_table, predict_ids  # noqa: E402
 
 DEV = Path(__file__).resolve().parent / "sentiment_chat" / "dev.tsv"
@@ -39,13 +39,12 @@ def train(name: str, n_chat: int, epochs: float, seed: int = 0, alpha: float = 1
     teacher, vocab, _ = load_sentiment(paths.sentiment_checkpoint())
     rated = encode(corpora.load_vader("train"), teacher.reader)
     val = encode(corpora.load_vader("val"), teacher.reader)
-    texts = chat_messages(n_chat, seed=123) if n_chat else []
-    chat_ids = [teacher.reader.text_ids(t) for t in texts]
-    cp, cs = predict_ids(teacher, chat_ids) if texts else (np.zeros((0, 3)), np.zeros(0))
-    tp, ts = predict_ids(teacher, rated.ids)
-    Q = np.concatenate([alpha * np.eye(3)[rated.labels] + (1 - alpha) * tp, cp])  # (N, 3) soft labels
-    S = np.concatenate([alpha * rated.targets + (1 - alpha) * ts, cs])  # score targets in [-1, 1]
-    ids = rated.ids + chat_ids
+    data = with_teacher_texts(rated, teacher.reader, paths.sentiment_checkpoint(), n_chat, seed=123)
+    Q, S, n = data.soft.copy(), data.targets.copy(), len(rated.ids)  # (N, 3) soft labels, scores in [-1, 1]
+    if alpha < 1:  # the rated sentences: alpha * their label + (1 - alpha) * the teacher's
+        tp, ts = predict_ids(teacher, rated.ids)
+        Q[:n], S[:n] = alpha * Q[:n] + (1 - alpha) * tp, alpha * S[:n] + (1 - alpha) * ts
+    ids = data.ids
     m = SentimentModel(SentimentConfig(vocab_size=len(vocab), embed=192, hidden=256, subwords=4096, cell="qrnn",
                                        window=3), seed=seed)
     m.set_vocab(vocab, teacher.reader)

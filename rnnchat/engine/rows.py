@@ -60,11 +60,13 @@ def _rows(state: LayerStates, rows) -> LayerStates:
 def step_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:
     """`decoder.step` whose result for a row does not depend on the other rows: blocks of exactly BLOCK rows."""
     n = len(ids)
-    take = np.arange(-(-n // BLOCK) * BLOCK)
-    take[n:] = 0  # the last block filled with copies of row 0
-    padded, padded_state = ids[take], _rows(state, take)
-    out = [decoder.step(padded[s:s + BLOCK], _rows(padded_state, slice(s, s + BLOCK)))
-           for s in range(0, len(padded), BLOCK)]
+    if n % BLOCK:  # the last block filled with copies of row 0
+        take = np.concatenate([np.arange(n), np.zeros(BLOCK - n % BLOCK, np.int64)])
+        ids, state = ids[take], _rows(state, take)
+    if len(ids) == BLOCK:  # the usual case (up to 8 candidates left): one product per layer, no concatenation
+        logits, new = decoder.step(ids, state)
+        return logits[:n], _rows(new, slice(0, n))
+    out = [decoder.step(ids[s:s + BLOCK], _rows(state, slice(s, s + BLOCK))) for s in range(0, len(ids), BLOCK)]
     logits = np.concatenate([o[0] for o in out])[:n]
     new = [(np.concatenate([o[1][k][0] for o in out])[:n], np.concatenate([o[1][k][1] for o in out])[:n])
            for k in range(len(state))]
@@ -81,7 +83,7 @@ def prefill_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
         if n:
             lg, st = decoder.prefill(np.repeat(ids[r:r + 1, :n], 2, axis=0), two_state, np.ones((2, n), mask.dtype))
         else:  # nothing to feed: the logits of the state as it is (as a batched prefill gives a padded row)
-            lg, st = two_state[-1][0] @ decoder.E_T + decoder.out_b, two_state
+            lg, st = decoder.logits(two_state[-1][0]), two_state
         logits.append(lg[:1])
         rows.append(_rows(st, slice(0, 1)))
     return np.concatenate(logits), [(np.concatenate([s[k][0] for s in rows]), np.concatenate([s[k][1] for s in rows]))

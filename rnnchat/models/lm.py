@@ -224,6 +224,12 @@ class LMDecoder:
         self.prefill_chunk = prefill_chunk
         self._prefill_lock = threading.Lock()  # prefill runs through the model's layer objects (shared buffers)
 
+    def logits(self, h: np.ndarray) -> np.ndarray:
+        """The top layer's state (B, H) -> next-token logits (B, V)."""
+        logits = h @ self.E_T
+        logits += self.out_b
+        return logits
+
     def initial_state(self, batch: int = 1) -> LayerStates:
         H = self.hidden
         return [(np.zeros((batch, H), np.float32), np.zeros((batch, H), np.float32)) for _ in self.model.lstms]
@@ -241,9 +247,7 @@ class LMDecoder:
             a += b
             x, c = lstm_cell(a, c, H)
             new_state.append((x, c))
-        logits = x @ self.E_T
-        logits += self.out_b
-        return logits, new_state
+        return self.logits(x), new_state
 
     def prefill(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None = None) -> tuple[np.ndarray, LayerStates]:
         """Feed (B, T) ids (right-padded, with a (B, T) mask) -> logits after each row's last real token, state.
@@ -264,10 +268,7 @@ class LMDecoder:
             raise ValueError("prefill needs at least one token")
         with self._prefill_lock:
             state, hidden = self._prefill_locked(ids, state, mask, keep_hidden)
-        h = state[-1][0]
-        logits = h @ self.E_T
-        logits += self.out_b
-        return logits, state, hidden
+        return self.logits(state[-1][0]), state, hidden
 
     def _prefill_locked(self, ids: np.ndarray, state: LayerStates, mask: np.ndarray | None, keep_hidden: bool
                         ) -> tuple[LayerStates, np.ndarray | None]:

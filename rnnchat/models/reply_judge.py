@@ -87,9 +87,7 @@ def reply_features(dec: LMDecoder, vocab: Vocab, logits: np.ndarray, state: Laye
     targets, row = inputs[:, 1:].ravel()[later], later // max(inputs.shape[1] - 1, 1)
     for start in range(0, len(later), LOGIT_ROWS):
         part = slice(start, start + LOGIT_ROWS)
-        z = hidden[part] @ dec.E_T
-        z += dec.out_b
-        lp += np.bincount(row[part], weights=_target_logprobs(z, targets[part]), minlength=2 * N)
+        lp += np.bincount(row[part], weights=_target_logprobs(dec.logits(hidden[part]), targets[part]), minlength=2 * N)
     lp, fresh = np.where(np.isnan(known), lp[:N], known), lp[N:]
     out = out[:N]
     lengths = mask.sum(axis=1).astype(np.int64)                         # tokens scored, <eot> included

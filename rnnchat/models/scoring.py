@@ -125,9 +125,7 @@ def lm_reply_logprobs(decoder_or_model: LMDecoder | LanguageModel, vocab: Vocab,
     lp = np.empty(len(sel))
     for start in range(0, len(sel), LOGIT_ROWS):
         part = slice(start, start + LOGIT_ROWS)
-        logits = hidden[part] @ dec.E_T                                 # (R, V)
-        logits += dec.out_b
-        lp[part] = _target_logprobs(logits, tgt[part])
+        lp[part] = _target_logprobs(dec.logits(hidden[part]), tgt[part])  # (R, V) logits at a time
     return np.bincount(row, weights=lp, minlength=N)
 
 

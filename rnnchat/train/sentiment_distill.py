@@ -35,9 +35,7 @@ def with_teacher_texts(train: SentimentData, reader: TokenReader, teacher: Path,
                        seed: int = 0) -> SentimentData:
     """`train` (its labels as one-hot probabilities) plus `n` chat messages labelled by the `teacher`
     checkpoint (probabilities, and its score as the rating / 4); the student reads them with `reader`."""
-    model, _, header = load_sentiment(teacher)
-    if header.get("model") != "sentiment":
-        raise ValueError(f"{teacher} is not a sentiment checkpoint")
+    model, _, _ = load_sentiment(teacher)  # (it refuses a checkpoint of another kind)
     texts = chat_messages(n, seed)
     probs, scores = predict_ids(model, [model.reader.text_ids(t) for t in texts])
     return SentimentData(ids=train.ids + [reader.text_ids(t) for t in texts],
