@@ -5,25 +5,30 @@ that finish drop out of the batch. It serves ranked reply candidates (`engine.ra
 (`engine.batch`) and, with a `Guide`, classifier-free guidance (also in the single stream of
 `engine.conversation`).
 
-A row's result does not depend on the other rows of its batch, bit for bit. OpenBLAS rounds a row of a
-matrix product by the product's row count (GEMV for one row; with 0.3.31's kernels, bands of row counts, and
-rows of 16 or more by their place in the batch), but a product of exactly 8 rows gives each row the same
-numbers wherever it sits and whatever its neighbours (measured for every product shape of the shipped and the
-test LM, 1 and 2 threads). So `step_rows` runs a batch in blocks of 8 rows (the last one padded with copies of
-its first row) and `prefill_rows` feeds each row alone, as two copies of itself (its products then depend on
-its own length only). Batch size, resume and the split over Ray workers (`batch_ray`) then cannot change a
-line. A block of 8 costs about what one row does (its products read the weights once either way); 16 rows, two
-blocks, cost ~1.4x one product of 16 rows (a step 4.3 against 3.0 ms for the shipped LM on this 2-core VM).
+A row's result does not depend on the other rows of its batch, bit for bit: every row gets the numbers a
+product of exactly 8 rows gives it. OpenBLAS rounds a row of a matrix product by the product's row count: GEMV
+for one row, and with 0.3.31's Haswell kernels bands of row counts (rows of 16 or more also by their place),
+while a product of exactly 8 rows gives each row the same numbers wherever it sits and whatever its neighbours
+(measured for every product shape of the shipped and the test LM, 1 and 2 threads). Its SkylakeX kernels give a
+row the same numbers in a product of any 2-16 rows, so there one product is enough: `step_rows` checks that,
+the first time it meets each row count (at each BLAS thread count), by running the rows both ways, and takes
+one product from then on where the bits agreed, blocks of 8 elsewhere (the last one padded with copies of its
+first row). `prefill_rows` feeds each row alone, as two copies of itself (its products then depend on its own
+length only). Batch size, resume and the split over Ray workers (`batch_ray`) then cannot change a line.
+A block of 8 costs about what one row does (its products read the weights once either way); 16 rows in two
+blocks cost ~1.4x one product of 16 rows (a step 4.3 against 3.0 ms for the shipped LM on a 2-core VM).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rnnchat.models.lm import LayerStates, LMDecoder
+from rnnchat.runtime import blas_threads
 from rnnchat.sampling import RowSampler, SamplingSettings, StopWatch, ban_first, sample_rows
 from rnnchat.text import Vocab
 
@@ -50,27 +55,54 @@ class Decoded:
         return "".join(self.pieces)
 
 
-BLOCK = 8  # rows per product in `step_rows` (see the module docstring)
+BLOCK = 8  # rows per product whose bits every row keeps (see the module docstring)
+ONE_PRODUCT = 16  # the most rows `step_rows` runs as one product, where that gives them their block bits
+
+# per decoder: (row count, BLAS threads) -> does one product give every row its block bits (checked once each)
+_one_product_ok: "weakref.WeakKeyDictionary[LMDecoder, dict[tuple[int, int], bool]]" = weakref.WeakKeyDictionary()
 
 
 def _rows(state: LayerStates, rows) -> LayerStates:
     return [(h[rows], c[rows]) for h, c in state]
 
 
+def _join(parts: list[tuple[np.ndarray, LayerStates]], n: int) -> tuple[np.ndarray, LayerStates]:
+    """The first n rows of consecutive (logits, state) parts, as one."""
+    logits = np.concatenate([p[0] for p in parts])[:n]
+    layers = range(len(parts[0][1]))
+    return logits, [(np.concatenate([p[1][k][0] for p in parts])[:n], np.concatenate([p[1][k][1] for p in parts])[:n])
+                    for k in layers]
+
+
 def step_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:
-    """`decoder.step` whose result for a row does not depend on the other rows: blocks of exactly BLOCK rows."""
+    """`decoder.step` whose result for a row does not depend on the other rows: the bits of a BLOCK-row product."""
     n = len(ids)
-    if n % BLOCK:  # the last block filled with copies of row 0
+    if n > ONE_PRODUCT:
+        return _join([step_rows(decoder, ids[s:s + ONE_PRODUCT], _rows(state, slice(s, s + ONE_PRODUCT)))
+                      for s in range(0, n, ONE_PRODUCT)], n)
+    if n > 1:
+        key, seen = (n, blas_threads()), _one_product_ok.setdefault(decoder, {})
+        if seen.get(key):
+            return decoder.step(ids, state)
+        if key not in seen:  # the first time: both ways, and the verdict kept
+            blocks, one = _step_blocks(decoder, ids, state), decoder.step(ids, state)
+            seen[key] = np.array_equal(one[0], blocks[0]) and all(
+                np.array_equal(a, b) for x, y in zip(one[1], blocks[1]) for a, b in zip(x, y))
+            return blocks
+    return _step_blocks(decoder, ids, state)
+
+
+def _step_blocks(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:
+    """`decoder.step` on blocks of exactly BLOCK rows, the last one filled with copies of row 0."""
+    n = len(ids)
+    if n % BLOCK:
         take = np.concatenate([np.arange(n), np.zeros(BLOCK - n % BLOCK, np.int64)])
         ids, state = ids[take], _rows(state, take)
-    if len(ids) == BLOCK:  # the usual case (up to 8 candidates left): one product per layer, no concatenation
+    if len(ids) == BLOCK:  # one product per layer, no concatenation
         logits, new = decoder.step(ids, state)
         return logits[:n], _rows(new, slice(0, n))
-    out = [decoder.step(ids[s:s + BLOCK], _rows(state, slice(s, s + BLOCK))) for s in range(0, len(ids), BLOCK)]
-    logits = np.concatenate([o[0] for o in out])[:n]
-    new = [(np.concatenate([o[1][k][0] for o in out])[:n], np.concatenate([o[1][k][1] for o in out])[:n])
-           for k in range(len(state))]
-    return logits, new
+    return _join([decoder.step(ids[s:s + BLOCK], _rows(state, slice(s, s + BLOCK)))
+                  for s in range(0, len(ids), BLOCK)], n)
 
 
 def prefill_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,

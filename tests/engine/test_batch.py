@@ -191,6 +191,49 @@ def test_step_rows_of_one_row_equal_its_row_of_a_batch(shipped):
                    for a, b in zip(one_state, new))
 
 
+def _same(a, b):
+    import numpy as np
+    return np.array_equal(a[0], b[0]) and all(np.array_equal(x, y) for s, t in zip(a[1], b[1]) for x, y in zip(s, t))
+
+
+def test_step_rows_gives_every_row_its_block_bits_whether_it_takes_one_product_or_blocks(shipped):
+    """The first time a row count is met both ways are run; from then on one product where they agreed (the
+    SkylakeX kernels), blocks of 8 where they did not (the Haswell ones): the bits are a block's either way."""
+    import numpy as np
+    from rnnchat.engine import rows
+    engine, rng = shipped, np.random.default_rng(1)
+    for n in (2, 5, 8, 9, 16, 17, 33):
+        state = [(rng.standard_normal((n, 512)).astype(np.float32), rng.standard_normal((n, 512)).astype(np.float32))
+                 for _ in range(2)]
+        ids = rng.integers(0, len(engine.vocab), n)
+        blocks = rows._step_blocks(engine.decoder, ids, state)
+        assert _same(rows.step_rows(engine.decoder, ids, state), blocks)  # (checks, then keeps the verdict)
+        assert _same(rows.step_rows(engine.decoder, ids, state), blocks)  # (by the verdict)
+    assert {n for n, _ in rows._one_product_ok[engine.decoder]} >= {2, 5, 8, 9, 16}
+
+
+def test_a_blas_that_rounds_rows_by_their_count_keeps_the_blocks(engine):
+    """A product whose rows change with its row count (as OpenBLAS's Haswell kernels round) is never used as one
+    product: every call gives the 8-row bits, and the verdict is kept as no."""
+    import numpy as np
+    from rnnchat.engine import rows
+
+    class ByCount(type(engine.decoder)):
+        def step(self, ids, state):
+            logits, new = super().step(ids, state)
+            return logits + np.float32(len(ids) / 64), new
+
+    decoder = ByCount(engine.decoder.model)
+    state = decoder.initial_state(5)
+    ids = np.array([4, 9, 5, 12, 7])
+    eight = decoder.step(np.concatenate([ids, ids[:3]]), [(np.concatenate([h, h[:3]]), np.concatenate([c, c[:3]]))
+                                                          for h, c in state])
+    for _ in range(2):
+        logits, _ = rows.step_rows(decoder, ids, state)
+        assert np.array_equal(logits, eight[0][:5])
+    assert list(rows._one_product_ok[decoder].values()) == [False]
+
+
 def test_cli_batch_size_does_not_change_a_line(small_lm_path, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p, "temperature": 1.2}) + "\n" for p in PROMPTS * 4))
