@@ -27,7 +27,7 @@ from rnnchat.ui.history import Recall, append_history, load_history
 from rnnchat.ui.tui.conversation_actions import ConversationActions
 from rnnchat.ui.tui.widgets import Bubble, ChatLog, MessageInput, MoodLine, SentimentIndicator, StreamText
 
-FLUSH_S = 1 / 30  # tokens reach the screen in batches, at most ~30 updates a second
+FLUSH_S = 1 / 20  # tokens reach the screen in batches, at most 20 updates a second (see StreamText on why)
 SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"), ("max_tokens", "max tokens"),
             ("skip", "skip words"), ("beam", "beam"), ("candidates", "candidates"))
 WHO = {Mode.CHAT: "seq2seq", Mode.LM: "rnnchat", Mode.CONTINUE: "continue"}
