@@ -1,4 +1,5 @@
-"""The BLAS and thread policy in one place: set once at start-up, and one helper for "decode on one thread"."""
+"""The BLAS and thread policy in one place: set once at start-up, helpers for "decode on one thread", and the
+BLAS thread counts as they are now."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def decode_threads(rows: int) -> contextlib.AbstractContextManager:
 _blas: list = []  # the BLAS libraries' controllers, found on first use (NumPy is loaded by then)
 
 
-def blas_threads() -> int:
-    """The threads the BLAS would run a product on now (~1 us a call; 0 when no BLAS library is found)."""
+def blas_threads() -> tuple[int, ...]:
+    """Each loaded BLAS library's configured thread count (~1 us a call; () when none is found)."""
     if not _blas:
         _blas.append(ThreadpoolController().select(user_api="blas").lib_controllers)
-    return max((lib.get_num_threads() or 0 for lib in _blas[0]), default=0)
+    return tuple(lib.get_num_threads() or 0 for lib in _blas[0])

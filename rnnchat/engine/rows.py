@@ -9,14 +9,16 @@ A row's result does not depend on the other rows of its batch, bit for bit: ever
 product of exactly 8 rows gives it. OpenBLAS rounds a row of a matrix product by the product's row count: GEMV
 for one row, and with 0.3.31's Haswell kernels bands of row counts (rows of 16 or more also by their place),
 while a product of exactly 8 rows gives each row the same numbers wherever it sits and whatever its neighbours
-(measured for every product shape of the shipped and the test LM, 1 and 2 threads). Its SkylakeX kernels give a
-row the same numbers in a product of any 2-16 rows, so there one product is enough: `step_rows` checks that,
-the first time it meets each row count (at each BLAS thread count), by running the rows both ways, and takes
-one product from then on where the bits agreed, blocks of 8 elsewhere (the last one padded with copies of its
-first row). `prefill_rows` feeds each row alone, as two copies of itself (its products then depend on its own
-length only). Batch size, resume and the split over Ray workers (`batch_ray`) then cannot change a line.
-A block of 8 costs about what one row does (its products read the weights once either way); 16 rows in two
-blocks cost ~1.4x one product of 16 rows (a step 4.3 against 3.0 ms for the shipped LM on a 2-core VM).
+(measured for every product shape of the shipped and the test LM). Its SkylakeX kernels give a row the same
+numbers in a product of any 2-16 rows, so there one product is enough: `step_rows` checks that the first time it
+meets each row count at each BLAS thread count (on random rows, run both ways) and takes one product from then
+on where the bits agreed, blocks of 8 elsewhere (the last one padded with copies of its first row).
+`prefill_rows` feeds each row alone, as two copies of itself (its products then depend on its own length only).
+Batch size, resume and the split over Ray workers (`batch_ray`, one BLAS thread each) then cannot change a line.
+The thread count itself can: with the Haswell kernels an 8-row block of the shipped LM rounds some rows
+differently on 1 and 2 threads, so a local run on 2 threads and a Ray run may differ in the last bits of a
+probability. A block of 8 costs about what one row does (its products read the weights once either way); 16
+rows in two blocks cost ~1.4x one product of 16 rows (a step 4.3 against 3.0 ms for the shipped LM, 2-core VM).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Decoded:
 BLOCK = 8  # rows per product whose bits every row keeps (see the module docstring)
 ONE_PRODUCT = 16  # the most rows `step_rows` runs as one product, where that gives them their block bits
 
-# per decoder: (row count, BLAS threads) -> does one product give every row its block bits (checked once each)
+# per decoder: (row count, BLAS threads) -> does one product give every row its block bits (`_one_product`)
 _one_product_ok: "weakref.WeakKeyDictionary[LMDecoder, dict[tuple[int, int], bool]]" = weakref.WeakKeyDictionary()
 
 
@@ -80,16 +82,26 @@ def step_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[
     if n > ONE_PRODUCT:
         return _join([step_rows(decoder, ids[s:s + ONE_PRODUCT], _rows(state, slice(s, s + ONE_PRODUCT)))
                       for s in range(0, n, ONE_PRODUCT)], n)
-    if n > 1:
-        key, seen = (n, blas_threads()), _one_product_ok.setdefault(decoder, {})
-        if seen.get(key):
-            return decoder.step(ids, state)
-        if key not in seen:  # the first time: both ways, and the verdict kept
-            blocks, one = _step_blocks(decoder, ids, state), decoder.step(ids, state)
-            seen[key] = np.array_equal(one[0], blocks[0]) and all(
-                np.array_equal(a, b) for x, y in zip(one[1], blocks[1]) for a, b in zip(x, y))
-            return blocks
+    threads = blas_threads()
+    if n == BLOCK or n > 1 and threads and _one_product(decoder, n, threads):
+        return decoder.step(ids, state)
     return _step_blocks(decoder, ids, state)
+
+
+def _one_product(decoder: LMDecoder, n: int, threads: tuple[int, ...]) -> bool:
+    """Does one product of n rows give every row its block bits (on these BLAS threads)? Checked the first time
+    on random rows (the caller's may hide a difference: a zero state makes the first layer's product exact),
+    then kept. (The thread count is read before the product runs; nothing in rnnchat changes it meanwhile.)"""
+    seen = _one_product_ok.setdefault(decoder, {})
+    if (n, threads) not in seen:
+        rng = np.random.default_rng(n)
+        ids = rng.integers(0, decoder.vocab_size, n)
+        state = [tuple(rng.standard_normal((n, a.shape[1])).astype(a.dtype) for a in layer)
+                 for layer in decoder.initial_state(1)]
+        one, blocks = decoder.step(ids, state), _step_blocks(decoder, ids, state)
+        seen[(n, threads)] = one[0].tobytes() == blocks[0].tobytes() and all(
+            a.tobytes() == b.tobytes() for x, y in zip(one[1], blocks[1]) for a, b in zip(x, y))
+    return seen[(n, threads)]
 
 
 def _step_blocks(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[np.ndarray, LayerStates]:

@@ -201,15 +201,17 @@ def test_step_rows_gives_every_row_its_block_bits_whether_it_takes_one_product_o
     SkylakeX kernels), blocks of 8 where they did not (the Haswell ones): the bits are a block's either way."""
     import numpy as np
     from rnnchat.engine import rows
+    from rnnchat.runtime import blas_threads
     engine, rng = shipped, np.random.default_rng(1)
+    H, layers = engine.decoder.hidden, len(engine.decoder.initial_state(1))
     for n in (2, 5, 8, 9, 16, 17, 33):
-        state = [(rng.standard_normal((n, 512)).astype(np.float32), rng.standard_normal((n, 512)).astype(np.float32))
-                 for _ in range(2)]
+        state = [(rng.standard_normal((n, H)).astype(np.float32), rng.standard_normal((n, H)).astype(np.float32))
+                 for _ in range(layers)]
         ids = rng.integers(0, len(engine.vocab), n)
         blocks = rows._step_blocks(engine.decoder, ids, state)
         assert _same(rows.step_rows(engine.decoder, ids, state), blocks)  # (checks, then keeps the verdict)
         assert _same(rows.step_rows(engine.decoder, ids, state), blocks)  # (by the verdict)
-    assert {n for n, _ in rows._one_product_ok[engine.decoder]} >= {2, 5, 8, 9, 16}
+    assert all((n, blas_threads()) in rows._one_product_ok[engine.decoder] for n in (2, 5, 9, 16))
 
 
 def test_a_blas_that_rounds_rows_by_their_count_keeps_the_blocks(engine):
@@ -232,6 +234,35 @@ def test_a_blas_that_rounds_rows_by_their_count_keeps_the_blocks(engine):
         logits, _ = rows.step_rows(decoder, ids, state)
         assert np.array_equal(logits, eight[0][:5])
     assert list(rows._one_product_ok[decoder].values()) == [False]
+
+
+def test_one_product_is_taken_where_it_agrees_and_the_verdict_is_kept_per_thread_count(engine, monkeypatch):
+    """Agreed once: later steps of that row count are one product. A thread count whose products round by their
+    row count has its own verdict, and its rows get the block bits."""
+    import numpy as np
+    from rnnchat.engine import rows
+    threads, calls = [(2,)], []
+    monkeypatch.setattr(rows, "blas_threads", lambda: threads[0])
+
+    class ByThreads(type(engine.decoder)):
+        def step(self, ids, state):  # on "2 threads" every row as in a block of 8 copies of itself, whatever n
+            calls.append(len(ids))
+            step = super().step
+            outs = [step(np.repeat(ids[r:r + 1], 8), [(np.repeat(h[r:r + 1], 8, 0), np.repeat(c[r:r + 1], 8, 0))
+                                                      for h, c in state]) for r in range(len(ids))]
+            logits = np.concatenate([o[0][:1] for o in outs])
+            new = [tuple(np.concatenate([o[1][k][j][:1] for o in outs]) for j in (0, 1)) for k in range(len(state))]
+            return (logits + np.float32(len(ids) / 64) if threads[0] == (1,) else logits), new
+
+    decoder, ids = ByThreads(engine.decoder.model), np.array([4, 9, 5, 12, 7])
+    state = decoder.initial_state(5)
+    rows.step_rows(decoder, ids, state)
+    calls.clear()
+    rows.step_rows(decoder, ids, state)
+    assert calls == [5]  # one product of the 5 rows
+    threads[0] = (1,)
+    assert np.array_equal(rows.step_rows(decoder, ids, state)[0], rows._step_blocks(decoder, ids, state)[0])
+    assert rows._one_product_ok[decoder] == {(5, (2,)): True, (5, (1,)): False}
 
 
 def test_cli_batch_size_does_not_change_a_line(small_lm_path, tmp_path):

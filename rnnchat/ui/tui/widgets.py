@@ -66,7 +66,8 @@ class StreamText(Widget):
     thread waits for, so at most one layout per `LAYOUT_S` is made while text streams in (the line appears with
     the next one); `finish` lays out at once. With the app's 20 updates a second, a 200-token LM reply streams
     at 0.79-0.86x the session's own rate (`bench/ui_latency.py --stream-only`, four runs; 30 updates and a
-    layout per 0.2 s: 0.72-0.74x the same day). An optional `prefix` (the user's text in continue mode) is drawn in the `stream-text--prefix` style.
+    layout per 0.2 s: 0.72-0.74x the same day).
+    An optional `prefix` (the user's text in continue mode) is drawn in the `stream-text--prefix` style.
     """
 
     LAYOUT_S = 0.5
