@@ -61,7 +61,8 @@ BLOCK = 8  # rows per product whose bits every row keeps (see the module docstri
 ONE_PRODUCT = 16  # the most rows `step_rows` runs as one product, where that gives them their block bits
 
 # per decoder: (row count, BLAS threads) -> does one product give every row its block bits (`_one_product`)
-_one_product_ok: "weakref.WeakKeyDictionary[LMDecoder, dict[tuple[int, int], bool]]" = weakref.WeakKeyDictionary()
+_one_product_ok: "weakref.WeakKeyDictionary[LMDecoder, dict[tuple[int, tuple[int, ...]], bool]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def _rows(state: LayerStates, rows) -> LayerStates:
@@ -82,8 +83,7 @@ def step_rows(decoder: LMDecoder, ids: np.ndarray, state: LayerStates) -> tuple[
     if n > ONE_PRODUCT:
         return _join([step_rows(decoder, ids[s:s + ONE_PRODUCT], _rows(state, slice(s, s + ONE_PRODUCT)))
                       for s in range(0, n, ONE_PRODUCT)], n)
-    threads = blas_threads()
-    if n == BLOCK or n > 1 and threads and _one_product(decoder, n, threads):
+    if n == BLOCK or n > 1 and (threads := blas_threads()) and _one_product(decoder, n, threads):
         return decoder.step(ids, state)
     return _step_blocks(decoder, ids, state)
 
