@@ -92,7 +92,9 @@ def _one_product(decoder: LMDecoder, n: int, threads: tuple[int, ...]) -> bool:
     """Does one product of n rows give every row its block bits (on these BLAS threads)? Checked the first time
     on random rows (the caller's may hide a difference: a zero state makes the first layer's product exact),
     then kept. (The thread count is read before the product runs; nothing in rnnchat changes it meanwhile.)"""
-    seen = _one_product_ok.setdefault(decoder, {})
+    seen = _one_product_ok.get(decoder)
+    if seen is None:  # (not `setdefault`: that makes a weak reference and a dict at every step)
+        seen = _one_product_ok[decoder] = {}
     if (n, threads) not in seen:
         rng = np.random.default_rng(n)
         ids = rng.integers(0, decoder.vocab_size, n)
