@@ -19,7 +19,8 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
                  fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = DEFAULT_CANDIDATES,
                  backward_path: Path | None = None, directory: Path | None = None,
                  mode: Mode | str = DEFAULT_MODE) -> tuple[ChatSession, list[str]]:
-    """Load the models and (unless `fresh`) the last conversation; returns the session and notes to show.
+    """Load the models and the last conversation; returns the session and notes to show. With `fresh`, a new
+    conversation, the last one kept under a dated name (`/load` lists it), as `/reset` keeps it.
 
     `directory`: the data directory (default `paths.data_dir()`); SessionError if it cannot be one. `mode`: the
     mode to start in (LM chat, with a note, where it needs a model that is missing).
@@ -52,10 +53,23 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
         notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
     if candidates > 1:
         notes += ranker_notes
-    if not fresh and (problem := session.restore()):
+    if (problem := session.restore()):
         notes.append(problem)
+    elif fresh and (session.transcript or session.conv.history):
+        notes.append(_start_fresh(session))
     if (why := session.unavailable(Mode(mode))) is None:
         session.set_mode(mode)
     else:
         notes.append(f"starting in {'continue mode' if session.fallback_mode is Mode.CONTINUE else 'LM chat'}: {why}")
     return session, notes
+
+
+def _start_fresh(session: ChatSession) -> str:
+    """`--fresh` on a restored conversation: keep it under a dated name (as `/reset` does), then start anew;
+    where it cannot be kept, start anew without autosaving, so the autosaved one is left as it was."""
+    try:
+        return f"new conversation (the previous one is kept: /load {session.reset()})"
+    except SessionError as e:
+        session.autosave_off = True
+        session.reset(force=True)
+        return f"{e}; new conversation, not autosaved (the last one is left as it was)"

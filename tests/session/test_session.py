@@ -179,8 +179,11 @@ def test_open_session_errors_notes_and_fresh(small_lm_path, data_dir, tmp_path):
     reply(s, "hello")
     again, _ = open_session(small_lm_path, tmp_path / "x.npz", SamplingSettings())
     assert to_json(again.transcript) == to_json(s.transcript)
-    fresh, _ = open_session(small_lm_path, tmp_path / "x.npz", SamplingSettings(), fresh=True)
-    assert to_json(fresh.transcript) == []
+    fresh, fresh_notes = open_session(small_lm_path, tmp_path / "x.npz", SamplingSettings(), fresh=True)
+    assert to_json(fresh.transcript) == [] and fresh.conv.history == []
+    kept = fresh_notes[-1].rsplit("/load ", 1)[1].rstrip(")")  # --fresh keeps the last conversation, as /reset does
+    fresh.load(kept)
+    assert to_json(fresh.transcript) == to_json(s.transcript)
     with pytest.raises(SettingsError, match="cannot skip"):
         open_session(small_lm_path, None, SamplingSettings(skip=("zebra",)))
 
