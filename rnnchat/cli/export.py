@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", "-f", choices=FORMATS, default=None,
                    help="md, txt or json (default: from the -o suffix, else md)")
     p.add_argument("-o", "--out", type=Path, default=None, help="write to FILE (atomically) instead of stdout")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists (never an .npz file)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         print(render(turns, fmt, title), end="")
         return 0
     try:
-        write_export(turns, args.out, fmt, title)
+        write_export(turns, args.out, fmt, title, replace=args.force)
+    except SessionError as e:
+        raise CommandError(str(e)) from None
     except OSError as e:
         raise CommandError(f"cannot write {args.out}: {e.strerror or e}") from None
     print(f"exported {len(turns)} message(s) to {args.out}", file=sys.stderr)

@@ -47,7 +47,7 @@ COMMAND_HELP = (
     ("/retry", "replace the last reply (next candidate)"),
     ("/mode chat|lm|continue", "switch mode"), ("/reset", "new conversation (old one kept)"),
     ("/save [-f] NAME", "save (-f: replace NAME)"), ("/load NAME", "load one (/load: list)"),
-    ("/export [FMT] [FILE]", "transcript: md, txt, json"),
+    ("/export [-f] [FMT] [FILE]", "transcript: md, txt, json (-f: replace FILE)"),
     ("/help", "this help"), ("/quit", "leave"),
 )
 
@@ -82,13 +82,16 @@ def set_setting(session: Commandable, name: str, text: str) -> None:
 
 
 def _export(session: Commandable, arg: str) -> str:
-    """/export [md|txt|json] [FILE]: the transcript to FILE (default: exports/ in the data directory)."""
+    """/export [-f] [md|txt|json] [FILE]: the transcript to FILE (default: exports/ in the data directory);
+    -f replaces an existing FILE."""
     words = arg.split(maxsplit=1)
+    replace = bool(words) and words[0] == "-f"
+    words = words[1].split(maxsplit=1) if replace and len(words) > 1 else ([] if replace else words)
     fmt = words.pop(0) if words and words[0] in FORMATS else None
     path = Path(words[0]).expanduser() if words else None
     fmt = format_for(path, fmt)
     path = path or default_export_path(session.store, fmt)
-    write_export(session.transcript, path, fmt, "rnnchat conversation")
+    write_export(session.transcript, path, fmt, "rnnchat conversation", replace, "/export -f")
     return f"exported {len(session.transcript)} message(s) to {path}"
 
 

@@ -74,8 +74,15 @@ def format_for(path: Path | None, fmt: str | None) -> str:
     return {"markdown": "md", "text": "txt"}.get(suffix, suffix) if suffix in (*FORMATS, "markdown", "text") else "md"
 
 
-def write_export(turns: list[Turn], path: Path, fmt: str, title: str) -> Path:
-    """Write the document atomically (creating the folder); OSError as it comes."""
+def write_export(turns: list[Turn], path: Path, fmt: str, title: str, replace: bool = False,
+                 how_to_replace: str = "--force") -> Path:
+    """Write the document atomically (creating the folder); OSError as it comes. SessionError, and nothing
+    written, for an existing file unless `replace` (`how_to_replace` says how to ask for it), and for an .npz
+    file ever: it may be a saved conversation or a model."""
+    if path.suffix == ".npz":
+        raise SessionError(f"will not export to {path}: an .npz file may be a saved conversation or a model")
+    if path.exists() and not replace:
+        raise SessionError(f"{path} exists; export to another file, or replace it with {how_to_replace}")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, render(turns, fmt, title).encode("utf-8"))
     return path

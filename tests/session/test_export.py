@@ -8,6 +8,7 @@ import pytest
 from rnnchat.cli.main import main
 from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.session.export import render
+from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import Mode, Turn, from_json
 
 
@@ -43,6 +44,17 @@ def test_cli_export_of_saved_conversations(make_session, data_dir, tmp_path, cap
     assert main(["export", "missing"]) == 1
     assert "no saved conversation named 'missing'" in capsys.readouterr().err
     assert main(["export", "greeting", "-o", str(tmp_path / "no" / "such" / "dir.md")]) == 0  # folders made
+    capsys.readouterr()
+    # an existing file is replaced only with --force, an .npz (a saved conversation, a model) never
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["export", "greeting", "-o", str(tmp_path / "mine.txt")]) == 1
+    assert "exists" in capsys.readouterr().err and (tmp_path / "mine.txt").read_text() == "keep me"
+    assert main(["export", "greeting", "-o", str(tmp_path / "mine.txt"), "--force", "-f", "txt"]) == 0
+    assert "] you: hello there" in (tmp_path / "mine.txt").read_text()
+    saved = s.path("greeting")
+    before = saved.read_bytes()
+    assert main(["export", "-o", str(saved), "--force", "-f", "json"]) == 1
+    assert ".npz" in capsys.readouterr().err and saved.read_bytes() == before
 
 
 def test_export_command_writes_the_current_transcript(make_session, data_dir, tmp_path):
@@ -56,3 +68,10 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
     assert json.loads((tmp_path / "x.out").read_text())["turns"][0]["text"] == "hello there"
     s.command(f"/export {tmp_path / 'y.txt'}")  # the format follows the suffix
     assert "] you: hello there" in (tmp_path / "y.txt").read_text()
+    with pytest.raises(SessionError, match="exists; .* /export -f"):
+        s.command(f"/export json {tmp_path / 'y.txt'}")
+    assert "] you: hello there" in (tmp_path / "y.txt").read_text()
+    s.command(f"/export -f json {tmp_path / 'y.txt'}")
+    assert json.loads((tmp_path / "y.txt").read_text())["turns"][0]["text"] == "hello there"
+    with pytest.raises(SessionError, match="npz"):
+        s.command(f"/export -f {s.path('last')}")
