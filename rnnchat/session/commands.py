@@ -47,7 +47,7 @@ COMMAND_HELP = (
     ("/retry", "replace the last reply (next candidate)"),
     ("/mode chat|lm|continue", "switch mode"), ("/reset", "new conversation (old one kept)"),
     ("/save [-f] NAME", "save (-f: replace NAME)"), ("/load NAME", "load one (/load: list)"),
-    ("/export [-f] [FMT] [FILE]", "transcript: md, txt, json (-f: replace FILE)"),
+    ("/export [FMT] [FILE]", "transcript: md, txt, json"),
     ("/help", "this help"), ("/quit", "leave"),
 )
 
