@@ -195,10 +195,25 @@ def from_saved_run(a: LMTrainArgs) -> LMTrainArgs:
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """--resume needs a run to continue: a directory without one is refused (ValueError), not started afresh."""
-    if resume and not (Path(run_dir) / "state.npz").exists():
+    """ValueError for a run directory that cannot be used: --resume needs a run to continue (a directory without
+    one is not started afresh); a new run does not replace one already there, nor a file."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file, not a directory")
+    held = (run_dir / "state.npz").exists()
+    if resume and not held:
         raise ValueError(f"--resume: {run_dir} holds no training run to continue (no state.npz); "
                          f"check --run-dir, or leave out --resume to start a new run")
+    if not resume and held:
+        raise ValueError(f"{run_dir} holds a training run already: continue it with --resume, or start the new "
+                         f"one in another --run-dir (or remove that one)")
+
+
+def check_out(out: Path, texts: list[Path] | None) -> None:
+    """The checkpoint must not be written over a text the run reads (ValueError)."""
+    for t in texts or []:
+        if Path(t).resolve() == out.resolve():
+            raise ValueError(f"--out {out} is the training text {t} itself; write the checkpoint elsewhere")
 
 
 def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
@@ -221,6 +236,7 @@ def train_lm(a: LMTrainArgs) -> dict:
     a = from_saved_run(a)
     check_text_args(a)
     out = Path(a.out) if a.out is not None else Path(a.run_dir) / "lm.npz"
+    check_out(out, a.text)
     t0 = time.monotonic()
     text = None
     if a.text:

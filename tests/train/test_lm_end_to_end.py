@@ -73,7 +73,20 @@ def test_tiny_lm_on_chitchat_slice(chitchat_root, tmp_path, monkeypatch, capsys)
     assert first["step"] == 1 and first["tokens"] > header["metrics"]["train_tokens_seen"]
     assert abs(first["val_perplexity"] - source_val) / source_val < 0.01
     with pytest.raises(ValueError, match="architecture"):
-        train_lm(LMTrainArgs(**{**vars(warm), "hidden": 16}))
+        train_lm(LMTrainArgs(**{**vars(warm), "run_dir": tmp_path / "warm3", "hidden": 16}))
+    # a new run never replaces one already in its directory, nor writes its checkpoint over its text
+    state = (tmp_path / "warm" / "state.npz").read_bytes()
+    with pytest.raises(ValueError, match="holds a training run already: continue it with --resume"):
+        train_lm(warm)
+    assert (tmp_path / "warm" / "state.npz").read_bytes() == state
+    with pytest.raises(ValueError, match="is a file"):
+        train_lm(LMTrainArgs(**{**vars(warm), "run_dir": tmp_path / "warm.npz"}))
+    (tmp_path / "t.txt").write_text("some text to train on\n" * 50)
+    with pytest.raises(ValueError, match="is the training text"):
+        train_lm(LMTrainArgs(**{**vars(warm), "run_dir": tmp_path / "t", "init_from": None, "max_train_convs": None,
+                                "text": [tmp_path / "t.txt"],
+                                "out": tmp_path / "t.txt"}))
+    assert (tmp_path / "t.txt").read_text().startswith("some text")
     # another dropout is a training choice, not another shape: the weights are taken as they are
     train_lm(LMTrainArgs(**{**vars(warm), "run_dir": tmp_path / "warm2", "out": tmp_path / "warm2.npz",
                             "dropout": 0.5}))
