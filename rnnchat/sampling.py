@@ -21,6 +21,8 @@ class SettingsError(ValueError):
 
 MAX_TOKENS = 100_000
 MAX_GUIDANCE = 10.0
+# outside this range a logit divided or multiplied by the penalty overflows (1e-300 gave NaN probabilities)
+REPEAT_PENALTY = (0.01, 100.0)
 _REALS = ("temperature", "top_p", "repeat_penalty", "guidance")
 _INTS = ("top_k", "repeat_last_n", "max_tokens")
 
@@ -73,8 +75,9 @@ class SamplingSettings:
             problems.append(f"top-k must be >= 0 (0 = off), got {self.top_k}")
         if not (0 < self.top_p <= 1):
             problems.append(f"top-p must be in (0, 1], got {self.top_p}")
-        if not np.isfinite(self.repeat_penalty) or self.repeat_penalty <= 0:
-            problems.append(f"repeat penalty must be > 0, got {self.repeat_penalty}")
+        if not np.isfinite(self.repeat_penalty) or not REPEAT_PENALTY[0] <= self.repeat_penalty <= REPEAT_PENALTY[1]:
+            problems.append(f"repeat penalty must be in [{REPEAT_PENALTY[0]:g}, {REPEAT_PENALTY[1]:g}] (1 = off), "
+                            f"got {self.repeat_penalty}")
         if not np.isfinite(self.guidance) or not 0 <= self.guidance <= MAX_GUIDANCE:
             problems.append(f"guidance must be in [0, {MAX_GUIDANCE}] (0 = off), got {self.guidance}")
         if self.repeat_last_n < 0:
