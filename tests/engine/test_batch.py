@@ -16,6 +16,7 @@ PROMPTS = ["hello there", "", "i think the movie was good , but the food was bad
 def test_batch_equals_each_prompt_alone(engine):
     jobs = [Job(str(i), p, S.with_(seed=100 + i, max_tokens=5 + 3 * i)) for i, p in enumerate(PROMPTS)]
     together = generate_rows(engine.decoder, engine.vocab, jobs)
+    assert [r["id"] for r in together] == [j.id for j in jobs]  # every job, once, in order
     for job, res in zip(jobs, together):
         alone = generate_rows(engine.decoder, engine.vocab, [job])[0]
         assert res["token_ids"] == alone["token_ids"] and res["text"] == alone["text"]
@@ -187,6 +188,7 @@ def test_step_rows_of_one_row_equal_its_row_of_a_batch(shipped):
     for r in range(5):
         one, one_state = step_rows(engine.decoder, ids[r:r + 1], [(h[r:r + 1], c[r:r + 1]) for h, c in state])
         assert np.array_equal(one, logits[r:r + 1])
+        assert len(one_state) == len(new) == len(state)
         assert all(np.array_equal(a[0], b[0][r:r + 1]) and np.array_equal(a[1], b[1][r:r + 1])
                    for a, b in zip(one_state, new))
 

@@ -30,16 +30,18 @@ def test_candidates_are_the_rows_a_conversation_would_sample_and_score_under_the
     conv = engine.conversation()
     conv.feed("hello there , how are you ?", end_turn=True)
     history = list(conv.history)
-    cands = lm_candidates(conv, S, 6)
+    s = S.with_(max_tokens=12)  # with S's 8 no candidate finishes, and the check below would compare [] with []
+    cands = lm_candidates(conv, s, 6)
     assert conv.history == history  # sampling candidates does not touch the memory
     assert len(cands) == 6 and len({tuple(c.ids) for c in cands}) > 1
     for c in cands:
-        assert len(c.tokens) == len(c.ids) + c.finished and len(c.ids) <= S.max_tokens
+        assert len(c.tokens) == len(c.ids) + c.finished and len(c.ids) <= s.max_tokens
         if c.finished:
             assert c.tokens[-1].token == "<eot>"
     # the sampled rows carry their log-probability under the model: the teacher-forced score of the same ids
     vocab = engine.vocab
     done = [c for c in cands if c.finished and c.ids]
+    assert 0 < len(done) < len(cands)  # both kinds, so the <eot> and log-probability checks run
     want = lm_reply_logprobs(engine.decoder, vocab, history, [c.ids for c in done])
     np.testing.assert_allclose([c.logprob for c in done], want, rtol=1e-4, atol=1e-3)
 

@@ -138,10 +138,11 @@ def test_skip_words_outside_the_chat_models_vocabulary_are_ignored_not_an_error(
     chat, vocab = chat_model(seed=2)
     assert "zyzzyva" not in vocab and len(vocab) < 100_000
     greedy = SamplingSettings(temperature=0, repeat_penalty=1.0, max_tokens=10)
-    want = [t.id for t in chat.reply(ChatState(), "hello", greedy.with_(skip=("hello",)))]
+    assert vocab.stoi["fine"] in [t.id for t in chat.reply(ChatState(), "hello", greedy)]  # the ban has to bite
+    want = [t.id for t in chat.reply(ChatState(), "hello", greedy.with_(skip=("fine",)))]
     for beam in (0, 3):
         got = [t.id for t in chat.reply(ChatState(), "hello",
-                                        greedy.with_(skip=("zyzzyva", "hello", "#99999")), beam=beam)]
-        assert vocab.stoi["hello"] not in got
+                                        greedy.with_(skip=("zyzzyva", "fine", "#99999")), beam=beam)]
+        assert got and vocab.stoi["fine"] not in got
         if beam == 0:
             assert got == want

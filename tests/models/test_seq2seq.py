@@ -299,10 +299,12 @@ def test_state_after_a_reply_is_the_teacher_forced_decoder_state():
     chat, vocab = chat_model(seed=1, bidirectional=True, peeky=True, reverse=True, hidden=4)
     m = chat.model
     h0 = np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)
-    for max_tokens in (3, 20):  # stopped by max_tokens (last token fed afterwards) and by <eot>
+    for max_tokens, eot_boost in ((3, 0.0), (20, 4.0)):  # stopped by max_tokens (last token fed afterwards) and by <eot>
+        m.out.params["b"][vocab.eot_id] += eot_boost  # (chat_model's -3 made every reply run to max_tokens)
         state = ChatState(h0.copy(), h0.copy() * 0.5)
         s = SamplingSettings(temperature=0.9, seed=5, max_tokens=max_tokens)
         ids = [t.id for t in chat.reply(state, "hello world", s)]
+        assert (len(ids) == max_tokens) == (eot_boost == 0)  # each way of stopping really happens
         src = chat.source("hello world")
         ex = make_exchange([src], [ids], vocab.eot_id, vocab.eot_id)
         _, (h, c) = m._features(ex, (h0, h0 * 0.5))

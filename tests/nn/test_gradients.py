@@ -178,6 +178,7 @@ def test_padded_batch_gives_unpadded_final_state(cls):
     for i, s in enumerate(seqs):
         layer.reset_state()
         layer.forward(s[None])
+        assert len(layer.state) == len(padded_final) > 0
         for a, b in zip(layer.state, padded_final):
             np.testing.assert_allclose(a[0], b[i], rtol=1e-12, atol=1e-12)
 

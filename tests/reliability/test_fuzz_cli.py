@@ -50,7 +50,7 @@ def check_generate_output(r, prompt: str | None, as_json: bool, samples: int, vo
 
 
 # -- prompts as arguments, with sampling flags ---------------------------------------------------------------------
-# (flag, value, valid). Known crashes (negative seed, "#" + a non-ASCII digit) are in test_known_bugs.py.
+# (flag, value, valid). A negative seed and "#" + a non-ASCII digit are usage errors: test_regressions.py.
 FLAG = st.sampled_from([
     ("--temperature", "0", True), ("--temp", "1.5", True), ("--temperature", "-1", False),
     ("--temperature", "nan", False), ("--temperature", "inf", False), ("--top-k", "1", True),
@@ -65,11 +65,6 @@ FLAG = st.sampled_from([
 STOP_OR_SKIP = st.tuples(st.sampled_from(["--stop", "--skip"]), hostile_text(long_weight=0))
 
 
-def _skip_known_bug(flag: str, value: str) -> bool:
-    # `--skip "#²"`: str.isdigit() is true for superscripts but int() refuses them (test_known_bugs.py)
-    return flag == "--skip" and value.startswith("#") and value[1:].isdigit() and not value[1:].isdecimal()
-
-
 @fuzz_settings(1_500)
 @given(prompt=hostile_text(long_weight=80), dashdash=st.booleans(), seed=st.integers(0, 2**70),
        flags=st.lists(FLAG, max_size=3), free=st.lists(STOP_OR_SKIP, max_size=1))
@@ -82,8 +77,6 @@ def test_generate_prompt_argument(cli, small_lm_path, prompt, dashdash, seed, fl
         as_json |= flag == "--json"
         samples = int(value) if flag == "--num-samples" else samples
     for flag, value in free:
-        if _skip_known_bug(flag, value):
-            continue
         argv += [f"{flag}={value}"]  # (= keeps a value starting with '-' a value)
         valid = False if flag == "--skip" else valid and value != ""
     if dashdash:
