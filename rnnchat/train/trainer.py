@@ -224,12 +224,12 @@ class Trainer:
                 self.best_loss = metrics["loss"]
                 self.save_best(metrics)
             shown = None if self.after_validate is None else self.after_validate(metrics)
-        finally:
+        finally:  # also on Ctrl+C mid-validation: the state saved then must be the training one
             if averaged:
                 self.average.swap()
-        self.model.train(True)
-        if carried is not None:
-            self.model.state = carried
+            self.model.train(True)
+            if carried is not None:
+                self.model.state = carried
         if not improved and self.cfg.lr_decay_on_plateau != 1.0 and self.cfg.cosine_lr is None:
             self.opt.lr *= self.cfg.lr_decay_on_plateau
         self.log({**{f"val_{k}": v for k, v in metrics.items()}, "improved": improved, "lr": self.opt.lr,

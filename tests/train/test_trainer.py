@@ -114,6 +114,24 @@ def test_ctrl_c_saves_state_and_reraises(tmp_path):
     assert again.step == 6 and again.position == 6
 
 
+def test_ctrl_c_during_validation_saves_the_training_carry(tmp_path):
+    """An interrupt inside evaluate (which carries its own, other-sized state) saves the training state."""
+    trainer, model = make_trainer(tmp_path, epochs=1)
+
+    def evaluate():
+        model.state = [(np.zeros((3, h.shape[1]), np.float32), np.zeros((3, h.shape[1]), np.float32))
+                       for h, _ in model.state]  # the validation stream's rows, not the training batch's
+        raise KeyboardInterrupt
+
+    trainer.evaluate = evaluate
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    arrays = np.load(tmp_path / "state.npz")
+    carried = [arrays[k] for k in arrays.files if k.startswith("carry.")]
+    assert carried and all(a.shape[0] == 8 for a in carried)  # make_trainer batches 8 rows
+    assert model.training
+
+
 def test_divergence_stops_with_clear_message_and_keeps_last_state(tmp_path):
     trainer, model = make_trainer(tmp_path, epochs=1)
     trainer.cfg.epochs = 0.4  # 20 steps, state saved at step 20
