@@ -46,6 +46,18 @@ def test_unknown_command_is_a_usage_error(capsys):
     assert e.value.code == 2
 
 
+def test_a_full_disk_while_training_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    import rnnchat.train.lm as lm
+
+    def full(_args):
+        raise OSError(28, f"could not write {tmp_path / 'lm.npz'}: no space left on device")
+    monkeypatch.setattr(lm, "train_lm", full)
+    assert main(["train", "lm", "--run-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rnnchat: error: ") and "no space left" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_info_prints_header_and_refuses_garbage(tmp_path, capsys):
     good = tmp_path / "m.npz"
     save_checkpoint(good, {"w": np.ones((2, 3), np.float32)},

@@ -145,3 +145,6 @@ def _main(argv: list[str]) -> int:
     except (CommandError, CheckpointError, CorpusError) as e:
         print(f"rnnchat: error: {e}", file=sys.stderr)
         return getattr(e, "code", 1)
+    except OSError as e:  # a full disk or a refused write that no command turned into its own message
+        print(f"rnnchat: error: {e}", file=sys.stderr)
+        return 1
