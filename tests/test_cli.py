@@ -58,6 +58,18 @@ def test_a_full_disk_while_training_is_one_line_and_exit_1(tmp_path, capsys, mon
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", [["train", "lm"], ["train", "sentiment"], ["train", "seq2seq", "--task", "addition"]])
+def test_a_new_training_run_never_replaces_one_in_its_directory(tmp_path, capsys, command):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.npz").write_bytes(b"a run's state")
+    assert main([*command, "--run-dir", str(run)]) == 2
+    assert "holds a training run already: continue it with --resume" in capsys.readouterr().err
+    assert [p.name for p in run.iterdir()] == ["state.npz"] and (run / "state.npz").read_bytes() == b"a run's state"
+    assert main([*command, "--run-dir", str(run / "state.npz")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
 def test_info_prints_header_and_refuses_garbage(tmp_path, capsys):
     good = tmp_path / "m.npz"
     save_checkpoint(good, {"w": np.ones((2, 3), np.float32)},

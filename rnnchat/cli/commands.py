@@ -201,7 +201,10 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
 
 def cmd_train_sentiment(args: argparse.Namespace) -> int:
     from rnnchat.train.sentiment_flags import train_from_namespace
-    train_from_namespace(args)
+    try:
+        train_from_namespace(args)
+    except ValueError as e:  # flags that contradict each other or the run directory
+        raise CommandError(str(e), code=2) from None
     return 0
 
 
@@ -234,7 +237,10 @@ def cmd_eval_sentiment(args: argparse.Namespace) -> int:
 
 def cmd_train_seq2seq(args: argparse.Namespace) -> int:
     from rnnchat.train.seq2seq import run_train_command
-    return run_train_command(args)
+    try:
+        return run_train_command(args)
+    except ValueError as e:  # an unknown task, or a run directory that cannot be used
+        raise CommandError(str(e), code=2) from None
 
 
 def cmd_eval_seq2seq(args: argparse.Namespace) -> int:

@@ -22,12 +22,12 @@ def run(args: argparse.Namespace) -> int:
     oneshot.check(args)
     if any(getattr(args, k, None) is not None for k in ("batch", "out", "ray", "workers")):
         return _batch(args)
-    fresh = args.fresh or (args.prompt is not None and not args.continue_last)
+    restore = args.prompt is None or args.continue_last  # a one-shot reply without -c starts from nothing
     try:
         session, notes = open_session(args.checkpoint, args.sentiment,
-                                      sampling_settings(args, model_level(args.checkpoint)), fresh=fresh,
+                                      sampling_settings(args, model_level(args.checkpoint)), fresh=args.fresh,
                                       seq2seq_path=args.seq2seq, candidates=args.candidates,
-                                      backward_path=args.backward, mode=args.mode)
+                                      backward_path=args.backward, mode=args.mode, restore=restore)
     except SessionError as e:
         raise CommandError(str(e)) from None
     except SettingsError as e:

@@ -18,9 +18,10 @@ from rnnchat.session.transcript import Mode
 def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingSettings,
                  fresh: bool = False, seq2seq_path: Path | None = None, candidates: int = DEFAULT_CANDIDATES,
                  backward_path: Path | None = None, directory: Path | None = None,
-                 mode: Mode | str = DEFAULT_MODE) -> tuple[ChatSession, list[str]]:
+                 mode: Mode | str = DEFAULT_MODE, restore: bool = True) -> tuple[ChatSession, list[str]]:
     """Load the models and the last conversation; returns the session and notes to show. With `fresh`, a new
-    conversation, the last one kept under a dated name (`/load` lists it), as `/reset` keeps it.
+    conversation, the last one kept under a dated name (`/load` lists it), as `/reset` keeps it. Without
+    `restore`, the last conversation is neither read nor kept (a one-shot reply that saves nothing).
 
     `directory`: the data directory (default `paths.data_dir()`); SessionError if it cannot be one. `mode`: the
     mode to start in (LM chat, with a note, where it needs a model that is missing).
@@ -53,9 +54,9 @@ def open_session(lm_path: Path, sentiment_path: Path | None, settings: SamplingS
         notes.append(f"seq2seq chat: unavailable ({seq2seq_note})")
     if candidates > 1:
         notes += ranker_notes
-    if (problem := session.restore()):
+    if restore and (problem := session.restore()):
         notes.append(problem)
-    elif fresh and (session.transcript or session.conv.history):
+    elif restore and fresh and (session.transcript or session.conv.history):
         notes.append(_start_fresh(session))
     if (why := session.unavailable(Mode(mode))) is None:
         session.set_mode(mode)

@@ -24,7 +24,7 @@ from rnnchat.nn import Adam
 from rnnchat.text import Vocab, conversation_ids, tokenize
 from rnnchat.train import lm_text
 from rnnchat.data.batches import StreamBatches
-from rnnchat.train.trainer import TrainConfig, Trainer
+from rnnchat.train.trainer import TrainConfig, Trainer, check_run_dir
 
 def stream(convs: list[dict], vocab: Vocab, mark_starts: bool = False) -> np.ndarray:
     """All conversations as one int32 token stream. mark_starts: each conversation opens with an extra <eot>,
@@ -192,21 +192,6 @@ def from_saved_run(a: LMTrainArgs) -> LMTrainArgs:
             fill["text"] = [Path(p) for p in fill["text"]]
         a = a.with_sizes(fill)
     return a.with_sizes(RECIPE_DEFAULTS)
-
-
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """ValueError for a run directory that cannot be used: --resume needs a run to continue (a directory without
-    one is not started afresh); a new run does not replace one already there, nor a file."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--run-dir {run_dir} is a file, not a directory")
-    held = (run_dir / "state.npz").exists()
-    if resume and not held:
-        raise ValueError(f"--resume: {run_dir} holds no training run to continue (no state.npz); "
-                         f"check --run-dir, or leave out --resume to start a new run")
-    if not resume and held:
-        raise ValueError(f"{run_dir} holds a training run already: continue it with --resume, or start the new "
-                         f"one in another --run-dir (or remove that one)")
 
 
 def check_out(out: Path, texts: list[Path] | None) -> None:

@@ -28,7 +28,7 @@ from rnnchat.text import Vocab, tokenize
 from rnnchat.train.sentiment_eval import (DECISION, DOMAINS, SentimentData, corpus_info, encode, format_comparison,
                                           model_table, predict_ids, vader_table, validation_metrics)
 from rnnchat.train.sentiment_distill import with_teacher_texts
-from rnnchat.train.trainer import TrainConfig, Trainer
+from rnnchat.train.trainer import TrainConfig, Trainer, check_run_dir
 
 # -- data ----------------------------------------------------------------------------------------------
 class EpochBatches:
@@ -211,6 +211,7 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
     """Train (or resume) the classifier; writes the run directory and the final checkpoint `a.out`.
 
     Returns the final metrics (val/test tables, VADER's, float16 check)."""
+    check_run_dir(a.run_dir, a.resume)
     t0 = time.monotonic()
     if bool(a.teacher) != (a.teacher_texts > 0):
         raise ValueError("--teacher and --teacher-texts go together (a checkpoint, and how many messages it labels)")

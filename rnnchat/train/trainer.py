@@ -35,6 +35,21 @@ class TrainableModel(Protocol):
     def reset_state(self) -> None: ...
 
 
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """ValueError for a run directory that cannot be used: --resume needs a run to continue (a directory without
+    one is not started afresh); a new run does not replace one already there, nor a file."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file, not a directory")
+    held = (run_dir / "state.npz").exists()
+    if resume and not held:
+        raise ValueError(f"--resume: {run_dir} holds no training run to continue (no state.npz); "
+                         f"check --run-dir, or leave out --resume to start a new run")
+    if not resume and held:
+        raise ValueError(f"{run_dir} holds a training run already: continue it with --resume, or start the new "
+                         f"one in another --run-dir (or remove that one)")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good state on disk is kept."""
 
