@@ -70,6 +70,12 @@ def test_a_new_training_run_never_replaces_one_in_its_directory(tmp_path, capsys
     assert "is a file" in capsys.readouterr().err
 
 
+def test_arguments_that_are_not_utf8_are_a_usage_error(capsys):
+    # how Python hands over argv bytes that are not UTF-8 (b"caf\xe9"): a lone surrogate, which no file can hold
+    assert main(["sentiment", "--json", "caf\udce9 ok"]) == 2
+    assert "an argument is not valid UTF-8: 'caf\\udce9 ok'" in capsys.readouterr().err
+
+
 def test_info_prints_header_and_refuses_garbage(tmp_path, capsys):
     good = tmp_path / "m.npz"
     save_checkpoint(good, {"w": np.ones((2, 3), np.float32)},

@@ -123,6 +123,12 @@ def _main(argv: list[str]) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["chat", *argv]  # `rnnchat [chat flags]` is `rnnchat chat [chat flags]`
     runtime.configure()
+    for arg in argv:  # bytes that are not UTF-8 arrive as lone surrogates, which cannot be saved
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            print(f"rnnchat: error: an argument is not valid UTF-8: {ascii(arg)}", file=sys.stderr)
+            return EXIT_USAGE
     from rnnchat.cli.commands import CommandError
     try:  # building a subcommand's flags reads the config file, which may be unusable
         args = build_parser(argv).parse_args(argv)
