@@ -84,9 +84,13 @@ def test_generate_prompt_argument(cli, small_lm_path, prompt, dashdash, seed, fl
     else:  # the prompt may parse as options ("-n9999999", "--num-samples=…"): the trailing ones win
         argv += [prompt, "-n", "2", "--num-samples", str(samples)]
     r = cli(argv)
+    if any("\ud800" <= ch <= "\udfff" for arg in argv for ch in arg):  # argv bytes that are not UTF-8
+        assert_clear_failure(r)
+        assert r.code == 2 and "not valid UTF-8" in r.err
+        return
     if r.code != 0:
         assert_clear_failure(r)
-        # with '--', any prompt text is valid input: only a bad flag may fail
+        # with '--', any prompt text that is UTF-8 is valid input: only a bad flag may fail
         assert not (valid and dashdash), (argv[-1][:80], r.err[:300])
         return
     shown = None if prompt == "-" or not dashdash else prompt
