@@ -19,8 +19,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnchat.engine.engine import Engine, load_backward_model  # noqa: E402
-from rnnchat.engine.ranking import Ranker  # noqa: E402
 from rnnchat.session import judge_training as jt  # noqa: E402
 
 SHARES = (0.25, 0.5, 0.75, 1.0)
@@ -52,12 +50,10 @@ def main() -> None:
                     default=[ROOT / "bench/chat_judging/pool_dev", ROOT / "bench/chat_judging/pool_train"])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    engine = Engine()
-    backward, why = load_backward_model(None)
-    if backward is None:
-        raise SystemExit(f"the judge reads the backward model's score: {why}")
-    pools = jt.load_pools(args.pools)
-    feats = jt.pool_features(engine, Ranker(engine.decoder, engine.vocab, *backward), pools)
+    try:
+        _, _, pools, feats = jt.judged_features(args.pools)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     n_prompts = len({p.prompt_id for p in pools})
     out = {"pools": len(pools), "texts": int(sum(len(p.texts) for p in pools)), "prompts": n_prompts,
            "train_prompts_at_share_1": round(n_prompts * (FOLDS - 1) / FOLDS), "pick_ssa": {}}

@@ -19,8 +19,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnchat.engine.engine import Engine, load_backward_model  # noqa: E402
-from rnnchat.engine.ranking import Ranker  # noqa: E402
 from rnnchat.session import judge_training as jt  # noqa: E402
 
 SIZES = (2, 4, 8, 12, 16)
@@ -33,12 +31,10 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    engine = Engine()
-    backward, why = load_backward_model(None)
-    if backward is None:
-        raise SystemExit(f"the judge reads the backward model's score: {why}")
-    pools = jt.load_pools(args.pools)
-    feats = jt.pool_features(engine, Ranker(engine.decoder, engine.vocab, *backward), pools)
+    try:
+        _, _, pools, feats = jt.judged_features(args.pools)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     predictions = jt.cross_validated_predictions(pools, feats, 300.0)
     rng = np.random.default_rng(1)
     out = {}

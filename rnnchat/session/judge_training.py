@@ -184,18 +184,25 @@ def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: 
     return out
 
 
-def train_reply_judge(pool_dirs: list[Path], out: Path, l2: float = 300.0, lm: Path | None = None,
-                      progress: bool = True) -> dict:
-    """Cross-validate, fit on every pool and save the judge; returns its metrics."""
+def judged_features(pool_dirs: list[Path], lm: Path | None = None, progress: bool = True
+                    ) -> tuple[Engine, tuple, list[Pool], list[np.ndarray]]:
+    """The LM's engine, the backward model, the judged pools and their candidates' features (ValueError without
+    the backward model, whose score is a feature, or with pools of fewer than `FOLDS` prompts)."""
     engine = Engine(lm)
     backward, why = load_backward_model(None)
     if backward is None:
         raise ValueError(f"the reply judge reads the backward model's score: {why}")
-    ranker = Ranker(engine.decoder, engine.vocab, *backward)
     pools = load_pools(pool_dirs)
     if len({p.prompt_id for p in pools}) < FOLDS:
         raise ValueError(f"need judged pools of at least {FOLDS} prompts, found {len({p.prompt_id for p in pools})}")
-    feats = pool_features(engine, ranker, pools, progress)
+    return engine, backward, pools, pool_features(engine, Ranker(engine.decoder, engine.vocab, *backward), pools,
+                                                  progress)
+
+
+def train_reply_judge(pool_dirs: list[Path], out: Path, l2: float = 300.0, lm: Path | None = None,
+                      progress: bool = True) -> dict:
+    """Cross-validate, fit on every pool and save the judge; returns its metrics."""
+    engine, backward, pools, feats = judged_features(pool_dirs, lm, progress)
     labels = np.concatenate([p.labels for p in pools])
     metrics = {"pools": len(pools), "prompts": len({p.prompt_id for p in pools}), "candidates": int(len(labels)),
                "sensible_rate": round(float(labels[:, 0].mean()), 4),
