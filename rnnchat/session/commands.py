@@ -85,8 +85,9 @@ def _export(session: Commandable, arg: str) -> str:
     """/export [-f] [md|txt|json] [FILE]: the transcript to FILE (default: exports/ in the data directory);
     -f replaces an existing FILE."""
     words = arg.split(maxsplit=1)
-    replace = bool(words) and words[0] == "-f"
-    words = words[1].split(maxsplit=1) if replace and len(words) > 1 else ([] if replace else words)
+    replace = words[:1] == ["-f"]
+    if replace:
+        words = words[1].split(maxsplit=1) if len(words) > 1 else []
     fmt = words.pop(0) if words and words[0] in FORMATS else None
     path = Path(words[0]).expanduser() if words else None
     fmt = format_for(path, fmt)

@@ -70,7 +70,8 @@ def _start_fresh(session: ChatSession) -> str:
     where it cannot be kept, start anew without autosaving, so the autosaved one is left as it was."""
     try:
         return f"new conversation (the previous one is kept: /load {session.reset()})"
-    except SessionError as e:
+    except SessionError:
         session.autosave_off = True
         session.reset(force=True)
-        return f"{e}; new conversation, not autosaved (the last one is left as it was)"
+        return ("the last conversation could not be kept under a new name (a read-only or full disk?): this new "
+                "one is not autosaved, so the last is left as it was")

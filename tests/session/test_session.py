@@ -11,7 +11,7 @@ from rnnchat.engine.tokens import Token
 from rnnchat.models.sentiment_result import Sentiment as Mood
 from rnnchat import paths
 from rnnchat.paths import data_dir
-from rnnchat.session.opening import open_session
+from rnnchat.session.opening import _start_fresh, open_session
 from rnnchat.session.session import ChatSession
 from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import Mode, to_json
@@ -186,6 +186,21 @@ def test_open_session_errors_notes_and_fresh(small_lm_path, data_dir, tmp_path):
     assert to_json(fresh.transcript) == to_json(s.transcript)
     with pytest.raises(SettingsError, match="cannot skip"):
         open_session(small_lm_path, None, SamplingSettings(skip=("zebra",)))
+
+
+def test_fresh_that_cannot_keep_the_last_conversation_leaves_it_and_does_not_autosave(make_session, monkeypatch):
+    s = make_session()
+    reply(s, "hello")
+    s.autosave()
+    before = s.path("last").read_bytes()
+
+    def full_disk(*_a, **_k):
+        raise OSError(28, "no space left on device")
+    monkeypatch.setattr(s, "save", full_disk)
+    assert "not autosaved, so the last is left as it was" in _start_fresh(s)
+    assert s.transcript == [] and s.conv.history == [] and s.autosave_off
+    reply(s, "a new one")
+    assert s.path("last").read_bytes() == before
 
 
 def test_data_dir_override_and_missing_sentiment(monkeypatch, tmp_path):
