@@ -18,7 +18,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from judge_pool_size import judged_pools  # noqa: E402
 from rnnchat.session import judge_training as jt  # noqa: E402
 
 SHARES = (0.25, 0.5, 0.75, 1.0)
@@ -45,15 +47,7 @@ def held_out_picks(pools: list[jt.Pool], feats: list[np.ndarray], share: float, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pools", type=Path, nargs="+",
-                    default=[ROOT / "bench/chat_judging/pool_dev", ROOT / "bench/chat_judging/pool_train"])
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    try:
-        _, _, pools, feats = jt.judged_features(args.pools)
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    args, pools, feats = judged_pools(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     n_prompts = len({p.prompt_id for p in pools})
     out = {"pools": len(pools), "texts": int(sum(len(p.texts) for p in pools)), "prompts": n_prompts,
            "train_prompts_at_share_1": round(n_prompts * (FOLDS - 1) / FOLDS), "pick_ssa": {}}

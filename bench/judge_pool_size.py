@@ -24,17 +24,24 @@ from rnnchat.session import judge_training as jt  # noqa: E402
 SIZES = (2, 4, 8, 12, 16)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def judged_pools(ap: argparse.ArgumentParser) -> tuple[argparse.Namespace, list[jt.Pool], list[np.ndarray]]:
+    """--pools DIR... (default: the committed judged pools) and --json OUT added to `ap`; the parsed arguments,
+    the pools and their candidates' judge features."""
     ap.add_argument("--pools", type=Path, nargs="+",
                     default=[ROOT / "bench/chat_judging/pool_dev", ROOT / "bench/chat_judging/pool_train"])
-    ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     try:
         _, _, pools, feats = jt.judged_features(args.pools)
     except ValueError as e:
         raise SystemExit(str(e)) from None
+    return args, pools, feats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--draws", type=int, default=20)
+    args, pools, feats = judged_pools(ap)
     predictions = jt.cross_validated_predictions(pools, feats, 300.0)
     rng = np.random.default_rng(1)
     out = {}

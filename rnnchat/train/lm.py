@@ -24,7 +24,7 @@ from rnnchat.nn import Adam
 from rnnchat.text import Vocab, conversation_ids, tokenize
 from rnnchat.train import lm_text
 from rnnchat.data.batches import StreamBatches
-from rnnchat.train.trainer import TrainConfig, Trainer, check_run_dir
+from rnnchat.train.trainer import STATE_FILE, TrainConfig, Trainer, check_run_dir
 
 def stream(convs: list[dict], vocab: Vocab, mark_starts: bool = False) -> np.ndarray:
     """All conversations as one int32 token stream. mark_starts: each conversation opens with an extra <eot>,
@@ -185,7 +185,7 @@ def from_saved_run(a: LMTrainArgs) -> LMTrainArgs:
     regularisers (a resume that left out --weight-drop must not go on without it). Switches still left out
     get their defaults (off)."""
     if a.resume:
-        saved = read_header(Path(a.run_dir) / "state.npz").get("training", {})
+        saved = read_header(Path(a.run_dir) / STATE_FILE).get("training", {})
         keys = ("text", "level", "prime", "average_from", *CHITCHAT_SIZES, *RECIPE_DEFAULTS)
         fill = {k: saved[k] for k in keys if saved.get(k) is not None}
         if "text" in fill:
@@ -267,7 +267,7 @@ def train_lm(a: LMTrainArgs) -> dict:
                                   cosine_lr=None if a.minutes is None else a.lr),
                       header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_header},
                       after_validate=show_sample if text else None)
-    if a.resume and trainer.state_path.exists():
+    if a.resume:  # (check_run_dir refused a --resume without a run)
         saved = read_header(trainer.state_path)
         check_resume(saved.get("training", {}), hyper, saved.get("corpus"), corpus_header)
         trainer.load_state()

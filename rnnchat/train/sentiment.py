@@ -297,7 +297,7 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
                            lr_decay_on_plateau=a.lr_decay)
     trainer = Trainer(run_dir, model, opt, batches, step_fn, evaluate, save_best, config_t,
                       header={"vocab": vocab.to_list(), "training": hyper, "corpus": corpus_info()})
-    if a.resume and trainer.state_path.exists():
+    if a.resume:  # (check_run_dir refused a --resume without a run)
         trainer.load_state()
         print(f"resumed at step {trainer.step} (epoch {trainer.epoch}, batch {trainer.position})",
               file=sys.stderr)

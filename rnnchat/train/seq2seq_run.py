@@ -154,7 +154,7 @@ class EpochBatches:
 
 def fit(trainer: Trainer, batches: EpochBatches, a: Seq2SeqTrainArgs, deadline: float | None) -> dict:
     """fit() with the batches following the trainer's epoch, --resume and --max-minutes."""
-    if a.resume and trainer.state_path.exists():
+    if a.resume:  # (check_run_dir refused a --resume without a run)
         trainer.load_state()
         print(f"resumed at step {trainer.step} (epoch {trainer.epoch}, batch {trainer.position})", file=sys.stderr)
     batches.epoch = trainer.epoch

@@ -35,13 +35,16 @@ class TrainableModel(Protocol):
     def reset_state(self) -> None: ...
 
 
+STATE_FILE = "state.npz"  # a run directory's training state: the one file --resume needs
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """ValueError for a run directory that cannot be used: --resume needs a run to continue (a directory without
     one is not started afresh); a new run does not replace one already there, nor a file."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--run-dir {run_dir} is a file, not a directory")
-    held = (run_dir / "state.npz").exists()
+    held = (run_dir / STATE_FILE).exists()
     if resume and not held:
         raise ValueError(f"--resume: {run_dir} holds no training run to continue (no state.npz); "
                          f"check --run-dir, or leave out --resume to start a new run")
@@ -100,7 +103,7 @@ class Trainer:
 
     @property
     def state_path(self) -> Path:
-        return self.run_dir / "state.npz"
+        return self.run_dir / STATE_FILE
 
     @property
     def metrics_path(self) -> Path:
