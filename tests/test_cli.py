@@ -142,3 +142,23 @@ def test_guidance_flag_guides_generate_and_bad_values_are_usage_errors(small_lm_
     for bad in ("-1", "11", "nan"):
         assert main(["generate", "-m", str(small_lm_path), "--guidance", bad, "hi"]) == 2
         assert "guidance must be" in capsys.readouterr().err
+
+
+def test_eval_lm_on_a_text_reports_its_share_of_unknown_words(tmp_path, capsys):
+    """Words outside the vocabulary all score as the one token <unk>, so gibberish got a perplexity of ~3 with
+    nothing to say why: the share of <unk> is reported, and a text mostly made of them gets a note."""
+    import json
+    gibberish = tmp_path / "gibberish.txt"
+    gibberish.write_text("qxzvkjq zzkqvx jjqxzk vvkzqj\n" * 20, encoding="utf-8")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("hi how are you doing today\ni am good thanks\n" * 10, encoding="utf-8")
+    assert main(["eval", "lm", "--text", str(gibberish), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unk_rate"] > 0.7
+    assert main(["eval", "lm", "--text", str(gibberish)]) == 0
+    out, err = capsys.readouterr()
+    assert "% <unk>" in out and "outside the model's vocabulary" in err
+    assert main(["eval", "lm", "--text", str(plain), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unk_rate"] == 0
+    assert main(["eval", "lm", "--text", str(plain)]) == 0
+    out, err = capsys.readouterr()
+    assert "0.0% <unk>" in out and err == ""

@@ -81,7 +81,7 @@ def cmd_train_plot(args: argparse.Namespace) -> int:
 def cmd_eval_lm(args: argparse.Namespace) -> int:
     from rnnchat.data import corpora
     from rnnchat.models.lm import load_lm
-    from rnnchat.train.lm import evaluate, evaluate_memory, stream
+    from rnnchat.train.lm import evaluate, evaluate_memory, stream, unk_rate
     model, vocab, header = load_lm(args.checkpoint)
     if args.text:
         return _eval_lm_text(args, model, vocab, header)
@@ -91,9 +91,10 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     convs = corpora.load_chitchat(args.split)[: args.max_convs]
     if args.cache:
         return _eval_lm_cache(args, model, vocab, header, convs)
-    result = evaluate(model, stream(convs, vocab))
+    tokens = stream(convs, vocab)
+    result = evaluate(model, tokens)
     result = {"perplexity": result["perplexity"], "loss": result["loss"], "tokens": result["tokens"],
-              "split": args.split, "checkpoint": str(args.checkpoint)}
+              "unk_rate": unk_rate(tokens, vocab), "split": args.split, "checkpoint": str(args.checkpoint)}
     if args.memory:
         result["memory"] = evaluate_memory(model, convs, vocab)
     if args.record:
@@ -106,7 +107,8 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{args.split} perplexity {result['perplexity']:.2f} over {result['tokens']:,} tokens ({args.checkpoint})")
+    print(f"{args.split} perplexity {result['perplexity']:.2f} over {result['tokens']:,} tokens "
+          f"({_unk_words(result['unk_rate'])}; {args.checkpoint})")
     if args.memory:
         m = result["memory"]
         print(f"turns after the first: perplexity {m['carried_perplexity']:.2f} with the state carried, "
@@ -134,8 +136,20 @@ def _eval_lm_text(args: argparse.Namespace, model, vocab, header: dict) -> int:
     for f in result["files"]:
         print(f"{f['path']}: {f['part']} ({f['chars']:,} characters)")
     bits = f"bits per character {result['bpc']:.4f}, " if "bpc" in result else ""
-    print(f"{bits}perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens ({args.checkpoint})")
+    print(f"{bits}perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens "
+          f"({_unk_words(result['unk_rate'])}; {args.checkpoint})")
+    if result["unk_rate"] > UNK_WARN:
+        print(f"note: {result['unk_rate']:.0%} of the tokens are outside the model's vocabulary and each is scored "
+              f"as the one token <unk>, so this perplexity flatters the model: it says little about this text",
+              file=sys.stderr)
     return 0
+
+
+UNK_WARN = 0.05  # above this share of <unk> tokens a text's perplexity gets a note
+
+
+def _unk_words(rate: float) -> str:
+    return f"{rate:.1%} <unk>"
 
 
 def _eval_lm_cache(args: argparse.Namespace, model, vocab, header: dict, convs: list[dict]) -> int:

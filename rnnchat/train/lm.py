@@ -111,7 +111,14 @@ def evaluate_texts(model: LanguageModel, vocab: Vocab, header: dict, paths: list
         raise TextFileError(f"{', '.join(map(str, paths))}: nothing to score in the {split} part")
     batch = max(1, min(16, (len(tokens) - 1) // 64))
     result = lm_text.with_bits(evaluate(model, tokens, batch_size=batch), vocab.level)
-    return {**result, "split": split, "files": files}
+    return {**result, "unk_rate": unk_rate(tokens, vocab), "split": split, "files": files}
+
+
+def unk_rate(tokens: np.ndarray, vocab: Vocab) -> float:
+    """The share of the scored tokens (all but the first) that are <unk>: words outside the vocabulary, each
+    scored as the one token <unk>, so a text full of them gets a low perplexity that means little."""
+    targets = tokens[1:]
+    return round(float(np.count_nonzero(targets == vocab.unk_id)) / max(len(targets), 1), 6)
 
 
 @dataclass
