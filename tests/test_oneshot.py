@@ -45,3 +45,15 @@ def test_message_from_stdin_and_usage_errors(small_lm_path, data_dir, capsys, mo
     assert chat(small_lm_path, "-p", "x", "-c", "--conversation", "n") == 2
     assert chat(small_lm_path, "-p", "   ") == 2
     assert chat(small_lm_path, "-p", "x", "--conversation", "last") == 2  # the autosaved one: that is -c
+
+
+def test_a_mode_asked_for_that_cannot_be_used_is_an_error_not_another_models_reply(small_lm_path, data_dir, capsys,
+                                                                                   tmp_path):
+    """`--mode chat` with no seq2seq model answered with the LM and exit 0: a script could not tell."""
+    missing = tmp_path / "missing.npz"
+    assert chat(small_lm_path, "-p", "hello", "--mode", "chat", "--seq2seq", str(missing), "--json") == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "--mode chat" in err and "missing.npz" in err
+    assert chat(small_lm_path, "-p", "hello", "--seq2seq", str(missing), "--json") == 0  # not asked for: the configured mode
+    out, err = capsys.readouterr()
+    assert json.loads(out)["mode"] == "lm" and "seq2seq chat: unavailable" in err

@@ -20,6 +20,7 @@ from rnnchat.cli.generate import InputError, read_prompt
 from rnnchat.sampling import SettingsError
 from rnnchat.session.session import ChatSession
 from rnnchat.session.store import LAST, SessionError
+from rnnchat.session.transcript import Mode
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +54,8 @@ def run(session: ChatSession, notes: list[str], args: argparse.Namespace) -> int
         raise CommandError(str(e)) from None
     if not message:
         raise CommandError("the message is empty", EXIT_USAGE)
+    if args.mode_given and session.mode.value != args.mode:  # a reply from a model it did not ask for misleads
+        raise CommandError(f"--mode {args.mode}: {session.unavailable(Mode(args.mode))}")
     name = LAST if args.continue_last else args.conversation
     if name is not None and session.autosave_off:
         raise CommandError(f"another rnnchat is using {session.directory}: it would not be saved; try again "

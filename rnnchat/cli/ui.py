@@ -67,6 +67,14 @@ def add_chat_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="with --batch: no progress bar")
 
 
+class _GivenMode(argparse.Action):
+    """--mode, remembering that it was given: `chat -p` refuses a mode it cannot use only when asked for it (the
+    configured default falls back to one that works, with a note, as in the app)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.mode, namespace.mode_given = values, True
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
                    help="language-model checkpoint")
@@ -78,8 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     config = user_config()
     p.add_argument("--candidates", type=int, default=config.candidates, metavar="N",
                    help="make N replies per message and show the best ranked one (1 = one sample, streamed)")
-    p.add_argument("--mode", choices=("lm", "chat", "continue"), default=config.mode.value,
+    p.add_argument("--mode", choices=("lm", "chat", "continue"), default=config.mode.value, action=_GivenMode,
                    help="start in this mode: lm (LM chat), chat (seq2seq chat), continue (extend the text)")
+    p.set_defaults(mode_given=False)
     p.add_argument("--backward", type=Path, default=None,
                    help="backward scorer for the ranking (default: rnnchat/checkpoints/seq2seq_chat_backward.npz)")
     add_sampling_flags(p)
