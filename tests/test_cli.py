@@ -46,6 +46,17 @@ def test_unknown_command_is_a_usage_error(capsys):
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("argv", [["sentiment", "--bogus"], ["eval", "lm", "--bogus"], ["export", "--bogus"]])
+def test_an_unknown_flag_shows_the_usage_of_its_subcommand(argv, capsys):
+    """argparse's parse_args reported it with the top level's usage (`rnnchat [-h] [--version] COMMAND`)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    command = " ".join(a for a in argv if not a.startswith("-"))
+    assert e.value.code == 2 and f"usage: rnnchat {command} [-h]" in err
+    assert f"rnnchat {command}: error: unrecognized arguments: --bogus" in err
+
+
 def test_a_full_disk_while_training_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     import rnnchat.train.lm as lm
 

@@ -107,8 +107,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         leaf = parent.add_parser(path[-1], help=cmd.help, description=cmd.description or cmd.help)
         if argv is None or path == chosen:
             _load(cmd.flags)(leaf)
-            leaf.set_defaults(func=cmd.run)
+            leaf.set_defaults(func=cmd.run, usage_parser=leaf)
     return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """argv parsed; an unknown flag is reported with the usage of the subcommand it was given to (argparse's
+    own parse_args shows the top level's, `rnnchat [-h] [--version] COMMAND ...`, which does not help)."""
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        getattr(args, "usage_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,9 +141,9 @@ def _main(argv: list[str]) -> int:
             return EXIT_USAGE
     from rnnchat.cli.commands import CommandError
     try:  # building a subcommand's flags reads the config file, which may be unusable
-        args = build_parser(argv).parse_args(argv)
+        args = parse(argv)
         if not hasattr(args, "func"):
-            args = build_parser(["chat", *argv]).parse_args(["chat", *argv])
+            args = parse(["chat", *argv])
     except CommandError as e:
         print(f"rnnchat: error: {e}", file=sys.stderr)
         return e.code
