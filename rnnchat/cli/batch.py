@@ -100,6 +100,8 @@ def run_jobs(in_path: Path, out_path: Path, text: str, items: list, manifest: di
         raise InputError(f"{in_path}: every line needs its own id (results and resume are keyed by it): "
                          + "; ".join(dups[:3]) + (f" (+{len(dups) - 3} more)" if len(dups) > 3 else ""))
     bad = [i for i in items if isinstance(i, BadLine)]
+    if not items:
+        raise InputError(f"{in_path}: no {noun.split()[0]} in it (it is empty or holds only blank lines)")
     for b in bad:
         print(f"{in_path}:{b.line}: skipped: {b.error}", file=sys.stderr)
     if out_path.exists() and in_path.exists() and out_path.samefile(in_path):

@@ -65,6 +65,16 @@ def derive_seed(base: int | None, index: int) -> int:
     return int(np.random.SeedSequence([0 if base is None else base, index]).generate_state(1)[0])
 
 
+def line_id(obj: dict, n: int) -> str:
+    """A JSONL line's id, removed from obj: a string as given, an integer as its digits, absent the line number.
+    Anything else (a list, a float, null) is refused: written back as Python's repr it would not be the id the
+    script sent."""
+    value = obj.pop("id", n)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f'"id" must be a string or an integer, got {json.dumps(value)}')
+    return str(value)
+
+
 def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> Iterator[Job | BadLine]:
     """Jobs from prompt lines (plain text: one prompt per line; JSONL: {"prompt", "id"?, settings...})."""
     for n, line in enumerate(lines, start=1):
@@ -79,7 +89,7 @@ def read_jobs(lines: Iterable[str], defaults: SamplingSettings, jsonl: bool) -> 
             obj = json.loads(line)
             if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
                 raise ValueError('each line must be a JSON object with a string "prompt"')
-            job_id = str(obj.pop("id", n))
+            job_id = line_id(obj, n)
             prompt = obj.pop("prompt")
             if obj.get("seed") is None:  # absent or null: derived, so that every row is reproducible
                 obj["seed"] = derive_seed(defaults.seed, n)

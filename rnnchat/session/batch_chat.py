@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnchat.engine.batch import BadLine, derive_seed
+from rnnchat.engine.batch import BadLine, derive_seed, line_id
 from rnnchat.engine.engine import Engine, load_chat_model, make_ranker
 from rnnchat.engine.ranking import Ranker, check_candidates
 from rnnchat.engine.seq2seq_chat import Seq2SeqChat
@@ -91,7 +91,7 @@ def read_chat_jobs(lines: Iterable[str], defaults: SamplingSettings, mode: str, 
             if not isinstance(obj, dict) or "conversation" not in obj:
                 raise ValueError('each line must be a JSON object with a "conversation"')
             turns = _turns(obj.pop("conversation"))
-            job_id = str(obj.pop("id", n))
+            job_id = line_id(obj, n)
             job_mode = obj.pop("mode", mode)
             if job_mode not in REPLY_MODES:
                 raise ValueError(f"mode must be one of {', '.join(REPLY_MODES)}, got {job_mode!r}")

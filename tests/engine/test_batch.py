@@ -39,6 +39,27 @@ def test_read_jobs_reports_bad_lines_and_keeps_going():
     assert jobs[0].settings.seed != S.seed  # per-line seeds derived from the run's seed
 
 
+def test_an_id_is_a_string_or_an_integer():
+    """A list id was written back as Python's repr ("[1, 2]"), which is not the id the script sent."""
+    lines = ['{"prompt": "a", "id": 7}', '{"prompt": "b", "id": [1, 2]}', '{"prompt": "c", "id": null}',
+             '{"prompt": "d", "id": true}', '{"prompt": "e", "id": 1.5}', '{"prompt": "f", "id": "x"}']
+    items = list(read_jobs(lines, S, jsonl=True))
+    assert [i.id for i in items if isinstance(i, Job)] == ["7", "x"]
+    assert [(i.line, i.error) for i in items if not isinstance(i, Job)] == [
+        (2, '"id" must be a string or an integer, got [1, 2]'), (3, '"id" must be a string or an integer, got null'),
+        (4, '"id" must be a string or an integer, got true'), (5, '"id" must be a string or an integer, got 1.5')]
+
+
+@pytest.mark.parametrize("command,noun", [("generate", "prompts"), ("chat", "conversations")])
+def test_a_batch_file_with_nothing_to_run_is_an_error_and_writes_nothing(command, noun, small_lm_path, tmp_path,
+                                                                         capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    out = tmp_path / "o.jsonl"
+    assert main([command, "--batch", str(empty), "--out", str(out), "--checkpoint", str(small_lm_path), "-q"]) == 1
+    assert f"no {noun} in it" in capsys.readouterr().err and not out.exists()
+
+
 def test_cli_batch_in_order_with_resume(small_lm_path, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"prompt number {i} hello" for i in range(10)) + "\n")
