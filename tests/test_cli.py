@@ -40,6 +40,20 @@ def test_sentiment_scores_text_and_lines(capsys, monkeypatch, tmp_path):
     assert capsys.readouterr().out.split()[0] in ("negative", "neutral", "positive")
 
 
+def test_sentiment_of_nothing_is_an_error_and_a_byte_order_mark_is_not_text(capsys, monkeypatch):
+    """Empty input printed a neutral row; a UTF-8 byte-order mark (as Notepad writes) stayed in the text."""
+    import io
+    import json
+    for data in (b"", b"\n \n"):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert main(["sentiment", "-"]) == 2
+        assert "no text to score" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbfwhat a great day\n\nawful\n")))
+    assert main(["sentiment", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == ["what a great day", "", "awful"]  # a row per line, the blank one too
+
+
 def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["frobnicate"])

@@ -38,7 +38,7 @@ Executor = Callable[[list], Results]
 def read_lines(in_path: Path) -> tuple[str, list[str]]:
     """The file's text and its lines (only \\n ends a line: str.splitlines also splits on U+2028, \\x0c, ...)."""
     try:
-        text = in_path.read_bytes().decode("utf-8")
+        text = in_path.read_bytes().decode("utf-8-sig")  # a leading byte-order mark is not a line
     except UnicodeDecodeError as e:
         raise InputError(f"{in_path} is not valid UTF-8 (byte {e.start})")
     except OSError as e:

@@ -204,6 +204,8 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
         texts = [args.text] if args.text not in (None, "-") else read_prompt("-").split("\n")
     except InputError as e:
         raise CommandError(str(e)) from None
+    if not any(t.strip() for t in texts):  # (blank lines among others keep a row each, so rows match lines)
+        raise CommandError("no text to score (the input is empty)", EXIT_USAGE)
     for r in score_texts(texts, args.checkpoint):
         if args.json:
             print(json.dumps(r))

@@ -28,7 +28,7 @@ def read_prompt(arg: str, stdin: TextIO | None = None) -> str:
     stdin = stdin or sys.stdin
     data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # -sig: a leading byte-order mark (Notepad) is not text
     except UnicodeDecodeError as e:
         raise InputError(f"standard input is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r})")
     return text[:-1] if text.endswith("\n") else text

@@ -67,7 +67,7 @@ def load_config(path: Path | None = None) -> Config:
     try:
         if not path.is_file():
             raise ConfigError(f"{path}: not a regular file")
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: cannot read it as TOML ({e})") from None
     unknown = set(data) - {"sampling", "chat"}

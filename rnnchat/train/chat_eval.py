@@ -102,7 +102,7 @@ def pick_positions(convs: list[dict], n: int, seed: int, candidates: int = CANDI
 def load_conversations(path: Path) -> list[dict]:
     """A JSONL file of {"turns": [[message, ...], ...]} (other keys ignored); CorpusError names any problem."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise CorpusError(f"cannot read conversations file {path}: {e}") from None
     convs = []

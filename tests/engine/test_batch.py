@@ -50,6 +50,16 @@ def test_an_id_is_a_string_or_an_integer():
         (4, '"id" must be a string or an integer, got true'), (5, '"id" must be a string or an integer, got 1.5')]
 
 
+def test_a_batch_file_opening_with_a_byte_order_mark_runs_its_first_line(small_lm_path, tmp_path, capsys):
+    """The mark made the first JSONL line invalid JSON ("Unexpected UTF-8 BOM"), so it was skipped."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_bytes(b'\xef\xbb\xbf{"prompt": "hi", "id": "a"}\n{"prompt": "there", "id": "b"}\n')
+    out = tmp_path / "o.jsonl"
+    assert main(["generate", "--batch", str(prompts), "--out", str(out), "--checkpoint", str(small_lm_path),
+                 "-n", "4", "-q"]) == 0
+    assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a", "b"]
+
+
 @pytest.mark.parametrize("command,noun", [("generate", "prompts"), ("chat", "conversations")])
 def test_a_batch_file_with_nothing_to_run_is_an_error_and_writes_nothing(command, noun, small_lm_path, tmp_path,
                                                                          capsys):

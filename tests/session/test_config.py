@@ -56,3 +56,9 @@ def test_flags_override_the_file_and_a_bad_file_is_a_usage_error(config_file, sm
     config_file.write_text("[sampling]\ntemperature = 'hot'\n")
     assert main(["generate", "hi"]) == 2
     assert "temperature" in capsys.readouterr().err
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(config_file):
+    """Notepad's UTF-8 opens with a byte-order mark, which TOML refused ("Invalid statement")."""
+    config_file.write_bytes(b"\xef\xbb\xbf[sampling]\ntemperature = 0.7\n")
+    assert load_config().sampling.temperature == 0.7
