@@ -41,18 +41,27 @@ def _about(turn: Turn) -> list[str]:
     return parts
 
 
+# Control characters other than tab and newline, as visible escapes: a message holding ESC sequences (pasted, or
+# sent by a script) would otherwise recolour, retitle or clear the terminal that shows the exported document.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def _shown(text: str) -> str:
+    return text.rstrip().translate(_CONTROLS)
+
+
 def to_markdown(turns: list[Turn], title: str) -> str:
     lines = [f"# {title}", ""]
     for t in turns:
         lines += [f"**{speaker(t)}** · {' · '.join(_about(t))}", ""]
-        lines += [f"> {line}" if line else ">" for line in t.text.rstrip().split("\n")] + [""]
+        lines += [f"> {line}" if line else ">" for line in _shown(t.text).split("\n")] + [""]
     return "\n".join(lines)
 
 
 def to_text(turns: list[Turn], title: str) -> str:
     lines = [title, ""]
     for t in turns:
-        lines.append(f"[{', '.join(_about(t))}] {speaker(t)}: " + t.text.rstrip().replace("\n", "\n    "))
+        lines.append(f"[{', '.join(_about(t))}] {speaker(t)}: " + _shown(t.text).replace("\n", "\n    "))
     return "\n".join(lines) + "\n"
 
 
@@ -99,5 +108,7 @@ def read_transcript(store: Store, name: str) -> list[Turn]:
         raise SessionError(f"no saved conversation named {name!r} in {store.directory}")
     try:
         return from_json(read_header(path).get("transcript"))
-    except (CheckpointError, TranscriptError) as e:
+    except CheckpointError as e:  # its message names the file already
+        raise SessionError(str(e)) from None
+    except TranscriptError as e:
         raise SessionError(f"{path}: {e}") from None

@@ -29,6 +29,16 @@ def test_documents_carry_speaker_mode_time_and_sentiment():
         render(turns, "pdf", "T")
 
 
+def test_control_characters_in_a_message_are_shown_not_sent_to_the_terminal():
+    """A message holding ESC sequences recoloured (or retitled) the terminal that showed its export."""
+    turns = [Turn("user", "red \x1b[31mtext\x1b[0m\tand\x07\x9b\nnext", Mode.LM)]
+    for fmt in ("md", "txt"):
+        doc = render(turns, fmt, "T")
+        assert "red \\x1b[31mtext\\x1b[0m\tand\\x07\\x9b" in doc and "next" in doc
+        assert not any(ord(c) < 0x20 and c not in "\t\n" or 0x7F <= ord(c) < 0xA0 for c in doc)
+    assert from_json(json.loads(render(turns, "json", "T"))["turns"]) == turns  # JSON keeps the text exactly
+
+
 def test_cli_export_of_saved_conversations(make_session, data_dir, tmp_path, capsys):
     s = make_session()
     list(s.respond("hello there"))
@@ -43,6 +53,11 @@ def test_cli_export_of_saved_conversations(make_session, data_dir, tmp_path, cap
     assert "] you: hello there" in capsys.readouterr().out
     assert main(["export", "missing"]) == 1
     assert "no saved conversation named 'missing'" in capsys.readouterr().err
+    saved = data_dir / "conversations"
+    (saved / "torn.npz").write_bytes((saved / "greeting.npz").read_bytes()[:300])
+    assert main(["export", "torn"]) == 1
+    err = capsys.readouterr().err
+    assert "torn.npz: truncated" in err and err.count("torn.npz") == 1  # the path once, not twice
     assert main(["export", "greeting", "-o", str(tmp_path / "no" / "such" / "dir.md")]) == 0  # folders made
     capsys.readouterr()
     # an existing file is replaced only with --force, an .npz (a saved conversation, a model) never
