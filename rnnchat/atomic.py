@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,15 +36,27 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
 
     On any exception the temp file is deleted, ``path`` is left as it was, and the exception
     propagates (OSErrors such as ENOSPC are re-raised with a message naming ``path``).
+
+    A symbolic link is written through (its target is replaced, the link stays). Anything else that is not a
+    regular file (a device such as /dev/null, a pipe, a socket, a folder) is refused with an OSError before
+    anything is written: the rename would put a plain file in its place (as root, /dev/null itself).
     """
     if mode not in ("w", "wt", "wb"):
         raise ValueError(f"atomic_open only writes whole files; mode must be 'w', 'wt' or 'wb', not {mode!r}")
-    path = Path(path)
+    shown = Path(path)
+    path = Path(os.path.realpath(shown))
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        kind = None  # not there yet (or unreadable: mkstemp below says why)
+    if kind is not None and not stat.S_ISREG(kind):
+        raise OSError(errno.EINVAL, f"could not write {shown}: not a regular file (a device, a pipe or a folder); "
+                                    f"nothing was written")
     directory = path.parent
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise _write_error(exc, path) from exc
+        raise _write_error(exc, shown) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
@@ -57,7 +70,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError):
-            raise _write_error(exc, path) from exc
+            raise _write_error(exc, shown) from exc
         raise
     _fsync_dir(directory)
 

@@ -434,6 +434,29 @@ def test_atomic_write_into_missing_directory(tmp_path):
         atomic_write_bytes(tmp_path / "no" / "such" / "f.bin", b"x")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_an_atomic_write_never_puts_a_plain_file_where_a_pipe_or_folder_was(tmp_path):
+    """The rename over the path replaced whatever was there: `export -f /dev/null` as root replaced the system's
+    /dev/null with a plain file. (A FIFO and a folder stand in for the device here.)"""
+    import stat
+    fifo, folder = tmp_path / "fifo", tmp_path / "folder"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    for path in (fifo, folder):
+        with pytest.raises(OSError, match="not a regular file"):
+            atomic_write_bytes(path, b"x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and folder.is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["fifo", "folder"]  # no temp file left
+
+
+def test_an_atomic_write_through_a_symbolic_link_replaces_its_target_and_keeps_the_link(tmp_path):
+    target, link = tmp_path / "target.txt", tmp_path / "link.txt"
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+
+
 def test_update_metrics_keeps_weights_and_merges(tmp_path):
     from rnnchat.checkpoint import update_metrics
     path = tmp_path / "m.npz"

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         write_export(turns, args.out, fmt, title, replace=args.force)
     except SessionError as e:
         raise CommandError(str(e)) from None
-    except OSError as e:
-        raise CommandError(f"cannot write {args.out}: {e.strerror or e}") from None
+    except OSError as e:  # the atomic write's own messages name the file already
+        why = e.strerror or str(e)
+        raise CommandError(why if str(args.out) in why else f"cannot write {args.out}: {why}") from None
     print(f"exported {len(turns)} message(s) to {args.out}", file=sys.stderr)
     return 0

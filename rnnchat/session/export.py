@@ -88,6 +88,8 @@ def write_export(turns: list[Turn], path: Path, fmt: str, title: str, replace: b
     """Write the document atomically (creating the folder); OSError as it comes. SessionError, and nothing
     written, for an existing file unless `replace` (`how_to_replace` says how to ask for it), and for an .npz
     file ever: it may be a saved conversation or a model."""
+    if "\0" in str(path):  # a pasted /export argument may hold one; the OS cannot name such a file
+        raise SessionError(f"cannot export to {ascii(str(path))}: a file name cannot hold a NUL byte")
     if path.suffix == ".npz":
         raise SessionError(f"will not export to {path}: an .npz file may be a saved conversation or a model")
     if path.exists() and not replace:

@@ -2,6 +2,8 @@
 speakers, modes, times and the sentiment of each message."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -90,3 +92,11 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
     assert json.loads((tmp_path / "y.txt").read_text())["turns"][0]["text"] == "hello there"
     with pytest.raises(SessionError, match="npz"):
         s.command(f"/export -f {s.path('last')}")
+    # a pasted NUL in the file name crashed the app and the REPL (ValueError: embedded null byte)
+    with pytest.raises(SessionError, match="NUL byte"):
+        s.command(f"/export {tmp_path}/a\0b.md")
+    if hasattr(os, "mkfifo"):  # what is not a regular file (/dev/null as root) is never replaced
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(OSError, match="not a regular file"):
+            s.command(f"/export -f {tmp_path / 'fifo'}")
+        assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
