@@ -41,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("the chat app needs a terminal (stdin and stdout); for pipes and files use "
                            "`rnnchat repl < FILE`", EXIT_USAGE)
     from rnnchat.ui.tui.app import ChatApp
-    ChatApp(session, notes).run()
-    return 0
+    from rnnchat.ui.tui.terminal_input import tolerate_bad_input_bytes
+    tolerate_bad_input_bytes()
+    app = ChatApp(session, notes)
+    app.run()
+    return app.return_code or 0  # an app that ended on an error (Textual's error screen) is not a success
 
 
 def _batch(args: argparse.Namespace) -> int:
