@@ -386,3 +386,25 @@ async def test_multi_line_messages_with_shift_enter_or_ctrl_j(make_session):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert [t.text for t in s.transcript if t.role == "user"] == ["first\nsecond\nthird"] and box.value == ""
+
+
+@pytest.mark.parametrize("size", [(70, 24), (40, 10), (12, 5)])
+async def test_a_narrow_terminal_hides_the_panels_instead_of_crashing(make_session, size):
+    """At 70 columns or fewer the side panel and the sentiment box left the message box no width at all, and
+    Rich's wrap of its placeholder failed (ValueError): the app crashed at start or on a resize."""
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        assert app.query_one("#side").display is False
+        assert app.query_one(SentimentIndicator).display is (size[0] >= 60)
+        assert app.query_one(MessageInput).content_region.width > 0
+        await send(pilot, "hello there")
+        assert [t.role for t in s.transcript] == ["user", "assistant"]
+        await pilot.resize_terminal(*SIZE)
+        await pilot.pause()
+        assert app.query_one("#side").display is True and app.query_one(SentimentIndicator).display is True
+        await pilot.resize_terminal(*size)  # and back, mid-session
+        await pilot.press(*"abc")
+        await pilot.pause()
+        assert app.return_code is None and app.query_one(MessageInput).text == "abc"

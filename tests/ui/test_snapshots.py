@@ -19,6 +19,17 @@ def test_main_screen_after_a_reply(make_session, snap_compare):
     assert snap_compare(ChatApp(make_session(), cursor_blink=False), terminal_size=SIZE, run_before=chat)
 
 
+def test_main_screen_in_a_narrow_terminal(make_session, snap_compare):
+    """70 columns (a split pane): no side panel, the sentiment box beside a usable message box."""
+    async def chat(pilot):
+        await pilot.press(*"i love the movie", "enter")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press(*"i hate")
+
+    assert snap_compare(ChatApp(make_session(), cursor_blink=False), terminal_size=(70, 24), run_before=chat)
+
+
 def test_help_screen(make_session, snap_compare):
     assert snap_compare(ChatApp(make_session(), cursor_blink=False), terminal_size=SIZE, press=["f1"])
 

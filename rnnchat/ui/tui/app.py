@@ -58,6 +58,9 @@ class ChatApp(ConversationActions, App):
 
     CSS_PATH = "app.tcss"
     TITLE = "rnnchat"
+    # Below 90 columns the side panel (32) and the sentiment box (34) would leave the message box too little
+    # room, below 60 the box alone: app.tcss hides them (Screen classes).
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (60, "-narrow"), (90, "-wide")]
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+r", "reset", "Reset"),
