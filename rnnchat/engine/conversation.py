@@ -71,8 +71,12 @@ class Conversation:
         return self.cache.mix(self.logits, self.state[-1][0])
 
     # -- input -----------------------------------------------------------------------------------------------
-    def feed_ids(self, ids: list[int]) -> None:
+    def feed_ids(self, ids: list[int], cancel: threading.Event | None = None) -> int:
+        """Advance the memory over `ids`, FEED_CHUNK at a time; returns how many were fed (all, unless `cancel`
+        was set: then it stops at a chunk's end)."""
         for start in range(0, len(ids), FEED_CHUNK):
+            if cancel is not None and cancel.is_set():
+                return start
             chunk = np.asarray(ids[start: start + FEED_CHUNK], np.int64)[None]
             if self.cache is None:
                 self.logits, self.state = self.decoder.prefill(chunk, self.state)
@@ -81,17 +85,22 @@ class Conversation:
                 self.logits, self.state, hidden = self.decoder.prefill_hidden(chunk, self.state)
                 self.cache.add(np.concatenate([before, hidden[0, :-1]]), chunk[0])
             self.history += chunk[0].tolist()
+        return len(ids)
 
-    def feed(self, text: str, end_turn: bool = False) -> int:
+    def feed(self, text: str, end_turn: bool = False, cancel: threading.Event | None = None) -> int:
         """Advance the memory over `text` (any length); with end_turn, close it as a message and a turn.
 
-        Returns the number of tokens fed. Very long text is encoded and fed in pieces (bounded memory).
+        Returns the number of tokens fed. Very long text is encoded and fed in pieces (bounded memory). A set
+        `cancel` stops the reading (within FEED_CHUNK tokens, ~1 s): the memory holds the part read, closed as
+        the message it was when end_turn (a paste of 100k words takes ~20 s to read; Esc stops it).
         """
         n, last = 0, None
         for start in range(0, len(text), 200_000):
+            if cancel is not None and cancel.is_set():
+                break
             ids = self.vocab.encode(text[start: start + 200_000])  # (a word cut at a piece border splits in two)
-            self.feed_ids(ids)
-            n, last = n + len(ids), (ids[-1] if ids else last)
+            fed = self.feed_ids(ids, cancel)
+            n, last = n + fed, (ids[fed - 1] if fed else last)
         if end_turn:
             close = closing_ids(last, self.vocab)
             self.feed_ids(close)

@@ -222,11 +222,11 @@ class ChatSession:
             source = self.seq2seq.reply(self.chat_state, text, settings, cancel, beam=beam)
         elif mode is Mode.LM:
             self.conv.close_turn()
-            self.conv.feed(text, end_turn=True)
+            self.conv.feed(text, end_turn=True, cancel=cancel)
             before = replies.RankedReply(mode, text, settings, 1, self.conv.fork(), self.chat_state, None, [])
             source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,), not_first=vocab.end_ids)
         else:
-            self.conv.feed(text)
+            self.conv.feed(text, cancel=cancel)
             source = continued(text, self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,)), vocab)
         try:
             with contextlib.closing(source):
@@ -239,7 +239,9 @@ class ChatSession:
         """The best of `candidates` replies (seq2seq chat, or LM chat), shown at once when ranked."""
         if mode is Mode.LM:
             self.conv.close_turn()
-            self.conv.feed(text, end_turn=True)
+            self.conv.feed(text, end_turn=True, cancel=cancel)
+        if cancel.is_set():  # stopped while the message was read: no candidates are made
+            return
         reply = replies.make(mode, text, settings, self.candidates, self.conv, self.seq2seq, self.chat_state,
                              self.ranker, self._recent_replies())
         self.last_reply = reply

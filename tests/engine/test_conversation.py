@@ -87,6 +87,31 @@ def test_empty_prompt_and_long_prompt_in_chunks(engine, monkeypatch):
     assert_same_memory(part, step_by_step)
 
 
+class SetAfter(threading.Event):
+    """An event that reads as set from its n-th look on (a user pressing Esc while a long message is read)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.looks, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.n
+
+
+def test_a_cancel_stops_reading_a_long_message_and_the_memory_holds_the_part_read(engine, monkeypatch):
+    """A 100k-word paste took ~20 s to read and Esc / Ctrl+C could not stop it (the feed never looked)."""
+    import rnnchat.engine.conversation as conversation
+    monkeypatch.setattr(conversation, "FEED_CHUNK", 16)
+    text = "hello there , i think the cat is good . " * 40  # 440 tokens: 28 chunks
+    c = engine.conversation()
+    fed = c.feed(text, end_turn=True, cancel=SetAfter(4))  # looks: the piece, then 3 chunks (the third stops)
+    ids = engine.vocab.encode(text)
+    assert fed == 2 * 16 + 2 and c.history == [*ids[:32], engine.vocab.eom_id, engine.vocab.eot_id]
+    assert_same_memory(c, replay(engine, c.history))
+    assert engine.conversation().feed(text, cancel=threading.Event()) == len(ids)  # not set: all of it
+
+
 def test_fork_is_independent(engine):
     a = engine.conversation()
     a.feed("hello there")

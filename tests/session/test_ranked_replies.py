@@ -115,3 +115,27 @@ def test_a_session_ranks_lm_chat_with_the_judge_on_its_own_memory(engine, data_d
     done = [i for i, c in enumerate(r.ranked) if c.finished]  # (while any finished, cut ones are not judged)
     assert done and [r.ranked[i].terms["judge"] for i in done] == pytest.approx(list(want[done]), rel=1e-3, abs=1e-4)
     assert all(r.ranked[i].terms["judge"] > 0 for i in done)
+
+
+@pytest.mark.parametrize("candidates", [1, 4])
+def test_a_stop_while_a_long_message_is_read_ends_the_turn_with_no_reply(make_session, monkeypatch, candidates):
+    """Esc (or Ctrl+C in the REPL) while a huge paste was read did nothing until all of it was fed (~20 s for
+    100k words); now the reading stops, no candidates are made, and the next message starts a turn as usual."""
+    import threading
+
+    import rnnchat.engine.conversation as conversation
+    monkeypatch.setattr(conversation, "FEED_CHUNK", 16)
+    looks = iter(range(10**6))
+
+    class EscAfterAWhile(threading.Event):
+        def is_set(self) -> bool:
+            return next(looks) >= 3
+
+    s = make_session()
+    s.set_candidates(candidates)
+    text = "hello there , i think the cat is good . " * 40
+    assert list(s.respond(text, cancel=EscAfterAWhile())) == []
+    assert [(t.role, t.text, t.stopped) for t in s.transcript] == [("user", text, False), ("assistant", "", True)]
+    vocab = s.engine.vocab
+    assert s.conv.history[-2:] == [vocab.eom_id, vocab.eot_id] and len(s.conv.history) < 100
+    assert len(list(s.respond("and then"))) > 0 and s.transcript[-1].text
