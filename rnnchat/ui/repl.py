@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import sys
 import threading
@@ -34,6 +35,19 @@ MOOD_STYLES = {"negative": "bg:ansired fg:ansiwhite", "neutral": "bg:ansiyellow 
                "positive": "bg:ansigreen fg:ansiblack"}
 PROMPTS = {Mode.CHAT: "you> ", Mode.LM: "you> ", Mode.CONTINUE: "text> "}
 REPLY_PREFIX = {Mode.CHAT: "seq2seq> ", Mode.LM: "rnnchat> "}  # continue mode prints the user's text instead
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # how prompt_toolkit keeps terminal bytes that are not UTF-8
+
+
+def without_lone_surrogates(text: str) -> str:
+    """U+FFFD for each lone surrogate (no file can hold one: autosave, /export and the history failed)."""
+    return LONE_SURROGATE.sub("\ufffd", text)
+
+
+class Utf8FileHistory(FileHistory):
+    """prompt_toolkit's history file, whose write of a line holding a lone surrogate raised inside the prompt."""
+
+    def store_string(self, string: str) -> None:
+        super().store_string(without_lone_surrogates(string))
 REPL_HELP = COMMAND_HELP[:-2] + (("/attention", "last seq2seq reply's attention over your words"),) + COMMAND_HELP[-2:]
 
 
@@ -59,7 +73,7 @@ class Repl:
         except OSError:
             usable = False
         if usable:
-            return FileHistory(str(path))
+            return Utf8FileHistory(str(path))
         self.notes.append(f"input history not saved: {path} cannot be written")
         return InMemoryHistory()
 
@@ -119,8 +133,8 @@ class Repl:
         return "\n".join(parts).strip("\n")
 
     def _line(self, prompt: str) -> str:
-        if self.lines is None:
-            return self.prompt.prompt(prompt)
+        if self.lines is None:  # bad terminal bytes become U+FFFD, as in piped input
+            return without_lone_surrogates(self.prompt.prompt(prompt))
         line = self.lines.readline()
         if not line:
             raise EOFError
@@ -229,6 +243,6 @@ def run_repl(session: ChatSession, notes: Sequence[str] = ()) -> int:
     if sys.stdin is None or not sys.stdin.isatty():
         if sys.stdin is None:
             return Repl(session, notes, lines=io.StringIO()).run()
-        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace")
         return Repl(session, notes, lines=lines).run()
     return Repl(session, notes).run()

@@ -202,11 +202,11 @@ def test_dangling_links_and_odd_entries_are_not_listed_as_conversations(make_ses
 
 def test_repl_runs_the_lines_of_a_regular_file_on_stdin(small_lm_path, tmp_path):
     """Issue 20, item 10: `rnnchat repl < cmds.txt` ran nothing and exited 0; now every line runs, bad bytes
-    are replaced, and the end of the file ends the REPL."""
+    are replaced, a leading byte-order mark is not text, and the end of the file ends the REPL."""
     import subprocess
     import sys
     cmds = tmp_path / "cmds.txt"
-    cmds.write_bytes(b"hello there\n/temp 0.5\nbad \xff byte\n")
+    cmds.write_bytes(b"\xef\xbb\xbfhello there\n/temp 0.5\nbad \xff byte\n")
     env = {**os.environ, "RNNCHAT_DATA_DIR": str(tmp_path / "data")}
     with open(cmds, "rb") as stdin:
         r = subprocess.run([sys.executable, "-m", "rnnchat", "repl", "--checkpoint", str(small_lm_path),
@@ -264,3 +264,15 @@ def test_history_file_entries_keep_any_line_separator_but_newline(tmp_path):
         append_history(path, text)
     assert load_history(path) == ["one\rtwo", "a\u2028b", "multi\nline", "plain"]
     assert list(FileHistory(str(path)).load_history_strings())[::-1] == load_history(path)
+
+
+def test_terminal_bytes_that_are_not_utf8_are_replaced_so_the_conversation_saves(make_session, data_dir, tmp_path):
+    """prompt_toolkit keeps them as lone surrogates: autosave failed and /export ended the REPL in a traceback."""
+    s = make_session()
+    out = io.StringIO()
+    with create_pipe_input() as inp:
+        inp.send_bytes(b"hello \xff\xfe there\n/export txt " + str(tmp_path / "t.txt").encode() + b"\n\x04")
+        assert Repl(s, input=inp, output=DummyOutput(), out=out).run() == 0
+    assert s.transcript[0].text == "hello \ufffd\ufffd there"
+    assert s.last_stats.save_error is None and (data_dir / "last.npz").exists()
+    assert "you: hello \ufffd\ufffd there" in (tmp_path / "t.txt").read_text(encoding="utf-8")
