@@ -37,21 +37,21 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     On any exception the temp file is deleted, ``path`` is left as it was, and the exception
     propagates (OSErrors such as ENOSPC are re-raised with a message naming ``path``).
 
-    A symbolic link is written through (its target is replaced, the link stays). Anything else that is not a
-    regular file (a device such as /dev/null, a pipe, a socket, a folder) is refused with an OSError before
-    anything is written: the rename would put a plain file in its place (as root, /dev/null itself).
+    A symbolic link to a regular file is itself replaced by the new file; its target is left as it was (so a
+    link to another run's checkpoint never overwrites that checkpoint). A path that is not a regular file, or
+    links to one that is not (a device such as /dev/null, a pipe, a socket, a folder), is refused with an
+    OSError before anything is written: the rename would put a plain file in its place (as root, /dev/null).
     """
     if mode not in ("w", "wt", "wb"):
         raise ValueError(f"atomic_open only writes whole files; mode must be 'w', 'wt' or 'wb', not {mode!r}")
-    shown = Path(path)
-    path = Path(os.path.realpath(shown))
+    shown = path = Path(path)
     try:
-        kind = os.stat(path).st_mode
+        kind = os.stat(path).st_mode  # (follows a link: what it points at decides)
     except OSError:
-        kind = None  # not there yet (or unreadable: mkstemp below says why)
+        kind = None  # not there yet, a dangling link (or unreadable: mkstemp below says why)
     if kind is not None and not stat.S_ISREG(kind):
-        raise OSError(errno.EINVAL, f"could not write {shown}: not a regular file (a device, a pipe or a folder); "
-                                    f"nothing was written")
+        what = "a folder" if stat.S_ISDIR(kind) else "a pipe" if stat.S_ISFIFO(kind) else "a device or a socket"
+        raise OSError(errno.EINVAL, f"could not write {shown}: it is {what}, not a regular file; nothing was written")
     directory = path.parent
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

@@ -449,12 +449,20 @@ def test_an_atomic_write_never_puts_a_plain_file_where_a_pipe_or_folder_was(tmp_
     assert sorted(os.listdir(tmp_path)) == ["fifo", "folder"]  # no temp file left
 
 
-def test_an_atomic_write_through_a_symbolic_link_replaces_its_target_and_keeps_the_link(tmp_path):
+def test_an_atomic_write_to_a_symbolic_link_replaces_the_link_and_leaves_its_target(tmp_path):
+    """A --out linked to another run's checkpoint must not overwrite that checkpoint; a link to a device is
+    refused like the device."""
     target, link = tmp_path / "target.txt", tmp_path / "link.txt"
     target.write_bytes(b"old")
     link.symlink_to(target)
     atomic_write_bytes(link, b"new")
-    assert link.is_symlink() and target.read_bytes() == b"new"
+    assert not link.is_symlink() and link.read_bytes() == b"new" and target.read_bytes() == b"old"
+    folder, to_folder = tmp_path / "folder", tmp_path / "to_folder"
+    folder.mkdir()
+    to_folder.symlink_to(folder)
+    with pytest.raises(OSError, match="it is a folder, not a regular file"):
+        atomic_write_bytes(to_folder, b"x")
+    assert to_folder.is_symlink()
 
 
 def test_update_metrics_keeps_weights_and_merges(tmp_path):
