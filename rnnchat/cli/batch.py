@@ -35,10 +35,12 @@ Results = Iterator[list[tuple[str, str]]]  # batches of (id, result line), in in
 Executor = Callable[[list], Results]
 
 
-def read_lines(in_path: Path) -> tuple[str, list[str]]:
-    """The file's text and its lines (only \\n ends a line: str.splitlines also splits on U+2028, \\x0c, ...)."""
+def read_lines(in_path: Path) -> tuple[bytes, list[str]]:
+    """The file's bytes (what a resumed run checks) and its lines (only \\n ends a line: str.splitlines also
+    splits on U+2028, \\x0c, ...)."""
     try:
-        text = in_path.read_bytes().decode("utf-8-sig")  # a leading byte-order mark is not a line
+        data = in_path.read_bytes()
+        text = data.decode("utf-8-sig")  # a leading byte-order mark is not a line
     except UnicodeDecodeError as e:
         raise InputError(f"{in_path} is not valid UTF-8 (byte {e.start})")
     except OSError as e:
@@ -46,7 +48,7 @@ def read_lines(in_path: Path) -> tuple[str, list[str]]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return text, lines
+    return data, lines
 
 
 def is_jsonl(in_path: Path) -> bool:
@@ -91,8 +93,8 @@ def on_ray(models: Models, address: str | None, workers: int | None, batch_size:
         raise InputError(str(e), e.code) from None
 
 
-def run_jobs(in_path: Path, out_path: Path, text: str, items: list, manifest: dict, execute: Executor,
-             progress: bool = True, desc: str = "generate", noun: str = "prompts file") -> int:
+def run_jobs(in_path: Path, out_path: Path, items: list, manifest: dict, execute: Executor,
+             progress: bool = True, desc: str = "generate", jobs: str = "prompts") -> int:
     """Run the jobs of `items` not yet in `out_path`; returns the number of malformed lines (reported on
     stderr, the rest completes). InputError for a file that cannot be run or written."""
     jobs_all: list[AnyJob] = [i for i in items if not isinstance(i, BadLine)]
@@ -101,11 +103,11 @@ def run_jobs(in_path: Path, out_path: Path, text: str, items: list, manifest: di
                          + "; ".join(dups[:3]) + (f" (+{len(dups) - 3} more)" if len(dups) > 3 else ""))
     bad = [i for i in items if isinstance(i, BadLine)]
     if not items:
-        raise InputError(f"{in_path}: no {noun.split()[0]} in it (it is empty or holds only blank lines)")
+        raise InputError(f"{in_path}: no {jobs} in it (it is empty or holds only blank lines)")
     for b in bad:
         print(f"{in_path}:{b.line}: skipped: {b.error}", file=sys.stderr)
     if out_path.exists() and in_path.exists() and out_path.samefile(in_path):
-        raise InputError(f"--out {out_path} is the {noun} itself: choose another output file")
+        raise InputError(f"--out {out_path} is the {jobs} file itself: choose another output file")
     special = out_path.exists() and not out_path.is_file()  # /dev/stdout, a pipe, /dev/null: write only
     try:
         seen = set() if special else start_run(out_path, manifest)
@@ -161,7 +163,7 @@ def prompt_batch(args: argparse.Namespace, engine, defaults) -> int:
     from rnnchat.engine.batch import PromptModels, PromptRunner, read_jobs, run_manifest
     from rnnchat.sampling import SettingsError, skip_ids
     in_path = Path(args.batch)
-    text, lines = read_lines(in_path)
+    data, lines = read_lines(in_path)
     items = list(read_jobs(lines, defaults, is_jsonl(in_path)))
     for n, item in enumerate(items):
         if not isinstance(item, BadLine):
@@ -171,7 +173,7 @@ def prompt_batch(args: argparse.Namespace, engine, defaults) -> int:
                 items[n] = BadLine(item.line, str(e))
     models = PromptModels(_on_every_node(engine.lm_path))
     with executor(args, models, PromptRunner(engine.decoder, engine.vocab)) as execute:
-        return run_jobs(in_path, Path(args.out), text, items, run_manifest(text.encode("utf-8"), defaults),
+        return run_jobs(in_path, Path(args.out), items, run_manifest(data, defaults),
                         execute, progress=not args.quiet, desc="generate")
 
 
@@ -195,7 +197,7 @@ def chat_batch(args: argparse.Namespace, defaults) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     in_path = Path(args.batch)
-    text, lines = read_lines(in_path)
+    data, lines = read_lines(in_path)
     items = list(read_chat_jobs(lines, defaults, args.mode, args.candidates, is_jsonl(in_path)))
     for n, item in enumerate(items):
         if not isinstance(item, BadLine):
@@ -205,7 +207,7 @@ def chat_batch(args: argparse.Namespace, defaults) -> int:
                     raise SettingsError(why)
             except SettingsError as e:
                 items[n] = BadLine(item.line, str(e))
-    manifest = run_manifest(text.encode("utf-8"), defaults, CHAT_FORMAT, mode=args.mode, candidates=args.candidates)
+    manifest = run_manifest(data, defaults, CHAT_FORMAT, mode=args.mode, candidates=args.candidates)
     with executor(args, models, runner) as execute:
-        return run_jobs(in_path, Path(args.out), text, items, manifest, execute, progress=not args.quiet, desc="chat",
-                        noun="conversations file")
+        return run_jobs(in_path, Path(args.out), items, manifest, execute, progress=not args.quiet, desc="chat",
+                        jobs="conversations")

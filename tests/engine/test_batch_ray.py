@@ -74,13 +74,13 @@ def test_a_worker_killed_mid_run_is_retried_nothing_lost_or_doubled(small_lm_pat
     from rnnchat.sampling import SamplingSettings
     local = tmp_path / "local.jsonl"
     assert generate(small_lm_path, prompts, local, "--batch-size", "4") == 0
-    text, lines = cli_batch.read_lines(prompts)
+    data, lines = cli_batch.read_lines(prompts)
     defaults = SamplingSettings(seed=5, max_tokens=60)
     items = list(read_jobs(lines, defaults, jsonl=True))
     marker, out = tmp_path / "crashed", tmp_path / "ray.jsonl"
     models = CrashOnce(PromptModels(small_lm_path), str(marker), items[9].id)
     with cli_batch.on_ray(models, None, 2, 4) as execute:
-        bad = cli_batch.run_jobs(prompts, out, text, items, run_manifest(text.encode(), defaults), execute,
+        bad = cli_batch.run_jobs(prompts, out, items, run_manifest(data, defaults), execute,
                                  progress=False)
     assert bad == 0 and marker.exists()  # a worker died, and Ray ran its batch again on a new one
     assert out.read_bytes() == local.read_bytes()
@@ -151,9 +151,9 @@ class MissingOnTheNode:
 def test_a_worker_that_cannot_load_the_models_is_a_clear_error(small_lm_path, prompts, tmp_path):
     from rnnchat.cli.generate import InputError
     from rnnchat.sampling import SamplingSettings
-    text, lines = cli_batch.read_lines(prompts)
+    data, lines = cli_batch.read_lines(prompts)
     items = list(read_jobs(lines, SamplingSettings(), jsonl=True))
     with pytest.raises(InputError, match=r"a Ray worker failed \(.*nowhere\.npz"):
         with cli_batch.on_ray(MissingOnTheNode(str(tmp_path / "nowhere.npz")), None, 1, 8) as execute:
-            cli_batch.run_jobs(prompts, tmp_path / "o.jsonl", text, items, {"format": "test"}, execute, False)
+            cli_batch.run_jobs(prompts, tmp_path / "o.jsonl", items, {"format": "test"}, execute, False)
     assert (tmp_path / "o.jsonl").read_text() == ""  # claimed, nothing written: a rerun starts it afresh
