@@ -183,8 +183,10 @@ class ChatSession:
                 mood: Sentiment | None = None) -> Iterator[Token]:
         """Feed the user's `text` as the mode requires and yield the reply's tokens as they are sampled.
 
-        Stops on <eot>, max tokens or `cancel`; the memory then holds exactly the tokens yielded. The user's
-        message and the reply are added to the transcript and the conversation is autosaved.
+        Stops on <eot>, max tokens or `cancel`; the memory then holds exactly the tokens yielded. A `cancel`
+        while a long message is still being read stops the reading: the memory holds the part read, the reply is
+        empty and there is nothing to regenerate. The user's message and the reply are added to the transcript
+        and the conversation is autosaved.
         """
         mode = self.mode
         if reason := self.unavailable(mode):
@@ -223,6 +225,8 @@ class ChatSession:
         elif mode is Mode.LM:
             self.conv.close_turn()
             self.conv.feed(text, end_turn=True, cancel=cancel)
+            if cancel.is_set():  # stopped while the message was read, as in _ranked
+                return
             before = replies.RankedReply(mode, text, settings, 1, self.conv.fork(), self.chat_state, None, [])
             source = self.conv.stream(settings, cancel, stop_ids=(vocab.eot_id,), not_first=vocab.end_ids)
         else:

@@ -138,4 +138,6 @@ def test_a_stop_while_a_long_message_is_read_ends_the_turn_with_no_reply(make_se
     assert [(t.role, t.text, t.stopped) for t in s.transcript] == [("user", text, False), ("assistant", "", True)]
     vocab = s.engine.vocab
     assert s.conv.history[-2:] == [vocab.eom_id, vocab.eot_id] and len(s.conv.history) < 100
+    with pytest.raises(SessionError, match="nothing to regenerate"):  # (1 candidate drew again from the part read)
+        list(s.regenerate())
     assert len(list(s.respond("and then"))) > 0 and s.transcript[-1].text
