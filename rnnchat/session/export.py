@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rnnchat.checkpoint import CheckpointError, read_header
 from rnnchat.atomic import atomic_write_bytes
+from rnnchat.control_chars import visible
 from rnnchat.session.store import SessionError, Store, default_name
 from rnnchat.session.transcript import MODE_TITLES, Mode, TranscriptError, Turn, from_json, to_json
 
@@ -43,11 +44,8 @@ def _about(turn: Turn) -> list[str]:
 
 # Control characters other than tab and newline, as visible escapes: a message holding ESC sequences (pasted, or
 # sent by a script) would otherwise recolour, retitle or clear the terminal that shows the exported document.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
-
-
 def _shown(text: str) -> str:
-    return text.rstrip().translate(_CONTROLS)
+    return visible(text.rstrip())
 
 
 def to_markdown(turns: list[Turn], title: str) -> str:

@@ -1,12 +1,23 @@
-"""What both UIs show the same way, as plain data and text: the sentiment score bar and the attention grid of a
-seq2seq reply (the app draws the grid as a heat map, the REPL as text)."""
+"""What both UIs show the same way, as plain data and text: message text with its control characters visible,
+the sentiment score bar and the attention grid of a seq2seq reply (the app draws the grid as a heat map, the
+REPL as text)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rnnchat.control_chars import visible
 from rnnchat.engine.tokens import Token
+
+TAB = "    "
+
+
+def on_screen(text: str) -> str:
+    """Text as a terminal may show it: escape sequences visible, not obeyed (a loaded conversation holding
+    ESC [2J cleared the screen), and tabs as spaces (a raw tab moves the cursor past the app's layout)."""
+    return visible(text).replace("\t", TAB)
+
 
 NO_ATTENTION = "no seq2seq reply yet: attention comes with replies in seq2seq chat mode"
 

@@ -23,6 +23,7 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import Output
 
+from rnnchat.control_chars import visible
 from rnnchat.runtime import decode_threads
 from rnnchat.sampling import SettingsError
 from rnnchat.session.commands import COMMAND_HELP
@@ -185,11 +186,11 @@ class Repl:
             tokens, prefix = s.regenerate(cancel), REPLY_PREFIX.get(s.last_reply.mode, "")
         else:
             tokens, prefix = s.respond(text, cancel, s.mood(text)), REPLY_PREFIX.get(s.mode, text)
-        self.out.write(prefix)
+        self.out.write(visible(prefix))
         with sigint_sets(cancel), decode_threads(s.candidates):
             try:
                 for tok in tokens:
-                    self.out.write(tok.text)
+                    self.out.write(visible(tok.text))
                     self.out.flush()
                     tail = tok.text or tail
             except (SessionError, SettingsError) as e:
@@ -206,7 +207,7 @@ class Repl:
         return stats
 
     def _print(self, text: str) -> None:
-        self.out.write(text + "\n")
+        self.out.write(visible(text) + "\n")  # (escape sequences from a loaded conversation are shown, not obeyed)
         self.out.flush()
 
 

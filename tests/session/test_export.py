@@ -39,6 +39,8 @@ def test_control_characters_in_a_message_are_shown_not_sent_to_the_terminal():
         assert "red \\x1b[31mtext\\x1b[0m\tand\\x07\\x9b" in doc and "next" in doc
         assert not any(ord(c) < 0x20 and c not in "\t\n" or 0x7F <= ord(c) < 0xA0 for c in doc)
     assert from_json(json.loads(render(turns, "json", "T"))["turns"]) == turns  # JSON keeps the text exactly
+    windows = [Turn("user", "one\r\ntwo\rthree", Mode.LM)]  # line ends are line ends, not \x0d escapes
+    assert "> one\n> two\n> three" in render(windows, "md", "T")
 
 
 def test_cli_export_of_saved_conversations(make_session, data_dir, tmp_path, capsys):

@@ -408,3 +408,22 @@ async def test_a_narrow_terminal_hides_the_panels_instead_of_crashing(make_sessi
         await pilot.press(*"abc")
         await pilot.pause()
         assert app.return_code is None and app.query_one(MessageInput).text == "abc"
+
+
+async def test_escape_sequences_in_a_loaded_conversation_are_shown_not_obeyed(make_session):
+    """A conversation holding ESC [2J (clear the screen) or ESC ]0; (retitle the window), from a paste in the
+    REPL or a file, wrote them raw to the terminal when the app showed it."""
+    s = make_session()
+    s.prime("clear \x1b[2J\tnow", "title \x1b]0;pwned\x07")
+    s.autosave()
+    restored = make_session()
+    assert restored.restore() is None
+    app = ChatApp(restored, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        user, reply = app.query(Bubble)
+        shown = str(user.query(Static).last().content), reply.query_one(StreamText).text
+        assert shown == ("clear \\x1b[2J    now", "title \\x1b]0;pwned\\x07")
+        view = reply.query_one(StreamText)
+        lines = [view.render_line(y).text for y in range(view.size.height)]
+        assert "title \\x1b]0;pwned\\x07" in "".join(lines) and "\x1b" not in "".join(lines)

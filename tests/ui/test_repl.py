@@ -276,3 +276,11 @@ def test_terminal_bytes_that_are_not_utf8_are_replaced_so_the_conversation_saves
     assert s.transcript[0].text == "hello \ufffd\ufffd there"
     assert s.last_stats.save_error is None and (data_dir / "last.npz").exists()
     assert "you: hello \ufffd\ufffd there" in (tmp_path / "t.txt").read_text(encoding="utf-8")
+
+
+def test_escape_sequences_in_piped_lines_are_printed_visible(make_session):
+    """The echo of a piped line and continue mode's print of the user's text sent ESC sequences to the terminal."""
+    out = io.StringIO()
+    lines = io.StringIO("/mode continue\nclear \x1b[2J and \x1b]0;title\x07 now\n")
+    assert Repl(make_session(), out=out, lines=lines).run() == 0
+    assert "\x1b" not in out.getvalue() and out.getvalue().count("clear \\x1b[2J and \\x1b]0;title\\x07 now") == 2

@@ -24,6 +24,7 @@ from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
 from rnnchat.sampling import SettingsError
 from rnnchat.ui.tui.screens import AttentionScreen, CandidatesScreen, HelpScreen, TokensScreen
 from rnnchat.ui.history import Recall, append_history, load_history
+from rnnchat.ui.render import on_screen
 from rnnchat.ui.tui.conversation_actions import ConversationActions
 from rnnchat.ui.tui.widgets import Bubble, ChatLog, MessageInput, MoodLine, SentimentIndicator, StreamText
 
@@ -152,7 +153,7 @@ class ChatApp(ConversationActions, App):
                 bubbles.append(Bubble(WHO[m.mode], StreamText(reply.text if reply else "", prefix=m.text),
                                       m.sentiment, note=stopped_note(reply), classes="continue"))
             elif m.role == "user":
-                bubbles.append(Bubble("you", Static(Text(m.text)), m.sentiment, classes="user"))
+                bubbles.append(Bubble("you", Static(Text(on_screen(m.text))), m.sentiment, classes="user"))
             elif m.mode is not Mode.CONTINUE:
                 bubbles.append(Bubble(WHO[m.mode], StreamText(m.text), m.sentiment, note=stopped_note(m),
                                       classes="reply"))
@@ -220,7 +221,7 @@ class ChatApp(ConversationActions, App):
             self._view = StreamText(prefix=text)
             self._bubble = Bubble(WHO[s.mode], self._view, mood, classes="continue")
         else:
-            log.add(Bubble("you", Static(Text(text)), mood, classes="user"))
+            log.add(Bubble("you", Static(Text(on_screen(text))), mood, classes="user"))
             self._view = StreamText()
             self._bubble = Bubble(WHO[s.mode], self._view, classes="reply")
         log.add(self._bubble)

@@ -18,12 +18,13 @@ from rnnchat.session.commands import COMMAND_HELP
 from rnnchat.session.replies import RankedReply
 from rnnchat.session.store import NAME_RE, SessionError, Store
 from rnnchat.session.transcript import MODE_TITLES, Mode
-from rnnchat.ui.render import NO_ATTENTION, AttentionGrid, attention_grid
+from rnnchat.ui.render import NO_ATTENTION, AttentionGrid, attention_grid, on_screen
 
 KEYS = (
     ("Enter", "send the message"), ("Shift+Enter", "new line (also Ctrl+J)"), ("Esc", "stop the reply mid-stream"),
     ("Ctrl+R", "reset memory (new conversation)"), ("Ctrl+S", "save the conversation"),
-    ("Ctrl+O", "load a conversation"), ("Ctrl+E", "export the transcript"), ("F2", "next mode"), ("F3", "last reply by token probability"),
+    ("Ctrl+O", "load a conversation"), ("Ctrl+E", "export the transcript"), ("F2", "next mode"),
+    ("F3", "last reply by token probability"),
     ("F4", "last reply's attention (seq2seq)"), ("F5", "last reply's ranked candidates"),
     ("Ctrl+G", "regenerate the last reply"), ("F6", "copy the last reply"), ("Up / Down", "earlier messages"),
     ("Tab", "message box / settings"), ("Ctrl+P", "command palette"),
@@ -71,7 +72,7 @@ def prob_colour(p: float) -> str:
 def tokens_text(tokens: list[Token]) -> Text:
     text = Text()
     for tok in tokens:
-        piece = tok.text or f" {tok.token}"  # <eot> has no text: show the token itself
+        piece = on_screen(tok.text or f" {tok.token}")  # <eot> has no text: show the token itself
         text.append(piece, style=f"black on {prob_colour(tok.prob)}")
     return text
 
@@ -165,7 +166,7 @@ def candidates_table(reply: RankedReply) -> Table:
     for i, c in enumerate(reply.ranked):
         mark = "▶" if i == reply.shown else ""
         table.add_row(mark, f"{c.score:+.2f}", *(f"{v:+.2f}" if (v := c.terms.get(k, 0.0)) else "·" for k, _ in TERMS),
-                      Text(c.text or "(empty)", style="bold" if i == reply.shown else ""))
+                      Text(on_screen(c.text) or "(empty)", style="bold" if i == reply.shown else ""))
     return table
 
 

@@ -19,7 +19,7 @@ from textual.widgets import Sparkline, Static, TextArea
 
 from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.ui.history import Recall
-from rnnchat.ui.render import score_bar
+from rnnchat.ui.render import on_screen, score_bar
 
 _CHUNK = re.compile(r"([^\S\n]*)(\S+)")  # spaces (not newlines) and the word after them
 
@@ -67,7 +67,8 @@ class StreamText(Widget):
     the next one); `finish` lays out at once. With the app's 20 updates a second, a 200-token LM reply streams
     at 0.79-0.86x the session's own rate (`bench/ui_latency.py --stream-only`, four runs; 30 updates and a
     layout per 0.2 s: 0.72-0.74x the same day).
-    An optional `prefix` (the user's text in continue mode) is drawn in the `stream-text--prefix` style.
+    An optional `prefix` (the user's text in continue mode) is drawn in the `stream-text--prefix` style. Text is
+    kept as shown (`on_screen`: control characters visible).
     """
 
     LAYOUT_S = 0.5
@@ -80,6 +81,7 @@ class StreamText(Widget):
 
     def __init__(self, text: str = "", prefix: str = "", *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes)
+        prefix, text = on_screen(prefix), on_screen(text)
         self._all, self._prefix = prefix + text, len(prefix)
         self._width, self._lines = -1, [(0, 0)]
         self._laid_out, self._layout_due = 0.0, False  # when the last layout was asked for; one is scheduled
@@ -90,6 +92,7 @@ class StreamText(Widget):
         return self._all[self._prefix:]
 
     def append(self, piece: str) -> None:
+        piece = on_screen(piece)
         if not piece:
             return
         n, shown = len(self._lines), self._shown()
