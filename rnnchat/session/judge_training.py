@@ -30,6 +30,7 @@ from rnnchat.engine.engine import Engine, load_backward_model, weights_id
 from rnnchat.engine.ranking import Ranker
 from rnnchat.models.reply_judge import ReplyJudge, reply_features
 from rnnchat.progress import Progress
+from rnnchat.train.trainer import check_out
 
 FOLDS = 5
 STEPS, LEARNING_RATE = 300, 0.05
@@ -202,6 +203,7 @@ def judged_features(pool_dirs: list[Path], lm: Path | None = None, progress: boo
 def train_reply_judge(pool_dirs: list[Path], out: Path, l2: float = 300.0, lm: Path | None = None,
                       progress: bool = True) -> dict:
     """Cross-validate, fit on every pool and save the judge; returns its metrics."""
+    check_out(out, "reply_judge", [("--lm", lm)])
     engine, backward, pools, feats = judged_features(pool_dirs, lm, progress)
     labels = np.concatenate([p.labels for p in pools])
     metrics = {"pools": len(pools), "prompts": len({p.prompt_id for p in pools}), "candidates": int(len(labels)),

@@ -24,7 +24,7 @@ from rnnchat.nn import Adam
 from rnnchat.text import Vocab, conversation_ids, tokenize
 from rnnchat.train import lm_text
 from rnnchat.data.batches import StreamBatches
-from rnnchat.train.trainer import STATE_FILE, TrainConfig, Trainer, check_run_dir
+from rnnchat.train.trainer import STATE_FILE, TrainConfig, Trainer, check_out, check_run_dir
 
 def stream(convs: list[dict], vocab: Vocab, mark_starts: bool = False) -> np.ndarray:
     """All conversations as one int32 token stream. mark_starts: each conversation opens with an extra <eot>,
@@ -201,13 +201,6 @@ def from_saved_run(a: LMTrainArgs) -> LMTrainArgs:
     return a.with_sizes(RECIPE_DEFAULTS)
 
 
-def check_out(out: Path, texts: list[Path] | None) -> None:
-    """The checkpoint must not be written over a text the run reads (ValueError)."""
-    for t in texts or []:
-        if Path(t).resolve() == out.resolve():
-            raise ValueError(f"--out {out} is the training text {t} itself; write the checkpoint elsewhere")
-
-
 def warm_start(model: LanguageModel, vocab: Vocab, path: Path) -> dict:
     """Copy a checkpoint's weights into `model` (same sizes and vocabulary; the dropout may differ); return its
     header."""
@@ -228,7 +221,7 @@ def train_lm(a: LMTrainArgs) -> dict:
     a = from_saved_run(a)
     check_text_args(a)
     out = Path(a.out) if a.out is not None else Path(a.run_dir) / "lm.npz"
-    check_out(out, a.text)
+    check_out(out, "lm", [("training text", t) for t in a.text or []] + [("--init-from", a.init_from)])
     t0 = time.monotonic()
     text = None
     if a.text:

@@ -28,7 +28,7 @@ from rnnchat.text import Vocab, tokenize
 from rnnchat.train.sentiment_eval import (DECISION, DOMAINS, SentimentData, corpus_info, encode, format_comparison,
                                           model_table, predict_ids, vader_table, validation_metrics)
 from rnnchat.train.sentiment_distill import with_teacher_texts
-from rnnchat.train.trainer import TrainConfig, Trainer, check_run_dir
+from rnnchat.train.trainer import TrainConfig, Trainer, check_out, check_run_dir
 
 # -- data ----------------------------------------------------------------------------------------------
 class EpochBatches:
@@ -212,6 +212,8 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
 
     Returns the final metrics (val/test tables, VADER's, float16 check)."""
     check_run_dir(a.run_dir, a.resume)
+    out = Path(a.out) if a.out is not None else Path(a.run_dir) / "sentiment.npz"
+    check_out(out, "sentiment", [("--teacher", a.teacher)])
     t0 = time.monotonic()
     if bool(a.teacher) != (a.teacher_texts > 0):
         raise ValueError("--teacher and --teacher-texts go together (a checkpoint, and how many messages it labels)")
@@ -303,7 +305,6 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
               file=sys.stderr)
     summary = trainer.fit()
     train_s = time.monotonic() - t0
-    out = Path(a.out) if a.out is not None else Path(a.run_dir) / "sentiment.npz"
     metrics = finalize(best_path, out, float16=a.float16, compare_vader=a.compare_vader,
                        extra={"training": hyper, "init": a.init,
                               **({"lm_init": lm_init["info"]} if lm_init else {})},

@@ -16,6 +16,7 @@ from pathlib import Path
 from rnnchat.models.sentiment import SentimentModel
 from rnnchat.models.sentiment_ensemble import SentimentEnsemble, load_sentiment
 from rnnchat.train.sentiment import finalize_model
+from rnnchat.train.trainer import check_out
 
 COMBINE = "mean of the members' probabilities and scores; label = argmax of the mean probabilities"
 
@@ -40,6 +41,7 @@ def build_ensemble(members: Sequence[Path | str], out: Path | str, *, float16: b
     A member that is itself an ensemble contributes its members."""
     if not members:
         raise ValueError("an ensemble needs at least one member checkpoint")
+    check_out(Path(out), "sentiment", [("member", Path(m)) for m in members])
     models: list[SentimentModel] = []
     infos = []
     vocab = None

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from rnnchat.checkpoint import load_checkpoint, save_checkpoint
+from rnnchat.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from rnnchat.nn import ParamAverage, ParamSet, clip_grad_norm
 from rnnchat.progress import Progress
 
@@ -52,6 +53,31 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         raise ValueError(f"{run_dir} holds a training run already: continue it with --resume, or start the new "
                          f"one in another --run-dir (or remove that one)")
 
+
+
+HELD = {"conversation": "a saved conversation", "train-state": "a training run's state"}
+
+
+def check_out(out: Path, kind: str, inputs: Sequence[tuple[str, Path | None]] = ()) -> None:
+    """ValueError for a checkpoint path (--out) that would destroy something: a file the run reads (`inputs`,
+    (flag, path) pairs), or an existing file that is not a `kind` checkpoint (a saved conversation, a run's
+    state, another kind of model, a text). A `kind` checkpoint there is replaced: that is how a retrained model
+    takes the old one's place. Checked before any work, so no run is lost to it at the end."""
+    out = Path(out)
+    for flag, path in inputs:
+        if path is not None and out.exists() and Path(path).exists() and os.path.samefile(out, path):
+            raise ValueError(f"--out {out} is the {flag} {path} itself (the run reads it); write the checkpoint "
+                             f"elsewhere")
+    if not out.is_file():  # not there yet (a folder or a device: the atomic write refuses it)
+        return
+    try:
+        held = read_header(out).get("model")
+    except CheckpointError:
+        held = None
+    if held != kind:
+        what = HELD.get(held, f"a {held} checkpoint") if held else "a file that is not an rnnchat checkpoint"
+        raise ValueError(f"--out {out} holds {what}, not a {kind} model, and would be replaced: choose another "
+                         f"file (or remove that one first)")
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good state on disk is kept."""

@@ -187,3 +187,41 @@ def test_a_timed_run_anneals_the_learning_rate_along_a_cosine(tmp_path):
     trainer.fit()
     assert rates[0] == pytest.approx(0.03, rel=0.05) and rates[-1] < 0.01
     assert all(a >= b for a, b in zip(rates, rates[1:]))  # down only: validations never halve it
+
+
+def test_check_out_refuses_a_path_that_would_destroy_something(tmp_path, small_lm_path):
+    """`train reply-judge --lm X --out X`, an --out naming a saved conversation or a run's state, and an
+    ensemble written over its own member replaced them at the end of the work (adversarial findings)."""
+    from rnnchat.checkpoint import save_checkpoint
+    from rnnchat.train.trainer import check_out
+
+    def kind(name, model):
+        path = tmp_path / name
+        save_checkpoint(path, {"w": np.zeros(2, np.float32)},
+                        {"model": model, "config": {}, "vocab": [], "corpus": {}, "metrics": {}})
+        return path
+
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes")
+    cases = {small_lm_path: ("reply_judge", [("--lm", small_lm_path)], "is the --lm .* itself"),
+             kind("chat.npz", "conversation"): ("lm", [], "holds a saved conversation, not a lm model"),
+             kind("state.npz", "train-state"): ("sentiment", [], "holds a training run's state"),
+             kind("member.npz", "sentiment"): ("sentiment", [("member", tmp_path / "member.npz")], "member .* itself"),
+             text: ("seq2seq", [], "holds a file that is not an rnnchat checkpoint")}
+    for out, (model, inputs, why) in cases.items():
+        before = out.read_bytes()
+        with pytest.raises(ValueError, match=why):
+            check_out(out, model, inputs)
+        assert out.read_bytes() == before
+    check_out(tmp_path / "new.npz", "lm", [("--lm", small_lm_path)])  # not there yet: fine
+    check_out(kind("old.npz", "seq2seq"), "seq2seq")  # a model of its kind is replaced (retraining)
+
+
+def test_training_commands_refuse_such_an_out_before_any_work(tmp_path, small_lm_path, capsys):
+    from rnnchat.cli.main import main
+    before = small_lm_path.read_bytes()
+    assert main(["train", "reply-judge", "--pools", str(tmp_path), "--lm", str(small_lm_path),
+                 "--out", str(small_lm_path)]) == 1
+    assert "itself" in capsys.readouterr().err and small_lm_path.read_bytes() == before
+    assert main(["train", "sentiment-ensemble", str(small_lm_path), "--out", str(small_lm_path)]) == 1
+    assert "itself" in capsys.readouterr().err and small_lm_path.read_bytes() == before
