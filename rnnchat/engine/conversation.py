@@ -30,6 +30,10 @@ from rnnchat.text import Vocab, closing_ids
 FEED_CHUNK = 4096  # tokens encoded and fed per chunk for very long inputs
 
 
+class SavedWithOtherModel(CheckpointError):
+    """A saved conversation that is sound but belongs to another language model (its memory fits only that one)."""
+
+
 class Conversation:
     """One conversation's memory and its generation."""
 
@@ -184,7 +188,7 @@ class Conversation:
         """`load` of a file already read (`path` names it in errors); nothing changes unless all of it is valid."""
         cfg = self._config()
         if header.get("config") != cfg or header.get("model_id") != self.model_id:
-            raise CheckpointError(f"{path}: this conversation was saved with a different model")
+            raise SavedWithOtherModel(f"{path}: this conversation was saved with a different model")
         expected = {"logits": (1, cfg["vocab_size"])}
         for i in range(cfg["layers"]):
             expected[f"h{i}"] = expected[f"c{i}"] = (1, cfg["hidden"])

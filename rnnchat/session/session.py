@@ -25,7 +25,7 @@ from rnnchat.models.sentiment_result import Sentiment
 from rnnchat.sampling import SamplingSettings, SettingsError, skip_ids, skip_ids_as_words
 from rnnchat.session import commands, replies
 from rnnchat.session.config import DEFAULT_MODE
-from rnnchat.session.store import LAST, SessionError, Store, default_name
+from rnnchat.session.store import LAST, OtherModelsConversation, SessionError, Store
 from rnnchat.session.transcript import Mode, Turn, now
 
 MAX_BEAM = 16
@@ -304,10 +304,7 @@ class ChatSession:
         (a read-only or full disk), SessionError and nothing is reset, unless `force` (`/reset -f`)."""
         kept = None
         if self.transcript or self.conv.history:
-            kept = f"reset-{default_name()}"
-            k = 1
-            while self.path(kept).exists():
-                kept, k = f"reset-{default_name()}-{k}", k + 1
+            kept = self.store.free_name("reset")
             try:
                 self.save(kept, replace=False)
             except (OSError, SessionError) as e:
@@ -367,6 +364,15 @@ class ChatSession:
             return None
         try:
             return self.load(LAST)
+        except OtherModelsConversation:  # sound: kept where /load lists it, for a start with that model
+            try:
+                name = self.store.keep_last("other-model")
+            except OSError as move:
+                self.autosave_blocked = f"{self.path(LAST)} was saved with another model and could not be kept"
+                return f"the last conversation was saved with another model and could not be kept aside " \
+                       f"({move.strerror or move}), so autosave is off"
+            return f"the last conversation was saved with another model: kept as {name!r} (start with that model " \
+                   f"and /load it); starting a new one"
         except SessionError as e:
             try:
                 kept = f"it was moved to {self.store.set_aside(LAST)}"

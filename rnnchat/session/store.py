@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rnnchat.checkpoint import CheckpointError, load_checkpoint
-from rnnchat.engine.conversation import Conversation
+from rnnchat.engine.conversation import Conversation, SavedWithOtherModel
 from rnnchat.engine.seq2seq_chat import ChatState, Seq2SeqChat
 from rnnchat.session.transcript import TranscriptError, Turn, from_json, to_json
 
@@ -30,6 +30,10 @@ NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 class SessionError(Exception):
     """A user-facing problem (missing model, unavailable mode, bad name, file or command)."""
+
+
+class OtherModelsConversation(SessionError):
+    """A saved conversation of another language model: sound, and kept, but not loadable with this one."""
 
 
 def default_name() -> str:
@@ -150,6 +154,20 @@ class Store:
             raise SessionError(f"no saved conversation named {name!r}")
         path.unlink()
 
+    def free_name(self, prefix: str) -> str:
+        """`prefix-DATE` (with a count if needed) that no saved conversation has."""
+        name, k = f"{prefix}-{default_name()}", 1
+        while self.path(name).exists():
+            name, k = f"{prefix}-{default_name()}-{k}", k + 1
+        return name
+
+    def keep_last(self, prefix: str) -> str:
+        """Move the autosaved conversation to a free dated name (`/load` lists it); returns that name."""
+        name = self.free_name(prefix)
+        os.link(self.path(LAST), self.path(name))  # (never over a file that appeared meanwhile)
+        self.path(LAST).unlink()
+        return name
+
     def rename(self, old: str, new: str) -> None:
         """Rename a saved conversation; SessionError if `new` is a bad name or taken."""
         source, dest = self.path(old), self.path(new)
@@ -188,6 +206,8 @@ class Store:
             arrays, header = load_checkpoint(path, model="conversation")
             conv.load_arrays(path, arrays, header)
             transcript = from_json(header.get("transcript"))
+        except SavedWithOtherModel as e:
+            raise OtherModelsConversation(str(e)) from None
         except (CheckpointError, TranscriptError) as e:
             raise SessionError(f"{path}: {e}" if isinstance(e, TranscriptError) else str(e)) from None
         if chat is None:
