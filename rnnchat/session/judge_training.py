@@ -21,6 +21,7 @@ there (the ranker's penalties outweigh the judge).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,12 @@ def judged(pool_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
         sheet = part / "judgments.tsv"
         if not sheet.exists():
             continue
-        key = json.loads((part / "key.json").read_text(encoding="utf-8"))
+        try:
+            key = json.loads((part / "key.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{part / 'key.json'}: not JSON ({e.msg})") from None
+        if not isinstance(key, dict):
+            raise ValueError(f"{part / 'key.json'}: expected an object of sheet numbers to candidate texts")
         for n, line in enumerate(sheet.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -68,6 +74,27 @@ class Pool:
     labels: np.ndarray
 
 
+PROMPT_FIELDS = {"id": str, "turns": list}
+CANDIDATE_FIELDS = {"prompt_id": str, "system": str, "text": str, "finished": bool}
+
+
+def records(path: Path, fields: dict[str, type]) -> Iterator[dict]:
+    """The JSON objects of a JSONL file, each holding `fields` of their types (ValueError naming the line)."""
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
+        if not isinstance(r, dict):
+            raise ValueError(f"{path}:{n}: expected a JSON object")
+        for name, kind in fields.items():
+            if not isinstance(r.get(name), kind):
+                raise ValueError(f"{path}:{n}: {name!r} is missing or not a {kind.__name__}")
+        yield r
+
+
 def load_pools(dirs: list[Path]) -> list[Pool]:
     """Every fully judged (prompt, system) pool of the directories (a prompt id names one prompt everywhere)."""
     grouped: dict[tuple[str, str], list[dict]] = {}
@@ -75,15 +102,13 @@ def load_pools(dirs: list[Path]) -> list[Pool]:
     labels: dict[tuple[str, str], tuple[int, int]] = {}
     for d in dirs:
         d = Path(d)
-        for line in (d / "prompts.jsonl").read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                p = json.loads(line)
-                turns[p["id"]] = p["turns"]
+        for p in records(d / "prompts.jsonl", PROMPT_FIELDS):
+            if not p["turns"] or not all(isinstance(t, str) for t in p["turns"]):
+                raise ValueError(f"{d / 'prompts.jsonl'}: prompt {p['id']!r}: 'turns' must be a list of messages")
+            turns[p["id"]] = p["turns"]
         labels.update(judged(d))
-        for line in (d / "candidates.jsonl").read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                grouped.setdefault((r["prompt_id"], r["system"]), []).append(r)
+        for r in records(d / "candidates.jsonl", CANDIDATE_FIELDS):
+            grouped.setdefault((r["prompt_id"], r["system"]), []).append(r)
     pools = []
     for (pid, system), rows in sorted(grouped.items()):
         if all((pid, r["text"]) in labels for r in rows):

@@ -3,6 +3,7 @@ learns, picks never take an unfinished candidate over a finished one, and a trai
 LM it was trained on."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -52,6 +53,23 @@ def test_only_fully_judged_pools_are_loaded(tmp_path):
     p = pools[0]
     assert p.turns == ["do you like cats"] and p.texts == WORDS[:4] and p.finished.tolist() == [True] * 3 + [False]
     assert p.labels.tolist() == [[1, 1], [0, 0], [1, 0], [0, 0]]
+
+
+@pytest.mark.parametrize("file, line, why", [
+    ("prompts.jsonl", '["p9", "hi"]', "prompts.jsonl:7: expected a JSON object"),
+    ("prompts.jsonl", '{"id": "p9", "turns": []}', "prompt 'p9': 'turns' must be a list of messages"),
+    ("prompts.jsonl", '{"turns": ["hi"]}', "prompts.jsonl:7: 'id' is missing or not a str"),
+    ("prompts.jsonl", '{"id": "p9", "turns": [', "prompts.jsonl:7: not JSON"),
+    ("candidates.jsonl", '{"prompt_id": "p1", "system": "base", "text": "x"}', "candidates.jsonl:25: 'finished'"),
+    ("part-1/key.json", "[1, 2]", "key.json: expected an object"),
+])
+def test_a_malformed_pool_file_is_a_clear_error_naming_its_line(tmp_path, file, line, why):
+    """A list line, an empty 'turns' or a missing id were TypeError, IndexError and KeyError tracebacks."""
+    root = write_pool(tmp_path / "pool")
+    path = root / file
+    path.write_text(line if file.endswith(".json") else path.read_text() + line + "\n")
+    with pytest.raises(ValueError, match=re.escape(why)):
+        jt.load_pools([root])
 
 
 def test_logistic_gradient_matches_finite_differences():
