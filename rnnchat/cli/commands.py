@@ -21,9 +21,17 @@ class CommandError(Exception):
 
 
 # -- corpus ---------------------------------------------------------------------------------------------------
+def corpus_names(args: argparse.Namespace) -> list[str]:
+    """The corpora named (default: all); an unknown name is a usage error (exit 2), before any work."""
+    from rnnchat.data import corpora
+    if unknown := [n for n in args.names if n not in corpora.NAMES]:
+        raise CommandError(f"unknown corpus {unknown[0]!r}; choose one of {', '.join(corpora.NAMES)}", code=2)
+    return args.names or list(corpora.NAMES)
+
+
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     from rnnchat.data import corpora
-    for name in args.names or corpora.NAMES:
+    for name in corpus_names(args):
         stats = corpora.build(name, progress=not args.quiet)
         print(corpora.format_stats(stats))
     return 0
@@ -31,7 +39,7 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
 
 def cmd_corpus_stats(args: argparse.Namespace) -> int:
     from rnnchat.data import corpora
-    for name in args.names or corpora.NAMES:
+    for name in corpus_names(args):
         stats = corpora.stats(name)
         print(json.dumps(stats, indent=2) if args.json else corpora.format_stats(stats))
     return 0

@@ -259,8 +259,30 @@ def _load(name: str, split: str, root: Path | None) -> list[dict]:
     if not path.is_file():
         raise CorpusError(f"{name} corpus not built ({path} is missing); "
                           f"fix: rnnchat corpus build {name}")
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    try:
+        with path.open(encoding="utf-8") as f:
+            return [_checked(name, n, line) for n, line in enumerate(f, 1) if line.strip()]
+    except ValueError as e:  # (UnicodeDecodeError is one)
+        raise CorpusError(f"{path} is damaged ({e}); fix: rnnchat corpus build {name}") from None
+
+
+def _checked(name: str, n: int, line: str) -> dict:
+    """One built record, checked to be what the readers expect (ValueError naming the line)."""
+    try:
+        r = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"line {n}: not JSON, {e.msg}") from None
+    if name == "vader":
+        ok = (isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("domain"), str)
+              and isinstance(r.get("text"), str) and isinstance(r.get("rating"), (int, float))
+              and not isinstance(r.get("rating"), bool))
+    else:
+        turns = r.get("turns") if isinstance(r, dict) else None
+        ok = (isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(turns, list)
+              and all(isinstance(t, list) and all(isinstance(m, str) for m in t) for t in turns))
+    if not ok:
+        raise ValueError(f"line {n}: not a {name} record")
+    return r
 
 
 def load_chitchat(split: str, root: Path | None = None) -> list[dict]:

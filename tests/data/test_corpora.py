@@ -71,6 +71,35 @@ def test_loader_missing_files(tmp_path: Path, loader, name: str) -> None:
         loader("train", root=tmp_path)
 
 
+@pytest.mark.parametrize("name, line", [
+    ("vader", '{"id": "1", "domain": "tweets", "rating": 2.5, "text": "go'),  # cut mid-write
+    ("vader", '{"id": "1", "domain": "tweets", "rating": "2.5", "text": "good"}'),
+    ("vader", '["1", "tweets", 2.5, "good"]'),
+    ("chitchat", '{"id": "c1", "turns": ["hello"]}'),
+    ("chitchat", '{"id": "c1"}'),
+])
+def test_a_damaged_build_is_a_clear_error_with_the_fix(tmp_path: Path, capsys, monkeypatch, name: str, line: str) -> None:
+    """`corpus stats` and `eval sentiment` on a damaged build were JSONDecodeError and TypeError tracebacks."""
+    from rnnchat.cli.main import main
+    good = {"vader": '{"id": "0", "domain": "tweets", "rating": -1.0, "text": "bad"}',
+            "chitchat": '{"id": "c0", "turns": [["hi", "there"]], "senders": ["a"]}'}[name]
+    for split in SPLITS:
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / f"{split}.jsonl").write_text(good + "\n" + (line + "\n" if split == "val" else ""))
+    with pytest.raises(CorpusError, match=rf"val.jsonl is damaged \(line 2: .*\); fix: rnnchat corpus build {name}"):
+        corpora._load(name, "val", tmp_path)
+    monkeypatch.setenv("RNNCHAT_CORPORA", str(tmp_path))
+    assert main(["corpus", "stats", name]) == 1
+    assert "is damaged" in capsys.readouterr().err
+
+
+def test_an_unknown_corpus_name_is_a_usage_error(capsys) -> None:
+    from rnnchat.cli.main import main
+    for command in ("build", "stats"):
+        assert main(["corpus", command, "vader", "bogus"]) == 2
+        assert "unknown corpus 'bogus'" in capsys.readouterr().err
+
+
 def test_env_var_overrides_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RNNCHAT_CORPORA", str(tmp_path))
     assert corpora.default_root() == tmp_path
