@@ -164,6 +164,7 @@ class Store:
     def keep_last(self, prefix: str) -> str:
         """Move the autosaved conversation to a free dated name (`/load` lists it); returns that name."""
         name = self.free_name(prefix)
+        self.path(name).parent.mkdir(parents=True, exist_ok=True)
         os.link(self.path(LAST), self.path(name))  # (never over a file that appeared meanwhile)
         self.path(LAST).unlink()
         return name

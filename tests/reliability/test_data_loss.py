@@ -43,7 +43,23 @@ def newer_format(path):
     path.write_bytes(raw.replace(b'"format_version": 1', b'"format_version": 99'))
 
 
-@pytest.mark.parametrize("damage", ["other model", "newer format", "garbage", "bad transcript"])
+def test_a_sound_last_conversation_of_another_model_is_kept_where_load_lists_it(make_session, data_dir, tmp_path):
+    """It was moved into unreadable/ like a damaged file, out of /load's and export's reach."""
+    s = make_session()
+    list(s.respond("hello there"))
+    before = digest(data_dir / "last.npz")
+    t = ChatSession(Engine(another_lm(tmp_path)), settings=s.settings)
+    note = t.restore()
+    [kept] = t.saved_names()
+    assert kept.startswith("other-model-") and f"kept as {kept!r}" in note and digest(t.path(kept)) == before
+    assert not (data_dir / "unreadable").exists() and not (data_dir / "last.npz").exists()
+    t.set_mode(Mode.LM)
+    list(t.respond("a"))  # the first reply autosaves a new last.npz: the kept one is untouched
+    assert digest(t.path(kept)) == before and (data_dir / "last.npz").exists()
+    assert make_session().load(kept) is None  # and its own model loads it
+
+
+@pytest.mark.parametrize("damage", ["newer format", "garbage", "bad transcript"])
 def test_an_unreadable_last_conversation_is_moved_aside_before_any_autosave(make_session, data_dir, tmp_path, damage):
     s = make_session()
     list(s.respond("hello there"))
@@ -58,8 +74,7 @@ def test_an_unreadable_last_conversation_is_moved_aside_before_any_autosave(make
         header["transcript"] = [1, 2, 3]
         save_checkpoint(last, arrays, header)
     before = digest(last)
-    engine = Engine(another_lm(tmp_path)) if damage == "other model" else s.engine
-    t = ChatSession(engine, settings=s.settings)
+    t = ChatSession(s.engine, settings=s.settings)
     note = t.restore()
     assert note and "could not restore" in note and "moved to" in note
     kept = list((data_dir / "unreadable").glob("last-*.npz"))
