@@ -187,3 +187,17 @@ def test_eval_lm_on_a_text_reports_its_share_of_unknown_words(tmp_path, capsys):
     assert main(["eval", "lm", "--text", str(plain)]) == 0
     out, err = capsys.readouterr()
     assert "0.0% <unk>" in out and err == ""
+
+
+def test_help_works_with_a_config_file_that_cannot_be_used(tmp_path, monkeypatch, capsys):
+    """A bad config file made `chat --help` the same usage error as every command: no help to mend it with."""
+    config = tmp_path / "config.toml"
+    config.write_text("[chat]\nmode = 5\n")
+    monkeypatch.setenv("RNNCHAT_CONFIG", str(config))
+    with pytest.raises(SystemExit) as e:
+        main(["chat", "--help"])
+    out, err = capsys.readouterr()
+    assert e.value.code == 0 and "--candidates N" in out and "built-in defaults" in err and "mode must be" in err
+    assert main(["generate", "hi"]) == 2  # a command still refuses it
+    assert "mode must be" in capsys.readouterr().err
+    assert main(["generate", "--", "-h"]) == 2  # (a prompt, not the flag)

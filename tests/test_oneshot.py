@@ -48,12 +48,15 @@ def test_message_from_stdin_and_usage_errors(small_lm_path, data_dir, capsys, mo
 
 
 def test_a_mode_asked_for_that_cannot_be_used_is_an_error_not_another_models_reply(small_lm_path, data_dir, capsys,
-                                                                                   tmp_path):
+                                                                                   tmp_path, monkeypatch):
     """`--mode chat` with no seq2seq model answered with the LM and exit 0: a script could not tell."""
     missing = tmp_path / "missing.npz"
     assert chat(small_lm_path, "-p", "hello", "--mode", "chat", "--seq2seq", str(missing), "--json") == 1
     out, err = capsys.readouterr()
     assert out == "" and "--mode chat" in err and "missing.npz" in err
-    assert chat(small_lm_path, "-p", "hello", "--seq2seq", str(missing), "--json") == 0  # not asked for: the configured mode
+    config = tmp_path / "config.toml"  # a configured mode that cannot be used falls back, with a note
+    config.write_text('[chat]\nmode = "chat"\n')
+    monkeypatch.setenv("RNNCHAT_CONFIG", str(config))
+    assert chat(small_lm_path, "-p", "hello", "--seq2seq", str(missing), "--json") == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["mode"] == "lm" and "seq2seq chat: unavailable" in err

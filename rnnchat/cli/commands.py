@@ -4,12 +4,15 @@ have no module of their own (`add_*_arguments`). Each imports what it needs when
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
 EXIT_USAGE = 2
+UNK_WARN = 0.05  # above this share of <unk> tokens a text's perplexity gets a note
 
 
 class CommandError(Exception):
@@ -151,9 +154,6 @@ def _eval_lm_text(args: argparse.Namespace, model, vocab, header: dict) -> int:
               f"as the one token <unk>, so this perplexity flatters the model: it says little about this text",
               file=sys.stderr)
     return 0
-
-
-UNK_WARN = 0.05  # above this share of <unk> tokens a text's perplexity gets a note
 
 
 def _unk_words(rate: float) -> str:
@@ -304,12 +304,29 @@ def sampling_settings(args: argparse.Namespace, level: str = "word"):
         raise CommandError(str(e), EXIT_USAGE) from None
 
 
+@contextlib.contextmanager
+def help_despite_a_bad_config() -> Iterator[None]:
+    """While this holds, a config file that cannot be used gives the built-in defaults: `--help` must work to
+    mend the file (it was the same usage error as every command)."""
+    global _help_only
+    _help_only = True
+    try:
+        yield
+    finally:
+        _help_only = False
+
+
+_help_only = False
+
+
 def user_config():
     """The config file's settings (`rnnchat.session.config`); a bad file is a usage error."""
-    from rnnchat.session.config import ConfigError, load_config
+    from rnnchat.session.config import Config, ConfigError, load_config
     try:
         return load_config()
     except ConfigError as e:
+        if _help_only:
+            return Config()
         raise CommandError(str(e), EXIT_USAGE) from None
 
 

@@ -139,13 +139,18 @@ def _main(argv: list[str]) -> int:
         except UnicodeEncodeError:
             print(f"rnnchat: error: an argument is not valid UTF-8: {ascii(arg)}", file=sys.stderr)
             return EXIT_USAGE
-    from rnnchat.cli.commands import CommandError
+    from rnnchat.cli.commands import CommandError, help_despite_a_bad_config
     try:  # building a subcommand's flags reads the config file, which may be unusable
         args = parse(argv)
         if not hasattr(args, "func"):
             args = parse(["chat", *argv])
     except CommandError as e:
-        print(f"rnnchat: error: {e}", file=sys.stderr)
+        if not {"-h", "--help"} & set(argv[:argv.index("--")] if "--" in argv else argv):
+            print(f"rnnchat: error: {e}", file=sys.stderr)
+            return e.code
+        print(f"note: {e}; the help shows the built-in defaults", file=sys.stderr)
+        with help_despite_a_bad_config():
+            parse(argv)  # (prints the help and exits 0)
         return e.code
     from rnnchat.checkpoint import CheckpointError
     from rnnchat.data.corpora import CorpusError

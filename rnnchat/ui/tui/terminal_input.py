@@ -10,9 +10,10 @@ bytes. A Textual without that name is left as it is.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 
 
-def replacing_decoder_factory(encoding: str):
+def replacing_decoder_factory(encoding: str) -> Callable[..., codecs.IncrementalDecoder]:
     """`codecs.getincrementaldecoder`, whose decoders replace undecodable bytes with U+FFFD whatever the
     caller asks for."""
     decoder = codecs.getincrementaldecoder(encoding)
