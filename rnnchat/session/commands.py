@@ -89,6 +89,9 @@ def _export(session: Commandable, arg: str) -> str:
     if replace:
         words = words[1].split(maxsplit=1) if len(words) > 1 else []
     fmt = words.pop(0) if words and words[0] in FORMATS else None
+    if fmt is None and words and "/" not in words[0] and not Path(words[0]).suffix:  # "/export pdf" is no file
+        raise SessionError(f"/export {words[0]}: not a format ({', '.join(FORMATS)}); a file needs a suffix or a "
+                           f"folder (/export ./{words[0]})")
     path = Path(words[0]).expanduser() if words else None
     fmt = format_for(path, fmt)
     path = path or default_export_path(session.store, fmt)

@@ -88,7 +88,7 @@ def write_export(turns: list[Turn], path: Path, fmt: str, title: str, replace: b
     file ever: it may be a saved conversation or a model."""
     if "\0" in str(path):  # a pasted /export argument may hold one; the OS cannot name such a file
         raise SessionError(f"cannot export to {ascii(str(path))}: a file name cannot hold a NUL byte")
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         raise SessionError(f"will not export to {path}: an .npz file may be a saved conversation or a model")
     if path.exists() and not replace:
         raise SessionError(f"{path} exists; export to another file, or replace it with {how_to_replace}")

@@ -4,6 +4,7 @@ speakers, modes, times and the sentiment of each message."""
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,11 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
     assert json.loads((tmp_path / "y.txt").read_text())["turns"][0]["text"] == "hello there"
     with pytest.raises(SessionError, match="npz"):
         s.command(f"/export -f {s.path('last')}")
+    with pytest.raises(SessionError, match="npz"):  # whatever its case
+        s.command(f"/export -f {tmp_path / 'model.NPZ'}")
+    with pytest.raises(SessionError, match=r"/export pdf: not a format \(md, txt, json\)"):  # wrote a file 'pdf'
+        s.command("/export pdf")
+    assert not (tmp_path / "model.NPZ").exists() and not Path("pdf").exists()
     # a pasted NUL in the file name crashed the app and the REPL (ValueError: embedded null byte)
     with pytest.raises(SessionError, match="NUL byte"):
         s.command(f"/export {tmp_path}/a\0b.md")
