@@ -147,6 +147,24 @@ async def test_quitting_mid_reply_stops_it_and_saves_what_was_shown(make_session
     assert saved.conv.history == s.conv.history
 
 
+async def test_quitting_with_queued_messages_asks_first(make_session, data_dir):
+    """Ctrl+Q dropped messages queued behind a streaming reply without a word."""
+    s = make_session(max_tokens=40)
+    reached, gate = gate_stream(s, after=1)
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"hello", "enter")
+        await wait_until(pilot, reached.is_set)
+        await pilot.press(*"queued one", "enter", "ctrl+q")
+        await pilot.pause()
+        assert app.is_running and app._queued == ["queued one"]
+        assert any("not sent yet" in str(n.message) for n in app._notifications)
+        await pilot.press("ctrl+q")
+        gate.set()
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_reset_save_and_load_keys(make_session, data_dir):
     s = make_session()
     app = ChatApp(s, cursor_blink=False)

@@ -89,7 +89,7 @@ class ChatApp(ConversationActions, App):
         self._bubble: Bubble | None = None
         self._streamed = 0
         self._queued: list[str] = []  # messages typed while a reply was streaming, sent in order after it
-        self._reset_armed = False  # a reset failed to keep the conversation: the next Ctrl+R resets anyway
+        self._reset_armed = self._quit_armed = False  # a reset failed, a quit met queued messages: again does it
         self._history_path = session.directory / "repl_history"  # shared with the REPL (its file format)
         self._recall = Recall(load_history(self._history_path))
 
@@ -288,7 +288,7 @@ class ChatApp(ConversationActions, App):
         if name == "help":
             return self.action_help()
         if name == "quit":
-            return self.exit()
+            return self.action_quit()
         if name == "retry":
             return self.action_retry()
         try:

@@ -1,4 +1,5 @@
-"""The app's actions on whole conversations: reset (keeping the old one), save, load, export, copy a reply.
+"""The app's actions on whole conversations: reset (keeping the old one), save, load, export, copy a reply, quit
+(not past messages still queued).
 
 A mixin of `ChatApp` (it uses the app's `session`, `_idle` and `_render_transcript`), kept apart so the app
 module holds layout, typing and streaming.
@@ -13,6 +14,16 @@ from rnnchat.ui.tui.screens import LoadScreen, SaveScreen
 
 
 class ConversationActions:
+    def action_quit(self) -> None:
+        """Quit (Ctrl+Q, /quit); with messages still queued behind a reply, the first press says so and a second
+        quits without them (they were dropped silently)."""
+        if self._queued and not self._quit_armed:
+            self._quit_armed = True
+            self.notify(f"{len(self._queued)} queued message(s) not sent yet: Ctrl+Q again quits without them "
+                        f"(Esc stops the reply and puts them back in the box)", severity="warning")
+            return
+        self.exit()
+
     def action_reset(self) -> None:
         """A new conversation; the previous one is kept under a dated name (Ctrl+O loads it back). If it cannot be
         kept, a second Ctrl+R resets anyway."""
