@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import IO, Any
 
 
+class WriteError(OSError):
+    """An OSError (errno kept) whose text is its message alone, without Python's "[Errno N] " before it."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
 def _write_error(exc: OSError, path: Path) -> OSError:
     """Rephrase a low-level OSError so the user learns which file failed and that nothing was lost."""
     reason = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-    return OSError(exc.errno, f"could not write {path}: {reason} (any previous file is unchanged)")
+    return WriteError(exc.errno, f"could not write {path}: {reason} (any previous file is unchanged)")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -51,7 +58,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         kind = None  # not there yet, a dangling link (or unreadable: mkstemp below says why)
     if kind is not None and not stat.S_ISREG(kind):
         what = "a folder" if stat.S_ISDIR(kind) else "a pipe" if stat.S_ISFIFO(kind) else "a device or a socket"
-        raise OSError(errno.EINVAL, f"could not write {shown}: it is {what}, not a regular file; nothing was written")
+        raise WriteError(errno.EINVAL, f"could not write {shown}: it is {what}, not a regular file; nothing was "
+                                       f"written")
     directory = path.parent
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

@@ -89,7 +89,7 @@ def _export(session: Commandable, arg: str) -> str:
     if replace:
         words = words[1].split(maxsplit=1) if len(words) > 1 else []
     fmt = words.pop(0) if words and words[0] in FORMATS else None
-    if fmt is None and words and "/" not in words[0] and not Path(words[0]).suffix:  # "/export pdf" is no file
+    if words and "/" not in words[0] and not Path(words[0]).suffix:  # "/export pdf", "md json", "-f -f": no file
         raise SessionError(f"/export {words[0]}: not a format ({', '.join(FORMATS)}); a file needs a suffix or a "
                            f"folder (/export ./{words[0]})")
     path = Path(words[0]).expanduser() if words else None
@@ -100,8 +100,7 @@ def _export(session: Commandable, arg: str) -> str:
 
 
 def run(session: Commandable, line: str) -> str:
-    name, _, arg = line.strip().lstrip("/").partition(" ")
-    arg = arg.strip()
+    name, arg = (line.strip().lstrip("/").split(maxsplit=1) + ["", ""])[:2]  # (a tab parts them too)
     if name in SETTING_COMMANDS:
         if arg:
             set_setting(session, SETTING_COMMANDS[name], arg)

@@ -90,9 +90,12 @@ def write_export(turns: list[Turn], path: Path, fmt: str, title: str, replace: b
         raise SessionError(f"cannot export to {ascii(str(path))}: a file name cannot hold a NUL byte")
     if path.suffix.lower() == ".npz":
         raise SessionError(f"will not export to {path}: an .npz file may be a saved conversation or a model")
-    if path.exists() and not replace:
-        raise SessionError(f"{path} exists; export to another file, or replace it with {how_to_replace}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.exists() and not replace:
+            raise SessionError(f"{path} exists; export to another file, or replace it with {how_to_replace}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # (a name too long, a file where the folder goes)
+        raise SessionError(f"cannot export to {path}: {e.strerror or e}") from None
     atomic_write_bytes(path, render(turns, fmt, title).encode("utf-8"))
     return path
 

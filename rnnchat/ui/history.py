@@ -4,10 +4,17 @@ was typed in the other."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
 MAX_ENTRIES = 1000  # recalled (the newest); the file itself is only ever appended to
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # how prompt_toolkit keeps terminal bytes that are not UTF-8
+
+
+def without_lone_surrogates(text: str) -> str:
+    """U+FFFD for each lone surrogate (no file can hold one: autosave, /export and the history failed)."""
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def load_history(path: Path) -> list[str]:
@@ -31,7 +38,7 @@ def load_history(path: Path) -> list[str]:
 
 def append_history(path: Path, text: str) -> bool:
     """Add an entry; False (nothing written) if the file cannot be written."""
-    record = f"\n# {datetime.now()}\n" + "".join(f"+{line}\n" for line in text.split("\n"))
+    record = f"\n# {datetime.now()}\n" + "".join(f"+{line}\n" for line in without_lone_surrogates(text).split("\n"))
     try:
         with open(path, "ab") as f:
             f.write(record.encode("utf-8"))

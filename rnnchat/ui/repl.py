@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import signal
 import sys
 import threading
@@ -30,20 +29,13 @@ from rnnchat.session.commands import COMMAND_HELP
 from rnnchat.session.session import ChatSession, ReplyStats
 from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import MODE_TITLES, Mode
+from rnnchat.ui.history import without_lone_surrogates
 from rnnchat.ui.render import attention_grid, attention_text, score_bar
 
 MOOD_STYLES = {"negative": "bg:ansired fg:ansiwhite", "neutral": "bg:ansiyellow fg:ansiblack",
                "positive": "bg:ansigreen fg:ansiblack"}
 PROMPTS = {Mode.CHAT: "you> ", Mode.LM: "you> ", Mode.CONTINUE: "text> "}
 REPLY_PREFIX = {Mode.CHAT: "seq2seq> ", Mode.LM: "rnnchat> "}  # continue mode prints the user's text instead
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # how prompt_toolkit keeps terminal bytes that are not UTF-8
-
-
-def without_lone_surrogates(text: str) -> str:
-    """U+FFFD for each lone surrogate (no file can hold one: autosave, /export and the history failed)."""
-    return LONE_SURROGATE.sub("\ufffd", text)
-
-
 class Utf8FileHistory(FileHistory):
     """prompt_toolkit's history file, whose write of a line holding a lone surrogate raised inside the prompt."""
 

@@ -389,6 +389,20 @@ async def test_up_and_down_recall_messages_shared_with_the_repl_and_f6_copies_th
         "hello there", "typed in the repl"]  # the app writes what the REPL reads
 
 
+async def test_a_history_file_that_cannot_be_written_is_said_once(make_session, data_dir):
+    """The REPL said so; the app went on silently, so Up after a restart recalled nothing."""
+    (data_dir / "repl_history").mkdir(parents=True)  # a folder where the file goes: it cannot be appended to
+    s = make_session()
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "one")
+        await send(pilot, "two")
+        notes = [str(n.message) for n in app._notifications if "input history not saved" in str(n.message)]
+        assert len(notes) == 1 and "repl_history" in notes[0]
+        await pilot.press("up")
+        assert app.query_one("#prompt", MessageInput).value == "two"  # still recalled in this run
+
+
 async def test_multi_line_messages_with_shift_enter_or_ctrl_j(make_session):
     """Issue 15, item 5: Shift+Enter or Ctrl+J start a new line in the message; Enter sends the whole of it."""
     s = make_session()

@@ -255,6 +255,14 @@ def test_multi_line_messages_by_block_and_by_alt_enter(make_session):
     assert [t.text for t in piped.transcript if t.role == "user"][-2:] == ["/quit is not a command", "hi"]
 
 
+def test_a_history_entry_holding_a_lone_surrogate_is_written_with_u_fffd(tmp_path):
+    """It raised UnicodeEncodeError in the app (only OSError was caught), ending it."""
+    from rnnchat.ui.history import append_history, load_history
+    path = tmp_path / "h"
+    assert append_history(path, "bad \udcff byte")
+    assert load_history(path) == ["bad \ufffd byte"]
+
+
 def test_history_file_entries_keep_any_line_separator_but_newline(tmp_path):
     """prompt_toolkit splits its history file on \\n only; so does the app's reader (\\r, \\u2028 stay inside)."""
     from prompt_toolkit.history import FileHistory

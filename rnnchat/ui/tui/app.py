@@ -197,7 +197,9 @@ class ChatApp(ConversationActions, App):
             return
         self._prompt.value = ""
         self._recall.add(text)
-        append_history(self._history_path, text)
+        if self._history_path and not append_history(self._history_path, text):  # said once, then memory only
+            self.notify(f"input history not saved: {self._history_path} cannot be written", severity="warning")
+            self._history_path = None
         if self.generating:  # typed ahead: sent in order once the reply streaming now is done, never lost
             self._queued.append(text)
             self.notify(f"queued ({len(self._queued)}): sent when this reply is done (Esc: stop, and keep it here)")
