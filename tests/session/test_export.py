@@ -99,7 +99,7 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
         s.command(f"/export -f {tmp_path / 'model.NPZ'}")
     with pytest.raises(SessionError, match=r"/export pdf: not a format \(md, txt, json\)"):  # wrote a file 'pdf'
         s.command("/export pdf")
-    with pytest.raises(SessionError, match=f"cannot export to .*: File name too long"):  # not "[Errno 36] ..."
+    with pytest.raises(SessionError, match="cannot export to .*: File name too long"):  # not "[Errno 36] ..."
         s.command(f"/export {tmp_path / ('a' * 300) / 'x.md'}")
     for typo in ("md json", "-f -f", ".npz"):  # a second format word, a doubled flag, a bare suffix: no file names
         with pytest.raises(SessionError, match="not a format"):
