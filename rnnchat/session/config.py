@@ -116,5 +116,9 @@ def write_default_config(path: Path) -> None:
             lines.append(f"{key} = {toml_value(value)}")
     lines += ["", "[chat]", f'mode = "{DEFAULT_MODE.value}"  # lm | chat | continue',
               f"candidates = {DEFAULT_CANDIDATES}  # replies made and ranked per message (1: one, streamed)", ""]
+    folder = next((p for p in path.parents if p.exists()), None)  # the nearest that exists must be a folder
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"cannot write {path}: {folder} is a file, not a folder (set RNNCHAT_CONFIG to "
+                          f"another path, or move that file)")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, "\n".join(lines).encode("utf-8"))

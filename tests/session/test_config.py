@@ -27,6 +27,15 @@ def test_missing_file_is_the_defaults_and_init_writes_them(config_file, capsys):
     assert main(["config", "--init"]) == 2  # never over an existing file
 
 
+def test_init_where_a_file_stands_for_the_folder_says_so(tmp_path, monkeypatch, capsys):
+    """It said 'cannot write .../config.toml: File exists', which names neither the file nor the fix."""
+    (tmp_path / "rnnchat").write_text("not a folder")
+    monkeypatch.setenv("RNNCHAT_CONFIG", str(tmp_path / "rnnchat" / "config.toml"))
+    assert main(["config", "--init"]) == 2
+    assert f"{tmp_path / 'rnnchat'} is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "rnnchat").read_text() == "not a folder"
+
+
 def test_values_and_errors(config_file):
     config_file.write_text('[sampling]\ntemperature = 0.5\nskip = ["cat"]\n\n[chat]\nmode = "continue"\n'
                            'candidates = 4\n')
