@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rnnchat"
 # floor of each part of the package (a module's part: its first directory under rnnchat/, or its own name)
 FLOORS = {
     "__init__": 0, "paths": 1, "runtime": 1, "atomic": 1, "text": 1, "checkpoint": 1, "sampling": 1, "nn": 1,
-    "progress": 1,
+    "progress": 1, "control_chars": 1,
     "data": 2, "models": 2,
     "train": 3,
     "engine": 4,
