@@ -58,26 +58,39 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 HELD = {"conversation": "a saved conversation", "train-state": "a training run's state"}
 
 
-def check_out(out: Path, kind: str, inputs: Sequence[tuple[str, Path | None]] = ()) -> None:
-    """ValueError for a checkpoint path (--out) that would destroy something: a file the run reads (`inputs`,
-    (flag, path) pairs), or an existing file that is not a `kind` checkpoint (a saved conversation, a run's
-    state, another kind of model, a text). A `kind` checkpoint there is replaced: that is how a retrained model
-    takes the old one's place. Checked before any work, so no run is lost to it at the end."""
+def check_out(out: Path, kind: str, inputs: Sequence[tuple[str, Path | None]] = (), task: str | None = None) -> None:
+    """ValueError for a checkpoint path (--out) that would destroy something or cannot be written: a file the
+    run reads (`inputs`, (flag, path) pairs: written over during the run, the original is gone even if the new
+    model is worse), an existing file that is not a `kind` checkpoint (a saved conversation, a run's state,
+    another kind of model or seq2seq `task`, a text), a folder, pipe or device, or a folder that cannot hold
+    it. A `kind` checkpoint there is replaced: that is how a retrained model takes the old one's place. A
+    symbolic link is itself replaced (atomic writes never touch its target). Checked before any work, so no
+    run is lost to it at the end."""
     out = Path(out)
+    where = next((p for p in out.parents if p.exists()), Path("."))
+    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {where} is not a folder this run can write in")
+    if out.is_symlink():
+        return
+    if out.exists() and not out.is_file():
+        raise ValueError(f"--out {out} is a folder, a pipe or a device, not a checkpoint file")
     for flag, path in inputs:
         if path is not None and out.exists() and Path(path).exists() and os.path.samefile(out, path):
-            raise ValueError(f"--out {out} is the {flag} {path} itself (the run reads it); write the checkpoint "
-                             f"elsewhere")
-    if not out.is_file():  # not there yet (a folder or a device: the atomic write refuses it)
+            raise ValueError(f"--out {out} is the {flag} {path} itself (the run reads it, and the original would "
+                             f"be gone even if the new model is worse); write the checkpoint elsewhere")
+    if not out.exists():
         return
     try:
-        held = read_header(out).get("model")
+        header = read_header(out)
     except CheckpointError:
-        held = None
-    if held != kind:
-        what = HELD.get(held, f"a {held} checkpoint") if held else "a file that is not an rnnchat checkpoint"
-        raise ValueError(f"--out {out} holds {what}, not a {kind} model, and would be replaced: choose another "
-                         f"file (or remove that one first)")
+        header = {}
+    held, held_task = header.get("model"), header.get("task")
+    if held != kind or (task is not None and held_task != task):
+        what = (f"a {held} {held_task} checkpoint" if held == kind else HELD.get(held, f"a {held} checkpoint")
+                if held else "a file that is not an rnnchat checkpoint")
+        raise ValueError(f"--out {out} holds {what}, not a {kind}{f' {task}' if task else ''} model, and would be "
+                         f"replaced: choose another file (or remove that one first)")
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good state on disk is kept."""

@@ -215,6 +215,26 @@ def test_check_out_refuses_a_path_that_would_destroy_something(tmp_path, small_l
         assert out.read_bytes() == before
     check_out(tmp_path / "new.npz", "lm", [("--lm", small_lm_path)])  # not there yet: fine
     check_out(kind("old.npz", "seq2seq"), "seq2seq")  # a model of its kind is replaced (retraining)
+    with pytest.raises(ValueError, match="is a folder, a pipe or a device"):
+        check_out(tmp_path, "lm")
+    with pytest.raises(ValueError, match="is not a folder this run can write in"):
+        check_out(text / "x.npz", "lm")  # (its folder is a file)
+    link = tmp_path / "link.npz"
+    link.symlink_to(small_lm_path)
+    check_out(link, "sentiment", [("--teacher", small_lm_path)])  # the link is replaced, its target never
+
+
+def test_check_out_tells_seq2seq_tasks_apart(tmp_path):
+    """`train seq2seq --task chat_backward --out rnnchat/checkpoints/seq2seq_chat.npz` replaced the forward
+    chat model (both are seq2seq checkpoints)."""
+    from rnnchat.checkpoint import save_checkpoint
+    from rnnchat.train.trainer import check_out
+    path = tmp_path / "chat.npz"
+    save_checkpoint(path, {"w": np.zeros(2, np.float32)},
+                    {"model": "seq2seq", "task": "chat", "config": {}, "vocab": [], "corpus": {}, "metrics": {}})
+    check_out(path, "seq2seq", task="chat")
+    with pytest.raises(ValueError, match="holds a seq2seq chat checkpoint, not a seq2seq chat_backward model"):
+        check_out(path, "seq2seq", task="chat_backward")
 
 
 def test_training_commands_refuse_such_an_out_before_any_work(tmp_path, small_lm_path, capsys):
@@ -225,3 +245,10 @@ def test_training_commands_refuse_such_an_out_before_any_work(tmp_path, small_lm
     assert "itself" in capsys.readouterr().err and small_lm_path.read_bytes() == before
     assert main(["train", "sentiment-ensemble", str(small_lm_path), "--out", str(small_lm_path)]) == 1
     assert "itself" in capsys.readouterr().err and small_lm_path.read_bytes() == before
+    out = ["--out", str(small_lm_path)]
+    for argv, why in ((["sentiment", "--run-dir", str(tmp_path / "s"), *out], "holds a lm checkpoint"),
+                      (["seq2seq", "--run-dir", str(tmp_path / "q"), *out], "holds a lm checkpoint"),
+                      (["lm", "--run-dir", str(tmp_path / "l"), "--init-from", str(small_lm_path), *out], "itself")):
+        assert main(["train", *argv]) == 2  # (before any training: these would take minutes)
+        assert why in capsys.readouterr().err
+        assert small_lm_path.read_bytes() == before
