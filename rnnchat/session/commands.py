@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from rnnchat.control_chars import visible
 from rnnchat.sampling import SamplingSettings, SettingsError
 from rnnchat.session.export import FORMATS, default_export_path, format_for, write_export
 from rnnchat.session.store import SessionError, Store, default_name
@@ -90,8 +91,8 @@ def _export(session: Commandable, arg: str) -> str:
         words = words[1].split(maxsplit=1) if len(words) > 1 else []
     fmt = words.pop(0) if words and words[0] in FORMATS else None
     if words and "/" not in words[0] and not Path(words[0]).suffix:  # "/export pdf", "md json", "-f -f": no file
-        raise SessionError(f"/export {words[0]}: not a format ({', '.join(FORMATS)}); a file needs a suffix or a "
-                           f"folder (/export ./{words[0]})")
+        raise SessionError(f"/export {visible(words[0])}: not a format ({', '.join(FORMATS)}), nor a file name "
+                           f"with a suffix (such as {visible(words[0])}.md)")
     path = Path(words[0]).expanduser() if words else None
     fmt = format_for(path, fmt)
     path = path or default_export_path(session.store, fmt)

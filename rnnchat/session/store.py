@@ -7,6 +7,7 @@ all in one atomic write. `last.npz` is the autosaved conversation restored on st
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -165,7 +166,13 @@ class Store:
         """Move the autosaved conversation to a free dated name (`/load` lists it); returns that name."""
         name = self.free_name(prefix)
         self.path(name).parent.mkdir(parents=True, exist_ok=True)
-        os.link(self.path(LAST), self.path(name))  # (never over a file that appeared meanwhile)
+        try:
+            os.link(self.path(LAST), self.path(name))  # (never over a file that appeared meanwhile)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            os.rename(self.path(LAST), self.path(name))  # a filesystem without hard links (FAT, some mounts)
+            return name
         self.path(LAST).unlink()
         return name
 

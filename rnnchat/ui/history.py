@@ -40,6 +40,7 @@ def append_history(path: Path, text: str) -> bool:
     """Add an entry; False (nothing written) if the file cannot be written."""
     record = f"\n# {datetime.now()}\n" + "".join(f"+{line}\n" for line in without_lone_surrogates(text).split("\n"))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as f:
             f.write(record.encode("utf-8"))
     except OSError:

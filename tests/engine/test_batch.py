@@ -1,5 +1,6 @@
 """Batch mode: same results as prompts run alone, input order, malformed lines, resume."""
 
+import hashlib
 import json
 
 import pytest
@@ -58,6 +59,9 @@ def test_a_batch_file_opening_with_a_byte_order_mark_runs_its_first_line(small_l
     assert main(["generate", "--batch", str(prompts), "--out", str(out), "--checkpoint", str(small_lm_path),
                  "-n", "4", "-q"]) == 0
     assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a", "b"]
+    # a run records the file's bytes, mark included (the text without it would not match a run begun before)
+    manifest = json.loads((tmp_path / "o.jsonl.run.json").read_text())
+    assert manifest["prompts_sha256"] == hashlib.sha256(prompts.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("command,noun", [("generate", "prompts"), ("chat", "conversations")])

@@ -165,3 +165,21 @@ def test_batch_to_special_files_streams_without_reading_back(batch, capsys):
         assert run(out=Path("/dev/full")) == 1
         err = capsys.readouterr().err
         assert "cannot write /dev/full" in err and "Traceback" not in err
+
+
+def test_keeping_another_model_s_conversation_works_without_hard_links(make_session, data_dir, tmp_path,
+                                                                      monkeypatch):
+    """FAT and some network mounts refuse os.link: the kept conversation is renamed instead of autosave going off."""
+    import errno
+    import os
+
+    def no_links(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+    s = make_session()
+    list(s.respond("hello there"))
+    before = digest(data_dir / "last.npz")
+    monkeypatch.setattr(os, "link", no_links)
+    t = ChatSession(Engine(another_lm(tmp_path)), settings=s.settings)
+    assert "kept as" in t.restore() and not t.autosave_blocked
+    [kept] = t.saved_names()
+    assert digest(t.path(kept)) == before and not (data_dir / "last.npz").exists()

@@ -97,7 +97,8 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
         s.command(f"/export -f {s.path('last')}")
     with pytest.raises(SessionError, match="npz"):  # whatever its case
         s.command(f"/export -f {tmp_path / 'model.NPZ'}")
-    with pytest.raises(SessionError, match=r"/export pdf: not a format \(md, txt, json\)"):  # wrote a file 'pdf'
+    pdf = r"/export pdf: not a format \(md, txt, json\), nor a file name with a suffix \(such as pdf\.md\)"
+    with pytest.raises(SessionError, match=pdf):  # it wrote a file named pdf
         s.command("/export pdf")
     with pytest.raises(SessionError, match="cannot export to .*: File name too long"):  # not "[Errno 36] ..."
         s.command(f"/export {tmp_path / ('a' * 300) / 'x.md'}")

@@ -159,6 +159,10 @@ async def test_quitting_with_queued_messages_asks_first(make_session, data_dir):
         await pilot.pause()
         assert app.is_running and app._queued == ["queued one"]
         assert any("not sent yet" in str(n.message) for n in app._notifications)
+        app._queued.clear()  # (as if sent) then another is queued: the warning is due again
+        await pilot.press(*"queued two", "enter", "ctrl+q")
+        await pilot.pause()
+        assert app.is_running and app._queued == ["queued two"]
         await pilot.press("ctrl+q")
         gate.set()
         await pilot.pause()

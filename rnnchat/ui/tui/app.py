@@ -23,7 +23,7 @@ from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
 from rnnchat.sampling import SettingsError
 from rnnchat.ui.tui.screens import AttentionScreen, CandidatesScreen, HelpScreen, TokensScreen
-from rnnchat.ui.history import Recall, append_history, load_history
+from rnnchat.ui.history import Recall, append_history, load_history, without_lone_surrogates
 from rnnchat.ui.render import on_screen
 from rnnchat.ui.tui.conversation_actions import ConversationActions
 from rnnchat.ui.tui.widgets import Bubble, ChatLog, MessageInput, MoodLine, SentimentIndicator, StreamText
@@ -192,7 +192,7 @@ class ChatApp(ConversationActions, App):
         self._prompt.focus()  # Enter in a setting: back to the message box
 
     def on_message_input_submitted(self, event: MessageInput.Submitted) -> None:
-        text = self.session.message_text(event.value)
+        text = self.session.message_text(without_lone_surrogates(event.value))  # (no file could hold one)
         if not text:
             return
         self._prompt.value = ""
@@ -202,6 +202,7 @@ class ChatApp(ConversationActions, App):
             self._history_path = None
         if self.generating:  # typed ahead: sent in order once the reply streaming now is done, never lost
             self._queued.append(text)
+            self._quit_armed = False  # a new message queued: Ctrl+Q warns again
             self.notify(f"queued ({len(self._queued)}): sent when this reply is done (Esc: stop, and keep it here)")
             return
         self._submit(text)
