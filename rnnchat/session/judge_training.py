@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnchat.data import jsonl
 from rnnchat.engine.engine import Engine, load_backward_model, weights_id
 from rnnchat.engine.ranking import Ranker
 from rnnchat.models.reply_judge import ReplyJudge, reply_features
@@ -80,13 +81,7 @@ CANDIDATE_FIELDS = {"prompt_id": str, "system": str, "text": str, "finished": bo
 
 def records(path: Path, fields: dict[str, type]) -> Iterator[dict]:
     """The JSON objects of a JSONL file, each holding `fields` of their types (ValueError naming the line)."""
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
+    for n, r in jsonl.values(path.read_text(encoding="utf-8").splitlines(), str(path)):
         if not isinstance(r, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object")
         for name, kind in fields.items():

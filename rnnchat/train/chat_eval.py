@@ -39,7 +39,7 @@ import numpy as np
 
 from rnnchat import paths, runtime
 from rnnchat.checkpoint import CheckpointError
-from rnnchat.data import corpora
+from rnnchat.data import corpora, jsonl
 from rnnchat.data.corpora import CorpusError
 from rnnchat.models.lm import LMDecoder, load_lm
 from rnnchat.models.scoring import lm_reply_logprobs, seq2seq_reply_logprobs, token_counts
@@ -106,13 +106,11 @@ def load_conversations(path: Path) -> list[dict]:
     except (OSError, UnicodeDecodeError) as e:
         raise CorpusError(f"cannot read conversations file {path}: {e}") from None
     convs = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CorpusError(f"{path}:{no}: not JSON ({e.msg})") from None
+    try:
+        records = list(jsonl.values(lines, str(path)))
+    except ValueError as e:
+        raise CorpusError(str(e)) from None
+    for no, rec in records:
         turns = rec.get("turns") if isinstance(rec, dict) else None
         if not (isinstance(turns, list) and all(isinstance(t, list) and t and all(isinstance(m, str) for m in t)
                                                 for t in turns)):
