@@ -20,6 +20,7 @@ class SettingsError(ValueError):
 
 
 MAX_TOKENS = 100_000
+MAX_WINDOW = 1_000_000  # top-k and repeat-last-n: past any vocabulary or reply (a 24-digit one was taken as is)
 MAX_GUIDANCE = 10.0
 # outside this range a logit divided or multiplied by the penalty overflows (1e-300 gave NaN probabilities)
 REPEAT_PENALTY = (0.01, 100.0)
@@ -71,8 +72,8 @@ class SamplingSettings:
             raise SettingsError("; ".join(problems))
         if not np.isfinite(self.temperature) or self.temperature < 0:
             problems.append(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            problems.append(f"top-k must be >= 0 (0 = off), got {self.top_k}")
+        if not 0 <= self.top_k <= MAX_WINDOW:
+            problems.append(f"top-k must be in [0, {MAX_WINDOW}] (0 = off), got {self.top_k}")
         if not (0 < self.top_p <= 1):
             problems.append(f"top-p must be in (0, 1], got {self.top_p}")
         if not np.isfinite(self.repeat_penalty) or not REPEAT_PENALTY[0] <= self.repeat_penalty <= REPEAT_PENALTY[1]:
@@ -80,8 +81,8 @@ class SamplingSettings:
                             f"got {self.repeat_penalty}")
         if not np.isfinite(self.guidance) or not 0 <= self.guidance <= MAX_GUIDANCE:
             problems.append(f"guidance must be in [0, {MAX_GUIDANCE}] (0 = off), got {self.guidance}")
-        if self.repeat_last_n < 0:
-            problems.append(f"repeat-last-n must be >= 0, got {self.repeat_last_n}")
+        if not 0 <= self.repeat_last_n <= MAX_WINDOW:
+            problems.append(f"repeat-last-n must be in [0, {MAX_WINDOW}], got {self.repeat_last_n}")
         if not 0 <= self.max_tokens <= MAX_TOKENS:
             problems.append(f"max tokens must be in [0, {MAX_TOKENS}], got {self.max_tokens}")
         if self.seed is not None and self.seed < 0:

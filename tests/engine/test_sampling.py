@@ -21,7 +21,7 @@ LOGITS = [0.0, 0.0, 0.0, 0.0, 3.0, 2.5, 2.0, 1.0, 0.5, 0.0]
 
 @pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5), dict(top_k=-1),
                                  dict(repeat_penalty=0), dict(repeat_penalty=1e-300), dict(repeat_penalty=1e300),
-                                 dict(max_tokens=-1), dict(stop=("",)),
+                                 dict(max_tokens=-1), dict(stop=("",)), dict(top_k=10**24), dict(repeat_last_n=10**7),
                                  dict(temperature=float("nan"))])
 def test_invalid_settings_are_refused_with_a_clear_message(bad):
     with pytest.raises(SettingsError):
