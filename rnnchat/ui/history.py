@@ -50,15 +50,26 @@ def append_history(path: Path, text: str) -> bool:
 
 class Recall:
     """Up/Down through the entries, as a shell does: Up from the newest back, Down forward to the text being
-    typed (kept aside when Up was first pressed)."""
+    typed (kept aside when Up was first pressed). With a `path`, its entries come from that file and each one
+    added is appended to it, until a write fails (then in memory only; `unsaved` names the file)."""
 
-    def __init__(self, entries: list[str]):
+    def __init__(self, entries: list[str], path: Path | None = None):
         self.entries, self.pos, self.draft = list(entries), len(entries), ""
+        self.path, self.unsaved = path, None
 
-    def add(self, text: str) -> None:
+    @classmethod
+    def from_file(cls, path: Path) -> Recall:
+        return cls(load_history(path), path)
+
+    def add(self, text: str) -> bool:
+        """Add an entry; False the first time the file cannot be written (the caller says so once)."""
         if not self.entries or self.entries[-1] != text:
             self.entries.append(text)
         self.pos, self.draft = len(self.entries), ""
+        if self.path is None or append_history(self.path, text):
+            return True
+        self.path, self.unsaved = None, self.path
+        return False
 
     def up(self, current: str) -> str | None:
         if self.pos == 0:

@@ -23,7 +23,7 @@ from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import MODE_TITLES, Mode, Turn
 from rnnchat.sampling import SettingsError
 from rnnchat.ui.tui.screens import AttentionScreen, CandidatesScreen, HelpScreen, TokensScreen
-from rnnchat.ui.history import Recall, append_history, load_history, without_lone_surrogates
+from rnnchat.ui.history import Recall, without_lone_surrogates
 from rnnchat.ui.render import on_screen
 from rnnchat.ui.tui.conversation_actions import ConversationActions
 from rnnchat.ui.tui.widgets import Bubble, ChatLog, MessageInput, MoodLine, SentimentIndicator, StreamText
@@ -90,8 +90,7 @@ class ChatApp(ConversationActions, App):
         self._streamed = 0
         self._queued: list[str] = []  # messages typed while a reply was streaming, sent in order after it
         self._reset_armed = self._quit_armed = False  # a reset failed, a quit met queued messages: again does it
-        self._history_path = session.directory / "repl_history"  # shared with the REPL (its file format)
-        self._recall = Recall(load_history(self._history_path))
+        self._recall = Recall.from_file(session.directory / "repl_history")  # shared with the REPL (its format)
 
     # -- layout ----------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -196,10 +195,8 @@ class ChatApp(ConversationActions, App):
         if not text:
             return
         self._prompt.value = ""
-        self._recall.add(text)
-        if self._history_path and not append_history(self._history_path, text):  # said once, then memory only
-            self.notify(f"input history not saved: {self._history_path} cannot be written", severity="warning")
-            self._history_path = None
+        if not self._recall.add(text):  # (said once; then kept in memory only)
+            self.notify(f"input history not saved: {self._recall.unsaved} cannot be written", severity="warning")
         if self.generating:  # typed ahead: sent in order once the reply streaming now is done, never lost
             self._queued.append(text)
             self._quit_armed = False  # a new message queued: Ctrl+Q warns again
