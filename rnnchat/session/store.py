@@ -33,6 +33,19 @@ class SessionError(Exception):
     """A user-facing problem (missing model, unavailable mode, bad name, file or command)."""
 
 
+def _move(source: Path, dest: Path) -> None:
+    """Rename without replacing: FileExistsError if `dest` appeared meanwhile (os.rename would replace it). A
+    filesystem without hard links (FAT, some mounts) gets a plain rename."""
+    try:
+        os.link(source, dest)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        os.rename(source, dest)
+        return
+    source.unlink()
+
+
 class OtherModelsConversation(SessionError):
     """A saved conversation of another language model: sound, and kept, but not loadable with this one."""
 
@@ -166,14 +179,7 @@ class Store:
         """Move the autosaved conversation to a free dated name (`/load` lists it); returns that name."""
         name = self.free_name(prefix)
         self.path(name).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(self.path(LAST), self.path(name))  # (never over a file that appeared meanwhile)
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
-            os.rename(self.path(LAST), self.path(name))  # a filesystem without hard links (FAT, some mounts)
-            return name
-        self.path(LAST).unlink()
+        _move(self.path(LAST), self.path(name))
         return name
 
     def rename(self, old: str, new: str) -> None:
@@ -184,10 +190,9 @@ class Store:
         if new == LAST or dest.exists():
             raise SessionError(f"a conversation named {new!r} exists: choose another name")
         try:
-            os.link(source, dest)  # fails if dest appeared meanwhile (os.rename would replace it)
+            _move(source, dest)
         except FileExistsError:
             raise SessionError(f"a conversation named {new!r} exists: choose another name") from None
-        source.unlink()
 
     def set_aside(self, name: str) -> Path:
         """Move a conversation file that cannot be read out of the way (under a dated name in `unreadable/`),
