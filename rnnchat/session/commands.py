@@ -117,9 +117,9 @@ def run(session: Commandable, line: str) -> str:
         kept = session.reset(force=arg == "-f")
         return "memory reset: new conversation" + (f" (the previous one is kept: /load {kept})" if kept else "")
     if name == "save":
-        force, _, rest = arg.partition(" ")
+        force, rest = (arg.split(maxsplit=1) + ["", ""])[:2]  # (a tab parts them too)
         if force == "-f":
-            return f"saved to {session.save(rest.strip() or default_name())}"
+            return f"saved to {session.save(rest or default_name())}"
         return f"saved to {session.save(arg or default_name(), replace=False)}"
     if name == "export":
         return _export(session, arg)

@@ -119,6 +119,8 @@ def test_slash_commands(make_session, data_dir):
     s = make_session()
     assert "temperature 0.7" in s.command("/temp 0.7")
     assert "temperature 0.6" in s.command("/temp\t0.6") and s.command("/mode\tlm") == "mode: LM chat"  # a tab parts too
+    assert s.command("/save -f\ttabbed").startswith("saved to") and "tabbed" in s.saved_names()
+    s.store.delete("tabbed")
     s.command("/topk 12")
     s.command("/topp 0.9")
     s.command("/max 5")
