@@ -198,6 +198,12 @@ def test_help_works_with_a_config_file_that_cannot_be_used(tmp_path, monkeypatch
         main(["chat", "--help"])
     out, err = capsys.readouterr()
     assert e.value.code == 0 and "--candidates N" in out and "built-in defaults" in err and "mode must be" in err
+    for abbreviated in (["chat", "--hel"], ["repl", "-h"]):
+        with pytest.raises(SystemExit) as e:
+            main(abbreviated)
+        assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+    assert main(["generate", "-shi", "hi"]) == 2  # (an h in a flag's value is no help: the config error)
+    assert "mode must be" in capsys.readouterr().err
     assert main(["generate", "hi"]) == 2  # a command still refuses it
     assert "mode must be" in capsys.readouterr().err
     assert main(["generate", "--", "-h"]) == 2  # (a prompt, not the flag)

@@ -121,6 +121,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _may_ask_for_help(argv: list[str]) -> bool:
+    """-h, --help or an abbreviation (--hel), or a cluster of short flags holding h (-qh), before any '--'."""
+    flags = argv[:argv.index("--")] if "--" in argv else argv
+    return any((a.startswith("--") and len(a) > 2 and "--help".startswith(a))
+               or (a.startswith("-") and not a.startswith("--") and "h" in a[1:]) for a in flags)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(sys.argv[1:] if argv is None else argv)
@@ -145,12 +152,15 @@ def _main(argv: list[str]) -> int:
         if not hasattr(args, "func"):
             args = parse(["chat", *argv])
     except CommandError as e:
-        if not {"-h", "--help"} & set(argv[:argv.index("--")] if "--" in argv else argv):
-            print(f"rnnchat: error: {e}", file=sys.stderr)
-            return e.code
-        print(f"note: {e}; the help shows the built-in defaults", file=sys.stderr)
-        with help_despite_a_bad_config():
-            parse(argv)  # (prints the help and exits 0)
+        if _may_ask_for_help(argv):
+            with help_despite_a_bad_config():
+                try:
+                    parse(argv)
+                except SystemExit as done:
+                    if done.code == 0:
+                        print(f"note: {e}; the help shows the built-in defaults", file=sys.stderr)
+                        raise
+        print(f"rnnchat: error: {e}", file=sys.stderr)
         return e.code
     from rnnchat.checkpoint import CheckpointError
     from rnnchat.data.corpora import CorpusError
