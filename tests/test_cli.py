@@ -207,3 +207,11 @@ def test_help_works_with_a_config_file_that_cannot_be_used(tmp_path, monkeypatch
     assert main(["generate", "hi"]) == 2  # a command still refuses it
     assert "mode must be" in capsys.readouterr().err
     assert main(["generate", "--", "-h"]) == 2  # (a prompt, not the flag)
+
+
+def test_generate_with_max_tokens_zero_says_nothing_is_generated(small_lm_path, capsys):
+    assert main(["generate", "-m", str(small_lm_path), "-n", "0", "i like"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "" and "--max-tokens 0: nothing is generated" in err
+    assert main(["generate", "-m", str(small_lm_path), "-n", "1", "i like"]) == 0
+    assert "nothing is generated" not in capsys.readouterr().err

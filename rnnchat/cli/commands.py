@@ -374,6 +374,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise CommandError("give PROMPT ('' continues from nothing), or '-' / a pipe for the prompt",
                                EXIT_USAGE)
         args.prompt = "-"
+    if settings.max_tokens == 0:
+        print("note: --max-tokens 0: nothing is generated", file=sys.stderr)
     engine = Engine(args.checkpoint)
     try:
         skip_ids(settings, engine.vocab)

@@ -123,7 +123,7 @@ def test_slash_commands(make_session, data_dir):
     s.store.delete("tabbed")
     s.command("/topk 12")
     s.command("/topp 0.9")
-    s.command("/max 5")
+    assert "(every reply is empty)" in s.command("/max 0") and "empty" not in s.command("/max 5")
     s.command("/skip cat")
     s.command("/skip dog")
     assert (s.settings.top_k, s.settings.top_p, s.settings.max_tokens, s.settings.skip) == (12, 0.9, 5, ("cat", "dog"))
