@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -133,15 +135,34 @@ def make_sheet(args) -> None:
     print(f"sheet.md: {len(by_prompt)} prompts; key.json written (do not show it to the judge)", file=sys.stderr)
 
 
+def paired_differences(per_prompt: dict[tuple[str, str], list[float]], baseline: str, draws: int = 10_000,
+                       seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Each other system's mean SSA minus the baseline's over the prompts both replied to (judges averaged per
+    prompt), in points, with a 95% bootstrap interval (prompts resampled)."""
+    systems = sorted({s for s, _ in per_prompt} - {baseline})
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in systems:
+        pids = sorted(p for s, p in per_prompt if s == name and (baseline, p) in per_prompt)
+        d = np.array([np.mean(per_prompt[(name, p)]) - np.mean(per_prompt[(baseline, p)]) for p in pids]) * 100
+        if not len(d):
+            continue
+        means = d[rng.integers(0, len(d), (draws, len(d)))].mean(axis=1)
+        out[name] = (float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    return out
+
+
 def score(args) -> None:
     key = json.loads(args.key.read_text())
     totals: dict[str, list[tuple[int, int]]] = {}
+    per_prompt: dict[tuple[str, str], list[float]] = {}  # (system, prompt) -> each judge's SSA of its reply
     for line in args.judgments.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         pid, label, sens, spec = line.split("\t")
         sens, spec = int(sens), int(spec)
         totals.setdefault(key[pid][label], []).append((sens, spec * sens))
+        per_prompt.setdefault((key[pid][label], pid), []).append((sens + spec * sens) / 2)
     rows = []
     for name in sorted(totals):
         js = totals.get(name, [])
@@ -152,6 +173,10 @@ def score(args) -> None:
     table = ["| system | n | sensible | specific | SSA |", "| --- | ---: | ---: | ---: | ---: |"]
     table += [f"| {r['system']} | {r['n']} | {r['sensible']:.1%} | {r['specific']:.1%} | **{r['ssa']:.1%}** |"
               for r in rows]
+    if args.baseline:
+        table += ["", f"Paired against {args.baseline} (SSA points, 95% bootstrap interval over prompts):"]
+        table += [f"- {name}: {d:+.1f} ({lo:+.1f} .. {hi:+.1f})"
+                  for name, (d, lo, hi) in paired_differences(per_prompt, args.baseline).items()]
     args.results.with_suffix(".md").write_text("\n".join(table) + "\n", encoding="utf-8")
     args.results.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print("\n".join(table))
@@ -180,6 +205,7 @@ def main() -> None:
     c.add_argument("--judgments", type=Path, default=HERE / "judgments.tsv")
     c.add_argument("--key", type=Path, default=HERE / "key.json")
     c.add_argument("--results", type=Path, default=HERE / "results.md")
+    c.add_argument("--baseline", help="a system to compare the others with, prompt by prompt (paired bootstrap)")
     c.set_defaults(func=score)
     args = ap.parse_args()
     args.func(args)
