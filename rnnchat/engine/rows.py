@@ -10,7 +10,7 @@ product of exactly 8 rows gives it. OpenBLAS rounds a row of a matrix product by
 for one row, and with 0.3.31's Haswell kernels bands of row counts (rows of 16 or more also by their place),
 while a product of exactly 8 rows gives each row the same numbers wherever it sits and whatever its neighbours
 (measured for every product shape of the shipped and the test LM). Its SkylakeX kernels give a row the same
-numbers in a product of any 2-16 rows, so there one product is enough: `step_rows` checks that the first time it
+numbers in a product of any 2-64 rows (the shipped LM, 1 and 2 threads), so there one product is enough: `step_rows` checks that the first time it
 meets each row count at each BLAS thread count (on random rows, run both ways) and takes one product from then
 on where the bits agreed, blocks of 8 elsewhere (the last one padded with copies of its first row).
 `prefill_rows` feeds each row alone, as two copies of itself (its products then depend on its own length only).
@@ -58,7 +58,9 @@ class Decoded:
 
 
 BLOCK = 8  # rows per product whose bits every row keeps (see the module docstring)
-ONE_PRODUCT = 16  # the most rows `step_rows` runs as one product, where that gives them their block bits
+# the most rows `step_rows` runs as one product, where that gives them their block bits: guided candidates (2N
+# rows) then read the weights once a step
+ONE_PRODUCT = 64
 
 # per decoder: (row count, BLAS threads) -> does one product give every row its block bits (`_one_product`)
 _one_product_ok: "weakref.WeakKeyDictionary[LMDecoder, dict[tuple[int, tuple[int, ...]], bool]]" = \
@@ -153,20 +155,24 @@ class Guide:
     plain: tuple[int, ...] = ()
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        """The logits to draw from (a new array), given the decoded rows' own."""
+        """The logits to draw from (a new array, in the logits' dtype), given the decoded rows' own.
+
+        With lp = log softmax(z), lq = log softmax(z_fresh): the words get (1 + w) lp - w lq renormalised to the
+        mass the ends leave. The softmax constants cancel in that renormalisation, so the words' logits are
+        u = (1 + w) z - w z_fresh shifted by one constant per row, and only two sums of exponentials are needed
+        (of z, of u over the words): on the logits' scale, the ends keep z exactly."""
         w = self.weights[:, None]
-        z = logits.astype(np.float64)
-        lse = _logsumexp(z)
-        lp = z - lse  # banned words (-inf) stay -inf below
-        with np.errstate(invalid="ignore"):  # 0 x -inf in rows of weight 0, which keep their logits
-            out = lp + w * (lp - log_softmax(self.logits.astype(np.float64)))
-        ends = np.zeros(logits.shape[1], bool)
-        ends[list(self.plain)] = True
-        p_end = np.exp(lp[:, ends]).sum(axis=1, keepdims=True)
-        words = out[:, ~ends]  # their mass becomes 1 - p_end; the ends keep theirs
-        out[:, ~ends] = words - _logsumexp(words) + np.log(np.maximum(1.0 - p_end, 1e-30))
-        out[:, ends] = lp[:, ends]
-        return np.where(w == 0, logits, (out + lse).astype(logits.dtype))  # on the logits' scale
+        dt = logits.dtype
+        lse = _row_lse(logits)                                            # (B,) float64
+        u = (1 + w).astype(dt) * logits - w.astype(dt) * self.logits.astype(dt)  # banned words (-inf) stay -inf
+        ends = list(self.plain)
+        u[:, ends] = -np.inf
+        with np.errstate(divide="ignore"):
+            p_end = np.exp(logits[:, ends].astype(np.float64) - lse[:, None]).sum(axis=1)
+            shift = np.log(np.maximum(1.0 - p_end, 1e-30)) + lse - _row_lse(u)
+        out = u + shift[:, None].astype(dt)
+        out[:, ends] = logits[:, ends]
+        return np.where(w == 0, logits, out)
 
     def rows(self, keep: np.ndarray) -> "Guide":
         return Guide(self.weights[keep], self.logits[keep], [(h[keep], c[keep]) for h, c in self.state], self.plain)
@@ -194,22 +200,16 @@ def step_guided(decoder: LMDecoder, ids: np.ndarray, state: LayerStates,
     return out[:k], [(h[:k], c[:k]) for h, c in both]
 
 
-def _row_logz(z: np.ndarray) -> np.ndarray:
-    """(B,) log sum exp of each row of finite logits, the sum in float64."""
-    top = z.max(axis=1, keepdims=True)
-    return np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
-
-
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    """(B, 1) log sum exp of each row; a row of -inf only gives -inf."""
-    top = z.max(axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
+def _row_lse(z: np.ndarray) -> np.ndarray:
+    """(B,) log sum exp of each row (exponentials in z's dtype, their sum in float64); a row of -inf gives -inf."""
+    top = z.max(axis=1)
+    top = np.where(np.isfinite(top), top, 0.0).astype(z.dtype)
     with np.errstate(divide="ignore"):
-        return top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+        return np.log(np.exp(z - top[:, None]).sum(axis=1, dtype=np.float64)) + top
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
-    return z - _logsumexp(z)
+    return z - _row_lse(z)[:, None]
 
 
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
@@ -249,12 +249,12 @@ def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, row
     ended: dict[int, LayerStates] = {}  # keep_states: a row finished on <eot> -> its state before <eot>
     while active.size:
         if with_logprobs and adjust is not None:  # the LM's own log-probabilities, before the cache mixes in
-            lm_z, lm_logz = logits, _row_logz(logits)  # (`adjust` returns a new array: these stay as they are)
+            lm_z, lm_logz = logits, _row_lse(logits)  # (`adjust` returns a new array: these stay as they are)
         if adjust is not None:
             logits = adjust(logits, state[-1][0])
         if with_logprobs:  # log-softmax of the model's logits, before sampling changes them
             z = logits.copy()  # in the logits' precision
-            logz = _row_logz(z)
+            logz = _row_lse(z)
             if adjust is None:
                 lm_z, lm_logz = z, logz
         if guide is not None:

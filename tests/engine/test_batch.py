@@ -241,14 +241,14 @@ def test_step_rows_gives_every_row_its_block_bits_whether_it_takes_one_product_o
     from rnnchat.runtime import blas_threads
     engine, rng = shipped, np.random.default_rng(1)
     H, layers = engine.decoder.hidden, len(engine.decoder.initial_state(1))
-    for n in (2, 5, 8, 9, 16, 17, 33):
+    for n in (2, 5, 8, 9, 16, 17, 32, 33, 64, 65):
         state = [(rng.standard_normal((n, H)).astype(np.float32), rng.standard_normal((n, H)).astype(np.float32))
                  for _ in range(layers)]
         ids = rng.integers(0, len(engine.vocab), n)
         blocks = rows._step_blocks(engine.decoder, ids, state)
         assert _same(rows.step_rows(engine.decoder, ids, state), blocks)  # (checks, then keeps the verdict)
         assert _same(rows.step_rows(engine.decoder, ids, state), blocks)  # (by the verdict)
-    assert all((n, blas_threads()) in rows._one_product_ok[engine.decoder] for n in (2, 5, 9, 16))
+    assert all((n, blas_threads()) in rows._one_product_ok[engine.decoder] for n in (2, 5, 9, 16, 17, 32, 33, 64))
 
 
 def test_a_blas_that_rounds_rows_by_their_count_keeps_the_blocks(engine):
