@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rnnchat.cli.generate import InputError
-from rnnchat.engine.batch import BadLine, Models, ResumeError, duplicate_ids, start_run
+from rnnchat.engine.batch import BadLine, Models, ResumeError, duplicate_ids, manifest_path, start_run
 from rnnchat.progress import Progress
 
 
@@ -106,8 +106,10 @@ def run_jobs(in_path: Path, out_path: Path, items: list, manifest: dict, execute
         raise InputError(f"{in_path}: no {jobs} in it (it is empty or holds only blank lines)")
     for b in bad:
         print(f"{in_path}:{b.line}: skipped: {b.error}", file=sys.stderr)
-    if out_path.exists() and in_path.exists() and out_path.samefile(in_path):
-        raise InputError(f"--out {out_path} is the {jobs} file itself: choose another output file")
+    side = manifest_path(out_path)
+    for path, what in ((out_path, f"--out {out_path}"), (side, f"{side} (the run's manifest beside --out)")):
+        if path.exists() and in_path.exists() and path.samefile(in_path):
+            raise InputError(f"{what} is the {jobs} file itself: choose another output file")
     special = out_path.exists() and not out_path.is_file()  # /dev/stdout, a pipe, /dev/null: write only
     try:
         seen = set() if special else start_run(out_path, manifest)

@@ -184,7 +184,7 @@ def start_run(out_path: Path, manifest: dict) -> set[str]:
     if out_path.exists() and out_path.stat().st_size > 0:
         try:
             theirs = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             theirs = None
         if isinstance(theirs, dict) and isinstance(theirs.get("settings"), dict):
             try:  # a run started by an older version lacks the settings added since, at their defaults
@@ -202,9 +202,20 @@ def start_run(out_path: Path, manifest: dict) -> set[str]:
             raise ResumeError(f"{out_path} holds another run's results ({what}): choose another --out to start a "
                               f"new run")
         return done_ids(out_path)
+    if side.exists() and not _is_manifest(side):  # a run's own manifest is replaced; anything else is kept
+        raise ResumeError(f"{side} exists and is not a batch run's manifest (it would be replaced): choose another "
+                          f"--out, or remove it")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(side, (json.dumps(manifest, indent=1) + "\n").encode())
     return set()
+
+
+def _is_manifest(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("format"), str) and "prompts_sha256" in data
 
 
 def done_ids(out_path: Path) -> set[str]:

@@ -136,6 +136,25 @@ def test_batch_refuses_an_output_it_did_not_write(batch, tmp_path, capsys):
     assert "is the prompts file" in capsys.readouterr().err and digest(prompts) == before
 
 
+def test_batch_never_writes_its_manifest_over_the_prompts_or_a_file_it_did_not_write(batch, tmp_path, capsys):
+    """The manifest OUT.run.json was written over whatever lay there: the prompts file itself (--batch
+    r.jsonl.run.json --out r.jsonl), or a user's file of that name."""
+    run, prompts, _ = batch
+    named = tmp_path / "r.jsonl.run.json"
+    named.write_text('{"prompt": "hello", "id": "a"}\n{"prompt": "bye", "id": "b"}\n')
+    before = digest(named)
+    assert run(prompts=named, out=tmp_path / "r.jsonl") == 1
+    assert "is the prompts file itself" in capsys.readouterr().err and digest(named) == before
+    mine = tmp_path / "results.jsonl.run.json"
+    mine.write_text('{"my": "important settings"}')
+    assert run(out=tmp_path / "results.jsonl") == 1
+    assert "is not a batch run's manifest" in capsys.readouterr().err and mine.read_text() == '{"my": "important settings"}'
+    mine.unlink()
+    assert run(out=tmp_path / "results.jsonl") == 0 and run(out=tmp_path / "results.jsonl") == 0  # then: a run, a resume
+    (tmp_path / "results.jsonl").unlink()
+    assert run(out=tmp_path / "results.jsonl") == 0  # a run's own old manifest is replaced
+
+
 def test_batch_resume_refuses_other_prompts_or_settings(batch, capsys):
     run, prompts, out = batch
     assert run() == 0
