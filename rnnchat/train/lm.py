@@ -222,7 +222,7 @@ def train_lm(a: LMTrainArgs) -> dict:
     check_text_args(a)
     out = Path(a.out) if a.out is not None else Path(a.run_dir) / "lm.npz"
     check_out(out, "lm", [("training text", t) for t in a.text or []]
-              + ([] if a.resume else [("--init-from", a.init_from)]))  # (a resumed run does not read it again)
+              + ([] if a.resume else [("--init-from", a.init_from)]), run_dir=a.run_dir)  # (a resumed run does not read it again)
     t0 = time.monotonic()
     text = None
     if a.text:

@@ -213,7 +213,7 @@ def train_sentiment(a: SentimentTrainArgs) -> dict:
     Returns the final metrics (val/test tables, VADER's, float16 check)."""
     check_run_dir(a.run_dir, a.resume)
     out = Path(a.out) if a.out is not None else Path(a.run_dir) / "sentiment.npz"
-    check_out(out, "sentiment", [("--teacher", a.teacher)])
+    check_out(out, "sentiment", [("--teacher", a.teacher)], run_dir=a.run_dir)
     t0 = time.monotonic()
     if bool(a.teacher) != (a.teacher_texts > 0):
         raise ValueError("--teacher and --teacher-texts go together (a checkpoint, and how many messages it labels)")

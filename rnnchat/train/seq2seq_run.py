@@ -78,7 +78,7 @@ def resolve(a: Seq2SeqTrainArgs) -> Seq2SeqTrainArgs:
     d["run_dir"] = Path(d.get("run_dir") or paths.runs_dir() / f"seq2seq_{a.task}")
     d["out"] = Path(d.get("out") or d["run_dir"] / f"seq2seq_{a.task}.npz")  # never the shipped model by default
     check_run_dir(d["run_dir"], bool(d.get("resume")))
-    check_out(d["out"], "seq2seq", task=a.task)
+    check_out(d["out"], "seq2seq", task=a.task, run_dir=d["run_dir"])
     return Seq2SeqTrainArgs(**{k: v for k, v in d.items() if k in {f.name for f in fields(Seq2SeqTrainArgs)}})
 
 

@@ -56,24 +56,30 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 HELD = {"conversation": "a saved conversation", "train-state": "a training run's state"}
+RUN_FILES = (STATE_FILE, "metrics.jsonl", "timing.json")  # what a run directory holds besides checkpoints
 
 
-def check_out(out: Path, kind: str, inputs: Sequence[tuple[str, Path | None]] = (), task: str | None = None) -> None:
+def check_out(out: Path, kind: str, inputs: Sequence[tuple[str, Path | None]] = (), task: str | None = None,
+              run_dir: Path | None = None) -> None:
     """ValueError for a checkpoint path (--out) that would destroy something or cannot be written: a file the
     run reads (`inputs`, (flag, path) pairs: written over during the run, the original is gone even if the new
     model is worse), an existing file that is not a `kind` checkpoint (a saved conversation, a run's state,
     another kind of model or seq2seq `task`, a text), a folder, pipe or device, or a folder that cannot hold
     it. A `kind` checkpoint there is replaced: that is how a retrained model takes the old one's place. A
-    symbolic link is itself replaced (atomic writes never touch its target). Checked before any work, so no
-    run is lost to it at the end."""
+    symbolic link is itself replaced (atomic writes never touch its target), a link to a folder or a device is
+    refused. `run_dir`'s own files (its state, metrics, timing) are refused whether or not they exist yet.
+    Checked before any work, so no run is lost to it at the end; a missing folder is made then."""
     out = Path(out)
     where = next((p for p in out.parents if p.exists()), Path("."))
     if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: {where} is not a folder this run can write in")
-    if out.is_symlink():
-        return
+    if run_dir is not None and out.name in RUN_FILES and out.parent.resolve() == Path(run_dir).resolve():
+        raise ValueError(f"--out {out} is the run's own {out.name} (the run writes it too): choose another file")
     if out.exists() and not out.is_file():
         raise ValueError(f"--out {out} is a folder, a pipe or a device, not a checkpoint file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        return
     for flag, path in inputs:
         if path is not None and out.exists() and Path(path).exists() and os.path.samefile(out, path):
             raise ValueError(f"--out {out} is the {flag} {path} itself (the run reads it, and the original would "

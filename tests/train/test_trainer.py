@@ -222,6 +222,22 @@ def test_check_out_refuses_a_path_that_would_destroy_something(tmp_path, small_l
     link = tmp_path / "link.npz"
     link.symlink_to(small_lm_path)
     check_out(link, "sentiment", [("--teacher", small_lm_path)])  # the link is replaced, its target never
+    (tmp_path / "folder_link.npz").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="is a folder, a pipe or a device"):  # (failed at the first save)
+        check_out(tmp_path / "folder_link.npz", "lm")
+    check_out(tmp_path / "new" / "deeper" / "m.npz", "lm")  # a missing folder is made before any work
+    assert (tmp_path / "new" / "deeper").is_dir()
+
+
+@pytest.mark.parametrize("name", ["state.npz", "metrics.jsonl", "timing.json"])
+def test_check_out_refuses_the_runs_own_files_before_they_exist(tmp_path, name):
+    """--out RUN_DIR/state.npz left only the run's state, no model; --out RUN_DIR/metrics.jsonl replaced the
+    metrics log with the checkpoint (adversarial findings): refused even when the run has not written them yet."""
+    from rnnchat.train.trainer import check_out
+    with pytest.raises(ValueError, match=f"is the run's own {name}"):
+        check_out(tmp_path / "run" / name, "lm", run_dir=tmp_path / "run")
+    check_out(tmp_path / "run" / "lm.npz", "lm", run_dir=tmp_path / "run")
+    check_out(tmp_path / "elsewhere" / name, "lm", run_dir=tmp_path / "run")  # the name alone is not refused
 
 
 def test_check_out_tells_seq2seq_tasks_apart(tmp_path):
@@ -246,7 +262,11 @@ def test_training_commands_refuse_such_an_out_before_any_work(tmp_path, small_lm
     assert main(["train", "sentiment-ensemble", str(small_lm_path), "--out", str(small_lm_path)]) == 1
     assert "itself" in capsys.readouterr().err and small_lm_path.read_bytes() == before
     out = ["--out", str(small_lm_path)]
-    for argv, why in ((["sentiment", "--run-dir", str(tmp_path / "s"), *out], "holds a lm checkpoint"),
+    for argv, why in ((["lm", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "r" / "state.npz")],
+                       "the run's own state.npz"),
+                      (["seq2seq", "--task", "addition", "--run-dir", str(tmp_path / "t"), "--out",
+                        str(tmp_path / "t" / "metrics.jsonl")], "the run's own metrics.jsonl"),
+                      (["sentiment", "--run-dir", str(tmp_path / "s"), *out], "holds a lm checkpoint"),
                       (["seq2seq", "--run-dir", str(tmp_path / "q"), *out], "holds a lm checkpoint"),
                       (["lm", "--run-dir", str(tmp_path / "l"), "--init-from", str(small_lm_path), *out], "itself")):
         assert main(["train", *argv]) == 2  # (before any training: these would take minutes)
