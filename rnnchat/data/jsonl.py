@@ -17,3 +17,5 @@ def values(lines: Iterable[str], where: str) -> Iterator[tuple[int, Any]]:
             yield n, json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{where}:{n}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{where}:{n}: JSON nested too deeply") from None

@@ -70,6 +70,8 @@ def load_config(path: Path | None = None) -> Config:
         data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: cannot read it as TOML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: cannot read it as TOML (nested too deeply)") from None
     unknown = set(data) - {"sampling", "chat"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))} (sampling, chat)")

@@ -46,13 +46,26 @@ def judged(pool_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
         sheet = part / "judgments.tsv"
         if not sheet.exists():
             continue
+        where = part / "key.json"
         try:
-            key = json.loads((part / "key.json").read_text(encoding="utf-8"))
+            key = json.loads(where.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ValueError(f"{where}: cannot read it ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}: not UTF-8 text") from None
         except json.JSONDecodeError as e:
-            raise ValueError(f"{part / 'key.json'}: not JSON ({e.msg})") from None
-        if not isinstance(key, dict):
-            raise ValueError(f"{part / 'key.json'}: expected an object of sheet numbers to candidate texts")
-        for n, line in enumerate(sheet.read_text(encoding="utf-8").splitlines(), 1):
+            raise ValueError(f"{where}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{where}: JSON nested too deeply") from None
+        if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+            raise ValueError(f"{where}: expected an object of sheet numbers (\"PROMPT:N\") to candidate texts")
+        try:
+            judgments = sheet.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise ValueError(f"{sheet}: cannot read it ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{sheet}: not UTF-8 text") from None
+        for n, line in enumerate(judgments, 1):
             if not line.strip():
                 continue
             fields = line.split("\t")

@@ -307,6 +307,8 @@ def _weights(text: str) -> dict[str, float]:
         w = json.loads(text)
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"not JSON: {e.msg}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError("JSON nested too deeply") from None
     if not (isinstance(w, dict) and all(k in SCORERS and isinstance(v, (int, float)) and not isinstance(v, bool)
                                         and math.isfinite(v) for k, v in w.items())):
         raise argparse.ArgumentTypeError(f"expected an object of scorer -> number, scorers: {', '.join(SCORERS)}")

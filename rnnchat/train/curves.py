@@ -13,7 +13,7 @@ def read_metrics(path: Path) -> list[dict]:
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
     return out
 

@@ -43,7 +43,8 @@ def test_values_and_errors(config_file):
     assert (c.sampling.temperature, c.sampling.skip, c.mode, c.candidates) == (0.5, ("cat",), Mode.CONTINUE, 4)
     for bad, words in [("[sampling]\ntemperature = -1\n", "temperature"), ("[chat]\nmode = 'x'\n", "mode"),
                        ("[chat]\ncandidates = 0\n", "candidates"), ("[colour]\n", "unknown section"),
-                       ("[sampling]\ntopk = 3\n", "unknown setting"), ("temperature = \n", "TOML")]:
+                       ("[sampling]\ntopk = 3\n", "unknown setting"), ("temperature = \n", "TOML"),
+                       ("[sampling]\nskip = " + "[" * 10_000 + "]" * 10_000 + "\n", "nested too deeply")]:
         config_file.write_text(bad)
         with pytest.raises(ConfigError, match=words):
             load_config()

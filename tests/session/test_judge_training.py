@@ -62,6 +62,10 @@ def test_only_fully_judged_pools_are_loaded(tmp_path):
     ("prompts.jsonl", '{"id": "p9", "turns": [', "prompts.jsonl:7: not JSON"),
     ("candidates.jsonl", '{"prompt_id": "p1", "system": "base", "text": "x"}', "candidates.jsonl:25: 'finished'"),
     ("part-1/key.json", "[1, 2]", "key.json: expected an object"),
+    ("part-1/key.json", '{"p1:1": ["x"]}', "key.json: expected an object"),   # (TypeError: unhashable)
+    ("part-1/key.json", '{"p1:1": 7}', "key.json: expected an object"),       # (dropped silently)
+    ("part-1/key.json", "[" * 100_000 + "]" * 100_000, "key.json: JSON nested too deeply"),
+    ("prompts.jsonl", '{"id": "p9", "turns": ' + "[" * 100_000 + "]" * 100_000 + "}", "prompts.jsonl:7: JSON nested"),
 ])
 def test_a_malformed_pool_file_is_a_clear_error_naming_its_line(tmp_path, file, line, why):
     """A list line, an empty 'turns' or a missing id were TypeError, IndexError and KeyError tracebacks."""
