@@ -266,16 +266,22 @@ def _load(name: str, split: str, root: Path | None) -> list[dict]:
         raise CorpusError(f"{path} is damaged ({e}); fix: rnnchat corpus build {name}") from None
 
 
+VADER_DOMAINS = ("tweets", "movies", "products", "news")  # (the manifest's source files, in its order)
+
+
 def _checked(name: str, n: int, line: str) -> dict:
     """One built record, checked to be what the readers expect (ValueError naming the line)."""
     try:
         r = json.loads(line)
     except json.JSONDecodeError as e:
         raise ValueError(f"line {n}: not JSON, {e.msg}") from None
-    if name == "vader":
-        ok = (isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("domain"), str)
-              and isinstance(r.get("text"), str) and isinstance(r.get("rating"), (int, float))
-              and not isinstance(r.get("rating"), bool))
+    except RecursionError:
+        raise ValueError(f"line {n}: JSON nested too deeply") from None
+    if name == "vader":  # (ratings are the raters' mean on VADER's scale, -4 .. 4)
+        rating = r.get("rating") if isinstance(r, dict) else None
+        ok = (isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("domain") in VADER_DOMAINS
+              and isinstance(r.get("text"), str) and isinstance(rating, (int, float)) and not isinstance(rating, bool)
+              and -4 <= rating <= 4)
     else:
         turns = r.get("turns") if isinstance(r, dict) else None
         ok = (isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(turns, list)

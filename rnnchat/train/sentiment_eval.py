@@ -34,7 +34,7 @@ from rnnchat.models.sentiment_segments import split_ids
 from rnnchat.text import Vocab
 from rnnchat.data.batches import bucket_batches, pad
 
-DOMAINS = ("tweets", "movies", "products", "news")
+DOMAINS = corpora.VADER_DOMAINS
 CHAT_SET = Path(__file__).resolve().parent.parent / "data" / "sentiment_chat.tsv"
 DECISION = ("binary: P(positive) > P(negative) on |rating| >= 0.5 (VADER: compound > 0); "
             "3-class: argmax (VADER: compound >= 0.05 pos, <= -0.05 neg)")

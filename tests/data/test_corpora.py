@@ -75,6 +75,9 @@ def test_loader_missing_files(tmp_path: Path, loader, name: str) -> None:
     ("vader", '{"id": "1", "domain": "tweets", "rating": 2.5, "text": "go'),  # cut mid-write
     ("vader", '{"id": "1", "domain": "tweets", "rating": "2.5", "text": "good"}'),
     ("vader", '["1", "tweets", 2.5, "good"]'),
+    ("vader", '{"id": "1", "domain": "zzz", "rating": 1, "text": "hi"}'),   # (corpus stats: KeyError)
+    ("vader", '{"id": "1", "domain": "news", "rating": NaN, "text": "hi"}'),  # (scored silently)
+    ("vader", '{"id": "1", "domain": "news", "rating": 99, "text": "hi"}'),
     ("chitchat", '{"id": "c1", "turns": ["hello"]}'),
     ("chitchat", '{"id": "c1"}'),
 ])
