@@ -215,3 +215,20 @@ def test_generate_with_max_tokens_zero_says_nothing_is_generated(small_lm_path, 
     assert out.strip() == "" and "--max-tokens 0: nothing is generated" in err
     assert main(["generate", "-m", str(small_lm_path), "-n", "1", "i like"]) == 0
     assert "nothing is generated" not in capsys.readouterr().err
+
+
+def test_eval_lm_on_conversations_too_short_for_its_streams(tmp_path, monkeypatch, capsys, small_lm_path):
+    """A split whose chosen conversations hold fewer tokens than the 16 scoring streams was a ValueError
+    traceback (adversarial finding); one with nothing to predict is a one-line error."""
+    import json
+    for name, turns in (("few", [["hi"]]), ("none", [])):
+        (tmp_path / name / "chitchat").mkdir(parents=True)
+        for split in ("train", "val", "test"):
+            (tmp_path / name / "chitchat" / f"{split}.jsonl").write_text(
+                '{"id": "x", "turns": %s, "senders": []}\n' % json.dumps(turns))
+    monkeypatch.setenv("RNNCHAT_CORPORA", str(tmp_path / "few"))
+    assert main(["eval", "lm", "-m", str(small_lm_path), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] >= 1
+    monkeypatch.setenv("RNNCHAT_CORPORA", str(tmp_path / "none"))
+    assert main(["eval", "lm", "-m", str(small_lm_path), "--split", "test"]) == 1
+    assert "the test split: nothing to score" in capsys.readouterr().err

@@ -103,7 +103,11 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     if args.cache:
         return _eval_lm_cache(args, model, vocab, header, convs)
     tokens = stream(convs, vocab)
-    result = evaluate(model, tokens)
+    try:
+        result = evaluate(model, tokens)
+    except ValueError as e:
+        first = "" if args.max_convs is None else f" (its first {args.max_convs} conversations)"
+        raise CommandError(f"the {args.split} split{first}: {e}") from None
     result = {"perplexity": result["perplexity"], "loss": result["loss"], "tokens": result["tokens"],
               "unk_rate": unk_rate(tokens, vocab), "split": args.split, "checkpoint": str(args.checkpoint)}
     if args.memory:

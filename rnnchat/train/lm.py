@@ -43,10 +43,13 @@ def build_vocab(convs: list[dict], max_size: int, min_count: int = 1) -> Vocab:
 
 
 def evaluate(model: LanguageModel, tokens: np.ndarray, batch_size: int = 16, bptt: int = 64) -> dict:
-    """Perplexity over a token stream, state carried across windows, dropout off."""
+    """Perplexity over a token stream, state carried across windows, dropout off (fewer streams for a stream
+    too short to give each of `batch_size` a token; ValueError for one with no token to predict)."""
+    if len(tokens) < 2:
+        raise ValueError(f"nothing to score: {len(tokens)} token(s), at least 2 are needed")
     model.train(False)
     model.reset_state()
-    batches = StreamBatches(tokens, batch_size, bptt)
+    batches = StreamBatches(tokens, min(batch_size, len(tokens) - 1), bptt)
     total, count = 0.0, 0
     for i in range(len(batches)):
         x, y = batches[i]
