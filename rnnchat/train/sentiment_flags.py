@@ -7,6 +7,7 @@ from pathlib import Path
 from rnnchat.models.sentiment import CELLS
 from rnnchat.models.sentiment_segments import RESTARTS
 from rnnchat.train.sentiment import SentimentTrainArgs, train_sentiment
+from rnnchat.train.trainer import as_resumed
 
 _FLAG_HELP = {
     "init": "scratch: vocabulary from the vader train split; lm: embedding + first LSTM from --lm-checkpoint",
@@ -59,7 +60,16 @@ def add_train_arguments(p) -> None:
             p.add_argument(flag, type=type(value), default=value, help=helptext)
 
 
+# what a resumed run takes from its saved state unless given the same (its length, validation and output may change)
+RESUME_FREE = ("run_dir", "out", "resume", "epochs", "eval_every", "float16", "compare_vader")
+
+
 def train_from_namespace(args) -> dict:
-    """`rnnchat train sentiment`: SentimentTrainArgs from the parsed flags, then train_sentiment."""
+    """`rnnchat train sentiment`: SentimentTrainArgs from the parsed flags (on --resume, the run's own settings
+    where the flags leave them out), then train_sentiment."""
     names = SentimentTrainArgs.__dataclass_fields__
-    return train_sentiment(SentimentTrainArgs(**{k: v for k, v in vars(args).items() if k in names}))
+    given = {k: v for k, v in vars(args).items() if k in names}
+    if given.get("resume"):
+        given = as_resumed(given, vars(SentimentTrainArgs()), given["run_dir"],
+                           [k for k in names if k not in RESUME_FREE])
+    return train_sentiment(SentimentTrainArgs(**given))

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from rnnchat import paths
+from rnnchat.atomic import atomic_write_bytes
 from rnnchat.models.seq2seq import Seq2SeqConfig
-from rnnchat.train.trainer import Trainer, check_out, check_run_dir
+from rnnchat.train.trainer import Trainer, as_resumed, check_out, check_run_dir
 
 TASK_NAMES = ("addition", "dates", "chat", "chat_backward")
 CHAT_TASKS = ("chat", "chat_backward")
@@ -54,6 +55,11 @@ class Seq2SeqTrainArgs:
     max_train_convs: int | None = None  # chat: use only the first N training conversations
 
 
+# what --resume takes from the run where the flags leave it out (its length, validation and output may change)
+RESUME_KEPT = ("task", "embed", "hidden", "bidirectional", "reverse", "peeky", "attention", "proj", "tie", "dropout",
+               "batch_size", "lr", "clip", "lr_decay", "seed", "n_examples", "vocab_size", "max_src", "max_tgt",
+               "window", "max_train_convs")
+
 # The defaults are the configurations of the shipped checkpoints (rnnchat/checkpoints/seq2seq_<task>.npz).
 TASK_DEFAULTS: dict[str, dict] = {
     "addition": dict(embed=32, hidden=128, bidirectional=True, reverse=True, peeky=False, attention="dot",
@@ -74,11 +80,17 @@ def resolve(a: Seq2SeqTrainArgs) -> Seq2SeqTrainArgs:
     """Fill unset options from the task's defaults and the default paths."""
     if a.task not in TASK_NAMES:
         raise ValueError(f"unknown task {a.task!r}; choose one of {', '.join(TASK_NAMES)}")
-    d = {**TASK_DEFAULTS[a.task], **{k: v for k, v in asdict(a).items() if v is not None}}
-    d["run_dir"] = Path(d.get("run_dir") or paths.runs_dir() / f"seq2seq_{a.task}")
-    d["out"] = Path(d.get("out") or d["run_dir"] / f"seq2seq_{a.task}.npz")  # never the shipped model by default
+    given = {k: v for k, v in asdict(a).items() if v is not None}
+    run_dir = Path(given.get("run_dir") or paths.runs_dir() / f"seq2seq_{a.task}")
+    if a.resume:  # the run's own settings where the flags leave them out
+        defaults = {"task": Seq2SeqTrainArgs.task, "seed": Seq2SeqTrainArgs.seed}
+        given = {k: v for k, v in as_resumed(given, defaults, run_dir, RESUME_KEPT).items() if v is not None}
+    task = given["task"]
+    d = {**TASK_DEFAULTS[task], **given}
+    d["run_dir"] = run_dir
+    d["out"] = Path(d.get("out") or d["run_dir"] / f"seq2seq_{task}.npz")  # never the shipped model by default
     check_run_dir(d["run_dir"], bool(d.get("resume")))
-    check_out(d["out"], "seq2seq", task=a.task, run_dir=d["run_dir"])
+    check_out(d["out"], "seq2seq", task=task, run_dir=d["run_dir"])
     return Seq2SeqTrainArgs(**{k: v for k, v in d.items() if k in {f.name for f in fields(Seq2SeqTrainArgs)}})
 
 
@@ -113,8 +125,21 @@ class RunClock:
         self.path = Path(run_dir) / "timing.json"
         self.before: list[dict] = []
         if resume and self.path.exists():
-            self.before = json.loads(self.path.read_text()).get("invocations", [])
+            self.before = self._invocations()
         self.wall0, self.cpu0 = time.monotonic(), time.process_time()
+
+    def _invocations(self) -> list[dict]:
+        """The earlier invocations' times; a damaged file (it is only bookkeeping) is noted and counted as none."""
+        try:
+            runs = json.loads(self.path.read_text(encoding="utf-8")).get("invocations")
+            if isinstance(runs, list) and all(isinstance(r, dict) and isinstance(r.get("wall_s"), (int, float))
+                                              for r in runs):
+                return runs
+        except (OSError, ValueError, RecursionError, AttributeError):
+            pass
+        print(f"note: {self.path} is damaged: the time of the run's earlier invocations is not counted",
+              file=sys.stderr)
+        return []
 
     def now(self) -> dict:
         return {"wall_s": round(time.monotonic() - self.wall0, 1), "cpu_s": round(time.process_time() - self.cpu0, 1)}
@@ -131,7 +156,7 @@ class RunClock:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"invocations": self.before + [self.now()]}, indent=1) + "\n")
+        atomic_write_bytes(self.path, (json.dumps({"invocations": self.before + [self.now()]}, indent=1) + "\n").encode())
 
 
 # -- batches ---------------------------------------------------------------------------------------------------

@@ -55,6 +55,28 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 
+def as_resumed(given: dict, defaults: dict, run_dir: Path, kept: Sequence[str]) -> dict:
+    """On --resume: the `kept` settings (shapes, data, optimiser) of the run in `run_dir` where the command line
+    left them out (None, or the default), so a resumed run goes on as it started; ValueError for one given
+    another value than the run's (it would not fit the saved state, or would change the run midway)."""
+    try:
+        saved = read_header(Path(run_dir) / STATE_FILE).get("training") or {}
+    except (CheckpointError, OSError):
+        return given  # (check_run_dir says what is wrong with the run)
+    out = dict(given)
+    for name in kept:
+        if name not in saved:
+            continue
+        value, theirs = given.get(name), saved[name]
+        plain = str(value) if isinstance(value, Path) else value
+        if value is None or value == defaults.get(name):
+            out[name] = Path(theirs) if isinstance(defaults.get(name), Path) and theirs is not None else theirs
+        elif plain != theirs:
+            raise ValueError(f"--resume: --{name.replace('_', '-')} {value} differs from the run's {theirs} (a "
+                             f"resumed run keeps its settings; leave it out, or start a new run)")
+    return out
+
+
 HELD = {"conversation": "a saved conversation", "train-state": "a training run's state"}
 RUN_FILES = (STATE_FILE, "metrics.jsonl", "timing.json")  # what a run directory holds besides checkpoints
 

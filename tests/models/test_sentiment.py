@@ -235,6 +235,23 @@ def test_interrupted_run_resumes_on_the_same_trajectory(tmp_path):
         np.testing.assert_array_equal(b.arrays()[name], value)
 
 
+
+def test_resume_from_the_command_line_keeps_the_runs_sizes(tmp_path, capsys):
+    """`train sentiment --resume` without the sizes built a default-sized model and failed on the saved state
+    ("could not broadcast ... (500,8) into (20000,96)"; adversarial finding); a size given anew is refused."""
+    from rnnchat.cli.main import main
+    run = ["train", "sentiment", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "s.npz"),
+           "--no-compare-vader", "--no-float16"]
+    sizes = ["--embed", "6", "--hidden", "7", "--batch-size", "40", "--eval-every", "3", "--max-train", "200",
+             "--vocab-size", "300"]
+    assert main([*run, *sizes, "--epochs", "1"]) == 0
+    assert main([*run, "--resume", "--epochs", "2"]) == 0
+    model, _, header = load_sentiment(tmp_path / "s.npz")
+    assert header["training"]["hidden"] == 7 and header["training"]["epochs"] == 2
+    capsys.readouterr()
+    assert main([*run, "--resume", "--epochs", "3", "--hidden", "8"]) == 2
+    assert "--hidden 8 differs from the run's 7" in capsys.readouterr().err
+
 # -- the shipped checkpoint -------------------------------------------------------------------------------
 shipped = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="rnnchat/checkpoints/sentiment.npz not present")
 

@@ -404,6 +404,22 @@ def test_train_task_end_to_end_resume_and_eval(tmp_path):
     assert e["examples"] == 100 and "exact_match_beam2" in e
 
 
+def test_resume_from_the_command_line_keeps_the_runs_settings_and_a_damaged_timing_file_is_noted(tmp_path, capsys):
+    """`train seq2seq --resume` without the sizes failed on the saved state; a damaged timing.json was an
+    AttributeError traceback or an error naming no file (adversarial findings)."""
+    from rnnchat.cli.main import main
+    from rnnchat.models.seq2seq import load_seq2seq
+    run = ["train", "seq2seq", "--task", "dates", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "d.npz")]
+    assert main([*run, "--embed", "8", "--hidden", "8", "--proj", "8", "--n-examples", "300", "--epochs", "1"]) == 0
+    (tmp_path / "r" / "timing.json").write_text("[1]")
+    assert main(["train", "seq2seq", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "d.npz"), "--resume",
+                 "--epochs", "2"]) == 0  # (the task, too, is the run's)
+    assert "timing.json is damaged" in capsys.readouterr().err
+    header = load_seq2seq(tmp_path / "d.npz")[2]
+    assert header["task"] == "dates" and header["training"]["hidden"] == 8 and header["metrics"]["train_invocations"] == 1
+    assert main([*run, "--resume", "--epochs", "3", "--hidden", "16"]) == 2
+    assert "--hidden 16 differs from the run's 8" in capsys.readouterr().err
+
 def test_train_chat_end_to_end(tmp_path, monkeypatch, chitchat_root):
     import argparse
     from rnnchat.train.seq2seq import add_eval_arguments, add_train_arguments, run_eval_command, run_train_command
