@@ -43,11 +43,6 @@ def corpora_build_dir() -> Path:
     return Path(os.environ.get("RNNCHAT_CORPORA") or MANIFESTS / "build")
 
 
-def runs_dir() -> Path:
-    """Where training runs write by default (git-ignored)."""
-    return ROOT / "runs"
-
-
 def data_dir() -> Path:
     """Conversations and the REPL history: $RNNCHAT_DATA_DIR, else the user's data directory."""
     env = os.environ.get("RNNCHAT_DATA_DIR")

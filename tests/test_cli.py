@@ -107,6 +107,12 @@ def test_info_prints_header_and_refuses_garbage(tmp_path, capsys):
                     {"model": "lm", "config": {"hidden": 3}, "vocab": ["<pad>"], "corpus": {}, "metrics": {"x": 1}})
     assert main(["info", str(good)]) == 0
     assert "hidden=3" in capsys.readouterr().out
+    sly = tmp_path / "sly.npz"  # a header key may hold escape sequences (recolour, retitle the terminal)
+    save_checkpoint(sly, {"w": np.ones(2, np.float32)}, {"model": "lm", "config": {"\x1b[31mred": 1}, "vocab": [],
+                                                         "corpus": {}, "metrics": {"\x1b]0;title\x07": 1}})
+    assert main(["info", str(sly)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[31mred" in out and "\\x1b]0;title\\x07" in out
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a checkpoint")
     assert main(["info", str(bad)]) == 1

@@ -51,6 +51,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
 # -- info ------------------------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from rnnchat.checkpoint import CheckpointError, format_header, read_header
+    from rnnchat.control_chars import visible
     failed = 0
     for path in args.paths:  # every path is reported, a bad one does not hide the others
         try:
@@ -61,8 +62,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             continue
         if args.json:
             print(json.dumps({k: v for k, v in header.items() if k != "vocab" or args.vocab}, indent=2))
-        else:
-            print(format_header(header))
+        else:  # (a checkpoint's header is anyone's text: its escape sequences are shown, not obeyed)
+            print(visible(format_header(header)))
     return 1 if failed else 0
 
 

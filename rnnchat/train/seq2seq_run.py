@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnchat import paths
 from rnnchat.atomic import atomic_write_bytes
 from rnnchat.models.seq2seq import Seq2SeqConfig
 from rnnchat.train.trainer import Trainer, as_resumed, check_out, check_run_dir
@@ -81,7 +80,7 @@ def resolve(a: Seq2SeqTrainArgs) -> Seq2SeqTrainArgs:
     if a.task not in TASK_NAMES:
         raise ValueError(f"unknown task {a.task!r}; choose one of {', '.join(TASK_NAMES)}")
     given = {k: v for k, v in asdict(a).items() if v is not None}
-    run_dir = Path(given.get("run_dir") or paths.runs_dir() / f"seq2seq_{a.task}")
+    run_dir = Path(given.get("run_dir") or Path("runs") / f"seq2seq_{a.task}")  # (as train lm and sentiment)
     if a.resume:  # the run's own settings where the flags leave them out
         defaults = {"task": Seq2SeqTrainArgs.task, "seed": Seq2SeqTrainArgs.seed}
         given = {k: v for k, v in as_resumed(given, defaults, run_dir, RESUME_KEPT).items() if v is not None}
