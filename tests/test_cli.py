@@ -119,6 +119,9 @@ def test_info_prints_header_and_refuses_garbage(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("rnnchat: error:") and "bad.npz" in err
     assert main(["info", str(tmp_path / "missing.npz")]) == 1
+    capsys.readouterr()
+    assert main(["info", "--vocab", str(good)]) == 2  # (ignored without --json)
+    assert "--vocab: only with --json" in capsys.readouterr().err
 
 
 def test_python_dash_m_entry_point():

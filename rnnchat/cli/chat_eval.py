@@ -57,6 +57,9 @@ def _sessions(args: argparse.Namespace, models: Models) -> tuple[quality.Session
     """The sampling sessions' factory and mode (None: no LM, so no session)."""
     used = models.paths
     if "lm" not in used:
+        if args.mode is not None:  # (asked for by name: not skipped in silence)
+            raise EvalError(f"--mode {args.mode}: sampled replies need the LM, which --lm none leaves out "
+                            f"(or --samples 0: no sampled replies)", 2)
         return None
     make, mode = quality.session_factory(used["lm"], used.get("seq2seq"), used.get("backward"), args.mode,
                                          args.candidates)

@@ -53,6 +53,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from rnnchat.checkpoint import CheckpointError, format_header, read_header
     from rnnchat.control_chars import visible
     failed = 0
+    if args.vocab and not args.json:
+        raise CommandError("--vocab: only with --json (the text view never lists the vocabulary)", EXIT_USAGE)
     for path in args.paths:  # every path is reported, a bad one does not hide the others
         try:
             header = read_header(path)
@@ -374,6 +376,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         check_batch_arguments(args)
     except InputError as e:
         raise CommandError(str(e), e.code) from None
+    if args.batch and (ignored := [f for f, on in (("PROMPT", args.prompt is not None), ("--echo", args.echo),
+                                                   ("--num-samples", args.num_samples != 1), ("--json", args.json))
+                                   if on]):
+        raise CommandError(f"{', '.join(ignored)}: not with --batch (every line of the file is a prompt with one "
+                           f"result, written as JSONL to --out)", EXIT_USAGE)
     if not args.batch and args.prompt is None:
         if sys.stdin.isatty():
             raise CommandError("give PROMPT ('' continues from nothing), or '-' / a pipe for the prompt",

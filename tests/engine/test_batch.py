@@ -139,6 +139,16 @@ def test_cli_invalid_settings_exit_2(small_lm_path, flags, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, named", [(["hi"], "PROMPT"), (["--echo"], "--echo"), (["--num-samples", "2"], "--num-samples"),
+                                          (["--json"], "--json")])
+def test_flags_a_batch_would_ignore_are_usage_errors(small_lm_path, tmp_path, flags, named, capsys):
+    """generate --batch ran and ignored them (adversarial finding)."""
+    (tmp_path / "p.txt").write_text("hello\n")
+    argv = ["generate", "--batch", str(tmp_path / "p.txt"), "--out", str(tmp_path / "o.jsonl"), "-m", str(small_lm_path)]
+    assert main([*argv, *flags]) == 2
+    assert f"{named}: not with --batch" in capsys.readouterr().err and not (tmp_path / "o.jsonl").exists()
+
+
 def test_cli_generate_json_samples(small_lm_path, capsys):
     assert main(["generate", "hi", "--checkpoint", str(small_lm_path), "--json", "--num-samples", "3",
                  "-s", "2", "-n", "4"]) == 0
