@@ -180,7 +180,10 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray], header: Ma
 
 
 def update_metrics(path: PathLike, metrics: Mapping[str, Any]) -> None:
-    """Merge ``metrics`` into a checkpoint's header metrics and rewrite it atomically (weights unchanged)."""
+    """Merge ``metrics`` into a checkpoint's header metrics and rewrite it atomically (weights unchanged). A
+    symbolic link is followed: the model it names is the one updated (an atomic write would otherwise put a
+    copy in the link's place and leave that model without the record)."""
+    path = Path(path).resolve()
     header = read_header(path)
     storage = np.float16 if header["dtype"] == "float16" else np.float32
     arrays, header = load_checkpoint(path, dtype=storage)

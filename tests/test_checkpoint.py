@@ -477,3 +477,7 @@ def test_update_metrics_keeps_weights_and_merges(tmp_path):
     after, header = load_checkpoint(path)
     assert header["metrics"] == {"a": 1, "b": 2.5} and header["dtype"] == "float16"
     np.testing.assert_array_equal(before["w"], after["w"])
+    link = tmp_path / "link.npz"  # a link: the model it names gets the record (eval lm --record made a copy)
+    link.symlink_to(path)
+    update_metrics(link, {"c": 3})
+    assert link.is_symlink() and read_header(path)["metrics"] == {"a": 1, "b": 2.5, "c": 3}
