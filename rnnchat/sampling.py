@@ -71,7 +71,7 @@ class SamplingSettings:
         if problems:
             raise SettingsError("; ".join(problems))
         if not np.isfinite(self.temperature) or self.temperature < 0:
-            problems.append(f"temperature must be >= 0, got {self.temperature}")
+            problems.append(f"temperature must be a finite number >= 0, got {self.temperature}")
         if not 0 <= self.top_k <= MAX_WINDOW:
             problems.append(f"top-k must be in [0, {MAX_WINDOW}] (0 = off), got {self.top_k}")
         if not (0 < self.top_p <= 1):

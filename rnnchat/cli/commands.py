@@ -83,12 +83,15 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
 def cmd_train_plot(args: argparse.Namespace) -> int:
     from rnnchat.train.curves import plot_curves
     path = Path(args.run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise CommandError(f"{path} does not exist: is {args.run_dir} a training run directory?")
+    if not path.is_file():
+        why = "is not a file" if path.exists() else "does not exist"
+        raise CommandError(f"{path} {why}: is {args.run_dir} a training run directory?")
     try:
         print(plot_curves(path))
     except (ValueError, UnicodeDecodeError) as e:
-        raise CommandError(str(e)) from None
+        raise CommandError(f"{path}: {e}") from None
+    except OSError as e:
+        raise CommandError(f"cannot read {path}: {e.strerror or e}") from None
     return 0
 
 

@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
             write_default_config(path)
         except ConfigError as e:
             raise CommandError(str(e), EXIT_USAGE) from None
-        except OSError as e:
-            raise CommandError(f"cannot write {path}: {e.strerror or e}") from None
+        except OSError as e:  # (the atomic write's own message names the file already)
+            why = e.strerror or str(e)
+            raise CommandError(why if str(path) in why else f"cannot write {path}: {why}") from None
         print(f"wrote {path}")
         return 0
     config = user_config()

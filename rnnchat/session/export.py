@@ -90,11 +90,17 @@ def write_export(turns: list[Turn], path: Path, fmt: str, title: str, replace: b
         raise SessionError(f"cannot export to {ascii(str(path))}: a file name cannot hold a NUL byte")
     if path.suffix.lower() == ".npz":
         raise SessionError(f"will not export to {path}: an .npz file may be a saved conversation or a model")
+    if path == Path("."):  # (an empty name reads as ".")
+        raise SessionError(f"cannot export to {str(path)!r}: give a file name")
     try:
+        if path.exists() and not path.is_file():  # (--force could not replace it either)
+            raise SessionError(f"cannot export to {path}: it is a folder, a pipe or a device, not a file")
         if path.exists() and not replace:
             raise SessionError(f"{path} exists; export to another file, or replace it with {how_to_replace}")
         path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # (a name too long, a file where the folder goes)
+    except (FileExistsError, NotADirectoryError):  # mkdir met a file where a folder goes
+        raise SessionError(f"cannot export to {path}: a file stands where its folder should be") from None
+    except OSError as e:  # (a name too long)
         raise SessionError(f"cannot export to {path}: {e.strerror or e}") from None
     atomic_write_bytes(path, render(turns, fmt, title).encode("utf-8"))
     return path

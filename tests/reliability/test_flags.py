@@ -23,6 +23,12 @@ def test_train_plot_of_an_empty_or_garbage_log_is_a_clear_error(tmp_path, capsys
     assert "no training records" in capsys.readouterr().err
 
 
+def test_train_plot_of_a_folder_named_like_the_log_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").mkdir()  # (it said "[Errno 21] Is a directory")
+    assert main(["train", "plot", str(tmp_path)]) == 1
+    assert "metrics.jsonl is not a file: is" in capsys.readouterr().err
+
+
 def test_info_reports_every_path_even_after_a_bad_one(small_lm_path, tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.npz"), str(small_lm_path), str(tmp_path / "also.npz")]) == 1
     captured = capsys.readouterr()

@@ -75,6 +75,13 @@ def test_cli_export_of_saved_conversations(make_session, data_dir, tmp_path, cap
     before = saved.read_bytes()
     assert main(["export", "-o", str(saved), "--force", "-f", "json"]) == 1
     assert ".npz" in capsys.readouterr().err and saved.read_bytes() == before
+    # what -o cannot name said "exists; replace it with --force", and then --force was refused (adversarial)
+    for out, why in ((tmp_path, "it is a folder, a pipe or a device"), ("/dev/null", "it is a folder, a pipe or"),
+                     ("", "give a file name"), (tmp_path / "mine.txt" / "x.md", "a file stands where its folder")):
+        assert main(["export", "greeting", "-o", str(out), "--force"]) == 1
+        assert why in capsys.readouterr().err
+    assert main(["export", "greeting", "-o", "-", "-f", "txt"]) == 0  # '-': stdout
+    assert "] you: hello there" in capsys.readouterr().out and not Path("-").exists()
 
 
 def test_export_command_writes_the_current_transcript(make_session, data_dir, tmp_path):
@@ -111,6 +118,6 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
         s.command(f"/export {tmp_path}/a\0b.md")
     if hasattr(os, "mkfifo"):  # what is not a regular file (/dev/null as root) is never replaced
         os.mkfifo(tmp_path / "fifo")
-        with pytest.raises(OSError, match="not a regular file"):
+        with pytest.raises(SessionError, match="it is a folder, a pipe or a device"):
             s.command(f"/export -f {tmp_path / 'fifo'}")
         assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)

@@ -45,7 +45,7 @@ def test_quit_help_errors_and_ctrl_c_at_the_prompt(make_session):
     code, out = run(s, "/help\n/mode chat\n/temp -1\nabc\x03/quit\n")
     assert code == 0
     assert "/mode chat|lm|continue" in out
-    assert "error: seq2seq model not available" in out and "error: temperature must be >= 0" in out
+    assert "error: seq2seq model not available" in out and "error: temperature must be a finite number >= 0" in out
     assert to_json(s.transcript) == []  # Ctrl+C threw the line away
 
 
