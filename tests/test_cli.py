@@ -241,3 +241,11 @@ def test_eval_lm_on_conversations_too_short_for_its_streams(tmp_path, monkeypatc
     monkeypatch.setenv("RNNCHAT_CORPORA", str(tmp_path / "none"))
     assert main(["eval", "lm", "-m", str(small_lm_path), "--split", "test"]) == 1
     assert "the test split: nothing to score" in capsys.readouterr().err
+
+
+def test_generate_notes_a_prompt_the_model_cannot_read(small_lm_path, capsys):
+    """A prompt of words outside the vocabulary (each read as <unk>) was continued with no word said."""
+    assert main(["generate", "-m", str(small_lm_path), "-n", "2", "-s", "1", "zzqqxx blorf qwerty"]) == 0
+    assert "note: 3 of the prompt's 3 tokens are outside the model's vocabulary" in capsys.readouterr().err
+    assert main(["generate", "-m", str(small_lm_path), "-n", "2", "-s", "1", "i like"]) == 0
+    assert "outside the model's vocabulary" not in capsys.readouterr().err
