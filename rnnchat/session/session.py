@@ -255,8 +255,9 @@ class ChatSession:
 
     def _keep(self, conv: Conversation | None, chat_state: ChatState | None) -> None:
         """The memory after a ranked reply was shown (see `replies.play`)."""
-        if conv is not None:
+        if conv is not None:  # (a regenerated reply's memory is from before it: the cache follows the setting now)
             self.conv = conv
+            conv.use_cache(self.engine.cache_settings if self.settings.cache else None)
         if chat_state is not None:
             self.chat_state = chat_state
 
@@ -324,7 +325,13 @@ class ChatSession:
 
     def save(self, name: str, replace: bool = True) -> Path:
         """Save the conversation (and the seq2seq memory) under `name`, in one atomic write (replace=False:
-        refuse a name in use)."""
+        refuse a name in use). Not as "last": that is the autosave, which the next reply writes over."""
+        if name == LAST:
+            raise SessionError(f"{LAST!r} is the autosaved conversation (the next reply replaces it): save under "
+                               f"another name")
+        return self._write(name, replace)
+
+    def _write(self, name: str, replace: bool = True) -> Path:
         settings = {"mode": self.mode.value, "candidates": self.candidates, "sampling": self.settings.to_dict()}
         return self.store.write(name, self.conv, self.transcript, self.seq2seq, self.chat_state, replace, settings)
 
@@ -350,7 +357,7 @@ class ChatSession:
         if self.autosave_blocked:
             raise SessionError(self.autosave_blocked)
         if not self.autosave_off:
-            self.save(LAST)
+            self._write(LAST)
 
     def _autosave_error(self) -> str | None:
         try:

@@ -141,3 +141,32 @@ def test_a_stop_while_a_long_message_is_read_ends_the_turn_with_no_reply(make_se
     with pytest.raises(SessionError, match="nothing to regenerate"):  # (1 candidate drew again from the part read)
         list(s.regenerate())
     assert len(list(s.respond("and then"))) > 0 and s.transcript[-1].text
+
+
+@pytest.mark.parametrize("candidates", [1, 4])
+def test_regenerate_keeps_the_cache_as_the_setting_says_now(make_session, engine, monkeypatch, candidates):
+    """/cache on, then /retry: the memory a retry keeps was copied before the cache was on, so the cache went
+    off while the settings still said on (and /cache off then /retry brought the old cache back; adversarial)."""
+    from rnnchat.models.lm_cache import CacheSettings
+    monkeypatch.setattr(engine, "cache_settings", CacheSettings(lam=0.5))
+    s = make_session()
+    s.set_candidates(candidates)
+    list(s.respond("hello there"))
+    s.command("/cache on")
+    assert s.conv.cache is not None
+    list(s.regenerate())
+    assert s.settings.cache and s.conv.cache is not None
+    s.command("/cache off")
+    list(s.regenerate())
+    assert not s.settings.cache and s.conv.cache is None
+
+
+def test_last_is_not_a_name_to_save_under(make_session):
+    """/save last wrote the autosave file, which the next reply replaced: a save that saved nothing lasting."""
+    from rnnchat.session.store import SessionError
+    s = make_session()
+    list(s.respond("hello there"))
+    for command in ("/save last", "/save -f last"):
+        with pytest.raises(SessionError, match="'last' is the autosaved conversation"):
+            s.command(command)
+    assert "last" not in s.saved_names()

@@ -92,6 +92,10 @@ class ChatApp(ConversationActions, App):
         self._reset_armed = self._quit_armed = False  # a reset failed, a quit met queued messages: again does it
         self._recall = Recall.from_file(session.directory / "repl_history")  # shared with the REPL (its format)
 
+    def notify(self, message: str, *, markup: bool = False, **kw) -> None:
+        """Plain text: notes quote typed words and paths ("[/" in one was a MarkupError that closed the app)."""
+        super().notify(message, markup=markup, **kw)
+
     # -- layout ----------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         s = self.session
@@ -180,7 +184,7 @@ class ChatApp(ConversationActions, App):
             self.session.set_setting(field.id.removeprefix("set-"), field.value)
         except SettingsError as e:
             field.add_class("-invalid")
-            error.update(str(e))
+            error.update(Text(str(e)))  # (it quotes what was typed: not markup)
             error.display = True
             return
         field.remove_class("-invalid")
@@ -205,6 +209,7 @@ class ChatApp(ConversationActions, App):
         self._submit(text)
 
     def _submit(self, text: str) -> None:
+        self._reset_armed = False  # a forced reset must follow its warning, not come a conversation later
         if text.startswith("/"):
             self._command(text)
         else:

@@ -212,10 +212,11 @@ class SaveScreen(Dialog):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         name = event.value
         if not NAME_RE.fullmatch(name):
-            self.notify("use letters, digits, '_', '-' and '.'", severity="warning")
+            self.notify("use letters, digits, '_', '-' and '.'", severity="warning", markup=False)
         elif name in self.existing and self._confirmed != name:
             self._confirmed = name
-            self.notify(f"{name!r} exists: Enter again replaces it, or type another name", severity="warning")
+            self.notify(f"{name!r} exists: Enter again replaces it, or type another name", severity="warning",
+                        markup=False)
         else:
             self.dismiss(name)
 
@@ -256,16 +257,16 @@ class LoadScreen(Dialog):
             return
         if self._armed != name:
             self._armed = name
-            self.notify(f"Del again deletes {name!r}", severity="warning")
+            self.notify(f"Del again deletes {name!r}", severity="warning", markup=False)
             return
         try:
             self.store.delete(name)
         except (SessionError, OSError) as e:
-            self.notify(str(e), severity="error")
+            self.notify(str(e), severity="error", markup=False)
             return
         self._armed = None
         self._refresh(self.store.names())
-        self.notify(f"deleted {name!r}")
+        self.notify(f"deleted {name!r}", markup=False)
 
     def action_rename(self) -> None:
         name = self._highlighted()
@@ -282,12 +283,12 @@ class LoadScreen(Dialog):
         try:
             self.store.rename(old, new)
         except (SessionError, OSError) as e:
-            self.notify(str(e), severity="error")
+            self.notify(str(e), severity="error", markup=False)
             return
         event.input.add_class("hidden")
         self._refresh(self.store.names())
         self.query_one(OptionList).focus()
-        self.notify(f"renamed {old!r} to {new!r}")
+        self.notify(f"renamed {old!r} to {new!r}", markup=False)
 
     def _refresh(self, names: list[str]) -> None:
         self.names = names
