@@ -35,6 +35,7 @@ class RankedReply:
     ranked: list[Candidate]
     shown: int = 0                 # which candidate is on screen
     draws: int = 0                 # fresh draws made by regenerate
+    played: bool = False           # the shown one was played (a stop while candidates were made: not yet)
 
     @property
     def current(self) -> Candidate:
@@ -54,9 +55,10 @@ def make(mode: Mode, text: str, settings: SamplingSettings, n: int, conv: Conver
 
 
 def redraw(reply: RankedReply, chat: Seq2SeqChat | None, ranker: Ranker, recent: list[str]) -> RankedReply:
-    """The next candidate of `reply`, or a fresh ranked draw (another seed) once every candidate was shown."""
-    if reply.shown + 1 < len(reply.ranked):
-        reply.shown += 1
+    """The next candidate of `reply` (the best one if a stop came before it was played), or a fresh ranked
+    draw (another seed) once every candidate was shown."""
+    if reply.shown + reply.played < len(reply.ranked):
+        reply.shown += reply.played
         return reply
     draws = reply.draws + 1
     seed = reply.settings.seed
@@ -72,6 +74,7 @@ def play(reply: RankedReply, chat: Seq2SeqChat | None,
     """Yield the shown candidate's tokens, then `keep` the memory after exactly the tokens yielded: the LM
     conversation (LM chat) or the seq2seq memory (seq2seq chat), the other one None."""
     cand = reply.current
+    reply.played = True
     shown: list[Token] = []
     try:
         for tok in cand.tokens:

@@ -170,3 +170,26 @@ def test_last_is_not_a_name_to_save_under(make_session):
         with pytest.raises(SessionError, match="'last' is the autosaved conversation"):
             s.command(command)
     assert "last" not in s.saved_names()
+
+
+@pytest.mark.parametrize("mode", [Mode.LM, Mode.CHAT])
+def test_a_stop_while_candidates_are_made_leaves_the_best_for_regenerate(make_session, monkeypatch, mode):
+    """Esc while the candidates were made showed nothing, and Ctrl+G then showed the second best: the best
+    one was never seen (adversarial finding)."""
+    import threading
+    from rnnchat.session import replies
+    s = make_session(seq2seq=True)
+    s.set_mode(mode)
+    s.set_candidates(3)
+    stop, real = threading.Event(), replies.make
+
+    def make(*args, **kwargs):  # the stop comes while they are made
+        made = real(*args, **kwargs)
+        stop.set()
+        return made
+    monkeypatch.setattr(replies, "make", make)
+    assert list(s.respond("i like the movie", cancel=stop)) == []
+    best = s.last_reply.ranked[0]
+    toks = list(s.regenerate())
+    assert [t.id for t in toks] == [t.id for t in best.tokens] and s.transcript[-1].text == best.text
+    assert [t.id for t in s.regenerate()] == [t.id for t in s.last_reply.ranked[1].tokens]
