@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -29,7 +29,7 @@ from rnnchat.session.commands import COMMAND_HELP
 from rnnchat.session.session import ChatSession, ReplyStats
 from rnnchat.session.store import SessionError
 from rnnchat.session.transcript import MODE_TITLES, Mode
-from rnnchat.ui.history import without_lone_surrogates
+from rnnchat.ui.history import append_history, without_lone_surrogates
 from rnnchat.ui.render import attention_grid, attention_text, score_bar
 
 MOOD_STYLES = {"negative": "bg:ansired fg:ansiwhite", "neutral": "bg:ansiyellow fg:ansiblack",
@@ -37,10 +37,19 @@ MOOD_STYLES = {"negative": "bg:ansired fg:ansiwhite", "neutral": "bg:ansiyellow 
 PROMPTS = {Mode.CHAT: "you> ", Mode.LM: "you> ", Mode.CONTINUE: "text> "}
 REPLY_PREFIX = {Mode.CHAT: "seq2seq> ", Mode.LM: "rnnchat> "}  # continue mode prints the user's text instead
 class Utf8FileHistory(FileHistory):
-    """prompt_toolkit's history file, whose write of a line holding a lone surrogate raised inside the prompt."""
+    """prompt_toolkit's history file, written as `append_history` writes it: a line holding a lone surrogate, or
+    a file that became unwritable (a full disk, a folder in its place) raised inside the prompt, which then
+    stopped after every line ("Unhandled exception ... Press ENTER"). A failed write calls `on_fail` once; the
+    history goes on in memory."""
+
+    def __init__(self, filename: str, on_fail: Callable[[str], None]):
+        super().__init__(filename)
+        self.on_fail, self.failed = on_fail, False
 
     def store_string(self, string: str) -> None:
-        super().store_string(without_lone_surrogates(string))
+        if not self.failed and not append_history(Path(self.filename), string):
+            self.failed = True
+            self.on_fail(f"input history not saved: {self.filename} cannot be written")
 REPL_HELP = COMMAND_HELP[:-2] + (("/attention", "last seq2seq reply's attention over your words"),) + COMMAND_HELP[-2:]
 
 
@@ -66,7 +75,7 @@ class Repl:
         except OSError:
             usable = False
         if usable:
-            return Utf8FileHistory(str(path))
+            return Utf8FileHistory(str(path), self._print)
         self.notes.append(f"input history not saved: {path} cannot be written")
         return InMemoryHistory()
 

@@ -263,6 +263,22 @@ def test_a_history_entry_holding_a_lone_surrogate_is_written_with_u_fffd(tmp_pat
     assert load_history(path) == ["bad \ufffd byte"]
 
 
+def test_a_history_file_that_becomes_unwritable_is_said_once_and_the_prompt_goes_on(tmp_path):
+    """Only the start was checked: a history file replaced by a folder (or a full disk) mid-session raised in
+    prompt_toolkit after every line ("Unhandled exception ... Press ENTER"; adversarial finding)."""
+    from rnnchat.ui.repl import Utf8FileHistory
+    path, said = tmp_path / "h", []
+    history = Utf8FileHistory(str(path), said.append)
+    history.store_string("first")
+    path.unlink()
+    path.mkdir()
+    history.store_string("second")
+    history.store_string("third")
+    assert said == [f"input history not saved: {path} cannot be written"]
+    history.append_string("fourth")  # (what the prompt calls: kept in memory)
+    assert "fourth" in history.get_strings()
+
+
 def test_history_file_entries_keep_any_line_separator_but_newline(tmp_path):
     """prompt_toolkit splits its history file on \\n only; so does the app's reader (\\r, \\u2028 stay inside)."""
     from prompt_toolkit.history import FileHistory
