@@ -336,13 +336,16 @@ class ChatApp(ConversationActions, App):
         super().exit(*args, **kwargs)
 
     def action_stop(self) -> None:
-        """Stop the reply (the memory keeps exactly the tokens shown); messages queued behind it go back into the
-        message box, unsent. Otherwise back to the message box."""
+        """Stop the reply (the memory keeps exactly the tokens shown); messages queued behind it are not sent: the
+        first goes back into an empty message box, Up recalls each of them (they were joined into one line,
+        slash commands and all). Otherwise back to the message box."""
         if self.generating:
             self._cancel.set()
-            if self._queued:
-                self._prompt.value = " ".join([*self._queued, self._prompt.value]).strip()
-                self._queued.clear()
+            left, self._queued = list(self._queued), []  # (each one is in the input history already)
+            if left and not self._prompt.value.strip():
+                self._prompt.value = left.pop(0)
+            if left:
+                self.notify(f"{len(left)} queued message(s) not sent: Up recalls them")
         else:
             self._prompt.focus()
 

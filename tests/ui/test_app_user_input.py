@@ -1,13 +1,15 @@
-"""What the user types reaches the app's notes and error lines as plain text, never as Textual markup ("[/" in
-a setting or a slash command was a MarkupError that closed the app, "[v2]" vanished from a file name, and
-"[@click=app.quit]" made a link that ran an action), and a forced reset needs its warning just before it."""
+"""What the user types: it reaches the app's notes and error lines as plain text, never as Textual markup ("[/"
+in a setting or a slash command was a MarkupError that closed the app, "[v2]" vanished from a file name, and
+"[@click=app.quit]" made a link that ran an action); messages queued behind a stopped reply stay one message
+each; a forced reset needs its warning just before it."""
 
 import pytest
 from textual.widgets import Input, Static
 
 from rnnchat.session.store import SessionError
 from rnnchat.ui.tui.app import ChatApp
-from tests.ui.test_app import SIZE, send
+from rnnchat.ui.tui.widgets import MessageInput
+from tests.ui.test_app import SIZE, gate_stream, send, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -60,3 +62,25 @@ async def test_a_forced_reset_must_follow_its_warning(make_session, monkeypatch)
         await pilot.press("ctrl+r")  # right after its warning: resets anyway
         await pilot.pause()
         assert s.transcript == []
+
+
+async def test_messages_queued_behind_a_stopped_reply_stay_one_message_each(make_session):
+    """Esc joined them into one line ("/save mine line one\nline two"), commands and all (adversarial)."""
+    s = make_session(max_tokens=40)
+    reached, gate = gate_stream(s, after=2)
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"hello", "enter")
+        await wait_until(pilot, lambda: reached.is_set())
+        for queued in ("/save mine", "line one"):
+            await pilot.press(*queued, "enter")
+        await pilot.press("escape")
+        box = app.query_one("#prompt", MessageInput)
+        assert box.value == "/save mine" and not app._queued
+        gate.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        box.value = ""
+        await pilot.press("up")
+        assert box.value == "line one"  # the other one, recalled whole
+        assert [t.text for t in s.transcript if t.role == "user"] == ["hello"]
