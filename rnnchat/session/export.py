@@ -107,7 +107,14 @@ def write_export(turns: list[Turn], path: Path, fmt: str, title: str, replace: b
 
 
 def default_export_path(store: Store, fmt: str) -> Path:
-    return store.directory / "exports" / f"rnnchat-{default_name()}.{fmt}"
+    """exports/rnnchat-DATE.FMT in the data directory; -2, -3, ... after it for another export in the same second
+    (a second Ctrl+E within one was refused: the name existed, and Ctrl+E has no -f)."""
+    base = store.directory / "exports" / f"rnnchat-{default_name()}"
+    path, k = base.with_name(f"{base.name}.{fmt}"), 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}.{fmt}")
+    return path
 
 
 def read_transcript(store: Store, name: str) -> list[Turn]:

@@ -91,6 +91,12 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
     assert "exported 2 message(s) to" in message
     [written] = (data_dir / "exports").glob("rnnchat-*.md")
     assert "> hello there" in written.read_text()
+    import rnnchat.session.export as export  # another export in the same second takes the next free name
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(export, "default_name", lambda: written.stem.removeprefix("rnnchat-"))
+        assert s.command("/export").endswith(f"{written.stem}-2.md") and s.command("/export").endswith("-3.md")
+    for extra in (data_dir / "exports").glob("rnnchat-*-*-*.md"):
+        extra.unlink()
     s.command(f"/export json {tmp_path / 'x.out'}")
     assert json.loads((tmp_path / "x.out").read_text())["turns"][0]["text"] == "hello there"
     s.command(f"/export {tmp_path / 'y.txt'}")  # the format follows the suffix
