@@ -83,17 +83,18 @@ def set_setting(session: Commandable, name: str, text: str) -> None:
 
 
 def _export(session: Commandable, arg: str) -> str:
-    """/export [-f] [md|txt|json] [FILE]: the transcript to FILE (default: exports/ in the data directory);
-    -f replaces an existing FILE."""
+    """/export [-f] [md|txt|json] [FILE]: the transcript to FILE, the rest of the line (spaces and all; default:
+    exports/ in the data directory); -f replaces an existing FILE."""
     words = arg.split(maxsplit=1)
     replace = words[:1] == ["-f"]
     if replace:
         words = words[1].split(maxsplit=1) if len(words) > 1 else []
     fmt = words.pop(0) if words and words[0] in FORMATS else None
-    if words and "/" not in words[0] and not Path(words[0]).suffix:  # "/export pdf", "md json", "-f -f": no file
-        raise SessionError(f"/export {visible(words[0])}: not a format ({', '.join(FORMATS)}), nor a file name "
-                           f"with a suffix (such as {visible(words[0])}.md)")
-    path = Path(words[0]).expanduser() if words else None
+    name = " ".join(words).strip() if fmt or replace else arg.strip()  # (the rest of the line, as typed)
+    if name and "/" not in name and not Path(name).suffix:  # "/export pdf", "md json", "-f -f": no file
+        raise SessionError(f"/export {visible(name)}: not a format ({', '.join(FORMATS)}), nor a file name "
+                           f"with a suffix (such as {visible(name)}.md)")
+    path = Path(name).expanduser() if name else None
     fmt = format_for(path, fmt)
     path = path or default_export_path(session.store, fmt)
     write_export(session.transcript, path, fmt, "rnnchat conversation", replace, "/export -f")

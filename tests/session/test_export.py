@@ -99,6 +99,10 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
         extra.unlink()
     s.command(f"/export json {tmp_path / 'x.out'}")
     assert json.loads((tmp_path / "x.out").read_text())["turns"][0]["text"] == "hello there"
+    s.command(f"/export {tmp_path / 'my notes.md'}")  # the file is the rest of the line (it was refused, while
+    assert "> hello there" in (tmp_path / "my notes.md").read_text()  # "/export md my notes.md" wrote it)
+    s.command(f"/export txt {tmp_path / 'my  notes.txt'}")
+    assert (tmp_path / "my  notes.txt").exists()
     s.command(f"/export {tmp_path / 'y.txt'}")  # the format follows the suffix
     assert "] you: hello there" in (tmp_path / "y.txt").read_text()
     with pytest.raises(SessionError, match="exists; .* /export -f"):
