@@ -84,3 +84,28 @@ async def test_messages_queued_behind_a_stopped_reply_stay_one_message_each(make
         await pilot.press("up")
         assert box.value == "line one"  # the other one, recalled whole
         assert [t.text for t in s.transcript if t.role == "user"] == ["hello"]
+
+
+@pytest.mark.parametrize("start, reply_badge", [("lm", True), ("continue", False)])
+async def test_f2_while_a_reply_streams_leaves_its_bubble_as_it_began(make_session, start, reply_badge):
+    """The finished bubble's badge followed the mode switched to: an LM reply switched to continue got no mood,
+    a continuation switched to LM showed the continuation's mood instead of the user's (adversarial)."""
+    from rnnchat.ui.tui.widgets import Bubble
+    s = make_session(max_tokens=6)
+    s.set_mode(start)
+    reached, gate = gate_stream(s, after=1)
+    app = ChatApp(s, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app._prompt.value = "i love good great things"
+        await pilot.press("enter")
+        await wait_until(pilot, reached.is_set)
+        await pilot.press("f2")
+        gate.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        bubble = app.query(Bubble).last()
+        user_mood = s.transcript[0].sentiment
+        if reply_badge:
+            assert bubble.mood is not None and bubble.mood == s.last_reply_mood
+        else:
+            assert bubble.mood is not None and bubble.mood == user_mood

@@ -279,9 +279,9 @@ class ChatApp(ConversationActions, App):
             self.notify(message.error, severity="error")
         if stats and stats.stopped:
             self._bubble.set_note("(stopped)")
-        if self.session.mode is not Mode.CONTINUE and (mood := self.session.last_reply_mood) is not None:
+        if "continue" not in self._bubble.classes and (mood := self.session.last_reply_mood) is not None:
             self._bubble.set_mood(mood)  # the reply's own mood, scored once it is whole (a continuation's bubble
-            # shows the user's text and its mood)
+            # shows the user's text and its mood; the bubble's kind, not the mode: F2 may have changed that)
         if stats and stats.save_error:
             self.notify(stats.save_error, severity="error")
         self._show_stats()
