@@ -109,3 +109,20 @@ async def test_f2_while_a_reply_streams_leaves_its_bubble_as_it_began(make_sessi
             assert bubble.mood is not None and bubble.mood == s.last_reply_mood
         else:
             assert bubble.mood is not None and bubble.mood == user_mood
+
+
+async def test_up_in_a_long_wrapped_message_moves_within_it(make_session):
+    """Up on the last row of a one-line message wrapped over several rows replaced it by an earlier message."""
+    app = ChatApp(make_session(max_tokens=3), cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "an earlier message")
+        box = app.query_one("#prompt", MessageInput)
+        long = "this is a long paragraph that I am editing carefully " * 4
+        box.value = long
+        await pilot.pause()
+        assert box.wrapped_document.height > 1
+        await pilot.press("up")
+        assert box.value == long  # the cursor moved up a row
+        for _ in range(box.wrapped_document.height):
+            await pilot.press("up")
+        assert box.value == "an earlier message"  # from its first row: the history

@@ -296,7 +296,8 @@ class MessageInput(TextArea):
         self.move_cursor(self.document.end)
 
     async def _on_key(self, event: events.Key) -> None:
-        row, last = self.cursor_location[0], self.document.line_count - 1
+        # the rows as shown (a long line wraps): Up and Down move within the text until its first or last one
+        row, last = self.wrapped_document.location_to_offset(self.cursor_location).y, self.wrapped_document.height - 1
         if event.key == "enter":
             self.post_message(self.Submitted(self, self.text))
         elif event.key in ("shift+enter", "ctrl+j"):
