@@ -39,6 +39,14 @@ async def wait_until(pilot, condition, steps: int = 500):
     raise AssertionError("condition not reached")
 
 
+async def queue_behind_a_reply(pilot, reached: threading.Event, messages: tuple[str, ...]):
+    """Send "hello", wait until its (gated) reply streams, then type and send `messages` behind it."""
+    await pilot.press(*"hello", "enter")
+    await wait_until(pilot, lambda: reached.is_set())
+    for text in messages:
+        await pilot.press(*text, "enter")
+
+
 async def send(pilot, text: str):
     await pilot.click("#prompt")
     await pilot.press(*text, "enter")
@@ -116,10 +124,7 @@ async def test_messages_typed_while_a_reply_streams_are_sent_in_order_after_it(m
     reached, gate = gate_stream(s, after=1)
     app = ChatApp(s, cursor_blink=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press(*"hello", "enter")
-        await wait_until(pilot, lambda: reached.is_set())
-        for word in ("one", "two", "three"):
-            await pilot.press(*word, "enter")
+        await queue_behind_a_reply(pilot, reached, ("one", "two", "three"))
         assert app._queued == ["one", "two", "three"] and app.query_one("#prompt", MessageInput).value == ""
         gate.set()
         await wait_until(pilot, lambda: not app.generating and not app._queued and

@@ -9,7 +9,7 @@ from textual.widgets import Input, Static
 from rnnchat.session.store import SessionError
 from rnnchat.ui.tui.app import ChatApp
 from rnnchat.ui.tui.widgets import MessageInput
-from tests.ui.test_app import SIZE, gate_stream, send, wait_until
+from tests.ui.test_app import SIZE, gate_stream, queue_behind_a_reply, send, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -70,10 +70,7 @@ async def test_messages_queued_behind_a_stopped_reply_stay_one_message_each(make
     reached, gate = gate_stream(s, after=2)
     app = ChatApp(s, cursor_blink=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press(*"hello", "enter")
-        await wait_until(pilot, lambda: reached.is_set())
-        for queued in ("/save mine", "line one"):
-            await pilot.press(*queued, "enter")
+        await queue_behind_a_reply(pilot, reached, ("/save mine", "line one"))
         await pilot.press("escape")
         box = app.query_one("#prompt", MessageInput)
         assert box.value == "/save mine" and not app._queued
