@@ -8,6 +8,10 @@ batch 1:  per-token latency of sampling (temperature 0.8, top-k 40, top-p 0.95, 
           <= 1.3x the bare products.
 batch 64: tokens/second of rnnchat's batch mode vs PyTorch eager sampling the same way (softmax, cumulative
           sum + search), and vs rnnchat's own batch-1 tokens/second. Targets: >= 1.5x PyTorch, >= 15x batch 1.
+candidates: milliseconds for the 16 candidates x 40 tokens of a ranked reply (`decode_rows` as `lm_candidates`
+          calls it: log-probabilities and kept states, temperature 0.5; <eot> banned so every row runs 40 steps),
+          plain and under guidance 1 (its fresh rows stepped in the same products), vs PyTorch eager decoding
+          16 (32) rows the same 40 steps. Target (issue 14): <= 150 ms plain.
 --compete: repeats batch-1 decode with a competing busy process on the machine, for 1 and 2 BLAS threads.
 Run alone otherwise: another busy process on the two cores slows everything 2-3x.
 """
@@ -29,8 +33,9 @@ import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from rnnchat.engine.batch import Job, generate_rows  # noqa: E402
+from rnnchat.engine.rows import decode_rows, fresh_guide  # noqa: E402
 from rnnchat.engine.engine import Engine  # noqa: E402
-from rnnchat.sampling import SamplingSettings  # noqa: E402
+from rnnchat.sampling import RowSampler, SamplingSettings, skip_ids  # noqa: E402
 from rnnchat import paths  # noqa: E402
 
 SETTINGS = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, repeat_penalty=1.1, seed=0)
@@ -125,6 +130,21 @@ def rnnchat_batch(engine: Engine, batch: int, steps: int) -> float:
     return sum(len(r["token_ids"]) for r in rows) / (time.perf_counter() - t)
 
 
+def rnnchat_candidates(engine: Engine, n: int, steps: int, guidance: float) -> float:
+    """Seconds for n candidate replies of `steps` tokens each, decoded together as a ranked reply's are."""
+    conv = engine.conversation()
+    conv.feed("what did you do this weekend?", end_turn=True)
+    s = SamplingSettings(temperature=0.5, max_tokens=steps, skip=(f"#{engine.vocab.eot_id}",), guidance=guidance)
+    banned = skip_ids(s, engine.vocab)
+    rows = [RowSampler(s, banned, np.random.default_rng(i)) for i in range(n)]
+    state = [(np.repeat(h, n, axis=0), np.repeat(c, n, axis=0)) for h, c in conv.state]
+    t = time.perf_counter()
+    decode_rows(engine.decoder, engine.vocab, np.repeat(conv.logits, n, axis=0), state, rows, [s] * n,
+                with_logprobs=True, guide=fresh_guide(engine.decoder, engine.vocab, [guidance] * n),
+                not_first=engine.vocab.end_ids, keep_states=True)
+    return time.perf_counter() - t
+
+
 def _busy(stop) -> None:
     x = 0
     while not stop.is_set():
@@ -159,6 +179,16 @@ def measure(a) -> dict:
                     "ratio_vs_torch": ratio, "ratio_vs_batch1": ours_b * ours}
     print(f"batch {a.batch}: rnnchat {ours_b:.0f} tok/s  torch {ref_b:.0f} tok/s -> {ratio:.2f}x torch "
           f"(target >= 1.5x), {ours_b * ours:.1f}x rnnchat batch 1 (target >= 15x)")
+    with threadpool_limits(2):
+        rnnchat_candidates(engine, 16, 5, 0.0), rnnchat_candidates(engine, 16, 5, 1.0)
+        rounds = [(rnnchat_candidates(engine, 16, 40, 0.0), torch_decode(E, cells, out_b, 16, 40, None) * 40,
+                   rnnchat_candidates(engine, 16, 40, 1.0), torch_decode(E, cells, out_b, 32, 40, None) * 40)
+                  for _ in range(a.rounds)]
+    plain, ref, guided, ref_g = (float(np.median(v)) * 1e3 for v in zip(*rounds))
+    res["candidates"] = {"rows": 16, "tokens": 40, "plain_ms": plain, "torch_ms": ref, "guided_ms": guided,
+                         "torch_32_rows_ms": ref_g, "ratio_vs_torch": plain / ref, "guided_ratio_vs_torch": guided / ref_g}
+    print(f"16 candidates x 40 tokens: rnnchat {plain:.0f} ms (target <= 150), torch {ref:.0f} ms -> "
+          f"{plain / ref:.2f}x; guided {guided:.0f} ms, torch 32 rows {ref_g:.0f} ms -> {guided / ref_g:.2f}x")
     if a.compete:
         res["compete"] = {}
         stop = mp.Event()
