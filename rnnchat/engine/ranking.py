@@ -198,13 +198,14 @@ class Ranker:
         lengths = np.array([len(c.ids) + c.finished for c in candidates], np.float64).clip(min=1)
         judged = bool(w.judge) and self.can_judge(conv)
         fresh = np.array([c.logprob for c in candidates])  # without the LM: no anti-LM part (PMI = 0)
-        back = self.backward_scores(texts, user_text) if (w.backward or judged) else np.zeros(n)
+        back = np.zeros(n)
         judge = np.zeros(n)
         if judged:
             # a cut candidate loses to every finished one whatever the judge says (its penalty outweighs the
             # judge's whole range), so while any candidate finished only those are judged (and get the anti-LM
-            # term): the cut ones are the longest rows the judge would run
+            # and backward terms): the cut ones are the longest rows the judge would run
             picked = [i for i, c in enumerate(candidates) if c.finished] or list(range(n))
+            back[picked] = self.backward_scores([texts[i] for i in picked], user_text)
             chosen = [candidates[i] for i in picked]
             ids = self.lm_ids([c.text for c in chosen])
             # a finished candidate's own sum is the LM's log p(ids + <eot>) when its text reads back to its ids,
@@ -216,8 +217,11 @@ class Ranker:
             features, fresh[picked] = reply_features(self.lm, self.lm_vocab, conv.logits, conv.state, ids,
                                                      back[picked], known, states)
             judge[picked] = self.judge.predict(features).sum(axis=1)
-        elif self.lm is not None and (w.pmi or w.pmi_mean):
-            fresh = self.fresh_logprobs(texts)
+        else:
+            if w.backward:
+                back = self.backward_scores(texts, user_text)
+            if self.lm is not None and (w.pmi or w.pmi_mean):
+                fresh = self.fresh_logprobs(texts)
         for i, c in enumerate(candidates):
             pmi = c.logprob - float(fresh[i])
             c.terms = {"responder": c.logprob / lengths[i], "pmi": pmi, "pmi_mean": pmi / lengths[i],
