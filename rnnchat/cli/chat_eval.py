@@ -21,6 +21,7 @@ import time
 from rnnchat.engine.ranking import check_candidates
 from rnnchat.sampling import SamplingSettings, SettingsError
 from rnnchat.session import quality
+from rnnchat.session.config import DEFAULT_CANDIDATES
 from rnnchat.session.store import SessionError
 from rnnchat.train import chat_eval
 from rnnchat.train.chat_eval import EvalError, Models
@@ -49,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="positions to sample a session's reply for (default 100; 0 = none)")
     p.add_argument("--mode", choices=("chat", "lm"), default=None,
                    help="the sampling session's mode (default: a session's default mode)")
-    p.add_argument("--candidates", type=_candidates, default=16,
-                   help="replies the session samples and ranks per message (default 16; 1 = one streamed sample)")
+    p.add_argument("--candidates", type=_candidates, default=DEFAULT_CANDIDATES,
+                   help=f"replies the session samples and ranks per message (default {DEFAULT_CANDIDATES}, the "
+                        f"chat's; 1 = one streamed sample)")
 
 
 def _sessions(args: argparse.Namespace, models: Models) -> tuple[quality.SessionFactory, str] | None:

@@ -139,8 +139,8 @@ def test_open_session_loads_the_seq2seq_model_or_notes_why_not(small_lm_path, da
     save_seq2seq(seq2seq_chat.model, seq2seq_chat.vocab, path, task="chat", metrics={}, corpus={},
                  decoding={"bos": 3, "eos": 3, "max_src": 20})
     s, notes = open_session(small_lm_path, None, SamplingSettings(max_tokens=4, seed=0), seq2seq_path=path)
-    # the default is the system with the higher judged SSA (LM chat, ranked); seq2seq chat is one key away
-    assert s.mode is Mode.LM and s.unavailable(Mode.CHAT) is None and s.candidates == 16
+    # the default is the system with the higher judged SSA (LM chat, the best of 64); seq2seq chat is one key away
+    assert s.mode is Mode.LM and s.unavailable(Mode.CHAT) is None and s.candidates == 64
     assert not [n for n in notes if n.startswith("seq2seq")]
     s.set_mode(Mode.CHAT)
     assert reply(s, "hello") and memory_of(s).h is not None
