@@ -36,8 +36,8 @@ else:  # Python 3.10: the same parser, from PyPI
 
 # What a user gets by default: the system with the higher judged SSA on the team's prompts
 # (bench/chat_judging/round2: LM chat, best of 16 ranked, 16.8%; seq2seq chat, one sample, 3.7%), choosing
-# among 64 candidates: +5.4 points of SSA over 16 on 200 fresh prompts (rounds 12 and 13), at ~0.57 s on screen
-# against ~0.2 s (bench/ui_latency.py); /candidates 16 is the quicker choice.
+# among 64 candidates: +5.4 points of SSA over 16 on 200 fresh prompts (rounds 12 and 13), at ~0.41 s on screen
+# against ~0.18 s (bench/ui_latency.py); /candidates 16 is the quicker choice.
 DEFAULT_MODE = Mode.LM
 DEFAULT_CANDIDATES = 64
 
