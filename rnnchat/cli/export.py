@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", default=LAST, help="a saved conversation (default: the last one, autosaved)")
     p.add_argument("--format", "-f", choices=FORMATS, default=None,
                    help="md, txt or json (default: from the -o suffix, else md)")
-    p.add_argument("-o", "--out", type=Path, default=None,
-                   help="write to FILE (atomically) instead of stdout ('-': stdout)")
+    p.add_argument("-o", "--out", default=None,
+                   help="write to FILE (atomically) instead of stdout ('-': stdout; ./- names a file)")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists (never an .npz file)")
 
 
@@ -33,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
         turns = read_transcript(store, args.name)
     except SessionError as e:
         raise CommandError(str(e)) from None
-    if args.out == Path("-"):
-        args.out = None
+    args.out = None if args.out in (None, "-") else Path(args.out)
     fmt = format_for(args.out, args.format)
     title = "rnnchat conversation" + ("" if args.name == LAST else f" {args.name!r}")
     if args.out is None:

@@ -203,9 +203,10 @@ class Ranker:
         if judged:
             # a cut candidate loses to every finished one whatever the judge says (its penalty outweighs the
             # judge's whole range), so while any candidate finished only those are judged (and get the anti-LM
-            # and backward terms): the cut ones are the longest rows the judge would run
+            # term, and the backward one unless it is weighed on its own): the cut ones are the longest rows
             picked = [i for i, c in enumerate(candidates) if c.finished] or list(range(n))
-            back[picked] = self.backward_scores([texts[i] for i in picked], user_text)
+            scored = list(range(n)) if w.backward else picked
+            back[scored] = self.backward_scores([texts[i] for i in scored], user_text)
             chosen = [candidates[i] for i in picked]
             ids = self.lm_ids([c.text for c in chosen])
             # a finished candidate's own sum is the LM's log p(ids + <eot>) when its text reads back to its ids,

@@ -208,10 +208,6 @@ def _row_lse(z: np.ndarray) -> np.ndarray:
         return np.log(np.exp(z - top[:, None]).sum(axis=1, dtype=np.float64)) + top
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    return z - _row_lse(z)[:, None]
-
-
 def decode_rows(decoder: LMDecoder, vocab: Vocab, logits: np.ndarray, state, rows: list[RowSampler],
                 settings: list[SamplingSettings], with_logprobs: bool = False, enough: int | None = None,
                 adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,

@@ -85,12 +85,12 @@ def set_setting(session: Commandable, name: str, text: str) -> None:
 def _export(session: Commandable, arg: str) -> str:
     """/export [-f] [md|txt|json] [FILE]: the transcript to FILE, the rest of the line (spaces and all; default:
     exports/ in the data directory); -f replaces an existing FILE."""
-    words = arg.split(maxsplit=1)
-    replace = words[:1] == ["-f"]
-    if replace:
-        words = words[1].split(maxsplit=1) if len(words) > 1 else []
-    fmt = words.pop(0) if words and words[0] in FORMATS else None
-    name = " ".join(words).strip() if fmt or replace else arg.strip()  # (the rest of the line, as typed)
+    rest = arg.strip()
+    replace = bool(flag := re.match(r"-f(\s+|$)", rest))
+    rest = rest[flag.end():] if flag else rest
+    fmt_word = re.match(rf"({'|'.join(FORMATS)})(\s+|$)", rest)
+    fmt = fmt_word.group(1) if fmt_word else None
+    name = rest[fmt_word.end():] if fmt_word else rest  # (the rest of the line, as typed)
     if name and "/" not in name and not Path(name).suffix:  # "/export pdf", "md json", "-f -f": no file
         raise SessionError(f"/export {visible(name)}: not a format ({', '.join(FORMATS)}), nor a file name "
                            f"with a suffix (such as {visible(name)}.md)")

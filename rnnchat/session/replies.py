@@ -59,6 +59,7 @@ def redraw(reply: RankedReply, chat: Seq2SeqChat | None, ranker: Ranker, recent:
     draw (another seed) once every candidate was shown."""
     if reply.shown + reply.played < len(reply.ranked):
         reply.shown += reply.played
+        reply.played = False  # (a stop before this one plays leaves it to the next regenerate)
         return reply
     draws = reply.draws + 1
     seed = reply.settings.seed

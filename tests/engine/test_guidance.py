@@ -7,12 +7,19 @@ import pytest
 from rnnchat.engine.batch import Job, generate_rows
 from rnnchat.engine.conversation import Conversation
 from rnnchat.engine.engine import Engine
-from rnnchat.engine.rows import Guide, decode_rows, fresh_guide, log_softmax
+from rnnchat.engine.rows import Guide, decode_rows, fresh_guide
 from rnnchat.models.lm_cache import CacheSettings
 from rnnchat.engine.ranking import lm_candidates
 from rnnchat.sampling import RowSampler, SamplingSettings, SettingsError, skip_ids
 
 GREEDY = SamplingSettings(temperature=0.0, repeat_penalty=1.0, max_tokens=12)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """The reference: each row's log-probabilities, in float64."""
+    z = np.asarray(z, np.float64)
+    top = z.max(axis=1, keepdims=True)
+    return z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
 
 
 @pytest.fixture(scope="module")

@@ -251,3 +251,22 @@ def test_ranking_no_candidates_is_no_candidates(engine):
     conv = engine.conversation()
     conv.feed("hi", end_turn=True)
     assert Ranker(engine.decoder, engine.vocab, judge=random_judge(engine)).rank([], "hi", [], conv) == []
+
+
+@pytest.mark.parametrize("backward_weight", [0.0, 20.0])
+def test_with_the_judge_the_backward_term_is_skipped_for_cut_candidates_only_when_it_weighs_nothing(
+        engine, seq2seq_chat, backward_weight):
+    """Scoring the backward model for the judged (finished) candidates only saved time; with a backward weight
+    of its own, a cut candidate's term of 0 (the best there is) outranked a finished reply (review finding)."""
+    import dataclasses
+    v = engine.vocab
+    ranker = Ranker(engine.decoder, v, seq2seq_chat.model, seq2seq_chat.vocab, 20, judge=random_judge(engine))
+    ranker = dataclasses.replace(ranker, weights=RankWeights(backward=backward_weight))
+    conv = engine.conversation()
+    conv.feed("do you like dogs", end_turn=True)
+    done, cut = cand(v, "i love the dog"), cand(v, "what is that", finished=False)
+    ranked = ranker.rank([done, cut], "do you like dogs", [], conv)
+    truth = ranker.backward_scores([done.text, cut.text], "do you like dogs")
+    assert done.terms["backward"] == pytest.approx(truth[0])
+    assert cut.terms["backward"] == (pytest.approx(truth[1]) if backward_weight else 0.0)
+    assert ranked[0] is done

@@ -236,14 +236,25 @@ def test_interrupted_run_resumes_on_the_same_trajectory(tmp_path):
 
 
 
-def test_resume_from_the_command_line_keeps_the_runs_sizes(tmp_path, capsys):
+def test_resume_from_the_command_line_keeps_the_runs_sizes(tmp_path, capsys, monkeypatch):
     """`train sentiment --resume` without the sizes built a default-sized model and failed on the saved state
     ("could not broadcast ... (500,8) into (20000,96)"; adversarial finding); a size given anew is refused."""
+    import json
     from rnnchat.cli.main import main
+    rng = np.random.default_rng(0)
+    words = {1: ["good", "great", "love"], -1: ["bad", "awful", "hate"]}
+    (tmp_path / "corpora" / "vader").mkdir(parents=True)  # a small rated corpus of the built kind
+    for split, n in (("train", 120), ("val", 30), ("test", 30)):
+        rows = []
+        for i in range(n):
+            sign = 1 if i % 2 else -1
+            rows.append({"id": str(i), "domain": corpora.VADER_DOMAINS[i % 4], "rating": 2.0 * sign,
+                         "text": " ".join(rng.choice(words[sign], 3)) + " ."})
+        (tmp_path / "corpora" / "vader" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("RNNCHAT_CORPORA", str(tmp_path / "corpora"))
     run = ["train", "sentiment", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "s.npz"),
            "--no-compare-vader", "--no-float16"]
-    sizes = ["--embed", "6", "--hidden", "7", "--batch-size", "40", "--eval-every", "3", "--max-train", "200",
-             "--vocab-size", "300"]
+    sizes = ["--embed", "6", "--hidden", "7", "--batch-size", "40", "--eval-every", "3", "--vocab-size", "300"]
     assert main([*run, *sizes, "--epochs", "1"]) == 0
     assert main([*run, "--resume", "--epochs", "2"]) == 0
     model, _, header = load_sentiment(tmp_path / "s.npz")

@@ -82,6 +82,13 @@ def test_cli_export_of_saved_conversations(make_session, data_dir, tmp_path, cap
         assert why in capsys.readouterr().err
     assert main(["export", "greeting", "-o", "-", "-f", "txt"]) == 0  # '-': stdout
     assert "] you: hello there" in capsys.readouterr().out and not Path("-").exists()
+    monkey = pytest.MonkeyPatch()
+    monkey.chdir(tmp_path)
+    try:
+        assert main(["export", "greeting", "-o", "./-", "-f", "txt"]) == 0  # ./- names a file
+        assert "] you: hello there" in (tmp_path / "-").read_text()
+    finally:
+        monkey.undo()
 
 
 def test_export_command_writes_the_current_transcript(make_session, data_dir, tmp_path):
@@ -103,6 +110,9 @@ def test_export_command_writes_the_current_transcript(make_session, data_dir, tm
     assert "> hello there" in (tmp_path / "my notes.md").read_text()  # "/export md my notes.md" wrote it)
     s.command(f"/export txt {tmp_path / 'my  notes.txt'}")
     assert (tmp_path / "my  notes.txt").exists()
+    before = (tmp_path / "my notes.md").read_text()  # -f before a name of two spaces replaced the one-space file
+    s.command(f"/export -f {tmp_path / 'my  notes.md'}")
+    assert (tmp_path / "my  notes.md").exists() and (tmp_path / "my notes.md").read_text() == before
     s.command(f"/export {tmp_path / 'y.txt'}")  # the format follows the suffix
     assert "] you: hello there" in (tmp_path / "y.txt").read_text()
     with pytest.raises(SessionError, match="exists; .* /export -f"):

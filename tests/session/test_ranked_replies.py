@@ -193,3 +193,6 @@ def test_a_stop_while_candidates_are_made_leaves_the_best_for_regenerate(make_se
     toks = list(s.regenerate())
     assert [t.id for t in toks] == [t.id for t in best.tokens] and s.transcript[-1].text == best.text
     assert [t.id for t in s.regenerate()] == [t.id for t in s.last_reply.ranked[1].tokens]
+    # a regenerate stopped before it plays leaves its candidate to the next one (review finding: it was skipped)
+    assert list(s.regenerate(cancel=stop)) == []
+    assert [t.id for t in s.regenerate()] == [t.id for t in s.last_reply.ranked[2].tokens]

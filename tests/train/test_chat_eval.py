@@ -132,5 +132,8 @@ def test_bad_flags_exit_2(tmp_path, models, capsys):
     assert code == 2 and "never on test" in err
     code, _, err = run(capsys, "--lm", "none", "--seq2seq", "none", "--backward", "none")
     assert code == 1 and "no model" in err
-    code, _, err = run(capsys, "--lm", "none", "--seq2seq", models["seq2seq"], "--backward", "none", "--mode", "lm")
+    convs = tmp_path / "c.jsonl"
+    convs.write_text("".join('{"turns": [["hi %d"], ["hello %d"]]}\n' % (i, i) for i in range(25)))
+    code, _, err = run(capsys, "--conversations", str(convs), "--lm", "none", "--seq2seq", models["seq2seq"],
+                       "--backward", "none", "--mode", "lm")
     assert code == 2 and "--mode lm: sampled replies need the LM" in err  # (it said "skipped" and exit 0)

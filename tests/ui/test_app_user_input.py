@@ -59,6 +59,12 @@ async def test_a_forced_reset_must_follow_its_warning(make_session, monkeypatch)
         await pilot.press("ctrl+r")  # a message came between: refused again, not forced
         await pilot.pause()
         assert [t.text for t in s.transcript if t.role == "user"] == ["hello there", "and more"]
+        await pilot.press("ctrl+g")  # another action between (a retry): no longer armed (review finding)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert [t.text for t in s.transcript if t.role == "user"] == ["hello there", "and more"]
         await pilot.press("ctrl+r")  # right after its warning: resets anyway
         await pilot.pause()
         assert s.transcript == []

@@ -356,6 +356,7 @@ class ChatApp(ConversationActions, App):
 
     def action_retry(self) -> None:
         """Replace the last reply by the next ranked candidate (or a fresh draw)."""
+        self._reset_armed = False  # (a forced reset must come right after its warning)
         if not self._idle("regenerate"):
             return
         s, log = self.session, self.query_one(ChatLog)

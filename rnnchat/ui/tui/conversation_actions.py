@@ -41,6 +41,7 @@ class ConversationActions:
                                                         if kept else ""))
 
     def action_save(self) -> None:
+        self._reset_armed = False  # (a forced reset must come right after its warning)
         if self._idle("save"):
             self.push_screen(SaveScreen(default_name(), self.session.saved_names()), self._save_as)
 
@@ -59,9 +60,11 @@ class ConversationActions:
 
     def action_export(self) -> None:
         """The transcript as Markdown in the data directory's exports/ (`/export` chooses format and file)."""
+        self._reset_armed = False
         self._run(partial(self.session.command, "/export md"), "exported", announce=True)
 
     def action_load(self) -> None:
+        self._reset_armed = False
         if not self._idle("load"):
             return
         if names := self.session.saved_names():
