@@ -89,7 +89,8 @@ class ChatApp(ConversationActions, App):
         self._bubble: Bubble | None = None
         self._streamed = 0
         self._queued: list[str] = []  # messages typed while a reply was streaming, sent in order after it
-        self._reset_armed = self._quit_armed = False  # a reset failed, a quit met queued messages: again does it
+        self._quit_armed = False  # a quit met queued messages: a second Ctrl+Q quits
+        self._reset_armed: tuple | None = None  # a reset failed: the conversation a second Ctrl+R would reset
         self._recall = Recall.from_file(session.directory / "repl_history")  # shared with the REPL (its format)
 
     def notify(self, message: str, *, markup: bool = False, **kw) -> None:
@@ -209,7 +210,6 @@ class ChatApp(ConversationActions, App):
         self._submit(text)
 
     def _submit(self, text: str) -> None:
-        self._reset_armed = False  # a forced reset must follow its warning, not come a conversation later
         if text.startswith("/"):
             self._command(text)
         else:
@@ -356,7 +356,6 @@ class ChatApp(ConversationActions, App):
 
     def action_retry(self) -> None:
         """Replace the last reply by the next ranked candidate (or a fresh draw)."""
-        self._reset_armed = False  # (a forced reset must come right after its warning)
         if not self._idle("regenerate"):
             return
         s, log = self.session, self.query_one(ChatLog)

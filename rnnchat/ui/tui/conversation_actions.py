@@ -26,14 +26,17 @@ class ConversationActions:
 
     def action_reset(self) -> None:
         """A new conversation; the previous one is kept under a dated name (Ctrl+O loads it back). If it cannot be
-        kept, a second Ctrl+R resets anyway."""
+        kept, a second Ctrl+R resets anyway, while the conversation is still the one warned about (nothing sent,
+        regenerated or loaded since: a press a conversation later reset that one unkept)."""
         if not self._idle("reset"):
             return
-        force, self._reset_armed = self._reset_armed, False
+        s, armed, self._reset_armed = self.session, self._reset_armed, None
+        now = (s.conv, len(s.transcript), s.transcript[-1] if s.transcript else None)  # (objects: by identity)
+        force = armed is not None and armed[0] is now[0] and armed[1] == now[1] and armed[2] is now[2]
         try:
-            kept = self.session.reset(force=force)
+            kept = s.reset(force=force)
         except (SessionError, OSError) as e:
-            self._reset_armed = True
+            self._reset_armed = now
             self.notify(str(e).replace("/reset -f (or Ctrl+R again)", "Ctrl+R again"), severity="error")
             return
         self._render_transcript()
@@ -41,7 +44,6 @@ class ConversationActions:
                                                         if kept else ""))
 
     def action_save(self) -> None:
-        self._reset_armed = False  # (a forced reset must come right after its warning)
         if self._idle("save"):
             self.push_screen(SaveScreen(default_name(), self.session.saved_names()), self._save_as)
 
@@ -60,11 +62,9 @@ class ConversationActions:
 
     def action_export(self) -> None:
         """The transcript as Markdown in the data directory's exports/ (`/export` chooses format and file)."""
-        self._reset_armed = False
         self._run(partial(self.session.command, "/export md"), "exported", announce=True)
 
     def action_load(self) -> None:
-        self._reset_armed = False
         if not self._idle("load"):
             return
         if names := self.session.saved_names():
