@@ -54,6 +54,16 @@ def test_sentiment_of_nothing_is_an_error_and_a_byte_order_mark_is_not_text(caps
     assert [r["text"] for r in rows] == ["what a great day", "", "awful"]  # a row per line, the blank one too
 
 
+@pytest.mark.parametrize("flag, shows", [("--hel", "usage: rnnchat [-h] [--version] COMMAND"), ("--h", "COMMAND ..."),
+                                         ("--vers", "rnnchat 0.")])
+def test_the_top_levels_flags_abbreviated_are_the_top_levels(flag, shows, capsys):
+    """`rnnchat --hel` showed the chat subcommand's help and `--vers` was an unrecognized argument (argparse
+    reads abbreviations; the top level now does too before a flag is taken as chat's)."""
+    with pytest.raises(SystemExit) as e:
+        main([flag])
+    assert e.value.code == 0 and shows in capsys.readouterr().out
+
+
 def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["frobnicate"])

@@ -121,6 +121,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+TOP_FLAGS = ("--help", "--version")  # the top level's own flags; every other flag is chat's
+
+
 def _may_ask_for_help(argv: list[str]) -> bool:
     """-h, --help or an abbreviation (--hel), or a cluster of short flags holding h (-qh), before any '--'."""
     flags = argv[:argv.index("--")] if "--" in argv else argv
@@ -137,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+    first = argv[0] if argv else ""
+    top = first == "-h" or (len(first) > 2 and any(f.startswith(first) for f in TOP_FLAGS))  # (--hel, --vers too)
+    if not argv or (first.startswith("-") and not top):
         argv = ["chat", *argv]  # `rnnchat [chat flags]` is `rnnchat chat [chat flags]`
     runtime.configure()
     for arg in argv:  # bytes that are not UTF-8 arrive as lone surrogates, which cannot be saved
