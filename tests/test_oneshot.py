@@ -45,6 +45,9 @@ def test_message_from_stdin_and_usage_errors(small_lm_path, data_dir, capsys, mo
     assert chat(small_lm_path, "-p", "x", "-c", "--conversation", "n") == 2
     assert chat(small_lm_path, "-p", "   ") == 2
     assert chat(small_lm_path, "-p", "x", "--conversation", "last") == 2  # the autosaved one: that is -c
+    capsys.readouterr()
+    assert chat(small_lm_path, "-p", "x", "--conversation", "../x") == 2  # (it was exit 1, after loading models)
+    assert "a name of letters, digits" in capsys.readouterr().err
 
 
 def test_a_mode_asked_for_that_cannot_be_used_is_an_error_not_another_models_reply(small_lm_path, data_dir, capsys,

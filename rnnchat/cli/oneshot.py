@@ -19,7 +19,7 @@ from rnnchat.cli.commands import EXIT_USAGE, CommandError
 from rnnchat.cli.generate import InputError, read_prompt
 from rnnchat.sampling import SettingsError
 from rnnchat.session.session import ChatSession
-from rnnchat.session.store import LAST, SessionError
+from rnnchat.session.store import LAST, NAME_RE, SessionError
 from rnnchat.session.transcript import Mode
 
 
@@ -45,6 +45,9 @@ def check(args: argparse.Namespace) -> None:
         raise CommandError("-c continues the last conversation, --conversation a named one: give one", EXIT_USAGE)
     elif args.conversation == LAST:
         raise CommandError(f"--conversation {LAST} is the autosaved conversation: use -c", EXIT_USAGE)
+    elif args.conversation is not None and not NAME_RE.fullmatch(args.conversation):  # (before any model loads)
+        raise CommandError(f"--conversation {args.conversation!r}: a name of letters, digits, '_', '-' and '.'",
+                           EXIT_USAGE)
 
 
 def run(session: ChatSession, notes: list[str], args: argparse.Namespace) -> int:
