@@ -20,6 +20,7 @@ A candidate's score is a weighted sum of terms (the same scorers `rnnchat eval c
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -102,8 +103,10 @@ def row_seeds(seed: int | None, n: int) -> list[int | None]:
     return [int(s) for s in np.random.SeedSequence([seed, 7]).generate_state(n)]
 
 
-def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> list[Candidate]:
-    """N replies sampled together from the conversation's current state (the user's turn already fed).
+def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int,
+                  cancel: threading.Event | None = None) -> list[Candidate]:
+    """N replies sampled together from the conversation's current state (the user's turn already fed); a set
+    `cancel` ends them after the step in progress (unfinished).
 
     With the cache on, every row reads the conversation's cache as it was before the reply (a row's own
     tokens are not added while it is decoded, as a streamed reply's are); the chosen reply joins it when fed.
@@ -123,7 +126,8 @@ def lm_candidates(conv: Conversation, settings: SamplingSettings, n: int) -> lis
     adjust = conv.cache.mix if conv.cache is not None and settings.cache else None
     guide = fresh_guide(conv.decoder, vocab, [settings.guidance] * n)
     for d in decode_rows(conv.decoder, vocab, logits, state, rows, [settings] * n, with_logprobs=True,
-                         enough=enough, adjust=adjust, guide=guide, not_first=vocab.end_ids, keep_states=True):
+                         enough=enough, adjust=adjust, guide=guide, not_first=vocab.end_ids, keep_states=True,
+                         cancel=cancel):
         ids = d.ids[:-1] if d.finished else d.ids
         tokens = [Token(tid, vocab.itos[tid], piece, p) for tid, p, piece in zip(d.ids, d.probs, d.pieces)]
         out.append(Candidate(tokens, ids, d.finished, d.logprob, lm_logprob=d.lm_logprob, states=d.states))

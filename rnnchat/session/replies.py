@@ -7,6 +7,7 @@ exactly the reply shown (the replaced one is forgotten).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -43,15 +44,17 @@ class RankedReply:
 
 
 def make(mode: Mode, text: str, settings: SamplingSettings, n: int, conv: Conversation, chat: Seq2SeqChat | None,
-         chat_state: ChatState, ranker: Ranker, recent: list[str]) -> RankedReply:
+         chat_state: ChatState, ranker: Ranker, recent: list[str], cancel: threading.Event | None = None
+         ) -> RankedReply:
     """Sample N candidates for `text` from the memory as it is (LM chat: the user's turn already fed) and rank
-    them; the memory is not changed (`play` commits the shown one)."""
+    them; the memory is not changed (`play` commits the shown one). A set `cancel` stops LM chat's candidates
+    after the step in progress, and then none is kept (regenerate draws afresh)."""
     if mode is Mode.CHAT:
         cands, enc = chat.candidates(chat_state, text, settings, n)
         return RankedReply(mode, text, settings, n, conv, chat_state.copy(), enc, ranker.rank(cands, text, recent))
-    cands = lm_candidates(conv, settings, n)
-    return RankedReply(mode, text, settings, n, conv.fork(), chat_state, None,
-                       ranker.rank(cands, text, recent, conv))
+    cands = lm_candidates(conv, settings, n, cancel)
+    ranked = [] if cancel is not None and cancel.is_set() else ranker.rank(cands, text, recent, conv)
+    return RankedReply(mode, text, settings, n, conv.fork(), chat_state, None, ranked)
 
 
 def redraw(reply: RankedReply, chat: Seq2SeqChat | None, ranker: Ranker, recent: list[str]) -> RankedReply:

@@ -248,7 +248,7 @@ class ChatSession:
         if cancel.is_set():  # stopped while the message was read: no candidates are made
             return
         reply = replies.make(mode, text, settings, self.candidates, self.conv, self.seq2seq, self.chat_state,
-                             self.ranker, self._recent_replies())
+                             self.ranker, self._recent_replies(), cancel)
         self.last_reply = reply
         if not cancel.is_set():
             yield from replies.play(reply, self.seq2seq, self._keep)

@@ -196,3 +196,24 @@ def test_a_stop_while_candidates_are_made_leaves_the_best_for_regenerate(make_se
     # a regenerate stopped before it plays leaves its candidate to the next one (review finding: it was skipped)
     assert list(s.regenerate(cancel=stop)) == []
     assert [t.id for t in s.regenerate()] == [t.id for t in s.last_reply.ranked[2].tokens]
+
+
+def test_a_stop_while_lm_candidates_are_drawn_ends_them_after_the_step_in_progress(make_session, monkeypatch):
+    """Esc took effect only once all N candidates were made and ranked (~0.4 s at 64; adversarial finding)."""
+    import threading
+    from rnnchat.engine import rows
+    s = make_session(max_tokens=40)
+    s.set_candidates(8)
+    stop, steps, real = threading.Event(), [], rows.step_guided
+
+    def step(*args, **kwargs):  # the stop comes during the third step of the candidates
+        steps.append(1)
+        if len(steps) == 3:
+            stop.set()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(rows, "step_guided", step)
+    assert list(s.respond("i like the movie", cancel=stop)) == []
+    assert len(steps) == 3 and s.last_reply.ranked == []  # no more steps, nothing ranked
+    history = list(s.conv.history)
+    fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped one is kept)
+    assert fresh and s.conv.history == history + [t.id for t in fresh]
