@@ -24,6 +24,14 @@ def positive_int(text: str) -> int:
 MAX_SAMPLES = 10_000
 
 
+def file_path(text: str) -> Path:
+    """An argparse type: a path that names something ('' read as '.', the current folder, and failed later as
+    ". : not a regular file")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: give a file")
+    return Path(text)
+
+
 def bounded_int(most: int):
     """An argparse type: an integer in [1, most] (a request that would run for ages is a usage error)."""
     def parse(text: str) -> int:
@@ -77,7 +85,7 @@ def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--num-samples", type=bounded_int(MAX_SAMPLES), default=1,
                      help=f"independent continuations of the prompt (at most {MAX_SAMPLES:,})")
     gen.add_argument("--json", action="store_true", help="one JSON object per sample (text, tokens, timing)")
-    gen.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
+    gen.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=file_path, default=paths.lm_checkpoint(),
                      help="language-model checkpoint")
     gen.add_argument("--echo", action="store_true", help="print the prompt before its continuation")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -105,7 +113,7 @@ def add_batch_arguments(p: argparse.ArgumentParser, batch_help: str) -> None:
 def add_sentiment_arguments(sent: argparse.ArgumentParser) -> None:
     sent.add_argument("text", nargs="?", help="the text; '-' or a pipe: one text per line")
     sent.add_argument("--json", action="store_true", help="JSONL: text, label, score, probs")
-    sent.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path,
+    sent.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=file_path,
                       default=paths.sentiment_checkpoint())
 
 
@@ -189,7 +197,7 @@ def add_train_plot_arguments(plot: argparse.ArgumentParser) -> None:
 
 
 def add_eval_lm_arguments(el: argparse.ArgumentParser) -> None:
-    el.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint())
+    el.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=file_path, default=paths.lm_checkpoint())
     el.add_argument("--split", choices=["val", "test"], default="val",
                     help="chitchat split; with --text, the part of each file the model trained on (others: whole)")
     el.add_argument("--text", nargs="+", type=Path, metavar="FILE",

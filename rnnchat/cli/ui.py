@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rnnchat import paths
 from rnnchat.cli import oneshot
+from rnnchat.cli.flags import file_path
 from rnnchat.cli.commands import (EXIT_USAGE, CommandError, add_sampling_flags, model_level, sampling_settings,
                                   user_config)
 
@@ -79,7 +80,7 @@ class _GivenMode(argparse.Action):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=Path, default=paths.lm_checkpoint(),
+    p.add_argument("-m", "--model", "--checkpoint", dest="checkpoint", type=file_path, default=paths.lm_checkpoint(),
                    help="language-model checkpoint")
     p.add_argument("--sentiment", type=Path, default=None,
                    help="sentiment checkpoint (default: rnnchat/checkpoints/sentiment.npz; missing = no indicator)")

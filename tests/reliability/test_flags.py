@@ -16,6 +16,15 @@ def test_out_of_range_training_flags_are_usage_errors(argv, tmp_path, capsys):
     assert e.value.code == 2 and "error: argument" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["generate", "-m", "", "hi"], ["sentiment", "-m", "", "hi"], ["eval", "lm", "-m", ""],
+                                  ["chat", "-m", ""]])
+def test_an_empty_model_path_is_a_usage_error(argv, capsys):
+    """-m '' read as '.', the current folder, and failed later as ". : not a regular file" (adversarial)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "an empty path: give a file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content", ["", "garbage\n{\"x\": 1}\n[1, 2]\n", '{"tokens": "a", "train_ppl": 5}\n'])
 def test_train_plot_of_an_empty_or_garbage_log_is_a_clear_error(tmp_path, capsys, content):
     (tmp_path / "metrics.jsonl").write_text(content)
