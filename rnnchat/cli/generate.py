@@ -42,16 +42,15 @@ def stream_samples(engine: Engine, prompt: str, settings: SamplingSettings, num_
     echo prints the prompt before it. Several plain-text samples are each headed by a `--- sample K ---` line.
     """
     out = out or sys.stdout
-    ids = engine.vocab.encode(prompt[:200_000])
-    unknown = sum(i == engine.vocab.unk_id for i in ids)
-    if unknown and unknown >= len(ids) / 2:  # (the model reads each as the one token <unk>)
-        print(f"note: {unknown} of the prompt's {len(ids)} tokens are outside the model's vocabulary "
-              f"(each reads as <unk>)", file=sys.stderr)
     with one_blas_thread():
         base = engine.conversation(cache=settings.cache)
         t0 = time.perf_counter()
         n_prompt = base.feed(prompt)
         prefill_s = time.perf_counter() - t0
+        unknown = base.history.count(engine.vocab.unk_id)  # (the ids just fed: the model reads each as <unk>)
+        if unknown and unknown >= n_prompt / 2:
+            print(f"note: {unknown} of the prompt's {n_prompt} tokens are outside the model's vocabulary "
+                  f"(each reads as <unk>)", file=sys.stderr)
         for k in range(num_samples):
             s = settings if settings.seed is None else settings.with_(seed=settings.seed + k)
             conv = base.fork()

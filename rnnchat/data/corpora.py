@@ -26,6 +26,7 @@ from typing import Any
 
 from rnnchat import paths
 from rnnchat.atomic import atomic_open
+from rnnchat.data import jsonl
 
 NAMES = ("chitchat", "vader")
 SPLITS = ("train", "val", "test")
@@ -271,12 +272,7 @@ VADER_DOMAINS = ("tweets", "movies", "products", "news")  # (the manifest's sour
 
 def _checked(name: str, n: int, line: str) -> dict:
     """One built record, checked to be what the readers expect (ValueError naming the line)."""
-    try:
-        r = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"line {n}: not JSON, {e.msg}") from None
-    except RecursionError:
-        raise ValueError(f"line {n}: JSON nested too deeply") from None
+    r = jsonl.parse(line, f"line {n}")
     if name == "vader":  # (ratings are the raters' mean on VADER's scale, -4 .. 4)
         rating = r.get("rating") if isinstance(r, dict) else None
         ok = (isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("domain") in VADER_DOMAINS

@@ -10,9 +10,10 @@ product of exactly 8 rows gives it. OpenBLAS rounds a row of a matrix product by
 for one row, and with 0.3.31's Haswell kernels bands of row counts (rows of 16 or more also by their place),
 while a product of exactly 8 rows gives each row the same numbers wherever it sits and whatever its neighbours
 (measured for every product shape of the shipped and the test LM). Its SkylakeX kernels give a row the same
-numbers in a product of any 2-64 rows (the shipped LM, 1 and 2 threads), so there one product is enough: `step_rows` checks that the first time it
-meets each row count at each BLAS thread count (on random rows, run both ways) and takes one product from then
-on where the bits agreed, blocks of 8 elsewhere (the last one padded with copies of its first row).
+numbers in a product of any 2-64 rows (the shipped LM, 1 and 2 threads), so there one product is enough:
+`step_rows` checks that the first time it meets each row count at each BLAS thread count (on random rows, run
+both ways) and takes one product from then on where the bits agreed, blocks of 8 elsewhere (the last one padded
+with copies of its first row).
 `prefill_rows` feeds each row alone, as two copies of itself (its products then depend on its own length only).
 Batch size, resume and the split over Ray workers (`batch_ray`, one BLAS thread each) then cannot change a line.
 The thread count itself can: with the Haswell kernels an 8-row block of the shipped LM rounds some rows

@@ -20,7 +20,6 @@ there (the ranker's penalties outweigh the judge).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,25 +46,10 @@ def judged(pool_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
         if not sheet.exists():
             continue
         where = part / "key.json"
-        try:
-            key = json.loads(where.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ValueError(f"{where}: cannot read it ({e.strerror or e})") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{where}: not UTF-8 text") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not JSON ({e.msg})") from None
-        except RecursionError:
-            raise ValueError(f"{where}: JSON nested too deeply") from None
+        key = jsonl.parse(jsonl.read_text(where), str(where))
         if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
             raise ValueError(f"{where}: expected an object of sheet numbers (\"PROMPT:N\") to candidate texts")
-        try:
-            judgments = sheet.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise ValueError(f"{sheet}: cannot read it ({e.strerror or e})") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{sheet}: not UTF-8 text") from None
-        for n, line in enumerate(judgments, 1):
+        for n, line in enumerate(jsonl.read_text(sheet).splitlines(), 1):
             if not line.strip():
                 continue
             fields = line.split("\t")
@@ -94,7 +78,7 @@ CANDIDATE_FIELDS = {"prompt_id": str, "system": str, "text": str, "finished": bo
 
 def records(path: Path, fields: dict[str, type]) -> Iterator[dict]:
     """The JSON objects of a JSONL file, each holding `fields` of their types (ValueError naming the line)."""
-    for n, r in jsonl.values(path.read_text(encoding="utf-8").splitlines(), str(path)):
+    for n, r in jsonl.values(jsonl.read_text(path).splitlines(), str(path)):
         if not isinstance(r, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object")
         for name, kind in fields.items():

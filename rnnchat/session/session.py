@@ -141,8 +141,9 @@ class ChatSession:
         beam = f", beam {self.beam}" if self.seq2seq is not None else ""
         cache = f", cache {'on' if s.cache else 'off'}" if self.engine.cache_settings is not None else ""
         empty = " (every reply is empty)" if s.max_tokens == 0 else ""
-        return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}{empty}, "
-                f"guidance {s.guidance:g}, skip {', '.join(s.skip) or '-'}{beam}, candidates {self.candidates}{cache}")
+        return (f"temperature {s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, max tokens {s.max_tokens}"
+                f"{empty}, guidance {s.guidance:g}, skip {', '.join(s.skip) or '-'}{beam}, "
+                f"candidates {self.candidates}{cache}")
 
     def command(self, line: str) -> str:
         """Run a slash command other than /help and /quit (see `session.commands`)."""

@@ -224,8 +224,8 @@ def train_lm(a: LMTrainArgs) -> dict:
     a = from_saved_run(a)
     check_text_args(a)
     out = Path(a.out) if a.out is not None else Path(a.run_dir) / "lm.npz"
-    check_out(out, "lm", [("training text", t) for t in a.text or []]
-              + ([] if a.resume else [("--init-from", a.init_from)]), run_dir=a.run_dir)  # (a resumed run does not read it again)
+    inputs = [("training text", t) for t in a.text or []]  # (a resumed run does not read --init-from again)
+    check_out(out, "lm", inputs + ([] if a.resume else [("--init-from", a.init_from)]), run_dir=a.run_dir)
     t0 = time.monotonic()
     text = None
     if a.text:

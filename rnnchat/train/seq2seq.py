@@ -50,7 +50,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=TASK_NAMES, default="addition")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/seq2seq_TASK)")
-    p.add_argument("--out", type=Path, default=None, help="best checkpoint (default RUN_DIR/seq2seq_TASK.npz; never the shipped model)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="best checkpoint (default RUN_DIR/seq2seq_TASK.npz; never the shipped model)")
     for name in ("embed", "hidden", "proj", "batch_size", "eval_every", "n_examples", "vocab_size", "max_src",
                  "max_tgt", "window", "max_train_convs"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)

@@ -33,9 +33,12 @@ KEYS = (
 
 
 class Dialog(ModalScreen):
-    """A modal panel closed with Esc."""
+    """A modal panel closed with Esc; its notes are plain text, as the app's (they quote names and errors)."""
 
     BINDINGS = [Binding("escape", "dismiss", "Close")]
+
+    def notify(self, message: str, *, markup: bool = False, **kw) -> None:
+        super().notify(message, markup=markup, **kw)
 
 
 class HelpScreen(Dialog):
@@ -212,11 +215,10 @@ class SaveScreen(Dialog):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         name = event.value
         if not NAME_RE.fullmatch(name):
-            self.notify("use letters, digits, '_', '-' and '.'", severity="warning", markup=False)
+            self.notify("use letters, digits, '_', '-' and '.'", severity="warning")
         elif name in self.existing and self._confirmed != name:
             self._confirmed = name
-            self.notify(f"{name!r} exists: Enter again replaces it, or type another name", severity="warning",
-                        markup=False)
+            self.notify(f"{name!r} exists: Enter again replaces it, or type another name", severity="warning")
         else:
             self.dismiss(name)
 
@@ -257,16 +259,16 @@ class LoadScreen(Dialog):
             return
         if self._armed != name:
             self._armed = name
-            self.notify(f"Del again deletes {name!r}", severity="warning", markup=False)
+            self.notify(f"Del again deletes {name!r}", severity="warning")
             return
         try:
             self.store.delete(name)
         except (SessionError, OSError) as e:
-            self.notify(str(e), severity="error", markup=False)
+            self.notify(str(e), severity="error")
             return
         self._armed = None
         self._refresh(self.store.names())
-        self.notify(f"deleted {name!r}", markup=False)
+        self.notify(f"deleted {name!r}")
 
     def action_rename(self) -> None:
         name = self._highlighted()
@@ -283,12 +285,12 @@ class LoadScreen(Dialog):
         try:
             self.store.rename(old, new)
         except (SessionError, OSError) as e:
-            self.notify(str(e), severity="error", markup=False)
+            self.notify(str(e), severity="error")
             return
         event.input.add_class("hidden")
         self._refresh(self.store.names())
         self.query_one(OptionList).focus()
-        self.notify(f"renamed {old!r} to {new!r}", markup=False)
+        self.notify(f"renamed {old!r} to {new!r}")
 
     def _refresh(self, names: list[str]) -> None:
         self.names = names
