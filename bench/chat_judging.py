@@ -42,11 +42,12 @@ SYSTEMS = {"seq2seq": (Mode.CHAT, 1, {}), "lm": (Mode.LM, 1, {}), "seq2seq_ranke
 
 
 def load_systems(path: Path | None) -> dict:
-    """{"name": {"mode": "lm", "candidates": 16, "weights": {...}, "settings": {...}}, ...} from a JSON file."""
+    """{"name": {"mode": "lm", "candidates": 16, "weights": {...}, "settings": {...}, "judge": "PATH"}, ...} from a
+    JSON file ("judge": a reply judge checkpoint of that system's own, instead of --judge)."""
     if path is None:
-        return {k: (m, n, w, {}) for k, (m, n, w) in SYSTEMS.items()}
+        return {k: (m, n, w, {}, None) for k, (m, n, w) in SYSTEMS.items()}
     spec = json.loads(path.read_text())
-    return {k: (Mode(v["mode"]), v.get("candidates", 1), v.get("weights", {}), v.get("settings", {}))
+    return {k: (Mode(v["mode"]), v.get("candidates", 1), v.get("weights", {}), v.get("settings", {}), v.get("judge"))
             for k, v in spec.items()}
 LABELS = "ABCDEFGH"
 QUESTION_WORDS = frozenset("what whats what's how hows how's why where wheres where's when who whos who's which "
@@ -83,15 +84,19 @@ def make_replies(args) -> None:
     chat, note = load_chat_model(args.seq2seq)
     if chat is None:
         raise SystemExit(f"no seq2seq chat model: {note}")
-    ranker, notes = make_ranker(engine, args.backward, args.judge)
-    print("; ".join([*notes, f"weights {ranker.weights}"]), file=sys.stderr)
     systems = load_systems(args.systems)
-    rankers = {name: dataclasses.replace(ranker, weights=dataclasses.replace(ranker.weights, **w))
-               for name, (_, _, w, _) in systems.items()}
+    by_judge = {}  # one ranker per judge checkpoint the systems name (None: --judge, or the shipped one)
+    for judge in dict.fromkeys(j and Path(j) or args.judge for *_, j in systems.values()):
+        by_judge[judge], notes = make_ranker(engine, args.backward, judge)
+        print("; ".join([*notes, f"judge {judge or 'shipped'}: weights {by_judge[judge].weights}"]), file=sys.stderr)
+    rankers = {}
+    for name, (_, _, w, _, j) in systems.items():
+        r = by_judge[j and Path(j) or args.judge]
+        rankers[name] = dataclasses.replace(r, weights=dataclasses.replace(r.weights, **w))
     out, times = [], {name: [] for name in systems}
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
-            for name, (mode, n, _, settings) in systems.items():
+            for name, (mode, n, _, settings, _) in systems.items():
                 sampling = system_sampling(settings, p["turns"])
                 s = ChatSession(engine, seq2seq=chat, settings=SamplingSettings(seed=seed_of(p["id"]), **sampling),
                                 directory=Path(tmp), ranker=rankers[name], candidates=n)

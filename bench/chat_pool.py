@@ -57,7 +57,7 @@ def candidates(args) -> list[dict]:
     prompts = read_jsonl(args.prompts)[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
-            for name, (mode, n, w, settings) in load_systems(args.systems).items():
+            for name, (mode, n, w, settings, _) in load_systems(args.systems).items():
                 ranker = dataclasses.replace(shipped, weights=RankWeights(**w))
                 sampling = system_sampling(settings, p["turns"])
                 s = ChatSession(engine, settings=SamplingSettings(seed=seed_of(p["id"]), **sampling),

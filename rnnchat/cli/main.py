@@ -57,7 +57,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("train", "sentiment-ensemble"): Command("one sentiment checkpoint averaging trained members",
                                              "rnnchat.train.sentiment_ensemble:add_ensemble_arguments",
                                              f"{_C}:cmd_train_sentiment_ensemble"),
-    ("train", "reply-judge"): Command("the reply judge: P(sensible), P(specific) learnt from judged candidate pools",
+    ("train", "reply-judge"): Command("the reply judge: P(sensible), P(specific) learnt from judged pools and rounds",
                                       "rnnchat.session.judge_training:add_train_arguments",
                                       f"{_C}:cmd_train_reply_judge"),
     ("train", "plot"): Command("plot a run's training curve in the terminal", f"{_F}:add_train_plot_arguments",

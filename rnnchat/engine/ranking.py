@@ -9,7 +9,7 @@ A candidate's score is a weighted sum of terms (the same scorers `rnnchat eval c
                Function for Neural Conversation Models");
 * `backward`   log p(user's message | reply) per token of the message, under the backward seq2seq model
                (MMI-bidi, same paper): replies from which the message can be told back win;
-* `judge`      P(sensible) + P(specific) under the reply judge learnt from judged candidate pools
+* `judge`      P(sensible) + P(specific) under the reply judge learnt from judged pools and rounds
                (`models/reply_judge.py`; LM chat only: it reads the LM's state, and needs the backward model;
                while any candidate finished, the cut ones are not judged, nor given the anti-LM term: they lose);
 * penalties    a reply cut at max tokens, one that repeats the user or the bot's recent replies, an empty one.

@@ -4,12 +4,14 @@ It lives with the sessions because it reads each candidate as a session's ranker
 prompt's turns, fed as a session feeds them, and the ranker's PMI and backward terms).
 
     rnnchat train reply-judge --pools bench/chat_judging/pool_dev bench/chat_judging/pool_train \\
-        --out rnnchat/checkpoints/reply_judge.npz
+        --rounds bench/chat_judging/dev* bench/chat_judging/round* --out rnnchat/checkpoints/reply_judge.npz
 
 A pool directory (written by `bench/chat_pool.py make`) holds `prompts.jsonl` ({"id", "turns"}), every
 candidate of every system's ranked reply in `candidates.jsonl` ({"prompt_id", "system", "text", "finished"}),
 and blind sheets `part-*/` whose `key.json` maps "prompt_id:number" to a text and whose `judgments.tsv` holds
-`prompt_id <TAB> number <TAB> sensible <TAB> specific` lines (specific counts only when sensible).
+`prompt_id <TAB> number <TAB> sensible <TAB> specific` lines (specific counts only when sensible). Judged rounds
+(`--rounds`, `bench/chat_judging.py`) add the replies systems showed and judges labelled: training data only, one
+reply among ~1,000 prompts' where the pools have 16 among 150 prompts'.
 
 Before fitting on every pool, the judge is fitted K times on the pools of 4/5 of the prompts and asked to pick
 the reply of the other prompts' pools (folds over prompts, so a prompt is never seen by the judge that picks
@@ -20,7 +22,7 @@ there (the ranker's penalties outweigh the judge).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +72,12 @@ class Pool:
     texts: list[str]
     finished: np.ndarray
     labels: np.ndarray
+    ranked: bool = True  # False: a judged round's shown replies, training data only (no pick is scored on them)
 
 
 PROMPT_FIELDS = {"id": str, "turns": list}
 CANDIDATE_FIELDS = {"prompt_id": str, "system": str, "text": str, "finished": bool}
+REPLY_FIELDS = {"prompt_id": str, "system": str, "reply": str}
 
 
 def records(path: Path, fields: dict[str, type]) -> Iterator[dict]:
@@ -87,6 +91,49 @@ def records(path: Path, fields: dict[str, type]) -> Iterator[dict]:
         yield r
 
 
+def prompt_turns(d: Path) -> dict[str, list[str]]:
+    """A pool's or a round's prompts: id -> turns (ValueError for turns that are not a list of messages)."""
+    turns = {}
+    for p in records(d / "prompts.jsonl", PROMPT_FIELDS):
+        if not p["turns"] or not all(isinstance(t, str) for t in p["turns"]):
+            raise ValueError(f"{d / 'prompts.jsonl'}: prompt {p['id']!r}: 'turns' must be a list of messages")
+        turns[p["id"]] = p["turns"]
+    return turns
+
+
+def load_rounds(dirs: list[Path]) -> list[Pool]:
+    """The judged replies of judged rounds (`bench/chat_judging.py`: prompts.jsonl, replies.jsonl, key.json
+    mapping a prompt's sheet labels to systems, judgments.tsv holding every judge's lines) as training-only
+    pools, one per prompt of a round: each distinct reply once, its labels the mean of every judgment of it
+    (every judge, every system that wrote it). Why: they are the replies rankers picked and judges then
+    rejected or kept, on far more prompts than the candidate pools have."""
+    pools = []
+    for d in map(Path, dirs):
+        turns = prompt_turns(d)
+        replies = {(r["prompt_id"], r["system"]): r["reply"] for r in records(d / "replies.jsonl", REPLY_FIELDS)}
+        where, sheet = d / "key.json", d / "judgments.tsv"
+        key = jsonl.parse(jsonl.read_text(where), str(where))
+        if not isinstance(key, dict) or not all(isinstance(v, dict) and all(isinstance(s, str) for s in v.values())
+                                                for v in key.values()):
+            raise ValueError(f"{where}: expected an object of prompt ids to objects of sheet labels to systems")
+        votes: dict[str, dict[str, list[tuple[int, int]]]] = {}
+        for n, line in enumerate(jsonl.read_text(sheet).splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            system = key.get(fields[0], {}).get(fields[1]) if len(fields) == 4 else None
+            if (fields[0], system) not in replies or fields[0] not in turns or not set(fields[2:]) <= {"0", "1"}:
+                raise ValueError(f"{sheet}:{n}: expected a prompt id and label of key.json with a reply, "
+                                 "sensible 0/1, specific 0/1")
+            sens, spec = int(fields[2]), int(fields[3])
+            votes.setdefault(fields[0], {}).setdefault(replies[(fields[0], system)], []).append((sens, sens * spec))
+        for pid, by_text in sorted(votes.items()):
+            texts = list(by_text)
+            pools.append(Pool(pid, f"round {d.name}", turns[pid], texts, np.ones(len(texts), bool),
+                              np.array([np.mean(by_text[t], axis=0) for t in texts]), ranked=False))
+    return pools
+
+
 def load_pools(dirs: list[Path]) -> list[Pool]:
     """Every fully judged (prompt, system) pool of the directories (a prompt id names one prompt everywhere)."""
     grouped: dict[tuple[str, str], list[dict]] = {}
@@ -94,10 +141,7 @@ def load_pools(dirs: list[Path]) -> list[Pool]:
     labels: dict[tuple[str, str], tuple[int, int]] = {}
     for d in dirs:
         d = Path(d)
-        for p in records(d / "prompts.jsonl", PROMPT_FIELDS):
-            if not p["turns"] or not all(isinstance(t, str) for t in p["turns"]):
-                raise ValueError(f"{d / 'prompts.jsonl'}: prompt {p['id']!r}: 'turns' must be a list of messages")
-            turns[p["id"]] = p["turns"]
+        turns.update(prompt_turns(d))
         labels.update(judged(d))
         for r in records(d / "candidates.jsonl", CANDIDATE_FIELDS):
             grouped.setdefault((r["prompt_id"], r["system"]), []).append(r)
@@ -165,9 +209,11 @@ def fit_judge(features: np.ndarray, labels: np.ndarray, l2: float, lm_id: str = 
 
 
 def pick_ssa(pools: list[Pool], scores: list[np.ndarray]) -> dict[str, float]:
-    """Each system's mean SSA ((sensible + specific) / 2) of the best-scored candidate of its pools."""
+    """Each system's mean SSA ((sensible + specific) / 2) of the best-scored candidate of its ranked pools."""
     by_system: dict[str, list[float]] = {}
     for pool, s in zip(pools, scores):
+        if not pool.ranked:
+            continue
         j = int(np.argmax(np.where(pool.finished, s, s - 1e9)))
         by_system.setdefault(pool.system, []).append(float(pool.labels[j].sum() / 2))
     return {k: round(float(np.mean(v)), 4) for k, v in sorted(by_system.items())}
@@ -176,19 +222,23 @@ def pick_ssa(pools: list[Pool], scores: list[np.ndarray]) -> dict[str, float]:
 def cross_validated_predictions(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0
                                 ) -> list[np.ndarray]:
     """(N, 2) P(sensible), P(specific) of each pool's candidates by a judge fitted without that pool's prompt
-    (`FOLDS` folds over prompts)."""
-    prompts = sorted({p.prompt_id for p in pools})
+    (`FOLDS` folds over prompts; a prompt is its turns, so the same message under two ids is one prompt)."""
+    prompts = sorted({prompt_key(p) for p in pools})
     np.random.default_rng(seed).shuffle(prompts)
-    fold = {pid: k % FOLDS for k, pid in enumerate(prompts)}
+    fold = {key: k % FOLDS for k, key in enumerate(prompts)}
     out: list[np.ndarray] = [np.zeros((0, 2))] * len(pools)
     for k in range(FOLDS):
-        train = [i for i, p in enumerate(pools) if fold[p.prompt_id] != k]
+        train = [i for i, p in enumerate(pools) if fold[prompt_key(p)] != k]
         judge = fit_judge(np.concatenate([feats[i] for i in train]),
                           np.concatenate([pools[i].labels for i in train]), l2)
         for i, p in enumerate(pools):
-            if fold[p.prompt_id] == k:
+            if fold[prompt_key(p)] == k:
                 out[i] = judge.predict(feats[i])
     return out
+
+
+def prompt_key(pool: Pool) -> str:
+    return "\n".join(pool.turns)
 
 
 def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0) -> dict:
@@ -202,10 +252,11 @@ def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: 
     return out
 
 
-def judged_features(pool_dirs: list[Path], lm: Path | None = None, progress: bool = True
-                    ) -> tuple[Engine, tuple, list[Pool], list[np.ndarray]]:
-    """The LM's engine, the backward model, the judged pools and their candidates' features (ValueError without
-    the backward model, whose score is a feature, or with pools of fewer than `FOLDS` prompts)."""
+def judged_features(pool_dirs: list[Path], lm: Path | None = None, progress: bool = True,
+                    round_dirs: Sequence[Path] = ()) -> tuple[Engine, tuple, list[Pool], list[np.ndarray]]:
+    """The LM's engine, the backward model, the judged pools (then the rounds' training-only ones) and their
+    candidates' features (ValueError without the backward model, whose score is a feature, or with ranked pools
+    of fewer than `FOLDS` prompts)."""
     engine = Engine(lm)
     backward, why = load_backward_model(None)
     if backward is None:
@@ -213,23 +264,30 @@ def judged_features(pool_dirs: list[Path], lm: Path | None = None, progress: boo
     pools = load_pools(pool_dirs)
     if len({p.prompt_id for p in pools}) < FOLDS:
         raise ValueError(f"need judged pools of at least {FOLDS} prompts, found {len({p.prompt_id for p in pools})}")
+    pools += load_rounds(list(round_dirs))
     return engine, backward, pools, pool_features(engine, Ranker(engine.decoder, engine.vocab, *backward), pools,
                                                   progress)
 
 
 def train_reply_judge(pool_dirs: list[Path], out: Path, l2: float = 300.0, lm: Path | None = None,
-                      progress: bool = True) -> dict:
-    """Cross-validate, fit on every pool and save the judge; returns its metrics."""
+                      progress: bool = True, round_dirs: Sequence[Path] = ()) -> dict:
+    """Cross-validate, fit on every pool (and round) and save the judge; returns its metrics."""
     check_out(out, "reply_judge", [("--lm", lm)])
-    engine, backward, pools, feats = judged_features(pool_dirs, lm, progress)
-    labels = np.concatenate([p.labels for p in pools])
-    metrics = {"pools": len(pools), "prompts": len({p.prompt_id for p in pools}), "candidates": int(len(labels)),
+    engine, backward, pools, feats = judged_features(pool_dirs, lm, progress, round_dirs)
+    ranked = [p for p in pools if p.ranked]
+    labels = np.concatenate([p.labels for p in ranked])
+    metrics = {"pools": len(ranked), "prompts": len({p.prompt_id for p in ranked}), "candidates": int(len(labels)),
                "sensible_rate": round(float(labels[:, 0].mean()), 4),
                "specific_rate": round(float(labels[:, 1].mean()), 4), "l2": l2,
                "cross_validated_pick_ssa": cross_validate(pools, feats, l2)}
-    judge = fit_judge(np.concatenate(feats), labels, l2, engine.weights_id, weights_id(backward[0].params.named()),
-                      metrics)
-    judge.save(out, {"name": "judged candidate pools", "pools": [str(d) for d in pool_dirs]})
+    if round_dirs:
+        extra = [p for p in pools if not p.ranked]
+        metrics["rounds"] = {"dirs": len(round_dirs), "prompts": len({prompt_key(p) for p in extra}),
+                             "replies": sum(len(p.texts) for p in extra)}
+    judge = fit_judge(np.concatenate(feats), np.concatenate([p.labels for p in pools]), l2, engine.weights_id,
+                      weights_id(backward[0].params.named()), metrics)
+    judge.save(out, {"name": "judged candidate pools", "pools": [str(d) for d in pool_dirs],
+                     "rounds": [str(d) for d in round_dirs]})
     return metrics
 
 
@@ -239,10 +297,13 @@ def add_train_arguments(p) -> None:
                    help="judged pool directories (bench/chat_pool.py make + blind judgments)")
     p.add_argument("--out", type=Path, required=True,
                    help="the judge checkpoint (rnnchat/checkpoints/reply_judge.npz replaces the shipped one)")
+    p.add_argument("--rounds", type=Path, nargs="+", default=[],
+                   help="judged rounds (bench/chat_judging.py: prompts, replies, key.json, judgments.tsv) whose "
+                        "replies join the training data (each reply's labels: the mean of its judgments)")
     p.add_argument("--l2", type=float, default=300.0, help="L2 penalty of the two logistic regressions")
     p.add_argument("--lm", type=Path, default=None, help="the LM whose features it reads (default: the shipped one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def train_from_namespace(args) -> dict:
-    return train_reply_judge(args.pools, args.out, args.l2, args.lm, progress=not args.quiet)
+    return train_reply_judge(args.pools, args.out, args.l2, args.lm, progress=not args.quiet, round_dirs=args.rounds)

@@ -76,6 +76,51 @@ def test_a_malformed_pool_file_is_a_clear_error_naming_its_line(tmp_path, file, 
         jt.load_pools([root])
 
 
+def write_round(root, judgments):
+    """A judged round as bench/chat_judging.py writes it: two prompts, two systems, a key and judges' lines."""
+    root.mkdir()
+    prompts = [{"id": "p1", "turns": ["do you like cats"]}, {"id": "r2", "turns": ["what did you eat"]}]
+    (root / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    replies = [("p1", "a", "i love the dog"), ("p1", "b", "i love the dog"), ("r2", "a", "hello there"),
+               ("r2", "b", "the cat")]
+    (root / "replies.jsonl").write_text("".join(json.dumps({"prompt_id": p, "system": s, "reply": r}) + "\n"
+                                                for p, s, r in replies))
+    (root / "key.json").write_text(json.dumps({"p1": {"A": "a", "B": "b"}, "r2": {"A": "b", "B": "a"}}))
+    (root / "judgments.tsv").write_text(judgments)
+    return root
+
+
+def test_a_round_s_replies_are_training_only_pools_labelled_by_the_mean_of_their_judgments(tmp_path):
+    judges = "p1\tA\t1\t1\np1\tB\t1\t0\nr2\tA\t0\t1\nr2\tB\t1\t0\n" + "p1\tA\t0\t0\np1\tB\t1\t1\n"
+    pools = jt.load_rounds([write_round(tmp_path / "round", judges)])
+    assert [(p.prompt_id, p.texts, p.ranked) for p in pools] == [("p1", ["i love the dog"], False),
+                                                                   ("r2", ["the cat", "hello there"], False)]
+    assert pools[0].labels.tolist() == [[0.75, 0.5]]  # one text of two systems: four judgments
+    assert pools[1].labels.tolist() == [[0.0, 0.0], [1.0, 0.0]]  # specific counts only when sensible
+    assert pools[0].turns == ["do you like cats"] and jt.pick_ssa(pools, [np.zeros(1), np.zeros(2)]) == {}
+    for bad in ("p1\tC\t1\t1\n", "p9\tA\t1\t1\n", "p1\tA\t1\n", "r2\tA\tyes\t0\n"):
+        (tmp_path / "round" / "judgments.tsv").write_text("p1\tA\t1\t1\n" + bad)
+        with pytest.raises(ValueError, match="judgments.tsv:2"):
+            jt.load_rounds([tmp_path / "round"])
+    (tmp_path / "round" / "key.json").write_text('{"p1": ["a"]}')
+    with pytest.raises(ValueError, match="key.json: expected an object"):
+        jt.load_rounds([tmp_path / "round"])
+
+
+def test_a_round_s_reply_never_trains_the_judge_that_picks_for_its_prompt():
+    """Folds are over prompts as their turns: a round's prompt "hi 0" under another id is the pool p0's prompt."""
+    rng = np.random.default_rng(5)
+    pools = [jt.Pool(f"p{i}", "base", [f"hi {i}"], ["a", "b", "c"], np.ones(3, bool),
+                     rng.integers(0, 2, size=(3, 2)).astype(float)) for i in range(10)]
+    feats = [rng.normal(size=(3, 5)) for _ in pools]
+    extra = jt.Pool("r0", "round r", ["hi 0"], ["d"], np.ones(1, bool), np.array([[1.0, 1.0]]), ranked=False)
+    before = jt.cross_validated_predictions(pools + [extra], feats + [rng.normal(size=(1, 5))], 1.0)
+    extra.labels = np.array([[0.0, 0.0]])
+    after = jt.cross_validated_predictions(pools + [extra], feats + [rng.normal(size=(1, 5)) * 0 + 1], 1.0)
+    np.testing.assert_array_equal(after[0], before[0])
+    assert any(not np.allclose(a, b) for a, b in zip(after[1:10], before[1:10]))  # other folds do read it
+
+
 def test_logistic_gradient_matches_finite_differences():
     rng = np.random.default_rng(3)
     X, y = rng.normal(size=(20, 4)), rng.uniform(size=20)
@@ -114,6 +159,12 @@ def test_a_trained_judge_ranks_with_its_lm_only(tmp_path, small_lm_path):
     assert metrics["prompts"] == 6 and metrics["candidates"] == 24
     cv = metrics["cross_validated_pick_ssa"]
     assert set(cv) >= {"default_ranker", "judge"} and all(set(v) == {"base"} for v in cv.values())
+    judges = "p1\tA\t1\t1\np1\tB\t1\t0\nr2\tA\t0\t1\nr2\tB\t1\t0\n"
+    with_round = jt.train_reply_judge([tmp_path / "pool"], tmp_path / "judge2.npz", l2=1.0, lm=small_lm_path,
+                                      progress=False, round_dirs=[write_round(tmp_path / "round", judges)])
+    assert with_round["prompts"] == 6 and with_round["candidates"] == 24  # the ranked pools' counts
+    assert with_round["rounds"] == {"dirs": 1, "prompts": 2, "replies": 3}
+    assert set(with_round["cross_validated_pick_ssa"]["judge"]) == {"base"}
     engine = Engine(small_lm_path)
     from rnnchat.engine.engine import load_backward_model, weights_id
     shipped_backward = weights_id(load_backward_model(None)[0][0].params.named())
@@ -136,7 +187,7 @@ def test_a_trained_judge_ranks_with_its_lm_only(tmp_path, small_lm_path):
 
 def test_a_pool_s_cross_validated_predictions_never_read_its_own_labels():
     rng = np.random.default_rng(4)
-    pools = [jt.Pool(f"p{i}", "base", ["hi"], ["a", "b", "c"], np.ones(3, bool),
+    pools = [jt.Pool(f"p{i}", "base", [f"hi {i}"], ["a", "b", "c"], np.ones(3, bool),
                      rng.integers(0, 2, size=(3, 2)).astype(float)) for i in range(10)]
     feats = [rng.normal(size=(3, 5)) for _ in pools]
     before = jt.cross_validated_predictions(pools, feats, 1.0)
