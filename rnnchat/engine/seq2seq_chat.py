@@ -151,13 +151,15 @@ class Seq2SeqChat:
             state.transcript.append({"user": user_text, "reply": watch.text.strip("\n")})
 
     # -- many candidates (reply ranking) ---------------------------------------------------------------------
-    def candidates(self, state: ChatState, user_text: str, settings, n: int) -> tuple[list[Candidate], EncodedSource]:
-        """N replies to `user_text` sampled together (state unchanged; `commit` the chosen one)."""
+    def candidates(self, state: ChatState, user_text: str, settings, n: int, cancel: threading.Event | None = None
+                   ) -> tuple[list[Candidate], EncodedSource]:
+        """N replies to `user_text` sampled together (state unchanged; `commit` the chosen one); a set `cancel`
+        ends them after the step in progress."""
         vocab, dec = self.vocab, self.decoder
         banned, _, source, enc = self._turn(state, user_text, settings)
         eot = vocab.eot_id
         hyps = dec.sample(enc.rows(np.zeros(n, np.int64)), eot, eot, settings, banned, vocab=vocab,
-                          seeds=row_seeds(settings.seed, n))
+                          seeds=row_seeds(settings.seed, n), cancel=cancel)
         out = []
         for h in hyps:
             watch = StopWatch((), vocab)

@@ -193,11 +193,12 @@ class Seq2SeqDecoder:
         return hyps
 
     def sample(self, enc: EncodedSource, bos: int, eos: int, settings, banned: np.ndarray, *,
-               vocab: Vocab | None = None, seeds: Sequence[int | None] | None = None
-               ) -> list[Hypothesis]:
+               vocab: Vocab | None = None, seeds: Sequence[int | None] | None = None,
+               cancel: threading.Event | None = None) -> list[Hypothesis]:
         """Sampling with `SamplingSettings` (temperature, top-k, top-p, repetition penalty, skip, stop, max_tokens,
         seed) via `sample_rows`; one seeded `RowSampler` per row. Stop sequences are matched on each row's text
-        (`vocab`: needed only when settings.stop is set)."""
+        (`vocab`: needed only when settings.stop is set). A set `cancel` ends every row after the step in
+        progress (unfinished)."""
         N = enc.enc.shape[0]
         if seeds is None:
             seeds = [None if settings.seed is None else settings.seed + r for r in range(N)]
@@ -210,6 +211,8 @@ class Seq2SeqDecoder:
         live = np.flatnonzero(np.ones(N, bool))
         sub = enc
         for _ in range(settings.max_tokens):
+            if cancel is not None and cancel.is_set():
+                break
             logits, state, w = self.step(ids, state, sub)
             logp = _log_softmax(logits.copy())
             picked, probs = sample_rows(logits, [samplers[r] for r in live])

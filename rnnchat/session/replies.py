@@ -47,13 +47,15 @@ def make(mode: Mode, text: str, settings: SamplingSettings, n: int, conv: Conver
          chat_state: ChatState, ranker: Ranker, recent: list[str], cancel: threading.Event | None = None
          ) -> RankedReply:
     """Sample N candidates for `text` from the memory as it is (LM chat: the user's turn already fed) and rank
-    them; the memory is not changed (`play` commits the shown one). A set `cancel` stops LM chat's candidates
-    after the step in progress, and then none is kept (regenerate draws afresh)."""
+    them; the memory is not changed (`play` commits the shown one). A set `cancel` stops the candidates after
+    the step in progress, and then none is kept (regenerate draws afresh)."""
+    cancel = cancel or threading.Event()
     if mode is Mode.CHAT:
-        cands, enc = chat.candidates(chat_state, text, settings, n)
-        return RankedReply(mode, text, settings, n, conv, chat_state.copy(), enc, ranker.rank(cands, text, recent))
+        cands, enc = chat.candidates(chat_state, text, settings, n, cancel)
+        ranked = [] if cancel.is_set() else ranker.rank(cands, text, recent)
+        return RankedReply(mode, text, settings, n, conv, chat_state.copy(), enc, ranked)
     cands = lm_candidates(conv, settings, n, cancel)
-    ranked = [] if cancel is not None and cancel.is_set() else ranker.rank(cands, text, recent, conv)
+    ranked = [] if cancel.is_set() else ranker.rank(cands, text, recent, conv)
     return RankedReply(mode, text, settings, n, conv.fork(), chat_state, None, ranked)
 
 

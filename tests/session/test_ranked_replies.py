@@ -217,3 +217,27 @@ def test_a_stop_while_lm_candidates_are_drawn_ends_them_after_the_step_in_progre
     history = list(s.conv.history)
     fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped one is kept)
     assert fresh and s.conv.history == history + [t.id for t in fresh]
+
+
+def test_a_stop_while_seq2seq_candidates_are_drawn_ends_them_after_the_step_in_progress(make_session, monkeypatch):
+    """Seq2seq chat's candidates were all made and ranked before Esc took effect (~0.2 s at 64)."""
+    import threading
+    s = make_session(seq2seq=True, max_tokens=40)
+    s.set_mode(Mode.CHAT)
+    s.set_candidates(8)
+    stop, steps, dec = threading.Event(), [], s.seq2seq.decoder
+    real = dec.step
+
+    def step(*args, **kwargs):  # the stop comes during the third step of the candidates
+        steps.append(1)
+        if len(steps) == 3:
+            stop.set()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(dec, "step", step)
+    assert list(s.respond("i like the movie", cancel=stop)) == []
+    assert len(steps) == 3 and s.last_reply.ranked == []  # no more steps, nothing ranked
+    before = list(s.chat_state.transcript)
+    monkeypatch.setattr(dec, "step", real)
+    fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped one is kept)
+    shown = "".join(t.text for t in fresh).strip("\n")
+    assert fresh and s.chat_state.transcript == before + [{"user": "i like the movie", "reply": shown}]
