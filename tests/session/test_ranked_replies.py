@@ -198,20 +198,26 @@ def test_a_stop_while_candidates_are_made_leaves_the_best_for_regenerate(make_se
     assert [t.id for t in s.regenerate()] == [t.id for t in s.last_reply.ranked[2].tokens]
 
 
-def test_a_stop_while_lm_candidates_are_drawn_ends_them_after_the_step_in_progress(make_session, monkeypatch):
-    """Esc took effect only once all N candidates were made and ranked (~0.4 s at 64; adversarial finding)."""
+def stopped_on_the_third_step(monkeypatch, owner, name: str):
+    """(stop event, step calls): `owner.name`, a decoding step, sets the stop during its third call."""
     import threading
-    from rnnchat.engine import rows
-    s = make_session(max_tokens=40)
-    s.set_candidates(8)
-    stop, steps, real = threading.Event(), [], rows.step_guided
+    stop, steps, real = threading.Event(), [], getattr(owner, name)
 
-    def step(*args, **kwargs):  # the stop comes during the third step of the candidates
+    def step(*args, **kwargs):
         steps.append(1)
         if len(steps) == 3:
             stop.set()
         return real(*args, **kwargs)
-    monkeypatch.setattr(rows, "step_guided", step)
+    monkeypatch.setattr(owner, name, step)
+    return stop, steps
+
+
+def test_a_stop_while_lm_candidates_are_drawn_ends_them_after_the_step_in_progress(make_session, monkeypatch):
+    """Esc took effect only once all N candidates were made and ranked (~0.4 s at 64; adversarial finding)."""
+    from rnnchat.engine import rows
+    s = make_session(max_tokens=40)
+    s.set_candidates(8)
+    stop, steps = stopped_on_the_third_step(monkeypatch, rows, "step_guided")
     assert list(s.respond("i like the movie", cancel=stop)) == []
     assert len(steps) == 3 and s.last_reply.ranked == []  # no more steps, nothing ranked
     history = list(s.conv.history)
@@ -221,23 +227,13 @@ def test_a_stop_while_lm_candidates_are_drawn_ends_them_after_the_step_in_progre
 
 def test_a_stop_while_seq2seq_candidates_are_drawn_ends_them_after_the_step_in_progress(make_session, monkeypatch):
     """Seq2seq chat's candidates were all made and ranked before Esc took effect (~0.2 s at 64)."""
-    import threading
     s = make_session(seq2seq=True, max_tokens=40)
     s.set_mode(Mode.CHAT)
     s.set_candidates(8)
-    stop, steps, dec = threading.Event(), [], s.seq2seq.decoder
-    real = dec.step
-
-    def step(*args, **kwargs):  # the stop comes during the third step of the candidates
-        steps.append(1)
-        if len(steps) == 3:
-            stop.set()
-        return real(*args, **kwargs)
-    monkeypatch.setattr(dec, "step", step)
+    stop, steps = stopped_on_the_third_step(monkeypatch, s.seq2seq.decoder, "step")
     assert list(s.respond("i like the movie", cancel=stop)) == []
     assert len(steps) == 3 and s.last_reply.ranked == []  # no more steps, nothing ranked
     before = list(s.chat_state.transcript)
-    monkeypatch.setattr(dec, "step", real)
     fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped one is kept)
     shown = "".join(t.text for t in fresh).strip("\n")
     assert fresh and s.chat_state.transcript == before + [{"user": "i like the movie", "reply": shown}]
