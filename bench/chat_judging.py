@@ -88,6 +88,8 @@ def make_replies(args) -> None:
     by_judge = {}  # one ranker per judge checkpoint the systems name (None: --judge, or the shipped one)
     for judge in dict.fromkeys(j and Path(j) or args.judge for *_, j in systems.values()):
         by_judge[judge], notes = make_ranker(engine, args.backward, judge)
+        if judge is not None and by_judge[judge].judge is None:  # a system ranked without the judge it names
+            raise SystemExit(f"cannot use the judge {judge}: {'; '.join(notes)}")
         print("; ".join([*notes, f"judge {judge or 'shipped'}: weights {by_judge[judge].weights}"]), file=sys.stderr)
     rankers = {}
     for name, (_, _, w, _, j) in systems.items():

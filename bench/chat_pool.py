@@ -57,7 +57,9 @@ def candidates(args) -> list[dict]:
     prompts = read_jsonl(args.prompts)[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
-            for name, (mode, n, w, settings, _) in load_systems(args.systems).items():
+            for name, (mode, n, w, settings, judge) in load_systems(args.systems).items():
+                if judge is not None:  # the pools' order is the shipped ranking's; another judge would be lost
+                    raise SystemExit(f"system {name!r} names a judge: chat_pool.py ranks by the shipped one")
                 ranker = dataclasses.replace(shipped, weights=RankWeights(**w))
                 sampling = system_sampling(settings, p["turns"])
                 s = ChatSession(engine, settings=SamplingSettings(seed=seed_of(p["id"]), **sampling),

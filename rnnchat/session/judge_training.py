@@ -4,7 +4,8 @@ It lives with the sessions because it reads each candidate as a session's ranker
 prompt's turns, fed as a session feeds them, and the ranker's PMI and backward terms).
 
     rnnchat train reply-judge --pools bench/chat_judging/pool_dev bench/chat_judging/pool_train \\
-        --rounds bench/chat_judging/dev* bench/chat_judging/round* --out rnnchat/checkpoints/reply_judge.npz
+        --rounds bench/chat_judging/dev{,2,3,4} bench/chat_judging/round{1..13} \\
+        --out rnnchat/checkpoints/reply_judge.npz
 
 A pool directory (written by `bench/chat_pool.py make`) holds `prompts.jsonl` ({"id", "turns"}), every
 candidate of every system's ranked reply in `candidates.jsonl` ({"prompt_id", "system", "text", "finished"}),
@@ -104,9 +105,10 @@ def prompt_turns(d: Path) -> dict[str, list[str]]:
 def load_rounds(dirs: list[Path]) -> list[Pool]:
     """The judged replies of judged rounds (`bench/chat_judging.py`: prompts.jsonl, replies.jsonl, key.json
     mapping a prompt's sheet labels to systems, judgments.tsv holding every judge's lines) as training-only
-    pools, one per prompt of a round: each distinct reply once, its labels the mean of every judgment of it
-    (every judge, every system that wrote it). Why: they are the replies rankers picked and judges then
-    rejected or kept, on far more prompts than the candidate pools have."""
+    pools, one per prompt of a round: each distinct reply once per round, its labels the mean of every judgment
+    of it in that round (every judge, every system that wrote it; a reply two rounds showed counts twice).
+    Why: they are the replies rankers picked and judges then rejected or kept, on far more prompts than the
+    candidate pools have."""
     pools = []
     for d in map(Path, dirs):
         turns = prompt_turns(d)
@@ -118,7 +120,7 @@ def load_rounds(dirs: list[Path]) -> list[Pool]:
             raise ValueError(f"{where}: expected an object of prompt ids to objects of sheet labels to systems")
         votes: dict[str, dict[str, list[tuple[int, int]]]] = {}
         for n, line in enumerate(jsonl.read_text(sheet).splitlines(), 1):
-            if not line.strip():
+            if not line.strip() or line.startswith("#"):  # (comments, as `chat_judging.py score` skips them)
                 continue
             fields = line.split("\t")
             system = key.get(fields[0], {}).get(fields[1]) if len(fields) == 4 else None
@@ -221,18 +223,20 @@ def pick_ssa(pools: list[Pool], scores: list[np.ndarray]) -> dict[str, float]:
 
 def cross_validated_predictions(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0
                                 ) -> list[np.ndarray]:
-    """(N, 2) P(sensible), P(specific) of each pool's candidates by a judge fitted without that pool's prompt
-    (`FOLDS` folds over prompts; a prompt is its turns, so the same message under two ids is one prompt)."""
-    prompts = sorted({prompt_key(p) for p in pools})
+    """(N, 2) P(sensible), P(specific) of each ranked pool's candidates by a judge fitted without that pool's
+    prompt ((0, 2) for training-only pools). `FOLDS` folds over the ranked pools' prompts, a prompt being its
+    turns (the same message under two ids is one prompt): the folds are the same with or without training-only
+    pools, which train every fold but their own prompt's."""
+    prompts = sorted({prompt_key(p) for p in pools if p.ranked})
     np.random.default_rng(seed).shuffle(prompts)
     fold = {key: k % FOLDS for k, key in enumerate(prompts)}
     out: list[np.ndarray] = [np.zeros((0, 2))] * len(pools)
     for k in range(FOLDS):
-        train = [i for i, p in enumerate(pools) if fold[prompt_key(p)] != k]
+        train = [i for i, p in enumerate(pools) if fold.get(prompt_key(p)) != k]
         judge = fit_judge(np.concatenate([feats[i] for i in train]),
                           np.concatenate([pools[i].labels for i in train]), l2)
         for i, p in enumerate(pools):
-            if fold[prompt_key(p)] == k:
+            if p.ranked and fold[prompt_key(p)] == k:
                 out[i] = judge.predict(feats[i])
     return out
 
@@ -244,8 +248,11 @@ def prompt_key(pool: Pool) -> str:
 def cross_validate(pools: list[Pool], feats: list[np.ndarray], l2: float, seed: int = 0) -> dict:
     """Pick SSA per system of the default ranker and of the judge (alone and added to the default terms),
     each prompt's pools picked by a judge fitted without that prompt."""
-    judge_scores = [p.sum(axis=1) for p in cross_validated_predictions(pools, feats, l2, seed)]
-    default = [f[:, 0] + f[:, 2] for f in feats]  # responder + pmi_mean: the ranker's default terms
+    predictions = cross_validated_predictions(pools, feats, l2, seed)
+    ranked = [i for i, p in enumerate(pools) if p.ranked]
+    pools = [pools[i] for i in ranked]
+    judge_scores = [predictions[i].sum(axis=1) for i in ranked]
+    default = [feats[i][:, 0] + feats[i][:, 2] for i in ranked]  # responder + pmi_mean: the default terms
     out = {"default_ranker": pick_ssa(pools, default), "judge": pick_ssa(pools, judge_scores)}
     for a in MIX_WEIGHTS:
         out[f"default + {a:g} judge"] = pick_ssa(pools, [d + a * j for d, j in zip(default, judge_scores)])
@@ -262,8 +269,8 @@ def judged_features(pool_dirs: list[Path], lm: Path | None = None, progress: boo
     if backward is None:
         raise ValueError(f"the reply judge reads the backward model's score: {why}")
     pools = load_pools(pool_dirs)
-    if len({p.prompt_id for p in pools}) < FOLDS:
-        raise ValueError(f"need judged pools of at least {FOLDS} prompts, found {len({p.prompt_id for p in pools})}")
+    if len({prompt_key(p) for p in pools}) < FOLDS:
+        raise ValueError(f"need judged pools of at least {FOLDS} prompts, found {len({prompt_key(p) for p in pools})}")
     pools += load_rounds(list(round_dirs))
     return engine, backward, pools, pool_features(engine, Ranker(engine.decoder, engine.vocab, *backward), pools,
                                                   progress)
@@ -276,7 +283,7 @@ def train_reply_judge(pool_dirs: list[Path], out: Path, l2: float = 300.0, lm: P
     engine, backward, pools, feats = judged_features(pool_dirs, lm, progress, round_dirs)
     ranked = [p for p in pools if p.ranked]
     labels = np.concatenate([p.labels for p in ranked])
-    metrics = {"pools": len(ranked), "prompts": len({p.prompt_id for p in ranked}), "candidates": int(len(labels)),
+    metrics = {"pools": len(ranked), "prompts": len({prompt_key(p) for p in ranked}), "candidates": int(len(labels)),
                "sensible_rate": round(float(labels[:, 0].mean()), 4),
                "specific_rate": round(float(labels[:, 1].mean()), 4), "l2": l2,
                "cross_validated_pick_ssa": cross_validate(pools, feats, l2)}

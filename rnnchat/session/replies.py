@@ -59,9 +59,10 @@ def make(mode: Mode, text: str, settings: SamplingSettings, n: int, conv: Conver
     return RankedReply(mode, text, settings, n, conv.fork(), chat_state, None, ranked)
 
 
-def redraw(reply: RankedReply, chat: Seq2SeqChat | None, ranker: Ranker, recent: list[str]) -> RankedReply:
+def redraw(reply: RankedReply, chat: Seq2SeqChat | None, ranker: Ranker, recent: list[str],
+           cancel: threading.Event | None = None) -> RankedReply:
     """The next candidate of `reply` (the best one if a stop came before it was played), or a fresh ranked
-    draw (another seed) once every candidate was shown."""
+    draw (another seed) once every candidate was shown; a set `cancel` stops that draw as `make`'s."""
     if reply.shown + reply.played < len(reply.ranked):
         reply.shown += reply.played
         reply.played = False  # (a stop before this one plays leaves it to the next regenerate)
@@ -70,7 +71,7 @@ def redraw(reply: RankedReply, chat: Seq2SeqChat | None, ranker: Ranker, recent:
     seed = reply.settings.seed
     settings = reply.settings if seed is None else reply.settings.with_(seed=seed + FRESH_SEED_STEP * draws)
     fresh = make(reply.mode, reply.text, settings, reply.n, reply.conv.fork(), chat, reply.chat_state.copy(),
-                 ranker, recent)
+                 ranker, recent, cancel)
     fresh.settings, fresh.draws = reply.settings, draws
     return fresh
 

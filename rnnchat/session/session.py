@@ -286,7 +286,7 @@ class ChatSession:
             raise SessionError("nothing to regenerate: the last message has no chat reply to replace")
         cancel = cancel or threading.Event()
         self.transcript.pop()
-        reply = self.last_reply = replies.redraw(reply, self.seq2seq, self.ranker, self._recent_replies())
+        reply = self.last_reply = replies.redraw(reply, self.seq2seq, self.ranker, self._recent_replies(), cancel)
         shown: list[Token] = []
         t0 = self.clock()
         try:

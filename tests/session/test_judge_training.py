@@ -17,7 +17,8 @@ WORDS = ["i love the dog", "what is that", "hello there", "i like the movie", "h
 def write_pool(root, n_prompts=6, judged_all=True):
     """A pool directory as bench/chat_pool.py writes it: 4 candidates per prompt, one judged sheet."""
     root.mkdir()
-    prompts = [{"id": f"p{i}", "turns": [f"do you like {w}"]} for i, w in enumerate(["dogs", "cats"] * (n_prompts // 2))]
+    animals = ["dogs", "cats", "birds", "fish", "owls", "cows"][:n_prompts]  # one prompt per message
+    prompts = [{"id": f"p{i}", "turns": [f"do you like {w}"]} for i, w in enumerate(animals)]
     (root / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
     rows, key, lines = [], {}, []
     for p in prompts:
@@ -91,7 +92,7 @@ def write_round(root, judgments):
 
 
 def test_a_round_s_replies_are_training_only_pools_labelled_by_the_mean_of_their_judgments(tmp_path):
-    judges = "p1\tA\t1\t1\np1\tB\t1\t0\nr2\tA\t0\t1\nr2\tB\t1\t0\n" + "p1\tA\t0\t0\np1\tB\t1\t1\n"
+    judges = "# judge a\np1\tA\t1\t1\np1\tB\t1\t0\nr2\tA\t0\t1\nr2\tB\t1\t0\n" + "p1\tA\t0\t0\np1\tB\t1\t1\n"
     pools = jt.load_rounds([write_round(tmp_path / "round", judges)])
     assert [(p.prompt_id, p.texts, p.ranked) for p in pools] == [("p1", ["i love the dog"], False),
                                                                    ("r2", ["the cat", "hello there"], False)]
@@ -164,6 +165,9 @@ def test_a_trained_judge_ranks_with_its_lm_only(tmp_path, small_lm_path):
                                       progress=False, round_dirs=[write_round(tmp_path / "round", judges)])
     assert with_round["prompts"] == 6 and with_round["candidates"] == 24  # the ranked pools' counts
     assert with_round["rounds"] == {"dirs": 1, "prompts": 2, "replies": 3}
+    from rnnchat.models.reply_judge import ReplyJudge
+    pools_only, both = ReplyJudge.load(out), ReplyJudge.load(tmp_path / "judge2.npz")
+    assert not np.allclose(pools_only.weights, both.weights)  # the rounds' replies are in the saved judge's fit
     assert set(with_round["cross_validated_pick_ssa"]["judge"]) == {"base"}
     engine = Engine(small_lm_path)
     from rnnchat.engine.engine import load_backward_model, weights_id

@@ -221,7 +221,9 @@ def test_a_stop_while_lm_candidates_are_drawn_ends_them_after_the_step_in_progre
     assert list(s.respond("i like the movie", cancel=stop)) == []
     assert len(steps) == 3 and s.last_reply.ranked == []  # no more steps, nothing ranked
     history = list(s.conv.history)
-    fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped one is kept)
+    stop, steps = stopped_on_the_third_step(monkeypatch, rows, "step_guided")
+    assert list(s.regenerate(cancel=stop)) == [] and len(steps) == 3  # a regenerate's fresh draw stops too
+    fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped ones is kept)
     assert fresh and s.conv.history == history + [t.id for t in fresh]
 
 
@@ -234,6 +236,8 @@ def test_a_stop_while_seq2seq_candidates_are_drawn_ends_them_after_the_step_in_p
     assert list(s.respond("i like the movie", cancel=stop)) == []
     assert len(steps) == 3 and s.last_reply.ranked == []  # no more steps, nothing ranked
     before = list(s.chat_state.transcript)
-    fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped one is kept)
+    stop, steps = stopped_on_the_third_step(monkeypatch, s.seq2seq.decoder, "step")
+    assert list(s.regenerate(cancel=stop)) == [] and len(steps) == 3  # a regenerate's fresh draw stops too
+    fresh = list(s.regenerate())  # a fresh draw (nothing of the stopped ones is kept)
     shown = "".join(t.text for t in fresh).strip("\n")
     assert fresh and s.chat_state.transcript == before + [{"user": "i like the movie", "reply": shown}]
