@@ -11,8 +11,8 @@ A pool directory (written by `bench/chat_pool.py make`) holds `prompts.jsonl` ({
 candidate of every system's ranked reply in `candidates.jsonl` ({"prompt_id", "system", "text", "finished"}),
 and blind sheets `part-*/` whose `key.json` maps "prompt_id:number" to a text and whose `judgments.tsv` holds
 `prompt_id <TAB> number <TAB> sensible <TAB> specific` lines (specific counts only when sensible). Judged rounds
-(`--rounds`, `bench/chat_judging.py`) add the replies systems showed and judges labelled: training data only, one
-reply among ~1,000 prompts' where the pools have 16 among 150 prompts'.
+(`--rounds`, `bench/chat_judging.py`) add the replies systems showed and judges labelled, as training data only:
+a few replies each of ~1,000 prompts, where the pools have 16 or 64 candidates each of 200 prompts.
 
 Before fitting on every pool, the judge is fitted K times on the pools of 4/5 of the prompts and asked to pick
 the reply of the other prompts' pools (folds over prompts, so a prompt is never seen by the judge that picks
@@ -242,6 +242,7 @@ def cross_validated_predictions(pools: list[Pool], feats: list[np.ndarray], l2: 
 
 
 def prompt_key(pool: Pool) -> str:
+    """What names a prompt across pools and rounds: its turns (ids differ between prompt files)."""
     return "\n".join(pool.turns)
 
 
