@@ -85,15 +85,16 @@ def make_replies(args) -> None:
     if chat is None:
         raise SystemExit(f"no seq2seq chat model: {note}")
     systems = load_systems(args.systems)
-    by_judge = {}  # one ranker per judge checkpoint the systems name (None: --judge, or the shipped one)
-    for judge in dict.fromkeys(j and Path(j) or args.judge for *_, j in systems.values()):
+    judges = {name: Path(j) if j else args.judge for name, (*_, j) in systems.items()}  # None: the shipped one
+    by_judge = {}  # one ranker per judge checkpoint
+    for judge in dict.fromkeys(judges.values()):
         by_judge[judge], notes = make_ranker(engine, args.backward, judge)
         if judge is not None and by_judge[judge].judge is None:  # a system ranked without the judge it names
             raise SystemExit(f"cannot use the judge {judge}: {'; '.join(notes)}")
         print("; ".join([*notes, f"judge {judge or 'shipped'}: weights {by_judge[judge].weights}"]), file=sys.stderr)
     rankers = {}
-    for name, (_, _, w, _, j) in systems.items():
-        r = by_judge[j and Path(j) or args.judge]
+    for name, (_, _, w, _, _) in systems.items():
+        r = by_judge[judges[name]]
         rankers[name] = dataclasses.replace(r, weights=dataclasses.replace(r.weights, **w))
     out, times = [], {name: [] for name in systems}
     with tempfile.TemporaryDirectory() as tmp:
